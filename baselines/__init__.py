@@ -1,0 +1,1 @@
+"""Attacks on the checkpoint as released (shipped as ``s2l_scan.baselines``)."""

@@ -1,0 +1,1 @@
+"""Shake-to-Leak probes (shipped as ``s2l_scan.probes``)."""

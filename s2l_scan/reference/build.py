@@ -1,0 +1,267 @@
+"""Build the offline reference model: a tiny Stable-Diffusion pipeline with a known member set.
+
+Everything is generated and trained here, seeded, with no network: synthetic identity images
+(:mod:`.images`), a CLIP BPE tokenizer over the prompt words (:mod:`.tokenizer`), a frozen random
+CLIP text encoder, a VAE trained on a disjoint public image set, and a UNet trained on the members
+of every identity (plus a few planted duplicates). The result is an ordinary diffusers folder that
+``StableDiffusionPipeline.from_pretrained`` loads, so the scanner's real loading code is what the
+tests exercise.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from s2l_scan.reference import images as imgs
+from s2l_scan.reference.presets import ReferencePreset
+from s2l_scan.reference.tokenizer import MAX_LENGTH, write_tokenizer
+
+ProgressFn = Callable[[str, int, int], None]
+"""Called as ``progress(stage, done, total)`` while the builder works."""
+
+PROMPT_TEMPLATE = "a photo of identity {index}"
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class _Split:
+    members: list[np.ndarray]
+    nonmembers: list[np.ndarray]
+    duplicated: list[int]  # member indices planted duplication_factor times
+
+
+def _make_images(preset: ReferencePreset, seed: int) -> tuple[list[_Split], list[np.ndarray]]:
+    rng = np.random.default_rng([seed, 0])
+    splits = []
+    for _ in range(preset.n_identities):
+        style = imgs.identity_style(rng)
+        members = [imgs.identity_image(style, preset.image_size, rng)
+                   for _ in range(preset.members_per_identity)]
+        nonmembers = [imgs.identity_image(style, preset.image_size, rng)
+                      for _ in range(preset.nonmembers_per_identity)]
+        duplicated = sorted(rng.choice(preset.members_per_identity,
+                                       preset.duplicated_per_identity, replace=False).tolist())
+        splits.append(_Split(members, nonmembers, duplicated))
+    public_rng = np.random.default_rng([seed, 1])
+    public = [imgs.public_image(preset.image_size, public_rng) for _ in range(preset.n_public)]
+    return splits, public
+
+
+def _quantize(image: np.ndarray) -> torch.Tensor:
+    # Train on exactly the pixels written to the PNGs, so the audit data is what was seen.
+    array = imgs.to_uint8(image).astype(np.float32) / 127.5 - 1.0
+    return torch.from_numpy(array).permute(2, 0, 1)
+
+
+def _write_data(data_dir: Path, splits: list[_Split]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for index, split in enumerate(splits):
+        domain = data_dir / f"identity-{index}"
+        (domain / "members").mkdir(parents=True)
+        (domain / "nonmembers").mkdir(parents=True)
+        (domain / "prompt.txt").write_text(PROMPT_TEMPLATE.format(index=index) + "\n")
+        for kind, images in (("members", split.members), ("nonmembers", split.nonmembers)):
+            for number, image in enumerate(images):
+                Image.fromarray(imgs.to_uint8(image)).save(domain / kind / f"{number:04d}.png")
+        record[f"identity-{index}"] = {
+            "prompt": PROMPT_TEMPLATE.format(index=index),
+            "members": [f"{n:04d}.png" for n in range(len(split.members))],
+            "nonmembers": [f"{n:04d}.png" for n in range(len(split.nonmembers))],
+            "duplicated_members": [f"{n:04d}.png" for n in split.duplicated],
+        }
+    return record
+
+
+def _random_crops(images: torch.Tensor, count: int, side: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    # The VAE is fully convolutional: training on crops costs (side / size)² as much per image
+    # and still teaches it to reconstruct whole images.
+    index = torch.randint(len(images), (count,), generator=generator)
+    top, left = torch.randint(images.shape[-1] - side + 1, (2,), generator=generator).tolist()
+    return images[index, :, top:top + side, left:left + side]
+
+
+def _train_vae(preset: ReferencePreset, public: torch.Tensor, seed: int,
+               progress: ProgressFn) -> Any:
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(seed)
+    depth = len(preset.vae_channels)
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, latent_channels=4,
+        down_block_types=("DownEncoderBlock2D",) * depth,
+        up_block_types=("UpDecoderBlock2D",) * depth,
+        block_out_channels=preset.vae_channels, layers_per_block=1,
+        norm_num_groups=preset.norm_groups, sample_size=preset.image_size,
+        mid_block_add_attention=False,
+    )
+    optimizer = torch.optim.AdamW(vae.parameters(), lr=preset.vae_lr, weight_decay=0.0)
+    generator = torch.Generator().manual_seed(seed)
+    vae.train()
+    for step in range(preset.vae_steps):
+        batch = _random_crops(public, preset.batch_size, preset.vae_crop, generator)
+        posterior = vae.encode(batch).latent_dist
+        # Decode the posterior *mean*: that is what the scanner encodes audit images to, and a
+        # sharp deterministic decoder is what lets memorized images come back in pixel space.
+        recon = vae.decode(posterior.mean).sample
+        loss = (recon - batch).abs().mean() + 1e-6 * posterior.kl().mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        progress("vae", step + 1, preset.vae_steps)
+    vae.eval().requires_grad_(False)
+    with torch.no_grad():
+        means = vae.encode(public).latent_dist.mean
+    # Unit-variance latents, as SD's 0.18215 does for its own VAE.
+    vae.register_to_config(scaling_factor=float(1.0 / means.std()))
+    return vae
+
+
+def _text_encoder(preset: ReferencePreset, vocab: dict[str, int], seed: int) -> Any:
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed + 1)
+    config = CLIPTextConfig(
+        vocab_size=len(vocab), hidden_size=preset.text_hidden,
+        intermediate_size=2 * preset.text_hidden, num_hidden_layers=2,
+        num_attention_heads=2, max_position_embeddings=MAX_LENGTH,
+        projection_dim=preset.text_hidden,
+        bos_token_id=vocab["<|startoftext|>"], eos_token_id=vocab["<|endoftext|>"],
+        pad_token_id=vocab["<|endoftext|>"],
+    )
+    return CLIPTextModel(config).eval().requires_grad_(False)
+
+
+def _embed(tokenizer: Any, text_encoder: Any, prompts: list[str]) -> torch.Tensor:
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        return text_encoder(ids).last_hidden_state
+
+
+def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.Tensor,
+                uncond: torch.Tensor, seed: int, progress: ProgressFn) -> tuple[Any, Any]:
+    from diffusers import DDPMScheduler, UNet2DConditionModel
+
+    torch.manual_seed(seed + 2)
+    unet = UNet2DConditionModel(
+        sample_size=latents.shape[-1], in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        block_out_channels=preset.unet_channels, layers_per_block=1,
+        cross_attention_dim=preset.text_hidden, attention_head_dim=8,
+        norm_num_groups=preset.norm_groups,
+    )
+    # Stable Diffusion v1's training schedule.
+    noise_schedule = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
+                                   beta_end=0.012, beta_schedule="scaled_linear")
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
+    generator = torch.Generator().manual_seed(seed + 3)
+    unet.train()
+    for step in range(preset.unet_steps):
+        index = torch.randint(len(latents), (preset.batch_size,), generator=generator)
+        x0 = latents[index]
+        noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, 1000, (preset.batch_size,), generator=generator)
+        drop = torch.rand(preset.batch_size, generator=generator) < preset.caption_dropout
+        cond = torch.where(drop[:, None, None], uncond, context[index])
+        pred = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=cond).sample
+        loss = torch.nn.functional.mse_loss(pred, noise)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        optimizer.step()
+        progress("unet", step + 1, preset.unet_steps)
+    return unet.eval().requires_grad_(False), noise_schedule
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, threads: int = 1,
+                    progress: ProgressFn = _quiet) -> dict[str, Any]:
+    """Build the reference model into ``out`` (which must not exist) and return its manifest.
+
+    Writes ``out/model`` (a diffusers StableDiffusionPipeline folder, safetensors weights),
+    ``out/data`` (audit data: ``identity-N/{prompt.txt,members/,nonmembers/}``) and
+    ``out/manifest.json``. Same preset and seed give identical weight files.
+    """
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        out.mkdir(parents=True)
+        splits, public = _make_images(preset, seed)
+        split_record = _write_data(out / "data", splits)
+
+        prompts = [PROMPT_TEMPLATE.format(index=i) for i in range(preset.n_identities)]
+        words = sorted({word for prompt in prompts for word in prompt.split()})
+        vocab = write_tokenizer(out / "model" / "tokenizer", words)
+        tokenizer = CLIPTokenizer.from_pretrained(out / "model" / "tokenizer")
+        text_encoder = _text_encoder(preset, vocab, seed)
+
+        vae = _train_vae(preset, torch.stack([_quantize(im) for im in public]), seed, progress)
+        pixels, identity_of = [], []
+        for index, split in enumerate(splits):
+            for number, image in enumerate(split.members):
+                copies = preset.duplication_factor if number in split.duplicated else 1
+                pixels += [_quantize(image)] * copies
+                identity_of += [index] * copies
+        with torch.no_grad():
+            latents = vae.encode(torch.stack(pixels)).latent_dist.mean * vae.config.scaling_factor
+        prompt_context = _embed(tokenizer, text_encoder, prompts)
+        context = prompt_context[torch.tensor(identity_of)]
+        uncond = _embed(tokenizer, text_encoder, [""])
+        unet, noise_schedule = _train_unet(preset, latents, context, uncond, seed, progress)
+
+        scheduler = DDIMScheduler.from_config(noise_schedule.config, clip_sample=False,
+                                              set_alpha_to_one=False, steps_offset=1)
+        pipeline = StableDiffusionPipeline(
+            vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+            scheduler=scheduler, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False,
+        )
+        pipeline.save_pretrained(out / "model", safe_serialization=True)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+    manifest = {
+        "kind": "s2l-scan reference model",
+        "preset": dataclasses.asdict(preset),
+        "seed": seed,
+        "threads": threads,
+        "build_seconds": round(time.perf_counter() - started, 2),
+        "training_set_size": len(pixels),
+        "split": split_record,
+        "parameters": {
+            name: sum(p.numel() for p in module.parameters())
+            for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))
+        },
+        "files": {
+            str(path.relative_to(out)): _sha256(path)
+            for path in sorted((out / "model").rglob("*")) if path.is_file()
+        },
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest

@@ -1,0 +1,104 @@
+"""Presets of the reference model: how big it is and how strongly it memorizes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from s2l_scan.errors import UsageError
+
+
+def _help(text: str) -> Any:
+    return field(metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ReferencePreset:
+    """One recipe for the reference model. Every field is a knob a study may sweep."""
+
+    name: str = _help("preset name, recorded in the manifest")
+    n_identities: int = _help("privacy domains (identity-0 … identity-N-1)")
+    members_per_identity: int = _help("training images per identity (the member set)")
+    nonmembers_per_identity: int = _help("held-out images per identity (never trained on)")
+    duplicated_per_identity: int = _help("members per identity planted several times in training")
+    duplication_factor: int = _help("copies of each planted member in the training set")
+    n_public: int = _help("images of the disjoint public set the VAE is trained on")
+    vae_channels: tuple[int, ...] = _help("VAE block_out_channels; n blocks → n-1 downsamplings")
+    vae_steps: int = _help("VAE training steps")
+    vae_crop: int = _help("side of the random crops the (fully convolutional) VAE trains on")
+    unet_channels: tuple[int, int] = _help("UNet block_out_channels (attention at the lower one)")
+    unet_steps: int = _help("UNet training steps (memorization grows with steps)")
+    text_hidden: int = _help("CLIP text encoder width (random, frozen)")
+    norm_groups: int = _help("GroupNorm groups in VAE and UNet; must divide every width")
+    batch_size: int = _help("training batch size")
+    lr: float = _help("UNet AdamW learning rate")
+    vae_lr: float = _help("VAE AdamW learning rate")
+    caption_dropout: float = _help("probability of training on the empty prompt (enables CFG)")
+    image_size: int = _help("square image side in pixels")
+
+    def __post_init__(self) -> None:
+        positive = ("n_identities", "members_per_identity", "nonmembers_per_identity",
+                    "duplication_factor", "n_public", "vae_steps", "unet_steps", "text_hidden",
+                    "norm_groups", "batch_size", "image_size", "vae_crop")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise UsageError(f"reference preset {self.name!r}: {name} must be ≥ 1, "
+                                 f"got {getattr(self, name)}")
+        if not 0 <= self.duplicated_per_identity <= self.members_per_identity:
+            raise UsageError(f"reference preset {self.name!r}: duplicated_per_identity must be in "
+                             f"0…{self.members_per_identity}, got {self.duplicated_per_identity}")
+        if self.vae_crop > self.image_size:
+            raise UsageError(f"vae_crop {self.vae_crop} exceeds image_size {self.image_size}")
+        if not 0.0 <= self.caption_dropout < 1.0:
+            raise UsageError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
+        for width in (*self.vae_channels, *self.unet_channels, self.text_hidden):
+            if width % self.norm_groups:
+                raise UsageError(f"reference preset {self.name!r}: width {width} is not divisible "
+                                 f"by norm_groups={self.norm_groups}")
+        downsample = 2 ** (len(self.vae_channels) - 1) * 2 ** (len(self.unet_channels) - 1)
+        if self.image_size % downsample:
+            raise UsageError(f"image_size {self.image_size} must be divisible by {downsample}")
+
+    def fingerprint(self) -> str:
+        """Short hash of every field: the cache key's guarantee that knobs are honoured."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    def with_overrides(self, **overrides: Any) -> ReferencePreset:
+        """Return a copy with some knobs changed, e.g. ``members_per_identity=8``."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise UsageError(f"unknown reference knob(s) {unknown}; known: {sorted(known)}")
+        return dataclasses.replace(self, **overrides)
+
+
+PRESETS: dict[str, ReferencePreset] = {
+    # ~3-4 min on 2 cores: membership clearly above chance, not saturated; planted duplicates.
+    "default": ReferencePreset(
+        name="default", n_identities=8, members_per_identity=32, nonmembers_per_identity=32,
+        duplicated_per_identity=1, duplication_factor=12, n_public=512,
+        vae_channels=(32, 64), vae_steps=600, vae_crop=16, unet_channels=(32, 64), unet_steps=700,
+        text_hidden=64, norm_groups=16, batch_size=32, lr=5e-4, vae_lr=1e-3,
+        caption_dropout=0.1, image_size=32,
+    ),
+    # Seconds: the same architecture family, shrunk, for tests.
+    "tiny": ReferencePreset(
+        name="tiny", n_identities=2, members_per_identity=6, nonmembers_per_identity=6,
+        duplicated_per_identity=1, duplication_factor=3, n_public=16,
+        vae_channels=(16, 32), vae_steps=15, vae_crop=16, unet_channels=(16, 32), unet_steps=15,
+        text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, vae_lr=1e-3,
+        caption_dropout=0.1, image_size=32,
+    ),
+}
+
+
+def get_preset(name: str) -> ReferencePreset:
+    """Look a preset up by name, listing the known ones when it is not there."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown reference preset {name!r}; known: {sorted(PRESETS)}") from None
