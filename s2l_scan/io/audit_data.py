@@ -172,6 +172,16 @@ def load_audit_data(root: Path, resolution: int, *, domains: Sequence[str] | Non
                      max_image_pixels=max_image_pixels)
 
 
+def list_domains(root: Path, domains: Sequence[str] | None = None) -> list[str]:
+    """The names of the (selected) domains under ``root``, without reading any image.
+
+    Cheap enough to call at test-collection time; raises as :func:`load_audit_data` does for a
+    missing root, no domain folder or a bad selection.
+    """
+    root = _check_root(Path(root))
+    return _select(root, _domain_folders(root, root.resolve()), domains)
+
+
 def load_image(path: Path, resolution: int, *,
                max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> Pixels:
     """Decode one PNG or JPEG file and apply the image policy; :class:`AuditDataError` if bad."""

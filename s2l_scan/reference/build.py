@@ -100,7 +100,7 @@ def _train_vae(preset: ReferencePreset, public: torch.Tensor, seed: int,
 
     torch.manual_seed(seed)
     depth = len(preset.vae_channels)
-    vae = AutoencoderKL(
+    vae: Any = AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4,
         down_block_types=("DownEncoderBlock2D",) * depth,
         up_block_types=("UpDecoderBlock2D",) * depth,
@@ -157,7 +157,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed + 2)
-    unet = UNet2DConditionModel(
+    unet: Any = UNet2DConditionModel(
         sample_size=latents.shape[-1], in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
@@ -166,7 +166,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         norm_num_groups=preset.norm_groups,
     )
     # Stable Diffusion v1's training schedule.
-    noise_schedule = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
+    noise_schedule: Any = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
                                    beta_end=0.012, beta_schedule="scaled_linear")
     optimizer = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
     generator = torch.Generator().manual_seed(seed + 3)
@@ -204,9 +204,11 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
     ``out/data`` (audit data: ``identity-N/{prompt.txt,members/,nonmembers/}``) and
     ``out/manifest.json``. Same preset and seed give identical weight files.
     """
+    import diffusers.utils.logging
     from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
+    diffusers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -237,7 +239,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
 
         scheduler = DDIMScheduler.from_config(noise_schedule.config, clip_sample=False,
                                               set_alpha_to_one=False, steps_offset=1)
-        pipeline = StableDiffusionPipeline(
+        pipeline: Any = StableDiffusionPipeline(
             vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
             scheduler=scheduler, safety_checker=None, feature_extractor=None,
             requires_safety_checker=False,

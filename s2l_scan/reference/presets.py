@@ -81,8 +81,8 @@ PRESETS: dict[str, ReferencePreset] = {
     "default": ReferencePreset(
         name="default", n_identities=8, members_per_identity=32, nonmembers_per_identity=32,
         duplicated_per_identity=1, duplication_factor=12, n_public=512,
-        vae_channels=(32, 64), vae_steps=600, vae_crop=16, unet_channels=(32, 64), unet_steps=700,
-        text_hidden=64, norm_groups=16, batch_size=32, lr=5e-4, vae_lr=1e-3,
+        vae_channels=(16, 32), vae_steps=800, vae_crop=16, unet_channels=(32, 64), unet_steps=700,
+        text_hidden=64, norm_groups=16, batch_size=32, lr=5e-4, vae_lr=2e-3,
         caption_dropout=0.1, image_size=32,
     ),
     # Seconds: the same architecture family, shrunk, for tests.

@@ -1,0 +1,31 @@
+"""Loss threshold attack (Matsumoto et al. 2023): members have lower denoising loss."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from s2l_scan.attack import ATTACKS, Attack
+from s2l_scan.functional.diffusion import EpsFn, loss_scores
+
+
+@ATTACKS.register("loss")
+@dataclass(frozen=True)
+class LossAttack(Attack):
+    """score = −‖ε − ε_θ(x_t, t, c)‖², averaged over ``n_noise`` seeded ε at each timestep."""
+
+    timesteps: tuple[int, ...] = (100, 200)
+    n_noise: int = 2
+    seed: int = 0
+    name = "loss"
+
+    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+                    alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        # One noise per (sample index, draw): identical whatever the batch size or order.
+        noises = []
+        for draw in range(self.n_noise):
+            per_sample = [torch.randn(x0.shape[1:], generator=torch.Generator().manual_seed(
+                (self.seed * 1_000_003 + int(i)) * 31 + draw)) for i in index]
+            noises.append(torch.stack(per_sample).to(x0))
+        return loss_scores(eps_fn, x0, cond, alphas, self.timesteps, noises)

@@ -1,0 +1,38 @@
+"""PIA and PIAN (Kong et al. ICLR 2024): proximal initialization from ε_θ(x₀, 0)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from s2l_scan.attack import ATTACKS, Attack
+from s2l_scan.functional.diffusion import EpsFn, pia_scores
+
+
+@ATTACKS.register("pia")
+@dataclass(frozen=True)
+class PIAAttack(Attack):
+    """score = −Σ|ε₀ − ε_θ(x_t, t, c)|^p with x_t built from ε₀ = ε_θ(x₀, 0, c)."""
+
+    t: int = 200
+    p: float = 4.0
+    name = "pia"
+
+    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+                    alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return pia_scores(eps_fn, x0, cond, alphas, self.t, self.p, normalize=False)
+
+
+@ATTACKS.register("pian")
+@dataclass(frozen=True)
+class PIANAttack(Attack):
+    """PIA with ε₀ standardised per sample."""
+
+    t: int = 200
+    p: float = 4.0
+    name = "pian"
+
+    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+                    alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return pia_scores(eps_fn, x0, cond, alphas, self.t, self.p, normalize=True)

@@ -1,0 +1,210 @@
+"""The ``s2l-scan`` command line. Thin: parses, calls the engine, maps errors to exit codes.
+
+Exit codes (DESIGN.md §7): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
+error. A crash never passes: an unexpected exception exits 2 with a one-line message.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from s2l_scan.errors import S2LError, UsageError
+
+EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
+        self.print_usage(sys.stderr)
+        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _knob(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.replace("-", "_"), value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``s2l-scan`` (also used to document the CLI)."""
+    parser = _Parser(prog="s2l-scan", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    reference = commands.add_parser("reference", help="the offline reference model")
+    actions = reference.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = actions.add_parser("build", help="build (or fetch from cache) a reference model")
+    build.add_argument("--out", type=Path, help="write here (must not exist); default: the cache")
+    build.add_argument("--preset", default="default", help="default | tiny")
+    build.add_argument("--seed", type=int, default=0, help="seed of data, init and training")
+    build.add_argument("--set", dest="knobs", type=_knob, action="append", default=[],
+                       metavar="KNOB=VALUE",
+                       help="override a preset knob, e.g. --set members_per_identity=8")
+    build.add_argument("--threads", type=_positive_int, default=1,
+                       help="torch CPU threads (1 is fastest on busy 2-core machines)")
+    build.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
+    scan.add_argument("model", help="diffusers folder, .safetensors file, or 'reference'")
+    scan.add_argument("--data", help="audit data folder (default for 'reference': its data)")
+    scan.add_argument("--model-config", help="local config folder for a single-file checkpoint")
+    scan.add_argument("--lora", help="LoRA adapter folder fused into the model before scanning")
+    scan.add_argument("--config", type=Path, help="s2l.toml or pyproject.toml with [tool.s2l]")
+    scan.add_argument("--report-json", type=Path, help="write the JSON report here")
+    scan.add_argument("--allow-pickle", action="store_true", default=None,
+                      help="opt in to pickled weights (read with torch.load(weights_only=True))")
+    for name, kind, text in _SCAN_OPTIONS:
+        scan.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    return parser
+
+
+_SCAN_OPTIONS: list[tuple[str, type, str]] = [
+    ("max_auc", float, "gate: fail when AUC exceeds this (default 0.6)"),
+    ("max_tpr", float, "gate: fail when calibrated TPR at 1%% FPR exceeds this (default 0.1)"),
+    ("ci_end", str, "which AUC meets max_auc: point (default), lower or upper CI end"),
+    ("attacks", str, "comma-separated attacks (default loss,secmi,pia)"),
+    ("domains", str, "comma-separated domains (default all)"),
+    ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
+    ("bootstrap", int, "bootstrap resamples (default 1000)"),
+    ("batch_size", int, "samples per UNet forward (default 32)"),
+    ("threads", int, "torch CPU threads (default 1)"),
+    ("device", str, "torch device (default cpu)"),
+]
+
+
+def _coerce_knobs(knobs: list[tuple[str, str]]) -> dict[str, object]:
+    from s2l_scan.reference.presets import PRESETS
+
+    types = {name: type(value) for name, value in vars(PRESETS["default"]).items()}
+    coerced: dict[str, object] = {}
+    for name, text in knobs:
+        if name not in types:
+            raise UsageError(f"--set {name}: unknown knob; known: {sorted(types)}")
+        try:
+            if types[name] is tuple:
+                coerced[name] = tuple(int(part) for part in text.split(","))
+            else:
+                coerced[name] = types[name](text)
+        except ValueError:
+            raise UsageError(f"--set {name}={text}: expected {types[name].__name__}") from None
+    return coerced
+
+
+def _reference_build(args: argparse.Namespace) -> int:
+    from s2l_scan.reference.presets import get_preset
+    from s2l_scan.report.console import make_console, render_manifest
+
+    preset = get_preset(args.preset).with_overrides(**_coerce_knobs(args.knobs))
+    console = make_console(stderr=args.json)
+    if args.out is not None and args.out.exists():
+        raise UsageError(f"--out {args.out}: already exists; s2l-scan never overwrites a folder. "
+                         "Choose a new path or remove it yourself.")
+    with _progress(console) as progress:
+        if args.out is None:
+            from s2l_scan.reference.cache import cached_reference
+
+            folder = cached_reference(preset, args.seed, threads=args.threads, progress=progress)
+        else:
+            from s2l_scan.reference.build import build_reference
+
+            build_reference(args.out, preset, args.seed, threads=args.threads, progress=progress)
+            folder = args.out
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if args.json:
+        print(json.dumps(manifest, indent=2, sort_keys=True))
+    else:
+        render_manifest(manifest, str(folder), console)
+    return EXIT_OK
+
+
+class _progress:
+    """A rich progress bar fed by the builder's ``progress(stage, done, total)`` callback."""
+
+    def __init__(self, console: object) -> None:
+        from rich.progress import Progress
+
+        self._bar = Progress(console=console, transient=True)  # type: ignore[arg-type]
+        self._tasks: dict[str, object] = {}
+
+    def __enter__(self) -> _progress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(stage, total=total)
+        self._bar.update(self._tasks[stage], completed=done)  # type: ignore[arg-type]
+
+
+def _scan(args: argparse.Namespace) -> int:
+    from s2l_scan.config import make_config, read_config_file
+    from s2l_scan.report.console import make_console, render_results
+    from s2l_scan.report.model import check_writable, write_json_atomic
+    from s2l_scan.session import ScanInputs, run_scan, validate_selection
+
+    overrides = {name: getattr(args, name) for name, _, _ in _SCAN_OPTIONS}
+    overrides["allow_pickle"] = args.allow_pickle
+    config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
+    validate_selection(config)
+    if args.report_json is not None:
+        check_writable(args.report_json)
+    inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
+                        lora=args.lora)
+    console = make_console()
+    with _progress(console) as progress:
+        report = run_scan(inputs, config, progress)
+    sys.stdout.write(render_results(report, color=not console.no_color))
+    if args.report_json is not None:
+        write_json_atomic(args.report_json, report.to_dict())
+        console.print(f"JSON report: {args.report_json}")
+    return EXIT_OK if report.passed else EXIT_GATE
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``s2l-scan`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "reference":
+            return _reference_build(args)
+        if args.command == "scan":
+            return _scan(args)
+    except S2LError as error:
+        print(f"s2l-scan: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("s2l-scan: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        print(f"s2l-scan: internal error ({type(error).__name__}: {error}). Nothing was "
+              "judged. Rerun with --debug for the traceback and please report it.",
+              file=sys.stderr)
+        return EXIT_ERROR
+    parser.error(f"unknown command {args.command!r}")
+    return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,136 @@
+"""Scan configuration: one frozen dataclass, read from ``[tool.s2l]`` / ``s2l.toml`` and options.
+
+Precedence: defaults < config file < command-line options. Unknown keys are usage errors that
+name the nearest valid key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.errors import UsageError
+
+CI_ENDS = ("point", "lower", "upper")
+
+
+def _help(text: str, default: Any) -> Any:
+    if isinstance(default, dict | list):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": text})
+    return field(default=default, metadata={"help": text})
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Everything a scan needs besides the model and data paths."""
+
+    attacks: tuple[str, ...] = _help("baseline attacks to run, by registered name",
+                                     ("loss", "secmi", "pia"))
+    attack_options: dict[str, dict[str, Any]] = _help(  # noqa: RUF009 - _help returns a field()
+        "per-attack settings, e.g. {secmi = {t_sec = 150}}", {})
+    domains: tuple[str, ...] | None = _help("domains to scan (default: all)", None)
+    max_auc: float = _help("gate: fail when AUC exceeds this", 0.6)
+    max_tpr: float = _help("gate: fail when TPR at 1% FPR (calibrated) exceeds this", 0.1)
+    ci_end: str = _help("which AUC is compared to max_auc: point, lower or upper CI end",
+                        "point")
+    confound_margin: float = _help("flag confounded when blind AUC ≥ AUC − margin", 0.02)
+    bootstrap: int = _help("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
+    seed: int = _help("seed of noises, splits and bootstrap", 0)
+    batch_size: int = _help("samples per UNet forward", 32)
+    threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
+    device: str = _help("torch device, e.g. cpu or cuda", "cpu")
+    allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
+    reference_preset: str = _help("preset used when the model is 'reference'", "default")
+
+    def __post_init__(self) -> None:
+        for name in ("max_auc", "max_tpr"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
+                raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
+        if self.ci_end not in CI_ENDS:
+            raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
+        if not (isinstance(self.confound_margin, int | float)
+                and math.isfinite(self.confound_margin) and 0 <= self.confound_margin <= 1):
+            raise UsageError(f"confound_margin must be in [0, 1], got {self.confound_margin!r}")
+        for name in ("bootstrap", "batch_size", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if not self.attacks:
+            raise UsageError("attacks is empty; select at least one attack")
+        unknown = set(self.attack_options) - set(self.attacks)
+        if unknown:
+            raise UsageError(f"attack_options for attacks not selected: {sorted(unknown)}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form, echoed in the report."""
+        return dataclasses.asdict(self)
+
+
+FIELDS = {f.name: f for f in dataclasses.fields(ScanConfig)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    if name in ("attacks", "domains") and value is not None:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise UsageError(f"{name} must be a list of names, got {value!r}")
+        return tuple(value)
+    if name == "attack_options" and not (
+            isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())):
+        raise UsageError(f"attack_options must map attack names to tables, got {value!r}")
+    return value
+
+
+def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> ScanConfig:
+    """Build a config from file values and non-None overrides; unknown keys are usage errors."""
+    merged: dict[str, Any] = {}
+    for source in (file_values or {}, {k: v for k, v in overrides.items() if v is not None}):
+        for key, value in source.items():
+            name = key.replace("-", "_")
+            if name not in FIELDS:
+                near = difflib.get_close_matches(name, FIELDS, n=1)
+                hint = f"; did you mean {near[0]!r}?" if near else ""
+                raise UsageError(f"unknown s2l config key {key!r}{hint} "
+                                 f"Valid keys: {', '.join(sorted(FIELDS))}")
+            merged[name] = _coerce(name, value)
+    try:
+        return ScanConfig(**merged)
+    except TypeError as error:  # a wrongly typed value that __post_init__ could not name
+        raise UsageError(f"invalid s2l config: {error}") from None
+
+
+def read_config_file(path: Path | None, search_from: Path | None = None) -> dict[str, Any]:
+    """``[tool.s2l]`` of a pyproject.toml, or the top level of an s2l.toml.
+
+    With no ``path``, looks for ``s2l.toml`` then ``pyproject.toml`` in ``search_from``.
+    """
+    if path is None:
+        if search_from is None:
+            return {}
+        for candidate in (search_from / "s2l.toml", search_from / "pyproject.toml"):
+            if candidate.is_file():
+                path = candidate
+                break
+        else:
+            return {}
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise UsageError(f"config file {path} is not valid TOML: {error}") from None
+    if path.name == "pyproject.toml":
+        section = data.get("tool", {}).get("s2l", {})
+    else:
+        section = data.get("tool", {}).get("s2l", data)
+    if not isinstance(section, dict):
+        raise UsageError(f"{path}: [tool.s2l] must be a table")
+    return section

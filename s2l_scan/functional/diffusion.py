@@ -1,0 +1,114 @@
+"""Pure diffusion maths for the attacks (DESIGN.md §3): DDIM steps and per-sample scores.
+
+Every function takes an ``eps_fn(x, t, cond) -> ε̂`` (the UNet, already bound to the model),
+a batch of clean latents ``x0`` (VAE posterior mean × scaling factor), the text conditioning
+``cond`` and ``alphas`` = the scheduler's ``alphas_cumprod``. Scores follow one sign
+convention: **higher = more likely member**.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def _bcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return values.reshape(-1, *([1] * (like.ndim - 1))).to(like)
+
+
+def _t(step: int, batch: int, device: torch.device) -> torch.Tensor:
+    return torch.full((batch,), step, dtype=torch.long, device=device)
+
+
+def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor,
+              alpha_to: torch.Tensor) -> torch.Tensor:
+    """Deterministic DDIM move from ᾱ_s to ᾱ_s′ (either direction: denoise or invert).
+
+    x̂₀ = (x − √(1−ᾱ_s) ε)/√ᾱ_s,  x_s′ = √ᾱ_s′ x̂₀ + √(1−ᾱ_s′) ε.
+    """
+    a_from, a_to = _bcast(alpha_from, x), _bcast(alpha_to, x)
+    x0_hat = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
+    return a_to.sqrt() * x0_hat + (1 - a_to).sqrt() * eps
+
+
+def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
+    """The forward process: x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε."""
+    a = _bcast(alpha, x0)
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def loss_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+                timesteps: Sequence[int], noises: Sequence[torch.Tensor]) -> torch.Tensor:
+    """Loss attack (Matsumoto et al.): −mean over (t, ε) of ‖ε − ε_θ(x_t, t, c)‖² per sample.
+
+    ``noises`` are fixed, seeded ε (each shaped like ``x0``), so member and non-member
+    samples are scored with the same draws and reruns are identical.
+    """
+    total = torch.zeros(len(x0), dtype=torch.float64)
+    for step in timesteps:
+        for noise in noises:
+            x_t = add_noise(x0, noise, alphas[step].expand(len(x0)))
+            error = (noise - eps_fn(x_t, _t(step, len(x0), x0.device), cond)) ** 2
+            total += error.flatten(1).sum(1).double().cpu()
+    return -total / (len(timesteps) * len(noises))
+
+
+def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+                targets: Sequence[int]) -> torch.Tensor:
+    """Deterministic DDIM inversion of ``x0`` (taken as x at t = 0) through ``targets``."""
+    x, current = x0, 0
+    for target in targets:
+        eps = eps_fn(x, _t(current, len(x), x.device), cond)
+        x = ddim_step(x, eps, alphas[current].expand(len(x)), alphas[target].expand(len(x)))
+        current = target
+    return x
+
+
+def secmi_targets(t_sec: int, k: int) -> list[int]:
+    """Inversion targets of the published SecMI code: ``range(0, t_sec, k)[1:]``.
+
+    The compared timestep is the last target, t_sec − k (t_sec = 100, k = 10 compares x₉₀
+    with its round trip through t = 100).
+    """
+    targets = list(range(0, t_sec, k))[1:]
+    if not targets:
+        raise ValueError(f"SecMI needs t_sec > k > 0 with at least one target; got {t_sec}, {k}")
+    return targets
+
+
+def secmi_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+                 t_sec: int, k: int) -> torch.Tensor:
+    """SecMI_stat (Duan et al. 2023): −‖x̂_t − x̃_t‖² with t = t_sec − k.
+
+    x̃_t is the DDIM inversion of x₀ to t; x̂_t is x̃_t inverted one more step to t + k and
+    denoised back to t.
+    """
+    targets = secmi_targets(t_sec, k)
+    t, t_next = targets[-1], targets[-1] + k
+    x_t = ddim_invert(eps_fn, x0, cond, alphas, targets)
+    n, device = len(x0), x0.device
+    x_next = ddim_step(x_t, eps_fn(x_t, _t(t, n, device), cond),
+                       alphas[t].expand(n), alphas[t_next].expand(n))
+    x_back = ddim_step(x_next, eps_fn(x_next, _t(t_next, n, device), cond),
+                       alphas[t_next].expand(n), alphas[t].expand(n))
+    return -((x_back - x_t) ** 2).flatten(1).sum(1).double().cpu()
+
+
+def pia_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+               t: int, p: float = 4.0, normalize: bool = False) -> torch.Tensor:
+    """PIA (Kong et al. 2024): −Σ|ε₀ − ε_θ(x_t, t, c)|^p with ε₀ = ε_θ(x₀, 0, c).
+
+    x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε₀. ``normalize=True`` is PIAN: ε₀ standardised per sample
+    (zero mean, unit variance) so it looks like the Gaussian noise the UNet expects.
+    """
+    n, device = len(x0), x0.device
+    eps0 = eps_fn(x0, _t(0, n, device), cond)
+    if normalize:
+        flat = eps0.flatten(1)
+        eps0 = ((flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True)).view_as(eps0)
+    x_t = add_noise(x0, eps0, alphas[t].expand(n))
+    error = (eps0 - eps_fn(x_t, _t(t, n, device), cond)).abs() ** p
+    return -error.flatten(1).sum(1).double().cpu()

@@ -1,0 +1,325 @@
+"""Load a checkpoint to scan: offline, safetensors-first, and never running the checkpoint's code.
+
+Three forms are accepted (DESIGN.md §2):
+
+* a diffusers pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
+  ``tokenizer/``, ``scheduler/``);
+* a single-file ``.safetensors`` checkpoint plus a local diffusers config folder;
+* either of those plus a LoRA adapter folder, fused into the weights before scanning.
+
+Checkpoints are untrusted input. Before diffusers sees a folder, :func:`inspect_pipeline_folder`
+checks that every component is a known library class (no custom or remote code) and that
+weights are safetensors; pickled weights (``.bin``, ``.ckpt``, ``.pt``, ...) are refused unless the
+caller opts in with ``allow_pickle=True``, and even then they are read only by loaders that use
+``torch.load(weights_only=True)``. After loading, every weight is checked to be finite.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
+REQUIRED_COMPONENTS = (*WEIGHT_COMPONENTS, "tokenizer", "scheduler")
+SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+_SCHEDULERS = (
+    "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler",
+    "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
+    "DPMSolverSinglestepScheduler", "UniPCMultistepScheduler", "HeunDiscreteScheduler",
+    "KDPM2DiscreteScheduler", "KDPM2AncestralDiscreteScheduler", "DEISMultistepScheduler",
+)
+ALLOWED_CLASSES: dict[str, set[tuple[str, str]]] = {
+    "unet": {("diffusers", "UNet2DConditionModel")},
+    "vae": {("diffusers", "AutoencoderKL")},
+    "text_encoder": {("transformers", "CLIPTextModel")},
+    "tokenizer": {("transformers", "CLIPTokenizer"), ("transformers", "CLIPTokenizerFast")},
+    "scheduler": {("diffusers", name) for name in _SCHEDULERS},
+}
+# Components a scan never needs; listed so they are skipped rather than refused.
+IGNORED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+PICKLE_OPT_IN = "--allow-pickle (pytest: --s2l-allow-pickle)"
+
+
+@dataclass(frozen=True)
+class FolderReport:
+    """What :func:`inspect_pipeline_folder` found: enough to load the folder safely."""
+
+    root: Path
+    pipeline_class: str
+    variant: str | None
+    safetensors: tuple[Path, ...]
+    pickles: tuple[Path, ...] = field(default=())
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ModelLoadError(f"{path}: missing. A diffusers pipeline folder needs it.") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{path}: not readable JSON ({error}).") from None
+    if not isinstance(data, dict):
+        raise ModelLoadError(f"{path}: expected a JSON object, got {type(data).__name__}.")
+    return data
+
+
+def _check_component_entry(root: Path, name: str, entry: Any) -> None:
+    if name in IGNORED_COMPONENTS:
+        return
+    if not (isinstance(entry, list) and len(entry) == 2):
+        raise ModelLoadError(f"{root / 'model_index.json'}: component {name!r} should be "
+                             f"[library, class], got {entry!r}.")
+    library, class_name = entry
+    allowed = ALLOWED_CLASSES.get(name)
+    if allowed is None:
+        raise UnsafeCheckpointError(
+            f"{root / 'model_index.json'}: unknown component {name!r} ({library}.{class_name}). "
+            f"s2l-scan loads only {sorted(ALLOWED_CLASSES)} from known libraries, so that no "
+            "code shipped with a checkpoint can run.")
+    if (library, class_name) not in allowed:
+        raise UnsafeCheckpointError(
+            f"{root / 'model_index.json'}: component {name!r} is {library}.{class_name}; "
+            f"expected one of {sorted(f'{a}.{b}' for a, b in allowed)}. Custom or remote "
+            "classes are refused because loading them would run code from the checkpoint.")
+
+
+def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
+    files = sorted(p for p in folder.iterdir() if p.is_file())
+    safetensors = [p for p in files if p.name.endswith(".safetensors")]
+    pickles = [p for p in files if p.suffix.lower() in PICKLE_SUFFIXES]
+    return safetensors, pickles
+
+
+def _check_safetensors(path: Path) -> None:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            for key in handle.keys():  # noqa: SIM118 - safe_open handles are not iterable
+                handle.get_slice(key).get_shape()
+    except Exception as error:  # safetensors raises its own untyped errors
+        raise ModelLoadError(f"{path}: not a valid safetensors file ({error}). The file may be "
+                             "truncated or corrupted; re-export or re-download it.") from None
+
+
+def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False) -> FolderReport:
+    """Check a diffusers folder before loading it; raise with a clear message if it is unsafe."""
+    root = Path(root)
+    if not root.is_dir():
+        raise ModelLoadError(f"{root}: not a folder. Expected a diffusers pipeline folder with "
+                             "model_index.json, or pass a .safetensors file with a config folder.")
+    index = _read_json(root / "model_index.json")
+    pipeline_class = index.get("_class_name")
+    if pipeline_class not in SUPPORTED_PIPELINES:
+        raise ModelLoadError(f"{root / 'model_index.json'}: pipeline class {pipeline_class!r} is "
+                             f"not supported; s2l-scan scans {list(SUPPORTED_PIPELINES)} "
+                             "(text-to-image with a UNet2DConditionModel).")
+    for name, entry in index.items():
+        # Non-component keys are flags such as requires_safety_checker; [None, None] is "absent".
+        if not name.startswith("_") and not isinstance(entry, bool | int | float) and \
+                entry not in (None, [None, None]):
+            _check_component_entry(root, name, entry)
+    missing = [name for name in REQUIRED_COMPONENTS
+               if not isinstance(index.get(name), list) or not (root / name).is_dir()]
+    if missing:
+        raise ModelLoadError(f"{root}: missing component(s) {missing}; a Stable Diffusion folder "
+                             f"needs {list(REQUIRED_COMPONENTS)}, each listed in model_index.json "
+                             "and present as a sub-folder.")
+    safe: list[Path] = []
+    pickled: list[Path] = []
+    variant: str | None = None
+    for name in WEIGHT_COMPONENTS:
+        config = _read_json(root / name / "config.json")
+        if "auto_map" in config:
+            raise UnsafeCheckpointError(f"{root / name / 'config.json'}: declares auto_map (remote "
+                                        "code); s2l-scan never runs code shipped with a model.")
+        safetensors, pickles = _weight_files(root / name)
+        if safetensors:
+            plain = [p for p in safetensors if p.name.count(".") == 1]
+            if not plain:
+                variant = safetensors[0].name.split(".")[-2]
+            safe += safetensors
+        elif pickles and not allow_pickle:
+            raise UnsafeCheckpointError(
+                f"{pickles[0]}: pickled weights can run arbitrary code when loaded, so s2l-scan "
+                f"refuses them. Convert the checkpoint to safetensors, or pass {PICKLE_OPT_IN} "
+                "to load it with torch.load(weights_only=True).")
+        elif not pickles:
+            raise ModelLoadError(f"{root / name}: no weight file (expected *.safetensors).")
+        pickled += pickles
+    for path in safe:
+        _check_safetensors(path)
+    return FolderReport(root, str(pipeline_class), variant, tuple(safe), tuple(pickled))
+
+
+@dataclass
+class LoadedModel:
+    """A pipeline ready to attack, and what identifies it in a report."""
+
+    pipeline: Any  # diffusers.StableDiffusionPipeline
+    source: str
+    identity: dict[str, str]  # file name → sha256, for every weight file read
+    resolution: int
+
+    @property
+    def model_hash(self) -> str:
+        """One hash over all weight hashes: the cache key of everything derived from this model."""
+        blob = json.dumps(self.identity, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed (weights can be several GB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_finite(pipeline: Any, source: str) -> None:
+    import torch
+
+    for name in WEIGHT_COMPONENTS:
+        module = getattr(pipeline, name)
+        for param_name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise ModelLoadError(f"{source}: {name}.{param_name} holds NaN or Inf values; "
+                                     "a scan of a broken checkpoint would be meaningless.")
+
+
+def _offline() -> None:
+    # A scan never reaches for a hub: a missing file must be an error, not a download.
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    diffusers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.disable_progress_bar()
+
+
+def _wrap_load_error(source: str, error: Exception) -> ModelLoadError:
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return ModelLoadError(f"{source}: diffusers could not load this checkpoint "
+                          f"({type(error).__name__}: {first[:400]}).")
+
+
+def _finish(pipeline: Any, source: str, identity: dict[str, str], device: str) -> LoadedModel:
+    _check_finite(pipeline, source)
+    pipeline.set_progress_bar_config(disable=True)
+    pipeline = pipeline.to(device)
+    for name in WEIGHT_COMPONENTS:
+        getattr(pipeline, name).eval().requires_grad_(False)
+    scale = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
+    return LoadedModel(pipeline, source, identity, int(pipeline.unet.config.sample_size) * scale)
+
+
+def load_pipeline(
+    model: Path,
+    *,
+    config: Path | None = None,
+    lora: Path | None = None,
+    allow_pickle: bool = False,
+    device: str = "cpu",
+    dtype: Any = None,
+) -> LoadedModel:
+    """Load a checkpoint to scan.
+
+    ``model`` is a diffusers folder, or a single ``.safetensors`` file when ``config`` names a
+    local diffusers config folder for it. ``lora`` is an adapter folder fused into the weights.
+    Raises :class:`ModelLoadError` / :class:`UnsafeCheckpointError` with a message naming the
+    culprit file; never downloads anything.
+    """
+    import torch
+
+    _offline()
+    model = Path(model)
+    dtype = torch.float32 if dtype is None else dtype
+    if model.is_file() or config is not None:
+        pipeline, identity = _load_single_file(model, config, allow_pickle, dtype)
+    else:
+        pipeline, identity = _load_folder(model, allow_pickle, dtype)
+    source = str(model)
+    if lora is not None:
+        identity.update(_fuse_lora(pipeline, Path(lora)))
+        source += f" + LoRA {lora}"
+    return _finish(pipeline, source, identity, device)
+
+
+def _load_folder(root: Path, allow_pickle: bool, dtype: Any) -> tuple[Any, dict[str, str]]:
+    from diffusers import StableDiffusionPipeline
+
+    report = inspect_pipeline_folder(root, allow_pickle=allow_pickle)
+    safe_dirs = {p.parent for p in report.safetensors}
+    pickles = tuple(p for p in report.pickles if p.parent not in safe_dirs)
+    # None lets diffusers fall back to pickles (read with weights_only=True) where a component
+    # has no safetensors; inspect_pipeline_folder has already refused that without the opt-in.
+    use_safetensors = None if pickles else True
+    try:
+        pipeline = StableDiffusionPipeline.from_pretrained(
+            root, local_files_only=True, use_safetensors=use_safetensors,
+            variant=report.variant, safety_checker=None, feature_extractor=None,
+            requires_safety_checker=False, torch_dtype=dtype,
+        )
+    except Exception as error:  # diffusers/transformers raise many unrelated types
+        raise _wrap_load_error(str(root), error) from None
+    files = report.safetensors + pickles
+    identity = {str(p.relative_to(root)): sha256_file(p) for p in files}
+    return pipeline, identity
+
+
+def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
+                      dtype: Any) -> tuple[Any, dict[str, str]]:
+    from diffusers import StableDiffusionPipeline
+
+    if config is None:
+        raise ModelLoadError(f"{path}: a single-file checkpoint needs a local diffusers config "
+                             "folder (--model-config DIR); s2l-scan never fetches one from a hub.")
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such checkpoint file.")
+    if path.suffix.lower() in PICKLE_SUFFIXES and not allow_pickle:
+        raise UnsafeCheckpointError(f"{path}: pickled checkpoints can run arbitrary code when "
+                                    f"loaded; convert it to safetensors or pass {PICKLE_OPT_IN}.")
+    if path.suffix.lower() == ".safetensors":
+        _check_safetensors(path)
+    inspect_pipeline_folder(Path(config), allow_pickle=True)  # classes only: weights come from path
+    try:
+        pipeline = StableDiffusionPipeline.from_single_file(
+            str(path), config=str(config), local_files_only=True, safety_checker=None,
+            feature_extractor=None, requires_safety_checker=False, torch_dtype=dtype,
+        )
+    except Exception as error:  # diffusers' single-file loader raises many unrelated types
+        raise _wrap_load_error(str(path), error) from None
+    return pipeline, {path.name: sha256_file(path)}
+
+
+def _fuse_lora(pipeline: Any, adapter: Path) -> dict[str, str]:
+    if not adapter.is_dir():
+        raise ModelLoadError(f"{adapter}: not a folder; expected a LoRA adapter folder "
+                             "(pytorch_lora_weights.safetensors).")
+    weights = sorted(adapter.glob("*.safetensors"))
+    if not weights:
+        pickles = [p for p in adapter.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+        culprit = f" (found pickled {pickles[0].name}; convert it)" if pickles else ""
+        raise ModelLoadError(f"{adapter}: no *.safetensors LoRA weights{culprit}.")
+    if len(weights) > 1:
+        raise ModelLoadError(f"{adapter}: several .safetensors files {[p.name for p in weights]}; "
+                             "keep exactly one adapter per folder.")
+    _check_safetensors(weights[0])
+    try:
+        pipeline.load_lora_weights(str(adapter), weight_name=weights[0].name, adapter_name="scan")
+        pipeline.fuse_lora(adapter_names=["scan"])
+        pipeline.unload_lora_weights()
+    except Exception as error:  # diffusers/peft raise many unrelated types
+        raise _wrap_load_error(str(adapter), error) from None
+    return {f"lora/{weights[0].name}": sha256_file(weights[0])}

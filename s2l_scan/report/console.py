@@ -1,0 +1,74 @@
+"""Rich console rendering. The only module that imports rich; honours NO_COLOR and non-TTYs."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A console that drops colour under NO_COLOR and when the stream is not a terminal."""
+    stream = sys.stderr if stderr else sys.stdout
+    plain = "NO_COLOR" in os.environ or not stream.isatty()
+    return Console(file=stream, no_color=plain, highlight=not plain, soft_wrap=False)
+
+
+def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> None:
+    """Summarise a reference-model manifest: what was built, how big, and its member split."""
+    preset = manifest["preset"]
+    console.print(f"[bold]s2l-scan reference model[/bold] at {folder}")
+    console.print(f"preset [cyan]{preset['name']}[/cyan], seed {manifest['seed']}, built in "
+                  f"{manifest['build_seconds']:.1f} s on {manifest['threads']} thread(s); "
+                  f"training set {manifest['training_set_size']} images")
+    params = Table(title="parameters", show_edge=False)
+    params.add_column("component")
+    params.add_column("parameters", justify="right")
+    for name, count in manifest["parameters"].items():
+        params.add_row(name, f"{count:,}")
+    console.print(params)
+    split = Table(title="audit data (member split)", show_edge=False)
+    for column in ("domain", "prompt", "members", "non-members", "planted duplicates"):
+        split.add_column(column)
+    for domain, record in manifest["split"].items():
+        planted = ", ".join(record["duplicated_members"]) or "-"
+        split.add_row(escape(domain), escape(record["prompt"]), str(len(record["members"])),
+                      str(len(record["nonmembers"])),
+                      f"{planted} (×{preset['duplication_factor']})")
+    console.print(split)
+    console.print(f"model: {folder}/model   data: {folder}/data   manifest: {folder}/manifest.json")
+
+
+def render_results(report: Any, color: bool = False, width: int = 120) -> str:
+    """The summary table that ends a scan, as text (for pytest's terminal reporter)."""
+    from io import StringIO
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
+                      highlight=False)
+    table = Table(title=escape(f"s2l-scan: {report.model['source']}"), show_edge=False)
+    for column in ("check", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "ASR", "blind AUC", "n",
+                   "verdict"):
+        table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
+    for row in report.results:
+        verdict = "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]"
+        if row.confounded:
+            verdict += " [yellow](confounded)[/yellow]"
+        low, high = row.auc_ci
+        table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.3f}, {high:.3f}]",
+                      f"{row.tpr_at_1pct_fpr:.3f}", f"{row.tpr_at_01pct_fpr:.3f}",
+                      f"{row.asr:.3f}", f"{row.blind_auc:.3f}",
+                      f"{row.n_members}/{row.n_nonmembers}", verdict)
+    console.print(table)
+    config = report.config
+    console.print(f"gate: max_auc {config['max_auc']} (compared: {config['ci_end']}), "
+                  f"max_tpr {config['max_tpr']} at 1% FPR; thresholds calibrated on half of "
+                  "each set, measured on the other half")
+    status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
+    failed = sum(not row.passed for row in report.results)
+    console.print(f"verdict: {status} ({failed} of {len(report.results)} checks failed)")
+    return buffer.getvalue()

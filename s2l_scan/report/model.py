@@ -1,0 +1,108 @@
+"""The scan's result as plain data. Renderers (console, JSON, ...) only read these objects."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.errors import ScanError, UsageError
+
+SCHEMA_VERSION = "1"
+
+
+@dataclass
+class ResultRow:
+    """One (attack, probe, domain) measurement with everything needed to recompute it."""
+
+    attack: str
+    probe: str | None
+    domain: str  # a domain name, or "pooled"
+    auc: float
+    auc_ci: tuple[float, float]
+    tpr_at_1pct_fpr: float  # threshold chosen on the calibration half, measured on the test half
+    tpr_at_01pct_fpr: float
+    asr: float  # balanced accuracy, calibrated the same way
+    blind_auc: float
+    confounded: bool
+    n_members: int
+    n_nonmembers: int
+    member_scores: list[float]
+    nonmember_scores: list[float]
+    settings: dict[str, Any] = field(default_factory=dict)
+    delta_auc: float | None = None
+    delta_auc_ci: tuple[float, float] | None = None
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def item_id(self) -> str:
+        """Readable id, e.g. ``baselines::secmi[identity-3]``."""
+        room = "baselines" if self.probe is None else "probes"
+        name = self.attack if self.probe is None else f"{self.probe}/{self.attack}"
+        return f"{room}::{name}[{self.domain}]"
+
+
+@dataclass
+class ScanReport:
+    """Everything one scan found, and the verdict."""
+
+    model: dict[str, Any]
+    data: dict[str, Any]
+    config: dict[str, Any]
+    results: list[ResultRow]
+    packages: dict[str, str]
+    timestamps: dict[str, str]
+    extraction: list[dict[str, Any]] = field(default_factory=list)
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def passed(self) -> bool:
+        """True when no result crossed a threshold."""
+        return all(row.passed for row in self.results)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; key order is stable so identical scans give identical files."""
+        body = asdict(self)
+        body["verdict"] = {
+            "passed": self.passed,
+            "failed_items": [row.item_id for row in self.results if not row.passed],
+        }
+        return body
+
+
+def check_writable(path: Path) -> None:
+    """Fail early (a usage error) when a report could not be written at ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"report path {path} is a folder; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"report path {path}: folder {parent} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise UsageError(f"report path {path}: folder {parent} is not writable")
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write JSON so that readers never see a partial file (temp file + rename)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"report path {path} is a folder; give a file name")
+    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise UsageError(f"cannot write report {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.replace(temp, path)
+    except OSError as error:  # e.g. a full disk: no partial report is left behind
+        Path(temp).unlink(missing_ok=True)
+        raise ScanError(f"cannot write report {path}: {error.strerror or error}") from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,278 @@
+"""One scan: load the model and audit data once, run the selected attacks, judge, report.
+
+Data flows one way: files → tensors (encoded once) → scores → metrics → :class:`ScanReport`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from s2l_scan import __version__
+from s2l_scan.attack import ATTACKS, Attack, Target
+from s2l_scan.config import ScanConfig
+from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.functional import metrics
+from s2l_scan.io.audit_data import AuditData, Domain, load_audit_data
+from s2l_scan.io.model import LoadedModel, load_pipeline
+from s2l_scan.report.model import ResultRow, ScanReport
+
+ProgressFn = Callable[[str, int, int], None]
+REFERENCE = "reference"
+_PACKAGES = ("torch", "diffusers", "transformers", "numpy", "safetensors")
+
+
+def _quiet(stage: str, done: int, total: int) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """Where the model and data come from; ``model == "reference"`` means the cached build."""
+
+    model: str
+    data: str | None = None
+    model_config: str | None = None
+    lora: str | None = None
+
+
+def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
+                   ) -> tuple[Path, Path]:
+    """Model folder and data folder; builds the reference model into the cache if needed."""
+    if inputs.model == REFERENCE:
+        from s2l_scan.reference.cache import cached_reference
+        from s2l_scan.reference.presets import get_preset
+
+        folder = cached_reference(get_preset(config.reference_preset), config.seed,
+                                  threads=config.threads, progress=progress)
+        data = Path(inputs.data) if inputs.data else folder / "data"
+        return folder / "model", data
+    if inputs.data is None:
+        raise UsageError(f"model {inputs.model} needs audit data: pass --data DIR "
+                         "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
+                         "nonmembers/}")
+    return Path(inputs.model), Path(inputs.data)
+
+
+@dataclass
+class _Encoded:
+    members: torch.Tensor
+    nonmembers: torch.Tensor
+    member_cond: torch.Tensor
+    nonmember_cond: torch.Tensor
+    member_pixels: np.ndarray
+    nonmember_pixels: np.ndarray
+
+
+def _encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
+    vae = model.pipeline.vae
+    device, dtype = vae.device, vae.dtype
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(pixels), batch):
+            chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
+            chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
+            mean = vae.encode(chunk).latent_dist.mean
+            out.append(mean.float() * float(vae.config.scaling_factor))
+    return torch.cat(out)
+
+
+def _encode_text(model: LoadedModel, captions: list[str]) -> torch.Tensor:
+    tokenizer, encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
+    unique = sorted(set(captions))
+    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(encoder.device)
+    with torch.inference_mode():
+        embedded = encoder(ids)[0].float()
+    position = {caption: i for i, caption in enumerate(unique)}
+    return embedded[torch.tensor([position[c] for c in captions])]
+
+
+def _encode_domain(model: LoadedModel, domain: Domain, batch: int) -> _Encoded:
+    members = np.stack([image.pixels for image in domain.members])
+    nonmembers = np.stack([image.pixels for image in domain.nonmembers])
+    return _Encoded(
+        members=_encode_images(model, members, batch),
+        nonmembers=_encode_images(model, nonmembers, batch),
+        member_cond=_encode_text(model, [image.caption for image in domain.members]),
+        nonmember_cond=_encode_text(model, [image.caption for image in domain.nonmembers]),
+        member_pixels=members, nonmember_pixels=nonmembers,
+    )
+
+
+def _make_attack(name: str, config: ScanConfig, num_train_timesteps: int) -> Attack:
+    cls = ATTACKS.get(name)
+    options = config.attack_options.get(name, {})
+    try:
+        attack = cls(**options)
+    except TypeError as error:
+        raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None
+    for key, value in attack.describe().items():
+        steps = value if isinstance(value, tuple | list) else [value]
+        if key in ("t", "t_sec", "timesteps", "compared_t") and any(
+                not isinstance(s, int) or not 0 <= s < num_train_timesteps for s in steps):
+            raise UsageError(f"attack {name!r}: {key}={value} outside the model's "
+                             f"{num_train_timesteps} training timesteps")
+    return attack
+
+
+def _row(attack: Attack, domain: str, members: np.ndarray, nonmembers: np.ndarray,
+         blind: float, config: ScanConfig) -> ResultRow:
+    auc = metrics.auc(members, nonmembers)
+    ci = metrics.bootstrap_ci(members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
+                              seed=config.seed)
+    calibrated = _calibrated(members, nonmembers, config.seed)
+    return ResultRow(
+        attack=attack.name, probe=None, domain=domain, auc=auc, auc_ci=ci,
+        tpr_at_1pct_fpr=calibrated["tpr@0.01"], tpr_at_01pct_fpr=calibrated["tpr@0.001"],
+        asr=calibrated["asr"], blind_auc=blind,
+        confounded=bool(blind >= auc - config.confound_margin),
+        n_members=len(members), n_nonmembers=len(nonmembers),
+        member_scores=[float(s) for s in members],
+        nonmember_scores=[float(s) for s in nonmembers],
+        settings=attack.describe(),
+    )
+
+
+def _calibrated(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> dict[str, float]:
+    """Thresholds chosen on a calibration half, numbers measured on the disjoint test half."""
+    m_cal, m_test = metrics.calibration_split(len(members), seed=seed)
+    n_cal, n_test = metrics.calibration_split(len(nonmembers), seed=seed + 1)
+    out = {}
+    for target in (0.01, 0.001):
+        threshold = metrics.threshold_at_fpr(members[m_cal], nonmembers[n_cal], target)
+        tpr, _ = metrics.tpr_fpr_at_threshold(members[m_test], nonmembers[n_test], threshold)
+        out[f"tpr@{target}"] = tpr
+    _, threshold = metrics.best_balanced_accuracy(members[m_cal], nonmembers[n_cal])
+    tpr, fpr = metrics.tpr_fpr_at_threshold(members[m_test], nonmembers[n_test], threshold)
+    out["asr"] = (tpr + 1 - fpr) / 2
+    return out
+
+
+def judge(row: ResultRow, config: ScanConfig) -> None:
+    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds."""
+    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[config.ci_end]
+    ci = f"95% CI [{row.auc_ci[0]:.3f}, {row.auc_ci[1]:.3f}]"
+    n = f"n = {row.n_members} members / {row.n_nonmembers} non-members"
+    row.reasons = []
+    if compared > config.max_auc:
+        which = "AUC" if config.ci_end == "point" else f"AUC CI {config.ci_end} end"
+        row.reasons.append(f"{which} {compared:.3f} > max_auc {config.max_auc} "
+                           f"(AUC {row.auc:.3f}, {ci}, {n}, blind AUC {row.blind_auc:.3f}"
+                           f"{', confounded' if row.confounded else ''})")
+    if row.tpr_at_1pct_fpr > config.max_tpr:
+        row.reasons.append(f"TPR at 1% FPR {row.tpr_at_1pct_fpr:.3f} > max_tpr {config.max_tpr} "
+                           f"(threshold calibrated on half the data, measured on the other; {n})")
+    row.passed = not row.reasons
+
+
+def _packages() -> dict[str, str]:
+    versions = {"s2l-scan": __version__}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def validate_selection(config: ScanConfig) -> None:
+    """Fail fast (a usage error) on attack names or options the registry does not know."""
+    import s2l_scan.baselines  # noqa: F401 - registers the built-in attacks
+
+    for name in config.attacks:
+        _make_attack(name, config, num_train_timesteps=10**9)
+
+
+def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
+             ) -> ScanReport:
+    """Run the configured baseline attacks on every domain and return the report."""
+    import s2l_scan.baselines  # noqa: F401 - registers the built-in attacks
+
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    clock = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads)
+    try:
+        model_dir, data_dir = resolve_inputs(inputs, config, progress)
+        model = load_pipeline(model_dir, config=_path(inputs.model_config),
+                              lora=_path(inputs.lora), allow_pickle=config.allow_pickle,
+                              device=config.device)
+        data = load_audit_data(data_dir, model.resolution, domains=config.domains)
+        scheduler_steps = int(model.pipeline.scheduler.config.num_train_timesteps)
+        attacks = [_make_attack(name, config, scheduler_steps) for name in config.attacks]
+        results = _run_attacks(model, data, attacks, config, progress)
+    finally:
+        torch.set_num_threads(previous_threads)
+    for row in results:
+        judge(row, config)
+    return ScanReport(
+        model={"source": str(model_dir) if inputs.model != REFERENCE else
+               f"reference ({config.reference_preset}, seed {config.seed})",
+               "path": str(model_dir), "model_hash": model.model_hash,
+               "files": dict(sorted(model.identity.items())), "resolution": model.resolution},
+        data={"root": str(data.root), "domains": {
+            d.name: {"prompt": d.prompt, "n_members": len(d.members),
+                     "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
+        config=config.to_dict(), results=results, packages=_packages(),
+        timestamps={"started": started, "finished": datetime.now(UTC).isoformat(
+            timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}"},
+    )
+
+
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _run_attacks(model: LoadedModel, data: AuditData, attacks: list[Attack], config: ScanConfig,
+                 progress: ProgressFn) -> list[ResultRow]:
+    alphas = model.pipeline.scheduler.alphas_cumprod.to(torch.float64)
+    target = Target(model.pipeline.unet, alphas.to(config.device), config.batch_size)
+    encoded = {d.name: _encode_domain(model, d, config.batch_size) for d in data.domains}
+    blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
+    pooled_blind = _blind_pooled(encoded, config.seed)
+    rows: list[ResultRow] = []
+    total = len(attacks) * len(encoded)
+    done = 0
+    for attack in attacks:
+        all_members, all_nonmembers = [], []
+        for name, enc in encoded.items():
+            members = attack.score(target, enc.members, enc.member_cond).numpy()
+            nonmembers = attack.score(target, enc.nonmembers, enc.nonmember_cond).numpy()
+            _check_finite(attack.name, name, members, nonmembers)
+            rows.append(_row(attack, name, members, nonmembers, blind[name], config))
+            all_members.append(members)
+            all_nonmembers.append(nonmembers)
+            done += 1
+            progress("attacks", done, total)
+        if len(encoded) > 1:
+            rows.append(_row(attack, "pooled", np.concatenate(all_members),
+                             np.concatenate(all_nonmembers), pooled_blind, config))
+    return rows
+
+
+def _check_finite(attack: str, domain: str, *scores: np.ndarray) -> None:
+    if not all(np.isfinite(s).all() for s in scores):
+        raise ScanError(f"attack {attack} on {domain}: the model produced non-finite scores "
+                        "(overflow in the UNet?); nothing can be judged from them.")
+
+
+def _blind(enc: _Encoded, seed: int) -> float:
+    from s2l_scan.baselines.blind import blind_auc
+
+    return blind_auc(enc.member_pixels, enc.nonmember_pixels, seed=seed)
+
+
+def _blind_pooled(encoded: dict[str, _Encoded], seed: int) -> float:
+    from s2l_scan.baselines.blind import blind_auc
+
+    members = np.concatenate([e.member_pixels for e in encoded.values()])
+    nonmembers = np.concatenate([e.nonmember_pixels for e in encoded.values()])
+    return blind_auc(members, nonmembers, seed=seed)

@@ -1,0 +1,37 @@
+"""Packaging contracts: cheap plugin import, no generic top-level names, entry points."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+HEAVY = ("torch", "diffusers", "transformers", "rich", "numpy", "faiss", "open_clip")
+
+
+def _run(code: str, cwd: Path) -> str:
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True,
+                            text=True, check=True)
+    return result.stdout.strip()
+
+
+def test_plugin_import_is_cheap(tmp_path: Path) -> None:
+    code = ("import sys, s2l_scan.pytest_plugin; "
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))")
+    assert _run(code, tmp_path) == "[]"
+
+
+def test_baselines_and_probes_ship_inside_s2l_scan(tmp_path: Path) -> None:
+    # Run outside the repository so its root folders are not on sys.path.
+    code = ("import importlib.util as u, s2l_scan.baselines as b, s2l_scan.probes as p; "
+            "print(b.__file__ is not None, p.__file__ is not None, "
+            "u.find_spec('baselines') is None, u.find_spec('probes') is None)")
+    assert _run(code, tmp_path) == "True True True True"
+
+
+def test_entry_points_are_registered() -> None:
+    scripts = {ep.name: ep.value for ep in entry_points(group="console_scripts")}
+    plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
+    assert scripts["s2l-scan"] == "s2l_scan.cli:main"
+    assert plugins["s2l"] == "s2l_scan.pytest_plugin"

@@ -1,0 +1,104 @@
+"""The pytest plugin end to end, with pytester, on the tiny reference model."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from sklearn.metrics import roc_auc_score
+
+pytest_plugins = ["pytester"]
+
+
+def _args(ref: Path, *extra: str) -> list[str]:
+    return [f"--s2l-model={ref / 'model'}", f"--s2l-data={ref / 'data'}", "-p", "no:cacheprovider",
+            *extra]
+
+
+def test_inert_without_model(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_ok():\n    assert 1 + 1 == 2\n")
+    result = pytester.runpytest()
+    result.assert_outcomes(passed=1)
+    assert "== s2l-scan ==" not in result.stdout.str()
+
+
+def test_passing_gate_collects_one_item_per_attack_and_domain(
+        pytester: pytest.Pytester, tiny_reference: Path) -> None:
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
+                                       "-v"))
+    result.assert_outcomes(passed=9)
+    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] PASSED*",
+                                 "*baselines::pia[[]pooled[]] PASSED*",
+                                 "*verdict: PASSED*"])
+
+
+def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester,
+                                                       tiny_reference: Path) -> None:
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss",
+                                       "--s2l-max-auc=0", "--s2l-max-tpr=1"))
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(failed=3)
+    result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: AUC 0.* > max_auc 0.0 "
+                                 "(AUC 0.*, 95% CI [[]*, n = 6 members / 6 non-members*"])
+    assert "Traceback" not in result.stdout.str()
+
+
+def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_reference: Path
+                                          ) -> None:
+    out = pytester.path / "report.json"
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss,pia",
+                                       "--s2l-max-auc=1", "--s2l-max-tpr=1",
+                                       f"--s2l-report-json={out}"))
+    result.assert_outcomes(passed=6)
+    report = json.loads(out.read_text())
+    assert report["schema_version"] == "1"
+    assert report["verdict"]["passed"] is True
+    for row in report["results"]:
+        labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
+        scores = row["member_scores"] + row["nonmember_scores"]
+        assert row["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert row["probe"] is None
+        assert {"auc_ci", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "blind_auc"} <= set(row)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("--s2l-max-auc=2", "max_auc must be a number in [[]0, 1[]]*"),
+    ("--s2l-ci-end=middle", "ci_end must be one of*"),
+    ("--s2l-attacks=loss,psychic", "unknown attack 'psychic'*"),
+    ("--s2l-domains=identity-9", "unknown domain(s) 'identity-9'*"),
+])
+def test_usage_errors(pytester: pytest.Pytester, tiny_reference: Path, option: str,
+                      message: str) -> None:
+    result = pytester.runpytest(*_args(tiny_reference, option))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{message}"])
+
+
+def test_model_without_data_is_a_usage_error(pytester: pytest.Pytester,
+                                             tiny_reference: Path) -> None:
+    result = pytester.runpytest(f"--s2l-model={tiny_reference / 'model'}")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*needs --s2l-data*"])
+
+
+def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
+                                                 tiny_reference: Path, tiny_model_copy: Path
+                                                 ) -> None:
+    (tiny_model_copy / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    (tiny_model_copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not really")
+    result = pytester.runpytest(f"--s2l-model={tiny_model_copy}",
+                                f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss")
+    assert result.ret != pytest.ExitCode.OK
+    result.assert_outcomes(errors=3)
+    result.stdout.fnmatch_lines(["*pickled weights can run arbitrary code*"])
+
+
+def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
+    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nattacks = ['loss']\n")
+    result = pytester.runpytest(*_args(tiny_reference))
+    result.assert_outcomes(failed=3)
+    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_aucc = 0.5\n")
+    result = pytester.runpytest(*_args(tiny_reference))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unknown s2l config key 'max_aucc'; did you mean 'max_auc'?*"])
