@@ -50,17 +50,30 @@ class Attack(ABC):
                     alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Scores of one batch; ``index`` are the samples' positions in the full set."""
 
-    def score(self, target: Target, x0: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """Scores of every sample, in batches of ``target.batch_size``."""
+    def score_batch_variants(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+                             alphas: torch.Tensor, index: torch.Tensor
+                             ) -> dict[str, torch.Tensor]:
+        """The scores under key ``""``, plus diagnostic variants computed alongside.
+
+        SecMI, for one, adds its neighbouring timesteps so the report can say when the
+        attack is unstable across t.
+        """
+        return {"": self.score_batch(eps_fn, x0, cond, alphas, index)}
+
+    def score(self, target: Target, x0: torch.Tensor, cond: torch.Tensor
+              ) -> dict[str, torch.Tensor]:
+        """Scores of every sample (key ``""``) and variants, in batches of ``batch_size``."""
         eps_fn = target.eps_fn()
         alphas = target.alphas.float()
-        out = []
+        out: dict[str, list[torch.Tensor]] = {}
         with torch.inference_mode():
             for start in range(0, len(x0), target.batch_size):
                 stop = min(start + target.batch_size, len(x0))
-                out.append(self.score_batch(eps_fn, x0[start:stop], cond[start:stop], alphas,
-                                            torch.arange(start, stop)))
-        return torch.cat(out)
+                batch = self.score_batch_variants(eps_fn, x0[start:stop], cond[start:stop],
+                                                  alphas, torch.arange(start, stop))
+                for key, scores in batch.items():
+                    out.setdefault(key, []).append(scores)
+        return {key: torch.cat(parts) for key, parts in out.items()}
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", entry_point_group="s2l_scan.attacks")

@@ -39,6 +39,8 @@ class ScanConfig:
     ci_end: str = _help("which AUC is compared to max_auc: point, lower or upper CI end",
                         "point")
     confound_margin: float = _help("flag confounded when blind AUC ≥ AUC − margin", 0.02)
+    unstable_margin: float = _help("flag unstable when a neighbouring-t AUC differs by more",
+                                   0.1)
     bootstrap: int = _help("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
     seed: int = _help("seed of noises, splits and bootstrap", 0)
     batch_size: int = _help("samples per UNet forward", 32)
@@ -54,9 +56,10 @@ class ScanConfig:
                 raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
-        if not (isinstance(self.confound_margin, int | float)
-                and math.isfinite(self.confound_margin) and 0 <= self.confound_margin <= 1):
-            raise UsageError(f"confound_margin must be in [0, 1], got {self.confound_margin!r}")
+        for name in ("confound_margin", "unstable_margin"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1):
+                raise UsageError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("bootstrap", "batch_size", "threads"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -243,11 +243,18 @@ def _run_attacks(model: LoadedModel, data: AuditData, attacks: list[Attack], con
     done = 0
     for attack in attacks:
         all_members, all_nonmembers = [], []
+        all_variants: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for name, enc in encoded.items():
-            members = attack.score(target, enc.members, enc.member_cond).numpy()
-            nonmembers = attack.score(target, enc.nonmembers, enc.nonmember_cond).numpy()
+            member_sets = attack.score(target, enc.members, enc.member_cond)
+            nonmember_sets = attack.score(target, enc.nonmembers, enc.nonmember_cond)
+            members, nonmembers = member_sets.pop("").numpy(), nonmember_sets.pop("").numpy()
             _check_finite(attack.name, name, members, nonmembers)
             rows.append(_row(attack, name, members, nonmembers, blind[name], config))
+            _add_variants(rows[-1], member_sets, nonmember_sets, config)
+            for key in member_sets:
+                all_variants.setdefault(key, ([], []))
+                all_variants[key][0].append(member_sets[key].numpy())
+                all_variants[key][1].append(nonmember_sets[key].numpy())
             all_members.append(members)
             all_nonmembers.append(nonmembers)
             done += 1
@@ -255,7 +262,22 @@ def _run_attacks(model: LoadedModel, data: AuditData, attacks: list[Attack], con
         if len(encoded) > 1:
             rows.append(_row(attack, "pooled", np.concatenate(all_members),
                              np.concatenate(all_nonmembers), pooled_blind, config))
+            pooled = {k: [torch.from_numpy(np.concatenate(part)) for part in v]
+                      for k, v in all_variants.items()}
+            _add_variants(rows[-1], {k: v[0] for k, v in pooled.items()},
+                          {k: v[1] for k, v in pooled.items()}, config)
     return rows
+
+
+def _add_variants(row: ResultRow, members: dict[str, torch.Tensor],
+                  nonmembers: dict[str, torch.Tensor], config: ScanConfig) -> None:
+    """Record the AUC of each diagnostic variant; flag the row unstable when they disagree."""
+    for key in sorted(members):
+        m, n = members[key].numpy(), nonmembers[key].numpy()
+        _check_finite(f"{row.attack} ({key})", row.domain, m, n)
+        row.variant_auc[key] = metrics.auc(m, n)
+    row.unstable = any(abs(value - row.auc) > config.unstable_margin
+                       for value in row.variant_auc.values())
 
 
 def _check_finite(attack: str, domain: str, *scores: np.ndarray) -> None:

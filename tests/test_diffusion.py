@@ -16,6 +16,7 @@ from s2l_scan.functional.diffusion import (
     loss_scores,
     pia_scores,
     secmi_scores,
+    secmi_sweep_scores,
     secmi_targets,
 )
 
@@ -129,6 +130,19 @@ def test_scores_do_not_depend_on_batch_size(tiny_reference: object) -> None:
     x0 = torch.randn(5, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     cond = torch.randn(5, 77, unet.config.cross_attention_dim)
     attack = LossAttack(timesteps=(50,), n_noise=2)
-    whole = attack.score(Target(unet, alphas, batch_size=5), x0, cond)
-    pieces = attack.score(Target(unet, alphas, batch_size=2), x0, cond)
+    whole = attack.score(Target(unet, alphas, batch_size=5), x0, cond)[""]
+    pieces = attack.score(Target(unet, alphas, batch_size=2), x0, cond)[""]
     torch.testing.assert_close(whole, pieces)
+
+
+def test_secmi_sweep_equals_separate_attacks(alphas: torch.Tensor) -> None:
+    def eps_fn(x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x) * 0.4 + t.float().view(-1, 1, 1, 1) / 700
+
+    x0, cond = torch.randn(3, 2, 4, 4, dtype=torch.float64), torch.zeros(3, 1, 1)
+    sweep = secmi_sweep_scores(eps_fn, x0, cond, alphas.double(), 10, [80, 90, 100])
+    for t, scores in sweep.items():
+        single = secmi_scores(eps_fn, x0, cond, alphas.double(), t_sec=t + 10, k=10)
+        torch.testing.assert_close(scores, single)
+    with pytest.raises(ValueError, match="multiples"):
+        secmi_sweep_scores(eps_fn, x0, cond, alphas.double(), 10, [85])

@@ -86,15 +86,34 @@ def secmi_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: to
     x̃_t is the DDIM inversion of x₀ to t; x̂_t is x̃_t inverted one more step to t + k and
     denoised back to t.
     """
-    targets = secmi_targets(t_sec, k)
-    t, t_next = targets[-1], targets[-1] + k
-    x_t = ddim_invert(eps_fn, x0, cond, alphas, targets)
+    compared = secmi_targets(t_sec, k)[-1]
+    return secmi_sweep_scores(eps_fn, x0, cond, alphas, k, [compared])[compared]
+
+
+def secmi_sweep_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+                       alphas: torch.Tensor, k: int, compared: Sequence[int]
+                       ) -> dict[int, torch.Tensor]:
+    """SecMI scores at several compared timesteps, sharing one inversion trajectory.
+
+    Each compared t must be a positive multiple of ``k`` (a point of the inversion grid);
+    ``secmi_sweep_scores(..., k, [t])[t]`` equals ``secmi_scores(..., t_sec=t + k, k)``.
+    The round trip's upward step is the inversion's own next step, so the sweep costs
+    max(t)/k + 1 + len(compared) forwards (11 for the classic t_sec = 100, k = 10).
+    """
+    if not compared or any(t <= 0 or t % k for t in compared):
+        raise ValueError(f"compared timesteps must be positive multiples of k={k}: {compared}")
     n, device = len(x0), x0.device
-    x_next = ddim_step(x_t, eps_fn(x_t, _t(t, n, device), cond),
-                       alphas[t].expand(n), alphas[t_next].expand(n))
-    x_back = ddim_step(x_next, eps_fn(x_next, _t(t_next, n, device), cond),
-                       alphas[t_next].expand(n), alphas[t].expand(n))
-    return -((x_back - x_t) ** 2).flatten(1).sum(1).double().cpu()
+    scores: dict[int, torch.Tensor] = {}
+    x, current = x0, 0
+    for target in range(k, max(compared) + k + 1, k):
+        x_next = ddim_step(x, eps_fn(x, _t(current, n, device), cond),
+                           alphas[current].expand(n), alphas[target].expand(n))
+        if current in compared:  # x is x̃_current; come back down from x_next
+            x_back = ddim_step(x_next, eps_fn(x_next, _t(target, n, device), cond),
+                               alphas[target].expand(n), alphas[current].expand(n))
+            scores[current] = -((x_back - x) ** 2).flatten(1).sum(1).double().cpu()
+        x, current = x_next, target
+    return scores
 
 
 def pia_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,

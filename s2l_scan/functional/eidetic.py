@@ -36,6 +36,8 @@ from s2l_scan.errors import UsageError
 __all__ = [
     "Match",
     "as_images",
+    "check_delta",
+    "check_k",
     "check_tiles",
     "eidetic_matches",
     "match_order",
@@ -112,7 +114,8 @@ def _pair(a: npt.ArrayLike, b: npt.ArrayLike, tiles: int) -> tuple[Images, Image
     return left, right, check_tiles(left.shape[1:], tiles)
 
 
-def _delta(delta: float) -> float:
+def check_delta(delta: float) -> float:
+    """Validate a match radius δ: a finite distance >= 0."""
     value = float(delta)
     if not 0.0 <= value < math.inf:  # also rejects NaN
         raise UsageError(f"delta must be a finite distance >= 0 (the paper uses 0.1), "
@@ -120,7 +123,8 @@ def _delta(delta: float) -> float:
     return value
 
 
-def _k(k: int) -> int:
+def check_k(k: int) -> int:
+    """Validate k, the largest near-duplicate count a matched known image may have."""
     try:
         value = operator.index(k)
     except TypeError as exc:
@@ -264,7 +268,7 @@ def near_duplicate_counts(known: npt.ArrayLike, delta: float, tiled: bool = Fals
     """
     images = as_images(known, "known")
     count = check_tiles(images.shape[1:], tiles) if tiled else 1
-    return _counts_of(np.arange(len(images)), images, _delta(delta), count)
+    return _counts_of(np.arange(len(images)), images, check_delta(delta), count)
 
 
 def eidetic_matches(generated: npt.ArrayLike, known: npt.ArrayLike, *, k: int = 10,
@@ -280,7 +284,7 @@ def eidetic_matches(generated: npt.ArrayLike, known: npt.ArrayLike, *, k: int = 
     """
     gen, ref, _ = _pair(generated, known, 1)
     count = check_tiles(ref.shape[1:], tiles) if tiled else 1
-    k_max, radius = _k(k), _delta(delta)
+    k_max, radius = check_k(k), check_delta(delta)
     pairs = [np.concatenate(parts) for parts in zip(*_within(gen, ref, radius, count),
                                                     strict=True)]
     if not pairs or not pairs[0].size:

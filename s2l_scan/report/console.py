@@ -58,6 +58,9 @@ def render_results(report: Any, color: bool = False, width: int = 120) -> str:
         verdict = "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]"
         if row.confounded:
             verdict += " [yellow](confounded)[/yellow]"
+        if row.unstable:
+            swing = ", ".join(f"{k} {v:.2f}" for k, v in row.variant_auc.items())
+            verdict += f" [yellow](unstable: {swing})[/yellow]"
         low, high = row.auc_ci
         table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.3f}, {high:.3f}]",
                       f"{row.tpr_at_1pct_fpr:.3f}", f"{row.tpr_at_01pct_fpr:.3f}",

@@ -33,6 +33,8 @@ class ResultRow:
     member_scores: list[float]
     nonmember_scores: list[float]
     settings: dict[str, Any] = field(default_factory=dict)
+    variant_auc: dict[str, float] = field(default_factory=dict)  # e.g. SecMI at t ± k
+    unstable: bool = False  # a variant's AUC differs from this one's by more than the margin
     delta_auc: float | None = None
     delta_auc_ci: tuple[float, float] | None = None
     passed: bool = True

@@ -1,0 +1,399 @@
+"""A FAISS index of known images that finds eidetic matches exactly (DESIGN.md §6).
+
+Embedding: each image is area-downsampled (block means) to ``embed_size × embed_size`` pixels
+and scaled by ``1/√(embed_size² · C)``, so the Euclidean distance between two embeddings is the
+RMS difference of the downsampled [0, 1] images.
+
+Why retrieval loses nothing: block averaging is linear and, by Jensen's inequality
+(``mean(d)² ≤ mean(d²)`` inside each block of equal size), **non-expansive for RMS**:
+RMS(pool(x) − pool(y)) ≤ RMS(x − y). The tiled distance is never below the plain RMS either
+(the full mean square is the average of the tile ones). So every known image within δ of a
+generation, plain or tiled, lies within δ of it in embedding space, and a FAISS **range search**
+of radius δ returns a superset of the true matches. Verifying those candidates with the exact
+pixel distance (:mod:`s2l_scan.functional.eidetic`) then gives exactly the brute-force answer,
+at the cost of one range search instead of a full pairwise pass. The radius gets a small slack
+for FAISS's float32 arithmetic; slack can only add candidates, which verification discards.
+
+Index kind: below ``ivf_threshold`` known images an exact ``IndexFlatL2``; above it an
+``IndexIVFFlat`` with nlist ≈ 4·√N lists and ``nprobe = nlist``, which visits every list and so
+stays exact while keeping the vectors in cluster order. Lowering ``nprobe`` below ``nlist``
+would trade exactness for speed (true matches in unvisited lists are silently missed); this
+module never does that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import operator
+import os
+import shutil
+import uuid
+from collections import Counter
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+import numpy.typing as npt
+
+from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.functional.eidetic import (
+    Images,
+    Match,
+    as_images,
+    check_delta,
+    check_k,
+    check_tiles,
+    match_order,
+    rms_distance,
+    tiled_rms_distance,
+)
+
+__all__ = ["FORMAT_VERSION", "KnownImageIndex", "pooled_embedding"]
+
+FORMAT_VERSION = 1
+_META, _INDEX, _ARRAYS = "meta.json", "index.faiss", "known.npz"
+_FORMAT_NAME = "s2l-scan known-image index"
+_CHUNK_BYTES = 64 * 2**20  # float64 working memory per embedding chunk
+PixelArray = npt.NDArray[np.uint8]
+_Pairs = list[tuple[int, int, float]]
+
+
+# ---------------------------------------------------------------------------------------------
+# embedding
+
+
+def _check_embed_size(shape: tuple[int, ...], embed_size: int) -> int:
+    try:
+        size = operator.index(embed_size)
+    except TypeError as exc:
+        raise UsageError(f"embed_size must be an integer, got {embed_size!r}") from exc
+    # Equal blocks are what makes pooling non-expansive; a ragged (adaptive) pooling could put
+    # a true match outside the search radius, so refuse instead of approximating.
+    if size < 1 or shape[0] % size or shape[1] % size:
+        raise UsageError(f"embed_size={size} must be >= 1 and divide the image height and "
+                         f"width, got images of {shape[0]}×{shape[1]}; pick a divisor such as "
+                         f"{math.gcd(shape[0], shape[1], 8)}")
+    return size
+
+
+def pooled_embedding(images: npt.ArrayLike, embed_size: int = 8) -> npt.NDArray[np.float32]:
+    """(N, embed_size² · C) float32 embeddings whose Euclidean distance is the pooled RMS.
+
+    >>> x = np.zeros((2, 16, 16, 3), np.uint8); x[1] = 255
+    >>> e = pooled_embedding(x)
+    >>> e.shape, round(float(np.linalg.norm(e[0] - e[1])), 6)
+    ((2, 192), 1.0)
+    """
+    batch = as_images(images, "images")
+    n, height, width, channels = batch.shape
+    size = _check_embed_size(batch.shape[1:], embed_size)
+    scale = (255.0 if batch.dtype == np.uint8 else 1.0) * math.sqrt(size * size * channels)
+    out = np.empty((n, size * size * channels), dtype=np.float32)
+    step = max(1, _CHUNK_BYTES // (8 * max(1, batch[0].size)))
+    for start in range(0, n, step):
+        block = batch[start:start + step].astype(np.float64)
+        block = block.reshape(-1, size, height // size, size, width // size, channels)
+        out[start:start + step] = (block.mean(axis=(2, 4)) / scale).reshape(len(block), -1)
+    return out
+
+
+def _radius(delta: float, dim: int) -> float:
+    """Squared search radius: δ² plus room for float32 rounding in FAISS's distances.
+
+    Embeddings have norm ≤ 1, so ‖x‖² + ‖y‖² − 2⟨x, y⟩ in float32 is off by at most about
+    dim · ε₃₂ per term; four times that, plus the float32 cast of the embeddings, is ample.
+    """
+    return delta * delta + 4.0 * dim * float(np.finfo(np.float32).eps) + 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# building
+
+
+def _collect(images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]],
+             ) -> tuple[list[str], PixelArray]:
+    """Validate (id, uint8 HWC pixels) pairs: common resolution, unique ids, at least one."""
+    ids: list[str] = []
+    arrays: list[PixelArray] = []
+    for key, pixels in images:
+        name = os.fspath(key)
+        arr = np.asarray(pixels)
+        if arr.dtype != np.uint8 or arr.ndim != 3:
+            raise UsageError(f"known image {name!r} has dtype {arr.dtype} and shape {arr.shape};"
+                             f" expected uint8 pixels shaped (H, W, C), as load_image returns")
+        if arrays and arr.shape != arrays[0].shape:
+            raise UsageError(f"known image {name!r} is {arr.shape}, but {ids[0]!r} is "
+                             f"{arrays[0].shape}; load all known images at one resolution")
+        ids.append(name)
+        arrays.append(arr)
+    if not arrays:
+        raise UsageError("no known images were given; the index needs at least one (id, "
+                         "pixels) pair, e.g. from AuditData.index_images()")
+    _check_unique(ids)
+    return ids, np.stack(arrays)
+
+
+def _check_unique(ids: list[str]) -> None:
+    twice = [key for key, times in Counter(ids).items() if times > 1]
+    if twice:
+        raise UsageError(f"{len(twice)} known image id(s) appear more than once (first: "
+                         f"{twice[0]!r}); ids must be unique (use the file path) so that "
+                         f"matches can name their image")
+
+
+def _faiss_index(embeddings: npt.NDArray[np.float32], ivf_threshold: int) -> Any:
+    count, dim = embeddings.shape
+    index: Any  # faiss's generated stubs do not relate the index classes
+    if count < ivf_threshold:
+        index = faiss.IndexFlatL2(dim)
+    else:
+        nlist = max(1, min(count, round(4 * math.sqrt(count))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        index.train(embeddings)
+        index.nprobe = nlist  # visit every list: exact (see the module docstring)
+    index.add(embeddings)
+    return index
+
+
+# ---------------------------------------------------------------------------------------------
+# the index
+
+
+class KnownImageIndex:
+    """Known images (ids + uint8 pixels) and a FAISS index of their pooled embeddings.
+
+    >>> rng = np.random.default_rng(0)
+    >>> known = rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
+    >>> index = KnownImageIndex.build([(f"img{i}.png", x) for i, x in enumerate(known)])
+    >>> index.matches(known[1:2], k=10, delta=0.1)
+    [Match(generated_index=0, known_index=1, distance=0.0)]
+    >>> index.ids[1]
+    'img1.png'
+    """
+
+    def __init__(self, ids: list[str], pixels: PixelArray, index: Any, embed_size: int) -> None:
+        """Wrap validated parts; use :meth:`build` or :meth:`load` instead."""
+        self._ids = tuple(ids)
+        self._pixels = pixels
+        self._index = index
+        self._embed_size = embed_size
+        # Near-duplicate counts per (delta, tiles), filled lazily: only known images that some
+        # generation lands near ever need one, and each is computed once.
+        self._counts: dict[tuple[float, int], dict[int, int]] = {}
+
+    @classmethod
+    def build(cls, images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]], *,
+              embed_size: int = 8, ivf_threshold: int = 100_000) -> KnownImageIndex:
+        """Index (id, uint8 (H, W, C) pixels) pairs, all at one resolution.
+
+        ``embed_size`` must divide H and W. At ``ivf_threshold`` images or more the index is
+        an exhaustive IVF (still exact); below it a flat index.
+        """
+        ids, pixels = _collect(images)
+        size = _check_embed_size(pixels.shape[1:], embed_size)
+        index = _faiss_index(pooled_embedding(pixels, size), ivf_threshold)
+        return cls(ids, pixels, index, size)
+
+    @property
+    def ids(self) -> tuple[str, ...]:
+        """The known images' ids; ``Match.known_index`` indexes this."""
+        return self._ids
+
+    @property
+    def pixels(self) -> PixelArray:
+        """The known images, (N, H, W, C) uint8 (read-only use)."""
+        return self._pixels
+
+    @property
+    def resolution(self) -> tuple[int, int, int]:
+        """(H, W, C) of every known image; generations must match it."""
+        height, width, channels = self._pixels.shape[1:]
+        return height, width, channels
+
+    @property
+    def embed_size(self) -> int:
+        return self._embed_size
+
+    @property
+    def kind(self) -> str:
+        """``"flat"`` or ``"ivf"`` (exhaustive); both are exact."""
+        return "ivf" if isinstance(faiss.downcast_index(self._index), faiss.IndexIVF) else "flat"
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __repr__(self) -> str:
+        return (f"KnownImageIndex({len(self)} images at {self.resolution}, "
+                f"embed_size={self._embed_size}, kind={self.kind!r})")
+
+    # -- search --------------------------------------------------------------------------------
+
+    def candidates(self, generated: npt.ArrayLike, delta: float) -> list[list[int]]:
+        """Per generation, the known indices within ``delta`` in embedding space (ascending).
+
+        A superset of the known images within ``delta`` in pixels, plain or tiled.
+        """
+        gen = self._generated(generated)
+        return self._range(pooled_embedding(gen, self._embed_size), check_delta(delta))
+
+    def matches(self, generated: npt.ArrayLike, *, k: int = 10, delta: float = 0.1,
+                tiled: bool = False, tiles: int = 4) -> list[Match]:
+        """Eidetic matches, equal to ``eidetic_matches(generated, index.pixels, ...)``.
+
+        Range search, exact verification, then the k-near-duplicate rule. Sorted by
+        (generated_index, distance, known_index).
+        """
+        gen = self._generated(generated)
+        radius, k_max = check_delta(delta), check_k(k)
+        count = check_tiles(self.resolution, tiles) if tiled else 1
+        found = self._range(pooled_embedding(gen, self._embed_size), radius)
+        pairs = [(g, j, d) for g, hits in enumerate(found)
+                 for j, d in self._verify(gen[g], hits, radius, count)]
+        counts = self._duplicate_counts({j for _, j, _ in pairs}, radius, count)
+        return sorted((Match(g, j, d) for g, j, d in pairs if counts[j] <= k_max),
+                      key=match_order)
+
+    def _generated(self, generated: npt.ArrayLike) -> Images:
+        gen = as_images(generated, "generated")
+        if gen.shape[1:] != self.resolution:
+            raise UsageError(f"generated images are {gen.shape[1:]} (H, W, C) but the index "
+                             f"holds {self.resolution}; generate or resize to the index's "
+                             f"resolution")
+        return gen
+
+    def _range(self, embeddings: npt.NDArray[np.float32], delta: float) -> list[list[int]]:
+        if not len(embeddings):
+            return []
+        lims, _, labels = self._index.range_search(
+            embeddings, _radius(delta, embeddings.shape[1]))
+        return [sorted(labels[lims[i]:lims[i + 1]].tolist()) for i in range(len(embeddings))]
+
+    def _verify(self, image: Images, hits: list[int], delta: float, tiles: int,
+                ) -> list[tuple[int, float]]:
+        """The (known index, exact distance) of the hits within delta."""
+        if not hits:
+            return []
+        known = self._pixels[hits]
+        dist = (tiled_rms_distance(image[None], known, tiles) if tiles > 1
+                else rms_distance(image[None], known))[0]
+        return [(j, float(d)) for j, d in zip(hits, dist.tolist(), strict=True) if d <= delta]
+
+    def _duplicate_counts(self, rows: set[int], delta: float, tiles: int) -> dict[int, int]:
+        cache = self._counts.setdefault((delta, tiles), {})
+        missing = sorted(rows - cache.keys())
+        if missing:
+            embeddings = pooled_embedding(self._pixels[missing], self._embed_size)
+            for j, hits in zip(missing, self._range(embeddings, delta), strict=True):
+                near = self._verify(self._pixels[j], hits, delta, tiles)
+                cache[j] = sum(1 for other, _ in near if other != j)
+        return {j: cache[j] for j in rows}
+
+    # -- persistence ---------------------------------------------------------------------------
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        """Write the index to a new ``folder`` (refuses an existing one); returns its path.
+
+        The files are written into a hidden sibling folder that is renamed into place at the
+        end, so a crash never leaves a half-written index under ``folder``.
+        """
+        target = Path(folder)
+        if target.exists():
+            raise UsageError(f"{target} already exists; save the index to a new folder, or "
+                             f"delete the old one first if it should be replaced")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex}"
+        staging.mkdir()
+        try:
+            self._write(staging)
+            staging.rename(target)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return target
+
+    def _write(self, folder: Path) -> None:
+        faiss.write_index(self._index, str(folder / _INDEX))
+        with open(folder / _ARRAYS, "wb") as handle:
+            np.savez(handle, ids=np.array(self._ids, dtype=str), pixels=self._pixels)
+        meta = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
+                "embed_size": self._embed_size, "resolution": list(self.resolution),
+                "count": len(self), "kind": self.kind}
+        (folder / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str]) -> KnownImageIndex:
+        """Read an index written by :meth:`save`; a different format version is refused."""
+        root = Path(folder)
+        meta = _read_meta(root)
+        ids, pixels = _read_arrays(root, meta)
+        index = _read_faiss(root, meta)
+        return cls(ids, pixels, index, meta["embed_size"])
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def _read_meta(root: Path) -> dict[str, Any]:
+    path = root / _META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ScanError(f"{root} is not a saved known-image index: cannot read {path.name} "
+                        f"({exc}). Point at a folder written by KnownImageIndex.save") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT_NAME:
+        raise ScanError(f"{path} does not describe a known-image index (expected format "
+                        f"{_FORMAT_NAME!r}); point at a folder written by KnownImageIndex.save")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ScanError(f"{root} holds a known-image index in format version "
+                        f"{meta.get('format_version')!r}, but this s2l-scan reads version "
+                        f"{FORMAT_VERSION}; rebuild it with KnownImageIndex.build and save again")
+    if not _meta_fields_ok(meta):
+        raise ScanError(f"{path} lacks valid embed_size, resolution [H, W, C] and count fields; "
+                        f"the file was edited or truncated, rebuild the index")
+    return meta
+
+
+def _meta_fields_ok(meta: dict[str, Any]) -> bool:
+    def positive(value: object) -> bool:
+        return type(value) is int and value > 0
+
+    shape = meta.get("resolution")
+    return (positive(meta.get("embed_size")) and positive(meta.get("count"))
+            and isinstance(shape, list) and len(shape) == 3 and all(map(positive, shape)))
+
+
+def _read_arrays(root: Path, meta: dict[str, Any]) -> tuple[list[str], PixelArray]:
+    try:
+        # No pickles: the folder may come from elsewhere, and ids are stored as a str array.
+        with np.load(root / _ARRAYS, allow_pickle=False) as arrays:
+            ids, pixels = arrays["ids"], arrays["pixels"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise ScanError(f"{root / _ARRAYS} cannot be read as the index's ids and pixels "
+                        f"({exc}); rebuild the index") from exc
+    expected = (meta["count"], *meta["resolution"])
+    if pixels.dtype != np.uint8 or pixels.shape != tuple(expected) or ids.shape != expected[:1]:
+        raise ScanError(f"{root / _ARRAYS} holds {ids.shape[0]} ids and {pixels.dtype} pixels "
+                        f"{pixels.shape}, but {_META} promises {expected[0]} uint8 images of "
+                        f"{tuple(expected[1:])}; the folder is inconsistent, rebuild the index")
+    return [str(key) for key in ids.tolist()], pixels
+
+
+def _read_faiss(root: Path, meta: dict[str, Any]) -> Any:
+    try:
+        index = faiss.downcast_index(faiss.read_index(str(root / _INDEX)))
+    except RuntimeError as exc:
+        raise ScanError(f"{root / _INDEX} cannot be read as a FAISS index ({exc}); "
+                        f"rebuild the index") from exc
+    channels = meta["resolution"][2]
+    dim = meta["embed_size"] ** 2 * channels
+    if index.ntotal != meta["count"] or index.d != dim:
+        raise ScanError(f"{root / _INDEX} holds {index.ntotal} vectors of dimension {index.d}, "
+                        f"expected {meta['count']} of dimension {dim}; rebuild the index")
+    if isinstance(index, faiss.IndexIVF):
+        index.nprobe = index.nlist  # exhaustive, whatever the file says: exactness first
+    return index
+
