@@ -211,6 +211,7 @@ BAD_BUILDS: list[tuple[str, Callable[[], Any], str]] = [
     ("float", lambda: KnownImageIndex.build([("a", PIX / 255)]), "uint8"),
     ("batch", lambda: KnownImageIndex.build([("a", PIX[None])]), r"\(H, W, C\)"),
     ("embed-size", lambda: KnownImageIndex.build([("a", PIX)], embed_size=5), "divide"),
+    ("ivf-threshold", lambda: KnownImageIndex.build([("a", PIX)], ivf_threshold=0), "ivf"),
     ("pool", lambda: pooled_embedding(PIX[None], embed_size=0), "embed_size"),
 ]
 

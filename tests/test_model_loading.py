@@ -190,3 +190,41 @@ def test_lora_folder_without_safetensors_is_refused(tiny_model_copy: Path, tmp_p
     (adapter / "pytorch_lora_weights.bin").write_bytes(b"pickle")
     with pytest.raises(ModelLoadError, match=r"no \*\.safetensors LoRA weights.*pickled"):
         load_pipeline(tiny_model_copy, lora=adapter)
+
+
+@pytest.fixture
+def single_file(tiny_reference: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """The tiny model as one original-layout safetensors file, plus a config-only folder."""
+    import shutil
+
+    from s2l_scan.reference.single_file import export_single_file
+
+    checkpoint = export_single_file(tiny_reference / "model", tmp_path / "tiny.safetensors")
+    config = Path(shutil.copytree(tiny_reference / "model", tmp_path / "config"))
+    for weights in config.rglob("*.safetensors"):
+        weights.unlink()
+    return checkpoint, config
+
+
+def test_single_file_checkpoint_loads_with_local_config(tiny_reference: Path,
+                                                        single_file: tuple[Path, Path]) -> None:
+    checkpoint, config = single_file
+    folder = load_pipeline(tiny_reference / "model")
+    loaded = load_pipeline(checkpoint, config=config)
+    assert loaded.identity == {"tiny.safetensors": loaded.identity["tiny.safetensors"]}
+    for name in ("unet", "vae", "text_encoder"):
+        expected = getattr(folder.pipeline, name).state_dict()
+        got = getattr(loaded.pipeline, name).state_dict()
+        assert set(got) == set(expected)
+        assert all(torch.equal(got[k], expected[k]) for k in expected), name
+
+
+def test_single_file_needs_a_config_and_refuses_pickles(single_file: tuple[Path, Path],
+                                                        tmp_path: Path) -> None:
+    checkpoint, config = single_file
+    with pytest.raises(ModelLoadError, match="needs a local diffusers config folder"):
+        load_pipeline(checkpoint)
+    pickled = tmp_path / "model.ckpt"
+    pickled.write_bytes(b"pickle")
+    with pytest.raises(UnsafeCheckpointError, match=r"model\.ckpt"):
+        load_pipeline(pickled, config=config)

@@ -192,6 +192,9 @@ class KnownImageIndex:
         ``embed_size`` must divide H and W. At ``ivf_threshold`` images or more the index is
         an exhaustive IVF (still exact); below it a flat index.
         """
+        if not isinstance(ivf_threshold, int) or ivf_threshold < 1:
+            raise UsageError(f"ivf_threshold must be an integer >= 1 (the image count from which "
+                             f"an IVF index is used), got {ivf_threshold!r}")
         ids, pixels = _collect(images)
         size = _check_embed_size(pixels.shape[1:], embed_size)
         index = _faiss_index(pooled_embedding(pixels, size), ivf_threshold)
@@ -220,7 +223,7 @@ class KnownImageIndex:
     @property
     def kind(self) -> str:
         """``"flat"`` or ``"ivf"`` (exhaustive); both are exact."""
-        return "ivf" if isinstance(faiss.downcast_index(self._index), faiss.IndexIVF) else "flat"
+        return "ivf" if isinstance(self._index, faiss.IndexIVF) else "flat"
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -384,7 +387,7 @@ def _read_arrays(root: Path, meta: dict[str, Any]) -> tuple[list[str], PixelArra
 
 def _read_faiss(root: Path, meta: dict[str, Any]) -> Any:
     try:
-        index = faiss.downcast_index(faiss.read_index(str(root / _INDEX)))
+        index = faiss.read_index(str(root / _INDEX))  # already the concrete index class
     except RuntimeError as exc:
         raise ScanError(f"{root / _INDEX} cannot be read as a FAISS index ({exc}); "
                         f"rebuild the index") from exc

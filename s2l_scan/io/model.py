@@ -109,8 +109,13 @@ def _check_safetensors(path: Path) -> None:
                              "truncated or corrupted; re-export or re-download it.") from None
 
 
-def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False) -> FolderReport:
-    """Check a diffusers folder before loading it; raise with a clear message if it is unsafe."""
+def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
+                            weights: bool = True) -> FolderReport:
+    """Check a diffusers folder before loading it; raise with a clear message if it is unsafe.
+
+    ``weights=False`` checks a config-only folder (for a single-file checkpoint): classes and
+    configs are checked, weight files are neither required nor read.
+    """
     root = Path(root)
     if not root.is_dir():
         raise ModelLoadError(f"{root}: not a folder. Expected a diffusers pipeline folder with "
@@ -140,6 +145,8 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False) -> Folder
         if "auto_map" in config:
             raise UnsafeCheckpointError(f"{root / name / 'config.json'}: declares auto_map (remote "
                                         "code); s2l-scan never runs code shipped with a model.")
+        if not weights:
+            continue
         safetensors, pickles = _weight_files(root / name)
         if safetensors:
             plain = [p for p in safetensors if p.name.count(".") == 1]
@@ -292,7 +299,7 @@ def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
                                     f"loaded; convert it to safetensors or pass {PICKLE_OPT_IN}.")
     if path.suffix.lower() == ".safetensors":
         _check_safetensors(path)
-    inspect_pipeline_folder(Path(config), allow_pickle=True)  # classes only: weights come from path
+    inspect_pipeline_folder(Path(config), weights=False)  # weights come from ``path``
     try:
         pipeline = StableDiffusionPipeline.from_single_file(
             str(path), config=str(config), local_files_only=True, safety_checker=None,
