@@ -48,6 +48,18 @@ class ScanConfig:
     device: str = _help("torch device, e.g. cpu or cuda", "cpu")
     allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
     reference_preset: str = _help("preset used when the model is 'reference'", "default")
+    extraction_samples: int = _help("images generated per domain for extraction (0: off)", 32)
+    extraction_steps: int = _help("sampler steps per generated image", 50)
+    extraction_guidance: float = _help("classifier-free guidance scale for generation", 7.0)
+    extraction_k: int = _help("eidetic k: a known image with more near-duplicates never counts",
+                              10)
+    extraction_delta: float = _help("eidetic δ: RMS distance of [0, 1] pixels", 0.1)
+    extraction_tiled: bool = _help("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
+                                   False)
+    max_extracted: int = _help("gate: fail when more generations than this are eidetic matches",
+                               0)
+    evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",
+                                     None)
 
     def __post_init__(self) -> None:
         for name in ("max_auc", "max_tpr"):
@@ -60,7 +72,17 @@ class ScanConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1):
                 raise UsageError(f"{name} must be in [0, 1], got {value!r}")
-        for name in ("bootstrap", "batch_size", "threads"):
+        for name in ("extraction_samples", "extraction_k", "max_extracted"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+        if not (isinstance(self.extraction_delta, int | float) and 0 < self.extraction_delta <= 1):
+            raise UsageError(f"extraction_delta must be in (0, 1], got {self.extraction_delta!r}")
+        if not (isinstance(self.extraction_guidance, int | float)
+                and math.isfinite(self.extraction_guidance) and self.extraction_guidance >= 0):
+            raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
+                             f"{self.extraction_guidance!r}")
+        for name in ("bootstrap", "batch_size", "threads", "extraction_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")

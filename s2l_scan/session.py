@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -209,6 +210,7 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
         scheduler_steps = int(model.pipeline.scheduler.config.num_train_timesteps)
         attacks = [_make_attack(name, config, scheduler_steps) for name in config.attacks]
         results = _run_attacks(model, data, attacks, config, progress)
+        extraction = _run_extraction(model, data, config) if config.extraction_samples else []
     finally:
         torch.set_num_threads(previous_threads)
     for row in results:
@@ -221,10 +223,34 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
-        config=config.to_dict(), results=results, packages=_packages(),
+        config=config.to_dict(), results=results, packages=_packages(), extraction=extraction,
         timestamps={"started": started, "finished": datetime.now(UTC).isoformat(
             timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}"},
     )
+
+
+def _run_extraction(model: LoadedModel, data: AuditData, config: ScanConfig,
+                    probe: str | None = None) -> list[dict[str, Any]]:
+    """The extraction probe on the model as given, judged against ``max_extracted``."""
+    from s2l_scan.generation import SamplerSettings
+    from s2l_scan.probes.extraction import ExtractionSettings, build_known_index, run_extraction
+
+    settings = ExtractionSettings(
+        samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
+        tiled=config.extraction_tiled,
+        sampler=SamplerSettings(steps=config.extraction_steps,
+                                guidance=config.extraction_guidance,
+                                batch_size=config.batch_size))
+    records = run_extraction(model.pipeline, list(data.domains), build_known_index(data),
+                             settings, seed=config.seed, probe=probe,
+                             evidence_dir=_path(config.evidence_dir))
+    for record in records:
+        record["passed"] = record["extracted"] <= config.max_extracted
+        record["reasons"] = [] if record["passed"] else [
+            f"{record['extracted']} of {record['n_generated']} generations are eidetic matches "
+            f"(k={config.extraction_k}, δ={config.extraction_delta}) > max_extracted "
+            f"{config.max_extracted}"]
+    return records
 
 
 def _path(value: str | None) -> Path | None:

@@ -208,8 +208,13 @@ def _offline() -> None:
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
     os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    import warnings
+
     import diffusers.utils.logging
     import transformers.utils.logging
+
+    # diffusers ≥ 0.40 renamed torch_dtype to dtype; older releases s2l-scan supports need it.
+    warnings.filterwarnings("ignore", message="`torch_dtype` is deprecated")
 
     diffusers.utils.logging.disable_progress_bar()
     transformers.utils.logging.disable_progress_bar()

@@ -64,14 +64,17 @@ class ScanReport:
     @property
     def passed(self) -> bool:
         """True when no result crossed a threshold."""
-        return all(row.passed for row in self.results)
+        return (all(row.passed for row in self.results)
+                and all(record.get("passed", True) for record in self.extraction))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key order is stable so identical scans give identical files."""
         body = asdict(self)
         body["verdict"] = {
             "passed": self.passed,
-            "failed_items": [row.item_id for row in self.results if not row.passed],
+            "failed_items": [row.item_id for row in self.results if not row.passed] + [
+                f"extraction::{r['probe'] or 'released'}[{r['domain']}]"
+                for r in self.extraction if not r.get("passed", True)],
         }
         return body
 

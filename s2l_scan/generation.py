@@ -1,0 +1,55 @@
+"""Seeded, batched text-to-image generation with the pipeline under scan.
+
+Used by the extraction probe (generate, then look for training images) and by the S2L probes'
+SP sets. Every image has its own generator seeded from (seed, key, index), so an image does not
+depend on the batch size or on how many images are asked for: image 7 is the same whether 8
+or 800 are generated.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class SamplerSettings:
+    """How images are sampled (the pipeline's own scheduler is used)."""
+
+    steps: int = 50
+    guidance: float = 7.0
+    negative_prompt: str | None = None
+    batch_size: int = 16
+
+
+def image_seed(seed: int, key: str, index: int) -> int:
+    """A stable 63-bit seed for image ``index`` of stream ``key`` (e.g. a domain name)."""
+    return (seed * 1_000_003 + zlib.crc32(key.encode()) * 65_537 + index) % (2**63 - 1)
+
+
+def generate_images(pipeline: Any, prompt: str, count: int, *, seed: int, key: str,
+                    settings: SamplerSettings,
+                    progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``count`` images for ``prompt`` as uint8 (N, H, W, 3), deterministic given the seeds."""
+    device = pipeline.unet.device
+    images = []
+    for start in range(0, count, settings.batch_size):
+        stop = min(start + settings.batch_size, count)
+        generators = [torch.Generator(device=device).manual_seed(image_seed(seed, key, i))
+                      for i in range(start, stop)]
+        with torch.inference_mode():
+            out = pipeline(
+                [prompt] * (stop - start), num_inference_steps=settings.steps,
+                guidance_scale=settings.guidance, generator=generators, output_type="np",
+                negative_prompt=None if settings.negative_prompt is None
+                else [settings.negative_prompt] * (stop - start),
+            ).images
+        images.append(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
+        if progress is not None:
+            progress(stop - start)
+    return np.concatenate(images)
