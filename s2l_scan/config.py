@@ -60,6 +60,29 @@ class ScanConfig:
                                0)
     evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",
                                      None)
+    probes: tuple[str, ...] = _help("S2L probes to run, by registered name (empty: none)",
+                                    ("noise",))
+    probe_options: dict[str, dict[str, Any]] = _help(  # noqa: RUF009 - _help returns a field()
+        "per-probe settings; a list value sweeps it, e.g. {noise = {sigma = [2e-4, 8e-4]}}", {})
+    max_amplification: float = _help("gate: fail when a probe raises AUC by more than this",
+                                      0.05)
+    sp_samples: int = _help("SP-set images generated per domain for fine-tuning probes", 32)
+    sp_steps: int = _help("sampler steps for SP-set images", 25)
+    sp_guidance: float = _help("guidance scale for SP-set images (paper: 7.5)", 7.5)
+    ood_prompt: str = _help("prompt of the out-of-domain control set (end_to_end_ood)",
+                            "a photograph of a landscape")
+    prior_prompt: str = _help("class prompt of DreamBooth's prior-preservation set", "a photo")
+    probe_save_dir: str | None = _help("save what each probe trained here (default: nothing)",
+                                       None)
+    compare: str | None = _help("previous release's JSON report to compare with (regression gate)",
+                                None)
+    compare_fail: str | None = _help(
+        "fail when a metric rose more than this since `compare`, e.g. 'auc:+0.02,extracted:+0'",
+        None)
+    report_json: str | None = _help("write the JSON report to this file", None)
+    report_html: str | None = _help("write the self-contained HTML report to this file", None)
+    report_markdown: str | None = _help("write the Markdown summary (≤ 1 MiB) to this file", None)
+    report_sarif: str | None = _help("write the SARIF 2.1.0 findings to this file", None)
 
     def __post_init__(self) -> None:
         for name in ("max_auc", "max_tpr"):
@@ -82,7 +105,8 @@ class ScanConfig:
                 and math.isfinite(self.extraction_guidance) and self.extraction_guidance >= 0):
             raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
                              f"{self.extraction_guidance!r}")
-        for name in ("bootstrap", "batch_size", "threads", "extraction_steps"):
+        for name in ("bootstrap", "batch_size", "threads", "extraction_steps", "sp_samples",
+                     "sp_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -91,6 +115,29 @@ class ScanConfig:
         unknown = set(self.attack_options) - set(self.attacks)
         if unknown:
             raise UsageError(f"attack_options for attacks not selected: {sorted(unknown)}")
+        unknown = set(self.probe_options) - set(self.probes)
+        if unknown:
+            raise UsageError(f"probe_options for probes not selected: {sorted(unknown)}")
+        if not (isinstance(self.max_amplification, int | float)
+                and -1 <= self.max_amplification <= 1):
+            raise UsageError(f"max_amplification must be in [-1, 1], got "
+                             f"{self.max_amplification!r}")
+        self._check_reports()
+
+    def _check_reports(self) -> None:
+        for name in ("compare", "compare_fail", "report_json", "report_html", "report_markdown",
+                     "report_sarif"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise UsageError(f"{name} must be a non-empty string, got {value!r}")
+        if self.compare_fail is not None:
+            if self.compare is None:
+                raise UsageError("compare_fail needs compare: give the previous release's "
+                                 "JSON report (--compare REPORT.json, pytest: "
+                                 "--s2l-compare=REPORT.json)")
+            from s2l_scan.report.compare import parse_allowances
+
+            parse_allowances(self.compare_fail)  # a usage error that names the bad item
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, echoed in the report."""
@@ -101,15 +148,17 @@ FIELDS = {f.name: f for f in dataclasses.fields(ScanConfig)}
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("attacks", "domains") and value is not None:
+    if name in ("attacks", "domains", "probes") and value is not None:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise UsageError(f"{name} must be a list of names, got {value!r}")
         return tuple(value)
-    if name == "attack_options" and not (
+    if name == "compare_fail" and isinstance(value, dict):  # TOML: {auc = 0.02, tpr = "10%"}
+        return ",".join(f"{metric}:+{amount}" for metric, amount in value.items())
+    if name in ("attack_options", "probe_options") and not (
             isinstance(value, dict) and all(isinstance(v, dict) for v in value.values())):
-        raise UsageError(f"attack_options must map attack names to tables, got {value!r}")
+        raise UsageError(f"{name} must map names to tables, got {value!r}")
     return value
 
 

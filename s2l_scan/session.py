@@ -70,6 +70,8 @@ class _Encoded:
     nonmember_cond: torch.Tensor
     member_pixels: np.ndarray
     nonmember_pixels: np.ndarray
+    member_captions: list[str]
+    nonmember_captions: list[str]
 
 
 def _encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
@@ -85,8 +87,7 @@ def _encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.
     return torch.cat(out)
 
 
-def _encode_text(model: LoadedModel, captions: list[str]) -> torch.Tensor:
-    tokenizer, encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
+def _encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tensor:
     unique = sorted(set(captions))
     ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(encoder.device)
@@ -99,12 +100,16 @@ def _encode_text(model: LoadedModel, captions: list[str]) -> torch.Tensor:
 def _encode_domain(model: LoadedModel, domain: Domain, batch: int) -> _Encoded:
     members = np.stack([image.pixels for image in domain.members])
     nonmembers = np.stack([image.pixels for image in domain.nonmembers])
+    member_captions = [image.caption for image in domain.members]
+    nonmember_captions = [image.caption for image in domain.nonmembers]
+    tokenizer, encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
     return _Encoded(
         members=_encode_images(model, members, batch),
         nonmembers=_encode_images(model, nonmembers, batch),
-        member_cond=_encode_text(model, [image.caption for image in domain.members]),
-        nonmember_cond=_encode_text(model, [image.caption for image in domain.nonmembers]),
+        member_cond=_encode_text(tokenizer, encoder, member_captions),
+        nonmember_cond=_encode_text(tokenizer, encoder, nonmember_captions),
         member_pixels=members, nonmember_pixels=nonmembers,
+        member_captions=member_captions, nonmember_captions=nonmember_captions,
     )
 
 
@@ -168,6 +173,14 @@ def judge(row: ResultRow, config: ScanConfig) -> None:
         row.reasons.append(f"{which} {compared:.3f} > max_auc {config.max_auc} "
                            f"(AUC {row.auc:.3f}, {ci}, {n}, blind AUC {row.blind_auc:.3f}"
                            f"{', confounded' if row.confounded else ''})")
+    if row.delta_auc is not None and row.delta_auc_ci is not None:
+        delta = {"point": row.delta_auc, "lower": row.delta_auc_ci[0],
+                 "upper": row.delta_auc_ci[1]}[config.ci_end]
+        if delta > config.max_amplification:
+            row.reasons.append(
+                f"amplification ΔAUC {row.delta_auc:+.3f} (paired 95% CI "
+                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}]) > max_amplification "
+                f"{config.max_amplification} after probe {row.probe}")
     if row.tpr_at_1pct_fpr > config.max_tpr:
         row.reasons.append(f"TPR at 1% FPR {row.tpr_at_1pct_fpr:.3f} > max_tpr {config.max_tpr} "
                            f"(threshold calibrated on half the data, measured on the other; {n})")
@@ -190,6 +203,9 @@ def validate_selection(config: ScanConfig) -> None:
 
     for name in config.attacks:
         _make_attack(name, config, num_train_timesteps=10**9)
+    from s2l_scan.probing import expand_probes
+
+    expand_probes(config)
 
 
 def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
@@ -209,7 +225,11 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
         data = load_audit_data(data_dir, model.resolution, domains=config.domains)
         scheduler_steps = int(model.pipeline.scheduler.config.num_train_timesteps)
         attacks = [_make_attack(name, config, scheduler_steps) for name in config.attacks]
-        results = _run_attacks(model, data, attacks, config, progress)
+        encoded = {d.name: _encode_domain(model, d, config.batch_size) for d in data.domains}
+        blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
+        blind["pooled"] = _blind_pooled(encoded, config.seed)
+        results = _run_attacks(model, encoded, blind, attacks, config, progress)
+        results += _run_probes(model, data, encoded, blind, attacks, results, config)
         extraction = _run_extraction(model, data, config) if config.extraction_samples else []
     finally:
         torch.set_num_threads(previous_threads)
@@ -257,13 +277,14 @@ def _path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
-def _run_attacks(model: LoadedModel, data: AuditData, attacks: list[Attack], config: ScanConfig,
+def _alphas(model: LoadedModel, config: ScanConfig) -> torch.Tensor:
+    return model.pipeline.scheduler.alphas_cumprod.to(torch.float64).to(config.device)
+
+
+def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[str, float],
+                 attacks: list[Attack], config: ScanConfig,
                  progress: ProgressFn) -> list[ResultRow]:
-    alphas = model.pipeline.scheduler.alphas_cumprod.to(torch.float64)
-    target = Target(model.pipeline.unet, alphas.to(config.device), config.batch_size)
-    encoded = {d.name: _encode_domain(model, d, config.batch_size) for d in data.domains}
-    blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
-    pooled_blind = _blind_pooled(encoded, config.seed)
+    target = Target(model.pipeline.unet, _alphas(model, config), config.batch_size)
     rows: list[ResultRow] = []
     total = len(attacks) * len(encoded)
     done = 0
@@ -287,11 +308,59 @@ def _run_attacks(model: LoadedModel, data: AuditData, attacks: list[Attack], con
             progress("attacks", done, total)
         if len(encoded) > 1:
             rows.append(_row(attack, "pooled", np.concatenate(all_members),
-                             np.concatenate(all_nonmembers), pooled_blind, config))
+                             np.concatenate(all_nonmembers), blind["pooled"], config))
             pooled = {k: [torch.from_numpy(np.concatenate(part)) for part in v]
                       for k, v in all_variants.items()}
             _add_variants(rows[-1], {k: v[0] for k, v in pooled.items()},
                           {k: v[1] for k, v in pooled.items()}, config)
+    return rows
+
+
+def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded],
+                blind: dict[str, float], attacks: list[Attack], baseline: list[ResultRow],
+                config: ScanConfig) -> list[ResultRow]:
+    """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline."""
+    from s2l_scan.probe import ModelCopy
+    from s2l_scan.probing import GeneratedSets, expand_probes, probe_row, shaken_scores
+    from s2l_scan.reference.cache import cache_root
+
+    specs = expand_probes(config)
+    if not specs:
+        return []
+    sets = GeneratedSets(model, config, lambda images: _encode_images(
+        model, images, config.batch_size), cache_root() / "sp-sets")
+    base = {(row.attack, row.domain): row for row in baseline}
+    alphas = _alphas(model, config)
+    rows: list[ResultRow] = []
+    for spec in specs:
+        pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        for name, enc in encoded.items():
+            save_dir = (str(Path(config.probe_save_dir) / spec.label / name)
+                        if config.probe_save_dir else None)
+            context = sets.context(spec.probe, name, data.domain(name).prompt, config, save_dir)
+            shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
+            details = {"label": spec.label, **spec.probe.describe(),
+                       "trainable_parameters": shaken.trainable_parameters, **shaken.details}
+            for attack in attacks:
+                members = shaken_scores(shaken, attack, alphas, config.batch_size, enc.members,
+                                        enc.member_captions, _encode_text)
+                nonmembers = shaken_scores(shaken, attack, alphas, config.batch_size,
+                                           enc.nonmembers, enc.nonmember_captions, _encode_text)
+                _check_finite(f"{attack.name} after {spec.label}", name, members, nonmembers)
+                rows.append(probe_row(
+                    base[(attack.name, name)], spec.label, members, nonmembers, config,
+                    lambda m, n, a=attack, d=name: _row(a, d, m, n, blind[d], config), details))
+                pooled.setdefault(attack.name, ([], []))
+                pooled[attack.name][0].append(members)
+                pooled[attack.name][1].append(nonmembers)
+            del shaken
+        if len(encoded) > 1:
+            for attack in attacks:
+                members, nonmembers = (np.concatenate(part) for part in pooled[attack.name])
+                rows.append(probe_row(
+                    base[(attack.name, "pooled")], spec.label, members, nonmembers, config,
+                    lambda m, n, a=attack: _row(a, "pooled", m, n, blind["pooled"], config),
+                    {"label": spec.label, **spec.probe.describe()}))
     return rows
 
 
