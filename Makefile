@@ -23,9 +23,15 @@ demo: $(BIN)/.installed
 	  rc=$$?; if [ $$rc -eq 1 ]; then echo "gate failed as expected: the reference model leaks its members"; \
 	  elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
+# The Action and the workflows are code too: zizmor audits them for injection and supply-chain
+# mistakes, check-jsonschema validates them against GitHub's schemas, shellcheck the scripts.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/zizmor --offline --quiet .github/workflows action.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-workflows .github/workflows/*.yml
+	$(BIN)/check-jsonschema --builtin-schema vendor.github-actions action.yml
+	$(BIN)/shellcheck scripts/*.sh .ci/run
 
 test: lint
 	$(BIN)/python -m pytest -m "not slow" -q

@@ -4,11 +4,6 @@ Importing this package registers every built-in probe in :data:`s2l_scan.probe.P
 noise shaking here, the fine-tuning methods in :mod:`s2l_scan.probes.methods`.
 """
 
-from s2l_scan.probes import noise
-
-try:  # the fine-tuning methods land in their own sub-package
-    from s2l_scan.probes import methods
-except ImportError:  # pragma: no cover - only while methods/ is being written
-    methods = None
+from s2l_scan.probes import methods, noise
 
 __all__ = ["methods", "noise"]

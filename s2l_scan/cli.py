@@ -67,11 +67,23 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument("--model-config", help="local config folder for a single-file checkpoint")
     scan.add_argument("--lora", help="LoRA adapter folder fused into the model before scanning")
     scan.add_argument("--config", type=Path, help="s2l.toml or pyproject.toml with [tool.s2l]")
-    scan.add_argument("--report-json", type=Path, help="write the JSON report here")
     scan.add_argument("--allow-pickle", action="store_true", default=None,
                       help="opt in to pickled weights (read with torch.load(weights_only=True))")
     for name, kind, text in _SCAN_OPTIONS:
         scan.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+
+    report = commands.add_parser("report", help="render a JSON report as HTML, Markdown, SARIF "
+                                                "or into a model card")
+    report.add_argument("report", type=Path, help="a JSON report (scan --report-json)")
+    report.add_argument("--html", type=Path, help="write the self-contained HTML page here")
+    report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
+    report.add_argument("--sarif", type=Path, help="write SARIF 2.1.0 findings here")
+    report.add_argument("--json", type=Path, help="write the JSON report again (re-validated)")
+    report.add_argument("--model-card", type=Path, metavar="README.md",
+                        help="add or update the privacy-scan section and model-index metadata "
+                             "of this Hugging Face model card (created when missing)")
+    report.add_argument("--model-name", help="model-index name when the card has none "
+                                             "(default: the model folder's name)")
     return parser
 
 
@@ -86,6 +98,13 @@ _SCAN_OPTIONS: list[tuple[str, type, str]] = [
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
     ("device", str, "torch device (default cpu)"),
+    ("report_json", str, "write the JSON report to this file"),
+    ("report_html", str, "write the self-contained HTML report to this file"),
+    ("report_markdown", str, "write the Markdown summary (for $GITHUB_STEP_SUMMARY) here"),
+    ("report_sarif", str, "write SARIF 2.1.0 findings (for code scanning) to this file"),
+    ("compare", str, "previous release's JSON report: compare with it (regression gate)"),
+    ("compare_fail", str, "fail when a metric rose more than this since --compare, e.g. "
+                          "auc:+0.02,extracted:+0 (metrics: auc, tpr, asr, extracted)"),
 ]
 
 
@@ -159,25 +178,59 @@ class _progress:
 def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.config import make_config, read_config_file
     from s2l_scan.report.console import make_console, render_results
-    from s2l_scan.report.model import check_writable, write_json_atomic
+    from s2l_scan.report.gate import plan_reports
     from s2l_scan.session import ScanInputs, run_scan, validate_selection
 
     overrides = {name: getattr(args, name) for name, _, _ in _SCAN_OPTIONS}
     overrides["allow_pickle"] = args.allow_pickle
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     validate_selection(config)
-    if args.report_json is not None:
-        check_writable(args.report_json)
+    plan = plan_reports(config, inputs=[args.config] if args.config else [])
     inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
                         lora=args.lora)
     console = make_console()
     with _progress(console) as progress:
         report = run_scan(inputs, config, progress)
+    plan.apply(report)
     sys.stdout.write(render_results(report, color=not console.no_color))
-    if args.report_json is not None:
-        write_json_atomic(args.report_json, report.to_dict())
-        console.print(f"JSON report: {args.report_json}")
+    for kind, path in plan.write(report):
+        console.print(f"{kind} report: {path}")
     return EXIT_OK if report.passed else EXIT_GATE
+
+
+def _report(args: argparse.Namespace) -> int:
+    from s2l_scan.report.files import check_outputs, load_report, write_text_atomic
+    from s2l_scan.report.outputs import write_reports
+
+    wanted = {kind: getattr(args, kind) for kind in ("json", "html", "markdown", "sarif")
+              if getattr(args, kind) is not None}
+    if not wanted and args.model_card is None:
+        raise UsageError("nothing to write: give --html FILE, --markdown FILE, --sarif FILE, "
+                         "--json FILE and/or --model-card README.md")
+    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, [args.report])
+    if args.model_card is not None:
+        check_outputs({"--model-card": args.model_card}, [args.report, *wanted.values()])
+    report = load_report(args.report)
+    # relative evidence paths were written relative to where the scan ran; try the report's
+    # own folder first, then the current one
+    for kind, path in write_reports(report, wanted, base=args.report.parent):
+        print(f"{kind} report: {path}")
+    if args.model_card is not None:
+        from s2l_scan.report.model_card import update_model_card
+
+        card = _read_card(args.model_card)
+        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name))
+        print(f"model card updated: {args.model_card}")
+    return EXIT_OK
+
+
+def _read_card(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"model card {path} cannot be read: {error}") from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _reference_build(args)
         if args.command == "scan":
             return _scan(args)
+        if args.command == "report":
+            return _report(args)
     except S2LError as error:
         print(f"s2l-scan: error: {error}", file=sys.stderr)
         return error.exit_code

@@ -5,9 +5,13 @@ because pytest loads it in every test run of every project that has s2l-scan ins
 engine is imported only when ``--s2l-model`` is given.
 
 With ``--s2l-model``, one test item is collected per (attack, domain) plus ``pooled``, with ids
-such as ``baselines::secmi[identity-3]``. The scan runs once, in the first item's setup; a
-scan error is reported as an error of every item, a crossed threshold as a failure stating the
-number, its CI, the threshold and n.
+such as ``baselines::secmi[identity-3]``, the same again per probe setting
+(``probes::noise/secmi[identity-3]``), and one per domain for extraction
+(``extraction::released[identity-3]``). The scan runs once, in the first item's setup; a scan
+error is reported as an error of every item, a crossed threshold or a regression against
+``--s2l-compare`` as a failure stating the numbers, the CI, the threshold and n. Report files
+(``--s2l-report-*``, ``--s2l-sarif``) are written when the session ends, and the headline
+numbers become ``<testsuite>`` properties of ``--junitxml``.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import pytest
 
 if TYPE_CHECKING:
     from s2l_scan.config import ScanConfig
+    from s2l_scan.report.gate import ReportPlan
     from s2l_scan.report.model import ScanReport
     from s2l_scan.session import ScanInputs
 
@@ -38,6 +43,20 @@ _CONFIG_OPTIONS = {
     "device": (str, "torch device (default cpu)"),
 }
 
+# option → ScanConfig field, for options whose name is not simply --s2l-<field>
+_PATH_OPTIONS = {
+    "--s2l-report-json": ("report_json", "FILE", "write the JSON report here"),
+    "--s2l-report-html": ("report_html", "FILE", "write the self-contained HTML report here"),
+    "--s2l-report-markdown": ("report_markdown", "FILE",
+                              "write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)"),
+    "--s2l-sarif": ("report_sarif", "FILE", "write SARIF 2.1.0 findings here (code scanning)"),
+    "--s2l-compare": ("compare", "REPORT.json",
+                      "previous release's JSON report: compare with it (regression gate)"),
+    "--s2l-compare-fail": ("compare_fail", "METRIC:+AMOUNT,...",
+                           "fail a check whose metric rose more than this since --s2l-compare, "
+                           "e.g. auc:+0.02,extracted:+0 (metrics: auc, tpr, asr, extracted)"),
+}
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("s2l", "s2l-scan: diffusion-model privacy gate")
@@ -52,8 +71,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="LoRA adapter folder fused into the model before scanning")
     group.addoption("--s2l-config", metavar="FILE", default=None,
                     help="s2l.toml or pyproject.toml with [tool.s2l] (default: found in rootdir)")
-    group.addoption("--s2l-report-json", metavar="FILE", default=None,
-                    help="write the JSON report here")
+    for option, (_, metavar, text) in _PATH_OPTIONS.items():
+        group.addoption(option, metavar=metavar, default=None, help=text)
     group.addoption("--s2l-allow-pickle", action="store_true", default=None,
                     help="opt in to pickled weights (read with torch.load(weights_only=True))")
     for name, (kind, text) in _CONFIG_OPTIONS.items():
@@ -63,19 +82,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class _ScanState:
     """Per-session state (kept in ``config.stash``, not module globals)."""
 
-    def __init__(self, inputs: ScanInputs, config: ScanConfig, report_json: Path | None) -> None:
+    def __init__(self, inputs: ScanInputs, config: ScanConfig, plan: ReportPlan) -> None:
         self.inputs = inputs
         self.config = config
-        self.report_json = report_json
+        self.plan = plan
         self.report: ScanReport | None = None
         self.error: BaseException | None = None
+        self.written: list[tuple[str, Path]] = []
+        self.write_error: str | None = None
 
     def run(self) -> ScanReport:
         if self.report is None and self.error is None:
             from s2l_scan.session import run_scan
 
             try:
-                self.report = run_scan(self.inputs, self.config)
+                report = run_scan(self.inputs, self.config)
+                self.plan.apply(report)
+                self.report = report
             except Exception as error:
                 self.error = error
         if self.error is not None:
@@ -90,19 +113,20 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from s2l_scan.config import make_config, read_config_file
     from s2l_scan.errors import S2LError
-    from s2l_scan.report.model import check_writable
+    from s2l_scan.report.gate import plan_reports
     from s2l_scan.session import ScanInputs, validate_selection
 
     try:
-        file_values = read_config_file(_opt_path(config, "--s2l-config"), config.rootpath)
+        config_file = _opt_path(config, "--s2l-config")
+        file_values = read_config_file(config_file, config.rootpath)
         overrides = {name: config.getoption(f"--s2l-{name.replace('_', '-')}")
                      for name in _CONFIG_OPTIONS}
+        overrides.update({key: config.getoption(option)
+                          for option, (key, _, _) in _PATH_OPTIONS.items()})
         overrides["allow_pickle"] = config.getoption("--s2l-allow-pickle")
         scan_config = make_config(file_values, **overrides)
         validate_selection(scan_config)
-        report_json = _opt_path(config, "--s2l-report-json")
-        if report_json is not None:
-            check_writable(report_json)
+        plan = plan_reports(scan_config, inputs=[config_file] if config_file else [])
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     data = config.getoption("--s2l-data")
@@ -112,7 +136,7 @@ def pytest_configure(config: pytest.Config) -> None:
     inputs = ScanInputs(model=model, data=data,
                         model_config=config.getoption("--s2l-model-config"),
                         lora=config.getoption("--s2l-lora"))
-    config.stash[_STATE] = _ScanState(inputs, scan_config, report_json)
+    config.stash[_STATE] = _ScanState(inputs, scan_config, plan)
 
 
 def _opt_path(config: pytest.Config, name: str) -> Path | None:
@@ -129,12 +153,31 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
     try:
         domains = _domain_names(state)
+        probes = _probe_labels(state.config)
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
+    checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
     for attack in state.config.attacks:
-        for domain in [*domains, *(["pooled"] if len(domains) > 1 else [])]:
-            items.append(S2LItem.from_parent(session, name=f"baselines::{attack}[{domain}]",
-                                             attack=attack, domain=domain))
+        for domain in checked:
+            items.append(S2LItem.from_parent(session, name=f"baselines::{attack}[{domain}]"))
+    for probe in probes:
+        for attack in state.config.attacks:
+            for domain in checked:
+                items.append(S2LItem.from_parent(
+                    session, name=f"probes::{probe}/{attack}[{domain}]"))
+    if state.config.extraction_samples:
+        for domain in domains:
+            items.append(ExtractionItem.from_parent(
+                session, name=f"extraction::released[{domain}]", domain=domain))
+
+
+def _probe_labels(config: ScanConfig) -> list[str]:
+    """One label per probe setting the scan will run (a swept option gives several)."""
+    if not config.probes:
+        return []
+    from s2l_scan.probing import expand_probes
+
+    return [spec.label for spec in expand_probes(config)]
 
 
 def _domain_names(state: _ScanState) -> list[str]:
@@ -145,26 +188,14 @@ def _domain_names(state: _ScanState) -> list[str]:
     return list_domains(data_dir, state.config.domains)
 
 
-class S2LItem(pytest.Item):
-    """One gate check: an (attack, domain) result of the shared scan."""
-
-    def __init__(self, *, attack: str, domain: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.attack = attack
-        self.domain = domain
+class _GateItem(pytest.Item):
+    """A check of the shared scan; the scan runs in the first item's setup."""
 
     def _state(self) -> _ScanState:
         return self.config.stash[_STATE]
 
     def setup(self) -> None:
         self._state().run()  # an exception here is a scan *error*, not a gate failure
-
-    def runtest(self) -> None:
-        report = self._state().run()
-        row = next(r for r in report.results
-                   if r.attack == self.attack and r.domain == self.domain and r.probe is None)
-        if not row.passed:
-            raise GateFailure("; ".join(row.reasons))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -178,8 +209,73 @@ class S2LItem(pytest.Item):
         return "s2l-scan", None, self.name
 
 
+class S2LItem(_GateItem):
+    """One gate check: the result row of the shared scan whose ``item_id`` is this item's name,
+    e.g. ``baselines::secmi[identity-3]`` or ``probes::noise/loss[pooled]``."""
+
+    def runtest(self) -> None:
+        report = self._state().run()
+        row = next((r for r in report.results if r.item_id == self.name), None)
+        if row is None:  # collected but not measured: never a silent pass
+            raise GateFailure("the scan report has no result for this check; results: "
+                              + ", ".join(r.item_id for r in report.results))
+        # shown as <properties> of this <testcase> in --junitxml
+        self.user_properties += [("auc", f"{row.auc:.6g}"),
+                                 ("auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
+                                 ("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"),
+                                 ("blind_auc", f"{row.blind_auc:.6g}")]
+        if not row.passed:
+            raise GateFailure("; ".join(row.reasons))
+
+
+class ExtractionItem(_GateItem):
+    """One extraction check: eidetic matches of the released model for one domain."""
+
+    def __init__(self, *, domain: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.domain = domain
+
+    def runtest(self) -> None:
+        report = self._state().run()
+        record = next((r for r in report.extraction
+                       if r.get("probe") is None and r.get("domain") == self.domain), None)
+        if record is None:
+            pytest.skip(f"the scan produced no extraction record for {self.domain}")
+        self.user_properties.append(("extracted", str(record.get("extracted"))))
+        reasons = list(record.get("reasons", [])) if record.get("passed", True) is False else []
+        reasons += [_regression(check, report) for check in report.comparison
+                    if check["item"] == self.name and not check["passed"]]
+        if reasons:
+            raise GateFailure("; ".join(reasons))
+
+
+def _regression(check: dict[str, Any], report: ScanReport) -> str:
+    from s2l_scan.report.compare import regression_reason
+
+    return regression_reason(check, str(report.config.get("compare")))
+
+
 class GateFailure(Exception):
     """A result crossed a threshold."""
+
+
+@pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the XML
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    state = session.config.stash.get(_STATE, None)
+    if state is None or state.report is None:
+        return
+    from s2l_scan.errors import S2LError
+    from s2l_scan.report.junit import junit_properties
+
+    for plugin in session.config.pluginmanager.get_plugins():
+        if hasattr(plugin, "add_global_property"):  # the --junitxml writer (LogXML)
+            for name, value in junit_properties(state.report):
+                plugin.add_global_property(name, value)
+    try:
+        state.written = state.plan.write(state.report)
+    except S2LError as error:
+        state.write_error = str(error)
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -190,8 +286,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     terminalreporter.write_sep("=", "s2l-scan")
     terminalreporter.write(render_results(state.report, color=terminalreporter.hasmarkup))
-    if state.report_json is not None:
-        from s2l_scan.report.model import write_json_atomic
-
-        write_json_atomic(state.report_json, state.report.to_dict())
-        terminalreporter.write_line(f"s2l-scan: JSON report written to {state.report_json}")
+    for kind, path in state.written:
+        terminalreporter.write_line(f"s2l-scan: {kind} report written to {path}")
+    if state.write_error is not None:
+        terminalreporter.write_line(f"s2l-scan: error: {state.write_error}", red=True)

@@ -27,9 +27,11 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
         pytester: pytest.Pytester, tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "-v"))
-    result.assert_outcomes(passed=9)
+    result.assert_outcomes(passed=20)  # 3 attacks × 3 (baseline + noise probe) + 2 extraction
     result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] PASSED*",
                                  "*baselines::pia[[]pooled[]] PASSED*",
+                                 "*probes::noise/pia[[]pooled[]] PASSED*",
+                                 "*extraction::released[[]identity-1[]] PASSED*",
                                  "*verdict: PASSED*"])
 
 
@@ -38,7 +40,7 @@ def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss",
                                        "--s2l-max-auc=0", "--s2l-max-tpr=1"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=6, passed=2)  # baseline and probe rows; extraction passes
     result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: AUC 0.* > max_auc 0.0 "
                                  "(AUC 0.*, 95% CI [[]*, n = 6 members / 6 non-members*"])
     assert "Traceback" not in result.stdout.str()
@@ -50,7 +52,7 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss,pia",
                                        "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        f"--s2l-report-json={out}"))
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=14)
     report = json.loads(out.read_text())
     assert report["schema_version"] == "1"
     assert report["verdict"]["passed"] is True
@@ -58,7 +60,7 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
         labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
         scores = row["member_scores"] + row["nonmember_scores"]
         assert row["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
-        assert row["probe"] is None
+        assert row["probe"] in (None, "noise")
         assert {"auc_ci", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "blind_auc"} <= set(row)
 
 
@@ -90,14 +92,14 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
     result = pytester.runpytest(f"--s2l-model={tiny_model_copy}",
                                 f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss")
     assert result.ret != pytest.ExitCode.OK
-    result.assert_outcomes(errors=3)
+    result.assert_outcomes(errors=8)
     result.stdout.fnmatch_lines(["*pickled weights can run arbitrary code*"])
 
 
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nattacks = ['loss']\n")
     result = pytester.runpytest(*_args(tiny_reference))
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=6, passed=2)
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_aucc = 0.5\n")
     result = pytester.runpytest(*_args(tiny_reference))
     assert result.ret == pytest.ExitCode.USAGE_ERROR

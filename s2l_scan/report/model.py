@@ -60,22 +60,26 @@ class ScanReport:
     timestamps: dict[str, str]
     extraction: list[dict[str, Any]] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
+    # regression checks against a previous report (s2l_scan.report.compare); empty without one
+    comparison: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        """True when no result crossed a threshold."""
+        """True when no result, extraction record or regression check crossed a threshold."""
         return (all(row.passed for row in self.results)
-                and all(record.get("passed", True) for record in self.extraction))
+                and all(record.get("passed", True) for record in self.extraction)
+                and all(check["passed"] for check in self.comparison))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key order is stable so identical scans give identical files."""
         body = asdict(self)
-        body["verdict"] = {
-            "passed": self.passed,
-            "failed_items": [row.item_id for row in self.results if not row.passed] + [
-                f"extraction::{r['probe'] or 'released'}[{r['domain']}]"
-                for r in self.extraction if not r.get("passed", True)],
-        }
+        failed = [row.item_id for row in self.results if not row.passed] + [
+            f"extraction::{r['probe'] or 'released'}[{r['domain']}]"
+            for r in self.extraction if not r.get("passed", True)]
+        # a regression of a row already fails that row; only the others add an item
+        failed += [check["item"] for check in self.comparison
+                   if not check["passed"] and check["item"] not in failed]
+        body["verdict"] = {"passed": self.passed, "failed_items": failed}
         return body
 
 

@@ -1,0 +1,199 @@
+"""The one training loop every fine-tuning probe calls (DESIGN.md §5.2).
+
+DDPM ε-prediction MSE with t uniform over the scheduler's ``num_train_timesteps`` (the noise
+schedule is the scheduler's own ``alphas_cumprod``), AdamW, gradient norm clipped to 1.0. One
+seeded :class:`torch.Generator` draws every batch index, noise and timestep, so the same seed
+gives the same weights. A method decides *what* trains (``params``); the loop decides *how*.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.functional.diffusion import add_noise
+
+WEIGHT_DECAY = 1e-2
+"""AdamW's decay, as in the reference model's own training (s2l_scan/reference/build.py)."""
+
+GRAD_CLIP = 1.0
+"""Maximum global gradient norm of the trained parameters."""
+
+ParamGroups = Sequence[torch.Tensor] | Sequence[dict[str, Any]]
+"""What ``torch.optim.AdamW`` accepts: tensors, or groups ``{"params": [...], "lr": ...}``."""
+
+
+def train(unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any, latents: torch.Tensor,
+          captions: Sequence[str], params: ParamGroups, *, steps: int, lr: float,
+          batch_size: int, seed: int, prior: tuple[torch.Tensor, str] | None = None,
+          prior_weight: float = 1.0, device: str | torch.device = "cpu",
+          after_step: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Fine-tune ``params`` (parameters of ``unet``/``text_encoder``) and return the losses.
+
+    ``latents`` are (N, C, h, w) clean latents (VAE mean × scaling factor), ``captions`` one per
+    latent. ``prior = (prior_latents, prior_caption)`` adds DreamBooth's prior-preservation
+    term, weighted by ``prior_weight``. ``after_step`` runs after every optimizer step (textual
+    inversion restores its frozen embedding rows there). Only ``params`` require grad while
+    training; afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``.
+
+    Returns ``{"losses": [...], "first_loss": ..., "final_loss": ...}`` where ``final_loss`` is
+    the mean of the last tenth of the steps (one step's loss is too noisy to report).
+
+    Example (full UNet fine-tuning on an SP set)::
+
+        report = train(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler, latents,
+                       ["a photo"] * len(latents), list(pipe.unet.parameters()),
+                       steps=100, lr=1e-4, batch_size=8, seed=0, device="cpu")
+    """
+    tensors = _check(latents, captions, params, steps, lr, batch_size, prior, prior_weight)
+    device = torch.device(device)
+    _check_device(tensors, device)
+    text_trains = _owns(text_encoder, tensors)
+    all_captions = [*captions, *([prior[1]] if prior is not None else [])]
+    ids, caption_row = _tokenize(tokenizer, all_captions, device)
+    prior_row = caption_row[len(latents):].expand(len(prior[0]) if prior is not None else 0)
+    alphas = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    timesteps = int(scheduler.config.num_train_timesteps)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
+    dtype = next(unet.parameters()).dtype
+
+    unet.requires_grad_(False)
+    text_encoder.requires_grad_(False)
+    for tensor in tensors:
+        tensor.requires_grad_(True)
+    unet.train(_owns(unet, tensors))
+    text_encoder.train(text_trains)
+    losses: list[float] = []
+    try:
+        table = None if text_trains else _encode(text_encoder, ids, grad=False)
+        for step in range(steps):
+            rows, x0 = _batch(latents, caption_row[:len(latents)], batch_size, generator)
+            if prior is not None:
+                prior_rows, prior_x0 = _batch(prior[0], prior_row, batch_size, generator)
+                rows, x0 = torch.cat([rows, prior_rows]), torch.cat([x0, prior_x0])
+            x0 = x0.to(device=device, dtype=torch.float32)
+            noise = torch.randn(x0.shape, generator=generator).to(device)
+            t = torch.randint(0, timesteps, (len(x0),), generator=generator).to(device)
+            cond = _conditioning(text_encoder, ids, rows, table)
+            pred = unet(add_noise(x0, noise, alphas[t]).to(dtype), t,
+                        encoder_hidden_states=cond.to(dtype)).sample.float()
+            error = ((pred - noise) ** 2).flatten(1).mean(1)
+            loss = error[:batch_size].mean()
+            if prior is not None:
+                loss = loss + prior_weight * error[batch_size:].mean()
+            if not bool(torch.isfinite(loss)):
+                raise ScanError(f"fine-tuning diverged: loss is {loss.item()} at step {step + 1}"
+                                f" of {steps} (lr={lr}); lower the probe's lr.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(tensors, GRAD_CLIP)
+            optimizer.step()
+            if after_step is not None:
+                with torch.no_grad():
+                    after_step()
+            losses.append(float(loss.item()))
+    finally:
+        unet.eval().requires_grad_(False)
+        text_encoder.eval().requires_grad_(False)
+    tail = losses[-max(1, steps // 10):]
+    return {"losses": losses, "first_loss": losses[0], "final_loss": sum(tail) / len(tail)}
+
+
+def count_parameters(params: ParamGroups) -> int:
+    """Number of scalars in ``params`` (tensors or AdamW groups), each tensor counted once."""
+    return sum(tensor.numel() for tensor in _tensors(params))
+
+
+def check_budget(who: str, steps: object, lr: object, batch_size: object) -> None:
+    """UsageError unless steps and batch_size are integers ≥ 1 and lr is a number > 0.
+
+    Probes call it in ``__post_init__`` so a bad option fails before any model is loaded.
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{who}: {name} must be an integer ≥ 1, got {value!r}.")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not lr > 0:
+        raise UsageError(f"{who}: lr must be a number > 0, got {lr!r}.")
+
+
+def _tensors(params: ParamGroups) -> list[torch.Tensor]:
+    found: dict[int, torch.Tensor] = {}
+    for item in params:
+        group = item["params"] if isinstance(item, dict) else [item]
+        for tensor in group:
+            found.setdefault(id(tensor), tensor)
+    return list(found.values())
+
+
+def _check(latents: torch.Tensor, captions: Sequence[str], params: ParamGroups, steps: int,
+           lr: float, batch_size: int, prior: tuple[torch.Tensor, str] | None,
+           prior_weight: float) -> list[torch.Tensor]:
+    if latents.ndim != 4 or len(latents) == 0:
+        raise UsageError(f"fine-tuning needs a non-empty SP set of (N, C, h, w) latents, got "
+                         f"shape {tuple(latents.shape)}; generate the SP set first "
+                         "(sp_samples ≥ 1).")
+    if isinstance(captions, str) or len(captions) != len(latents):
+        raise UsageError(f"fine-tuning needs one caption per latent: {len(latents)} latents, "
+                         f"got {1 if isinstance(captions, str) else len(captions)} captions.")
+    check_budget("fine-tuning", steps, lr, batch_size)
+    if prior is not None and (prior[0].ndim != 4 or len(prior[0]) == 0
+                              or prior[0].shape[1:] != latents.shape[1:]):
+        raise UsageError(f"the prior-preservation set must be non-empty latents shaped like the "
+                         f"SP set {tuple(latents.shape[1:])}, got {tuple(prior[0].shape)}.")
+    if prior is not None and not prior_weight >= 0:
+        raise UsageError(f"prior_weight must be ≥ 0, got {prior_weight!r}.")
+    tensors = _tensors(params)
+    if sum(t.numel() for t in tensors) == 0:
+        raise UsageError("fine-tuning was given no trainable parameters; the method must pass "
+                         "the tensors it trains.")
+    for tensor in tensors:
+        if tensor.dtype == torch.float16:
+            raise UsageError("fine-tuning float16 weights with AdamW is unstable; load the "
+                             "model in float32 (or bfloat16) to run fine-tuning probes.")
+    return tensors
+
+
+def _check_device(tensors: list[torch.Tensor], device: torch.device) -> None:
+    for tensor in tensors:
+        if tensor.device.type != device.type:
+            raise UsageError(f"fine-tuning on {device} but a trained tensor lives on "
+                             f"{tensor.device}; load the model on the scan's device.")
+
+
+def _owns(module: Any, tensors: list[torch.Tensor]) -> bool:
+    mine = {id(p) for p in module.parameters()}
+    return any(id(t) in mine for t in tensors)
+
+
+def _tokenize(tokenizer: Any, captions: list[str], device: torch.device
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unique token ids (padded to model_max_length) and each caption's row among them."""
+    unique = sorted(set(captions))
+    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(device)
+    position = {caption: row for row, caption in enumerate(unique)}
+    return ids, torch.tensor([position[c] for c in captions])
+
+
+def _encode(text_encoder: Any, ids: torch.Tensor, *, grad: bool) -> torch.Tensor:
+    with torch.set_grad_enabled(grad):
+        return text_encoder(ids)[0].float()
+
+
+def _conditioning(text_encoder: Any, ids: torch.Tensor, rows: torch.Tensor,
+                  table: torch.Tensor | None) -> torch.Tensor:
+    if table is not None:  # frozen text encoder: encoded once, before the first step
+        return table[rows.to(table.device)]
+    # The text encoder trains: encode this step's distinct captions only, with gradients.
+    needed, inverse = torch.unique(rows, return_inverse=True)
+    return _encode(text_encoder, ids[needed.to(ids.device)], grad=True)[inverse.to(ids.device)]
+
+
+def _batch(latents: torch.Tensor, caption_row: torch.Tensor, batch_size: int,
+           generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    index = torch.randint(len(latents), (batch_size,), generator=generator)
+    return caption_row[index], latents[index.to(latents.device)]

@@ -1,0 +1,144 @@
+"""Reading reports back and writing rendered files safely (atomic, never over an input)."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import MISSING, fields
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.report.model import SCHEMA_VERSION, ResultRow, ScanReport, check_writable
+
+SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.json"
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of this version's JSON report, shipped in the package."""
+    text = resources.files("s2l_scan.report").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
+    """The JSON body of a report file, checked enough to compare with or render.
+
+    Every problem is a usage error naming the file: it was given on the command line.
+    """
+    path = Path(path)
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"{what} {path} cannot be read: {error}") from None
+    except json.JSONDecodeError as error:
+        raise UsageError(f"{what} {path} is not JSON ({error}); give an s2l-scan JSON report "
+                         "(--report-json)") from None
+    if not isinstance(body, dict) or "schema_version" not in body:
+        raise UsageError(f"{what} {path} is not an s2l-scan JSON report (no schema_version); "
+                         "give a file written by --report-json")
+    if body["schema_version"] != SCHEMA_VERSION:
+        raise UsageError(f"{what} {path} has report schema version "
+                         f"{body['schema_version']!r}; this s2l-scan reads version "
+                         f"{SCHEMA_VERSION!r}. Re-run the scan of that release with this version.")
+    problem = _shape_problem(body)
+    if problem:
+        raise UsageError(f"{what} {path} does not match report schema v{SCHEMA_VERSION}: "
+                         f"{problem}")
+    return body
+
+
+def _shape_problem(body: dict[str, Any]) -> str | None:
+    """The first structural problem a renderer or the comparison would trip over, if any."""
+    for key in ("model", "config", "results"):
+        if key not in body:
+            return f"missing {key!r}"
+    if not isinstance(body["results"], list):
+        return "'results' is not a list"
+    required = {f.name for f in fields(ResultRow)
+                if f.default is MISSING and f.default_factory is MISSING}
+    for index, row in enumerate(body["results"]):
+        if not isinstance(row, dict):
+            return f"results[{index}] is not an object"
+        missing = sorted(required - set(row))
+        if missing:
+            return f"results[{index}] lacks {', '.join(missing)}"
+        if not isinstance(row["auc"], int | float) or isinstance(row["auc"], bool):
+            return f"results[{index}].auc is not a number"
+    if not isinstance(body.get("extraction", []), list):
+        return "'extraction' is not a list"
+    return None
+
+
+def load_report(path: Path) -> ScanReport:
+    """A :class:`ScanReport` read back from a JSON report file (usage error when it is not one)."""
+    body = read_report_dict(path)
+    try:
+        return report_from_dict(body)
+    except (KeyError, TypeError, ValueError) as error:
+        raise UsageError(f"report {path} does not match report schema v{SCHEMA_VERSION}: "
+                         f"{type(error).__name__}: {error}") from None
+
+
+def report_from_dict(body: dict[str, Any]) -> ScanReport:
+    """Rebuild a report from ``ScanReport.to_dict()`` output (``verdict`` is derived: dropped)."""
+    row_fields = {f.name for f in fields(ResultRow)}
+    rows = []
+    for raw in body["results"]:
+        row = {key: value for key, value in raw.items() if key in row_fields}
+        row["auc_ci"] = tuple(row["auc_ci"])
+        if row.get("delta_auc_ci") is not None:
+            row["delta_auc_ci"] = tuple(row["delta_auc_ci"])
+        rows.append(ResultRow(**row))
+    known = {f.name for f in fields(ScanReport)} - {"results"}
+    return ScanReport(results=rows, **{key: value for key, value in body.items() if key in known})
+
+
+def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
+    """Usage errors, before any work: an output over an input, two outputs on one path, or a
+    path that cannot be written. ``outputs`` maps an option name to its path."""
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        check_writable(path)
+        real = Path(os.path.realpath(path))
+        for given in inputs:
+            if real == Path(os.path.realpath(given)):
+                raise UsageError(f"{option} {path} is also an input ({given}); s2l-scan never "
+                                 "overwrites an input. Choose another file name.")
+        if real in seen:
+            raise UsageError(f"{option} {path} is also given to {seen[real]}; give each report "
+                             "its own file")
+        seen[real] = option
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write UTF-8 text so that readers never see a partial file (temp file + rename)."""
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"report path {path} is a folder; give a file name")
+    try:
+        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    except OSError as error:
+        raise UsageError(f"cannot write report {path}: {error.strerror or error}") from None
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+        # mkstemp creates 0600; a report is an ordinary file that CI uploads and people open
+        os.chmod(temp, 0o666 & ~_umask())
+        os.replace(temp, path)
+    except OSError as error:  # e.g. a full disk: no partial file is left behind
+        Path(temp).unlink(missing_ok=True)
+        raise ScanError(f"cannot write report {path}: {error.strerror or error}") from None
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,46 @@
+"""The few numbers a release manager reads first, shared by every renderer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from s2l_scan.report.model import ScanReport
+
+
+def headline(report: ScanReport) -> dict[str, Any]:
+    """Verdict, counts and the worst numbers of a report, as plain JSON-ready values."""
+    rows = report.results
+    worst_auc = max(rows, key=lambda row: row.auc, default=None)
+    worst_tpr = max(rows, key=lambda row: row.tpr_at_1pct_fpr, default=None)
+    failed = report.to_dict()["verdict"]["failed_items"]
+    return {
+        "verdict": "passed" if report.passed else "failed",
+        "checks": len(rows) + len(report.extraction),
+        "failed": len(failed),
+        "failed_items": failed,
+        "max_auc": None if worst_auc is None else worst_auc.auc,
+        "max_auc_item": None if worst_auc is None else worst_auc.item_id,
+        "max_tpr_at_1pct_fpr": None if worst_tpr is None else worst_tpr.tpr_at_1pct_fpr,
+        "max_tpr_item": None if worst_tpr is None else worst_tpr.item_id,
+        "extracted": sum(int(record.get("extracted", 0)) for record in report.extraction),
+        "generated": sum(int(record.get("n_generated", 0)) for record in report.extraction),
+        "regressions": sum(not check["passed"] for check in report.comparison),
+        "model_hash": report.model.get("model_hash"),
+    }
+
+
+def gate_text(report: ScanReport) -> str:
+    """The gate settings in one line, e.g. ``max_auc 0.6 (point), max_tpr 0.1 at 1% FPR``."""
+    config = report.config
+    parts = [f"max_auc {config['max_auc']} (compared: {config['ci_end']} AUC)",
+             f"max_tpr {config['max_tpr']} at 1% FPR"]
+    if "max_extracted" in config and report.extraction:
+        parts.append(f"max_extracted {config['max_extracted']}")
+    if config.get("compare_fail"):
+        parts.append(f"compare_fail {config['compare_fail']} against {config.get('compare')}")
+    return ", ".join(parts)
+
+
+def fmt(value: float | None, digits: int = 3) -> str:
+    """A number for a table cell; ``-`` for a missing one."""
+    return "-" if value is None else f"{value:.{digits}f}"

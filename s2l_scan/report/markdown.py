@@ -1,0 +1,89 @@
+"""Markdown summary of one :class:`ScanReport`, sized for ``$GITHUB_STEP_SUMMARY``.
+
+GitHub accepts at most 1 MiB of step summary, so the text is cut at a line boundary before that
+with a note saying how much was left out and where the rest is (the JSON report).
+"""
+
+from __future__ import annotations
+
+from s2l_scan.report.headline import fmt, gate_text, headline
+from s2l_scan.report.model import ScanReport
+
+MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
+
+
+def _cell(text: object) -> str:
+    """A table cell: pipes and newlines would break the row."""
+    return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_lines(report: ScanReport) -> list[str]:
+    """The summary, one element per line, most important first."""
+    top = headline(report)
+    verdict = ("✅ **PASSED**" if report.passed else
+               f"❌ **FAILED** ({top['failed']} of {top['checks']} checks failed)")
+    lines = [f"## s2l-scan: {_cell(report.model.get('source', '?'))}", "",
+             f"Release gate {verdict}. Gate: {gate_text(report)}.", "",
+             f"Model hash `{top['model_hash']}`; scanned {report.timestamps.get('started', '?')}"
+             f" in {report.timestamps.get('seconds', '?')} s with s2l-scan "
+             f"{report.packages.get('s2l-scan', '?')}.", ""]
+    failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
+    failures += [(f"extraction::{r.get('probe') or 'released'}[{r.get('domain')}]", reason)
+                 for r in report.extraction for reason in r.get("reasons", [])]
+    if failures:
+        lines += ["### Failures", ""]
+        lines += [f"- `{item}`: {_cell(reason)}" for item, reason in failures]
+        lines.append("")
+    lines += ["### Results", "",
+              "| check | AUC [95% CI] | TPR@1% | TPR@0.1% | ASR | blind AUC | n | verdict |",
+              "|---|---:|---:|---:|---:|---:|---:|---|"]
+    for row in report.results:
+        flags = "".join(f" ({name})" for name, on in (("confounded", row.confounded),
+                                                       ("unstable", row.unstable)) if on)
+        low, high = row.auc_ci
+        lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
+                     f"{row.tpr_at_1pct_fpr:.3f} | {row.tpr_at_01pct_fpr:.3f} | {row.asr:.3f} | "
+                     f"{row.blind_auc:.3f} | {row.n_members}/{row.n_nonmembers} | "
+                     f"{'pass' if row.passed else '**FAIL**'}{flags} |")
+    lines.append("")
+    if report.extraction:
+        lines += ["### Extraction", "", "| model | domain | eidetic matches | generated | "
+                  "nearest RMS | verdict |", "|---|---|---:|---:|---:|---|"]
+        lines += [f"| {_cell(r.get('probe') or 'released')} | {_cell(r.get('domain'))} | "
+                  f"{r.get('extracted', 0)} | {r.get('n_generated', '?')} | "
+                  f"{fmt(r.get('nearest_distance'), 4)} | "
+                  f"{'pass' if r.get('passed', True) else '**FAIL**'} |"
+                  for r in report.extraction]
+        lines.append("")
+    if report.comparison:
+        lines += [f"### Compared with `{_cell(report.config.get('compare'))}`", "",
+                  "| check | metric | previous | current | change | allowed | status |",
+                  "|---|---|---:|---:|---:|---|---|"]
+        lines += [f"| `{_cell(c['item'])}` | {c['metric']} | {fmt(c['previous'], 4)} | "
+                  f"{fmt(c['current'], 4)} | "
+                  f"{'-' if c['change'] is None else format(c['change'], '+.4f')} | "
+                  f"{c['allowance'] or '-'} | "
+                  f"{c['status'] if c['passed'] else '**' + c['status'] + '**'} |"
+                  for c in report.comparison]
+        lines.append("")
+    return lines
+
+
+def render_markdown(report: ScanReport, limit: int = MARKDOWN_LIMIT) -> str:
+    """The summary as text of at most ``limit`` UTF-8 bytes, cut with a note when longer."""
+    lines = markdown_lines(report)
+    text = "\n".join(lines) + "\n"
+    if len(text.encode("utf-8")) <= limit:
+        return text
+    kept: list[str] = []
+    used = 0
+    for index, line in enumerate(lines):
+        note = (f"\n> **Truncated**: this summary is limited to {limit:,} bytes; "
+                f"{len(lines) - index:,} more lines were left out. The full results are in the "
+                "JSON and HTML reports.\n")
+        cost = len(line.encode("utf-8")) + 1
+        if used + cost + len(note.encode("utf-8")) > limit:
+            return "\n".join(kept) + "\n" + note
+        kept.append(line)
+        used += cost
+    return text  # pragma: no cover - unreachable: the whole text was over the limit

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# The steps of the s2l-scan GitHub Action (action.yml), kept here so that they can be read,
+# linted and run locally (scripts/run-action-locally.sh) exactly as CI runs them.
+#
+#   scripts/action.sh install   pip-install torch (CPU wheels) and s2l-scan
+#   scripts/action.sh scan      scan, write the reports, the step summary and the step outputs
+#   scripts/action.sh enforce   exit non-zero according to fail-on
+#
+# Every input arrives as an environment variable (never spliced into the script by the runner),
+# so a model path such as `x"; curl ...` is only ever a file name.
+set -euo pipefail
+
+die() { echo "s2l-scan action: $*" >&2; exit 4; }
+
+check_fail_on() {
+  case "${S2L_FAIL_ON:-gate}" in
+    gate | error | never) ;;
+    *) die "fail-on must be gate, error or never; got '${S2L_FAIL_ON}'" ;;
+  esac
+}
+
+install() {
+  local python="${S2L_PYTHON:-python}"
+  if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
+    # the default torch wheel pulls CUDA (gigabytes); the scan runs on the CPU
+    "$python" -m pip install --quiet torch torchvision --index-url "$TORCH_INDEX_URL"
+  fi
+  "$python" -m pip install --quiet "${S2L_PACKAGE:-${GITHUB_ACTION_PATH:?}}"
+}
+
+output() {  # name value: one step output, refusing values that could forge others
+  [[ "$2" != *$'\n'* ]] || die "output $1 contains a newline"
+  echo "$1=$2" >>"${GITHUB_OUTPUT:?}"
+}
+
+scan() {
+  check_fail_on
+  [[ -n "${S2L_MODEL:-}" ]] || die "the model input is required"
+  local out="${S2L_OUTPUT_DIR:-s2l-report}"
+  mkdir -p -- "$out"
+  local json="$out/s2l-report.json" html="$out/s2l-report.html"
+  local markdown="$out/s2l-summary.md" sarif="$out/s2l-report.sarif"
+  local args=(scan "$S2L_MODEL" --report-json "$json" --report-html "$html"
+              --report-markdown "$markdown" --report-sarif "$sarif")
+  [[ -z "${S2L_DATA:-}" ]] || args+=(--data "$S2L_DATA")
+  [[ -z "${S2L_CONFIG:-}" ]] || args+=(--config "$S2L_CONFIG")
+  [[ -z "${S2L_COMPARE:-}" ]] || args+=(--compare "$S2L_COMPARE")
+  [[ -z "${S2L_COMPARE_FAIL:-}" ]] || args+=(--compare-fail "$S2L_COMPARE_FAIL")
+  local rc=0
+  # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
+  # it is set by scripts/run-action-locally.sh, never from an action input
+  ${S2L_SCAN:-s2l-scan} "${args[@]}" || rc=$?
+  local verdict=error
+  case "$rc" in
+    0) verdict=passed ;;
+    1) verdict=failed ;;
+  esac
+  output verdict "$verdict"
+  output exit-code "$rc"
+  output report-dir "$out"
+  [[ ! -f "$json" ]] || output report "$json"
+  [[ ! -f "$html" ]] || output html "$html"
+  [[ ! -f "$markdown" ]] || output markdown "$markdown"
+  [[ ! -f "$sarif" ]] || output sarif "$sarif"
+  if [[ -f "$markdown" ]]; then
+    cat -- "$markdown" >>"${GITHUB_STEP_SUMMARY:?}"
+  else
+    printf '## s2l-scan: no report\n\nThe scan ended with exit code %s (%s) before writing a report; see the log of this step.\n' \
+      "$rc" "$(describe "$rc")" >>"${GITHUB_STEP_SUMMARY:?}"
+  fi
+  echo "s2l-scan action: verdict $verdict (exit code $rc: $(describe "$rc")); reports in $out"
+}
+
+describe() {
+  case "$1" in
+    0) echo "passed" ;;
+    1) echo "gate failed" ;;
+    2) echo "scan error" ;;
+    3) echo "nothing scanned" ;;
+    4) echo "usage error" ;;
+    *) echo "crashed" ;;
+  esac
+}
+
+enforce() {
+  check_fail_on
+  local rc="${S2L_EXIT_CODE:-}"
+  [[ "$rc" =~ ^[0-9]+$ ]] || { echo "s2l-scan action: the scan step did not finish" >&2; exit 2; }
+  case "${S2L_FAIL_ON:-gate}" in
+    never) exit 0 ;;
+    error) if [[ "$rc" -le 1 ]]; then exit 0; fi ;;
+  esac
+  if [[ "$rc" -ne 0 ]]; then
+    echo "s2l-scan action: failing the step: $(describe "$rc") (fail-on: ${S2L_FAIL_ON:-gate})" >&2
+  fi
+  exit "$rc"
+}
+
+case "${1:-}" in
+  install) install ;;
+  scan) scan ;;
+  enforce) enforce ;;
+  *) die "usage: scripts/action.sh install|scan|enforce" ;;
+esac

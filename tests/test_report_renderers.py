@@ -1,0 +1,217 @@
+"""Renderers of one ScanReport: JSON schema, Markdown, HTML (+ headless Chromium), SARIF, JUnit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from PIL import Image
+from report_factory import extraction_record, make_report, make_row, sarif_validator
+from sklearn.metrics import roc_auc_score, roc_curve
+
+from s2l_scan.report import charts
+from s2l_scan.report.files import schema
+from s2l_scan.report.html_page import render_html
+from s2l_scan.report.junit import junit_properties
+from s2l_scan.report.markdown import render_markdown
+from s2l_scan.report.sarif import render_sarif
+
+
+def _as_json(report: Any) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(json.dumps(report.to_dict()))
+    return body
+
+
+# ---------------------------------------------------------------------------------------------
+# the maths behind the charts, against sklearn
+
+@pytest.mark.parametrize(("members", "nonmembers"), [
+    ([0.9, 0.8, 0.7], [0.1, 0.2, 0.3]),
+    ([0.1, 0.2], [0.8, 0.9]),
+    ([0.5, 0.5, 0.7, 0.1], [0.5, 0.2, 0.5]),  # ties across the classes
+    ([1.0] * 4, [1.0] * 5),
+    ([float(i % 7) for i in range(40)], [float(i % 5) for i in range(33)]),
+])
+def test_roc_points_lie_on_sklearn_curve_and_keep_its_area(members: list[float],
+                                                           nonmembers: list[float]) -> None:
+    labels = [1] * len(members) + [0] * len(nonmembers)
+    fpr, tpr, _ = roc_curve(labels, members + nonmembers, drop_intermediate=False)
+    exact = {(round(f, 12), round(t, 12)) for f, t in zip(fpr, tpr, strict=True)}
+    points = charts.roc_points(members, nonmembers)
+    assert points[0] == (0.0, 0.0) and points[-1] == (1.0, 1.0)
+    assert {(round(f, 12), round(t, 12)) for f, t in points} <= exact
+    assert charts.trapezoid_area(points) == pytest.approx(roc_auc_score(labels,
+                                                                        members + nonmembers))
+
+
+def test_histogram_fractions_match_numpy() -> None:
+    import numpy as np
+
+    values = [0.1, 0.2, 0.2, 0.9, 1.0, 0.55]
+    edges = charts.shared_edges(values, [0.0], bins=5)
+    expected, _ = np.histogram(values, bins=edges)
+    assert charts.histogram(values, edges) == pytest.approx(list(expected / len(values)))
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON schema
+
+def test_schema_is_valid_and_accepts_reports_with_extraction_and_comparison() -> None:
+    jsonschema.Draft202012Validator.check_schema(schema())
+    report = make_report(extraction=[extraction_record(extracted=1)])
+    report.comparison = [{"item": "baselines::loss[identity-0]", "metric": "auc", "attack": "loss",
+                          "probe": None, "domain": "identity-0", "previous": 0.5, "current": 0.6,
+                          "change": 0.1, "allowance": "auc:+0.02", "status": "regressed",
+                          "passed": False}]
+    jsonschema.Draft202012Validator(schema()).validate(_as_json(report))
+
+
+@pytest.mark.parametrize("breakage", ["drop-verdict", "auc-out-of-range", "unknown-top-key"])
+def test_schema_rejects_broken_reports(breakage: str) -> None:
+    body = _as_json(make_report())
+    if breakage == "drop-verdict":
+        del body["verdict"]
+    elif breakage == "auc-out-of-range":
+        body["results"][0]["auc"] = 1.5
+    else:
+        body["surprise"] = 1
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.Draft202012Validator(schema()).validate(body)
+
+
+# ---------------------------------------------------------------------------------------------
+# Markdown
+
+def test_markdown_states_verdict_failures_and_escapes_cells() -> None:
+    rows = [make_row(domain="a|b"), make_row(domain="identity-1", shift=3.0)]
+    text = render_markdown(make_report(rows))
+    assert "❌ **FAILED** (1 of 2 checks failed)" in text
+    assert "### Failures" in text and "`baselines::loss[identity-1]`: AUC" in text
+    assert "baselines::loss[a\\|b]" in text  # a pipe would split the table row
+    table = [line for line in text.splitlines() if line.startswith("| `baselines")]
+    assert len(table) == 2 and all(line.count(" | ") == 7 for line in table)
+
+
+def test_markdown_is_cut_under_the_limit_with_a_note() -> None:
+    rows = [make_row(domain=f"d{i}", n=2) for i in range(400)]
+    full = render_markdown(make_report(rows))
+    cut = render_markdown(make_report(rows), limit=8_000)
+    assert len(full.encode()) > 8_000 >= len(cut.encode())
+    assert "**Truncated**" in cut and "more lines were left out" in cut
+    assert "**Truncated**" not in full
+
+
+# ---------------------------------------------------------------------------------------------
+# HTML
+
+def _evidence(tmp_path: Path) -> str:
+    image = Image.new("RGB", (24, 8), (200, 30, 30))
+    path = tmp_path / "pair.png"
+    image.save(path)
+    return path.name  # relative: found through the search folders
+
+
+def test_html_is_self_contained_with_charts_and_inline_evidence(tmp_path: Path) -> None:
+    record = extraction_record(extracted=1, evidence=[_evidence(tmp_path)])
+    missing = extraction_record(domain="identity-1", extracted=1, evidence=["gone.png"])
+    page = render_html(make_report(extraction=[record, missing]), search=[tmp_path])
+    lowered = page.lower()
+    for forbidden in ("<script", "<link", "src=\"http", "href=\"http", "url(", "@import"):
+        assert forbidden not in lowered
+    assert "default-src 'none'" in page  # a CSP forbids any network load
+    assert page.count('<svg class="chart roc"') == 1
+    assert page.count('<svg class="chart hist"') == 3
+    assert "blind baseline" in page
+    assert page.count('src="data:image/png;base64,') == 1
+    assert "image: gone.png" in page
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def screenshot(html: Path, png: Path, profile: Path, height: int = 1600) -> None:
+    """Render ``html`` in headless Chromium (no network, no GPU) into ``png``."""
+    browser = _chromium()
+    assert browser is not None
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--hide-scrollbars",
+                    f"--user-data-dir={profile}", f"--window-size=1280,{height}",
+                    f"--screenshot={png}", html.as_uri()],
+                   check=True, capture_output=True, timeout=120,
+                   env={**os.environ, "HOME": str(profile)})
+
+
+@pytest.mark.skipif(_chromium() is None, reason="headless Chromium is not installed "
+                    "(Debian: apt-get install chromium; .ci/run installs it)")
+def test_html_renders_in_headless_chromium(tmp_path: Path) -> None:
+    html = tmp_path / "report.html"
+    html.write_text(render_html(make_report()), encoding="utf-8")
+    png = tmp_path / "shot.png"
+    screenshot(html, png, tmp_path / "profile")
+    image = Image.open(png).convert("RGB")
+    colours = image.getcolors(maxcolors=1 << 20) or []
+    background = max(colours)[1]
+    drawn = sum(count for count, colour in colours if colour != background)
+    assert drawn > 0.02 * image.width * image.height  # text, tables and charts, not a blank page
+    red = sum(count for count, (r, g, b) in colours if r > 180 and g < 80 and b < 80)
+    assert red > 500  # the FAILED banner (#cf222e) and the member-score bars
+
+
+# ---------------------------------------------------------------------------------------------
+# SARIF
+
+def test_sarif_validates_and_locates_findings_at_model_index(tmp_path: Path) -> None:
+    model = tmp_path / "models" / "demo"
+    report = make_report(model_path=str(model),
+                         extraction=[extraction_record(extracted=2), extraction_record(
+                             domain="identity-1")])
+    log = render_sarif(report, root=tmp_path)
+    sarif_validator().validate(log)
+    run = log["runs"][0]
+    assert {rule["id"] for rule in run["tool"]["driver"]["rules"]} == {
+        "s2l/membership/loss", "s2l/extraction"}
+    assert [result["ruleId"] for result in run["results"]] == [
+        "s2l/membership/loss", "s2l/membership/loss", "s2l/extraction"]  # the failed items only
+    location = run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert location == {"uri": "models/demo/model_index.json", "uriBaseId": "%SRCROOT%"}
+
+
+def test_sarif_fingerprints_are_stable_across_scans(tmp_path: Path) -> None:
+    def fingerprints(shift: float, started: str) -> list[dict[str, str]]:
+        rows = [make_row(domain="identity-1", shift=shift)]
+        log = render_sarif(make_report(rows, started=started), root=tmp_path)
+        return [r["partialFingerprints"] for r in log["runs"][0]["results"]]
+
+    first = fingerprints(3.0, "2026-01-01T00:00:00+00:00")
+    assert first and first == fingerprints(2.5, "2026-02-01T00:00:00+00:00")
+
+
+def test_sarif_outside_the_repository_uses_a_file_uri(tmp_path: Path) -> None:
+    log = render_sarif(make_report(model_path="/elsewhere/model"), root=tmp_path)
+    sarif_validator().validate(log)
+    location = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert location["artifactLocation"] == {"uri": "file:///elsewhere/model/model_index.json"}
+
+
+# ---------------------------------------------------------------------------------------------
+# JUnit properties
+
+def test_junit_properties_carry_the_headline() -> None:
+    properties = dict(junit_properties(make_report(extraction=[extraction_record(
+        extracted=3)])))
+    assert properties["s2l.verdict"] == "failed"
+    assert properties["s2l.extracted"] == "3"
+    assert properties["s2l.max_auc_item"] == "baselines::loss[identity-1]"
+    assert float(properties["s2l.auc.baselines::loss[pooled]"]) > 0.5
