@@ -61,7 +61,7 @@ class ScanConfig:
     evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",
                                      None)
     probes: tuple[str, ...] = _help("S2L probes to run, by registered name (empty: none)",
-                                    ("noise",))
+                                    ("noise", "lora"))
     probe_options: dict[str, dict[str, Any]] = _help(  # noqa: RUF009 - _help returns a field()
         "per-probe settings; a list value sweeps it, e.g. {noise = {sigma = [2e-4, 8e-4]}}", {})
     max_amplification: float = _help("gate: fail when a probe raises AUC by more than this",

@@ -41,6 +41,12 @@ _CONFIG_OPTIONS = {
     "batch_size": (int, "samples per UNet forward (default 32)"),
     "threads": (int, "torch CPU threads (default 1)"),
     "device": (str, "torch device (default cpu)"),
+    "probes": (str, "comma-separated S2L probes (default noise,lora; '' for none)"),
+    "max_amplification": (float, "gate: fail when a probe raises AUC by more (default 0.05)"),
+    "max_extracted": (int, "gate: fail when more generations are eidetic matches (default 0)"),
+    "extraction_samples": (int, "images generated per domain for extraction (default 32)"),
+    "extraction_steps": (int, "sampler steps per generated image (default 50)"),
+    "sp_samples": (int, "SP-set images per domain for fine-tuning probes (default 32)"),
 }
 
 # option → ScanConfig field, for options whose name is not simply --s2l-<field>

@@ -15,6 +15,10 @@ from s2l_scan.errors import UsageError
 T = TypeVar("T")
 
 
+def _origin(item: object) -> str:
+    return f"{getattr(item, '__module__', '?')}.{getattr(item, '__qualname__', repr(item))}"
+
+
 class Registry(Generic[T]):
     """Name → factory. Refuses duplicates; unknown names list what exists."""
 
@@ -28,8 +32,12 @@ class Registry(Generic[T]):
         """Decorator: ``@ATTACKS.register("loss")``."""
 
         def add(item: T) -> T:
-            if name in self._items:
-                raise ValueError(f"{self.kind} {name!r} is already registered")
+            old = self._items.get(name)
+            if old is not None and _origin(old) != _origin(item):
+                raise ValueError(f"{self.kind} {name!r} is already registered by "
+                                 f"{_origin(old)}; {_origin(item)} cannot take the name")
+            # The same class from the same module is a re-import (importlib.reload, or pytest's
+            # pytester dropping and re-importing modules): the newer object replaces the old.
             self._items[name] = item
             return item
 

@@ -15,7 +15,7 @@ from s2l_scan.session import ScanInputs, run_scan
 
 
 def _scan(ref: Path, **options: object) -> object:
-    config = make_config(attacks=["loss"], extraction_samples=3, extraction_steps=2,
+    config = make_config(attacks=["loss"], probes=[], extraction_samples=3, extraction_steps=2,
                          extraction_guidance=1.0, **options)
     return run_scan(ScanInputs(model=str(ref / "model"), data=str(ref / "data")), config)
 

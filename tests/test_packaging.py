@@ -35,3 +35,21 @@ def test_entry_points_are_registered() -> None:
     plugins = {ep.name: ep.value for ep in entry_points(group="pytest11")}
     assert scripts["s2l-scan"] == "s2l_scan.cli:main"
     assert plugins["s2l"] == "s2l_scan.pytest_plugin"
+
+
+def test_registry_refuses_a_second_owner_of_a_name_but_allows_reimport() -> None:
+    import pytest
+
+    from s2l_scan.errors import UsageError
+    from s2l_scan.registry import Registry
+
+    registry: Registry[type] = Registry("widget")
+    first = type("Widget", (), {"__module__": "pkg.a"})
+    registry.register("w")(first)
+    again = type("Widget", (), {"__module__": "pkg.a"})  # the same class, re-imported
+    registry.register("w")(again)
+    assert registry.get("w") is again
+    with pytest.raises(ValueError, match="already registered by pkg.a.Widget"):
+        registry.register("w")(type("Widget", (), {"__module__": "pkg.b"}))
+    with pytest.raises(UsageError, match=r"unknown widget 'x'; known: \['w'\]"):
+        registry.get("x")

@@ -12,8 +12,9 @@ pytest_plugins = ["pytester"]
 
 
 def _args(ref: Path, *extra: str) -> list[str]:
+    # Few, short generations: these tests exercise the plugin, not the extraction probe.
     return [f"--s2l-model={ref / 'model'}", f"--s2l-data={ref / 'data'}", "-p", "no:cacheprovider",
-            *extra]
+            "--s2l-extraction-samples=2", "--s2l-extraction-steps=2", "--s2l-probes=noise", *extra]
 
 
 def test_inert_without_model(pytester: pytest.Pytester) -> None:
@@ -90,7 +91,8 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
     (tiny_model_copy / "unet" / "diffusion_pytorch_model.safetensors").unlink()
     (tiny_model_copy / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"not really")
     result = pytester.runpytest(f"--s2l-model={tiny_model_copy}",
-                                f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss")
+                                f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss",
+                                "--s2l-probes=noise")
     assert result.ret != pytest.ExitCode.OK
     result.assert_outcomes(errors=8)
     result.stdout.fnmatch_lines(["*pickled weights can run arbitrary code*"])
