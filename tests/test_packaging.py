@@ -49,7 +49,7 @@ def test_registry_refuses_a_second_owner_of_a_name_but_allows_reimport() -> None
     again = type("Widget", (), {"__module__": "pkg.a"})  # the same class, re-imported
     registry.register("w")(again)
     assert registry.get("w") is again
-    with pytest.raises(ValueError, match="already registered by pkg.a.Widget"):
+    with pytest.raises(ValueError, match=r"already registered by pkg\.a\.Widget"):
         registry.register("w")(type("Widget", (), {"__module__": "pkg.b"}))
     with pytest.raises(UsageError, match=r"unknown widget 'x'; known: \['w'\]"):
         registry.get("x")
