@@ -11,6 +11,7 @@ side-by-side PNG: generated | known | |difference| (×4, so faint differences sh
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -55,11 +56,17 @@ def evidence_png(generated: np.ndarray, known: np.ndarray, path: Path) -> Path:
 
 def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                    settings: ExtractionSettings, *, seed: int, probe: str | None,
-                   evidence_dir: Path | None) -> list[dict[str, Any]]:
-    """One record per domain: generated count, matches with distances, evidence paths."""
+                   evidence_dir: Path | None,
+                   prompt_fn: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+    """One record per domain: generated count, matches with distances, evidence paths.
+
+    ``prompt_fn`` rewrites the domain prompt for a probe's copy (textual inversion adds its
+    learned tokens, as the attacker would when sampling).
+    """
     records = []
     for domain in domains:
-        generated = generate_images(pipeline, domain.prompt, settings.samples, seed=seed,
+        prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
+        generated = generate_images(pipeline, prompt, settings.samples, seed=seed,
                                     key=domain.name, settings=settings.sampler)
         matches = index.matches(generated, k=settings.k, delta=settings.delta,
                                 tiled=settings.tiled)

@@ -56,6 +56,8 @@ class ScanConfig:
     extraction_delta: float = _help("eidetic δ: RMS distance of [0, 1] pixels", 0.1)
     extraction_tiled: bool = _help("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
                                    False)
+    extraction_on_probes: bool = _help("also run extraction on every probe's shaken copy",
+                                       True)
     max_extracted: int = _help("gate: fail when more generations than this are eidetic matches",
                                0)
     evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",

@@ -172,9 +172,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
                 items.append(S2LItem.from_parent(
                     session, name=f"probes::{probe}/{attack}[{domain}]"))
     if state.config.extraction_samples:
-        for domain in domains:
-            items.append(ExtractionItem.from_parent(
-                session, name=f"extraction::released[{domain}]", domain=domain))
+        for probe_label in [None, *(probes if state.config.extraction_on_probes else [])]:
+            for domain in domains:
+                items.append(ExtractionItem.from_parent(
+                    session, name=f"extraction::{probe_label or 'released'}[{domain}]",
+                    domain=domain, probe=probe_label))
 
 
 def _probe_labels(config: ScanConfig) -> list[str]:
@@ -235,18 +237,20 @@ class S2LItem(_GateItem):
 
 
 class ExtractionItem(_GateItem):
-    """One extraction check: eidetic matches of the released model for one domain."""
+    """One extraction check: eidetic matches of the released model (or a probe's copy) for one
+    domain."""
 
-    def __init__(self, *, domain: str, **kwargs: Any) -> None:
+    def __init__(self, *, domain: str, probe: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.domain = domain
+        self.probe = probe
 
     def runtest(self) -> None:
         report = self._state().run()
         record = next((r for r in report.extraction
-                       if r.get("probe") is None and r.get("domain") == self.domain), None)
-        if record is None:
-            pytest.skip(f"the scan produced no extraction record for {self.domain}")
+                       if r.get("probe") == self.probe and r.get("domain") == self.domain), None)
+        if record is None:  # collected but not measured: never a silent pass
+            raise GateFailure(f"the scan report has no extraction record for {self.name}")
         self.user_properties.append(("extracted", str(record.get("extracted"))))
         reasons = list(record.get("reasons", [])) if record.get("passed", True) is False else []
         reasons += [_regression(check, report) for check in report.comparison

@@ -229,8 +229,12 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
         blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
         blind["pooled"] = _blind_pooled(encoded, config.seed)
         results = _run_attacks(model, encoded, blind, attacks, config, progress)
-        results += _run_probes(model, data, encoded, blind, attacks, results, config)
-        extraction = _run_extraction(model, data, config) if config.extraction_samples else []
+        index = _known_index(data, config)
+        extraction = _run_extraction(model.pipeline, data, index, config)
+        probe_rows, probe_extraction = _run_probes(model, data, encoded, blind, attacks, results,
+                                                   index, config)
+        results += probe_rows
+        extraction += probe_extraction
     finally:
         torch.set_num_threads(previous_threads)
     for row in results:
@@ -249,11 +253,23 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
     )
 
 
-def _run_extraction(model: LoadedModel, data: AuditData, config: ScanConfig,
-                    probe: str | None = None) -> list[dict[str, Any]]:
-    """The extraction probe on the model as given, judged against ``max_extracted``."""
+def _known_index(data: AuditData, config: ScanConfig) -> Any:
+    """The known-image index (None when extraction is off): built once, shared by all probes."""
+    if not config.extraction_samples:
+        return None
+    from s2l_scan.probes.extraction import build_known_index
+
+    return build_known_index(data)
+
+
+def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConfig,
+                    probe: str | None = None, domains: list[Any] | None = None,
+                    prompt_fn: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+    """The extraction probe on ``pipeline``, judged against ``max_extracted``."""
+    if index is None:
+        return []
     from s2l_scan.generation import SamplerSettings
-    from s2l_scan.probes.extraction import ExtractionSettings, build_known_index, run_extraction
+    from s2l_scan.probes.extraction import ExtractionSettings, run_extraction
 
     settings = ExtractionSettings(
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
@@ -261,9 +277,9 @@ def _run_extraction(model: LoadedModel, data: AuditData, config: ScanConfig,
         sampler=SamplerSettings(steps=config.extraction_steps,
                                 guidance=config.extraction_guidance,
                                 batch_size=config.batch_size))
-    records = run_extraction(model.pipeline, list(data.domains), build_known_index(data),
+    records = run_extraction(pipeline, list(data.domains) if domains is None else domains, index,
                              settings, seed=config.seed, probe=probe,
-                             evidence_dir=_path(config.evidence_dir))
+                             evidence_dir=_path(config.evidence_dir), prompt_fn=prompt_fn)
     for record in records:
         record["passed"] = record["extracted"] <= config.max_extracted
         record["reasons"] = [] if record["passed"] else [
@@ -318,15 +334,17 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
 
 def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded],
                 blind: dict[str, float], attacks: list[Attack], baseline: list[ResultRow],
-                config: ScanConfig) -> list[ResultRow]:
-    """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline."""
+                index: Any, config: ScanConfig) -> tuple[list[ResultRow], list[dict[str, Any]]]:
+    """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline,
+    and (when configured) run extraction on the shaken copy."""
     from s2l_scan.probe import ModelCopy
     from s2l_scan.probing import GeneratedSets, expand_probes, probe_row, shaken_scores
     from s2l_scan.reference.cache import cache_root
 
     specs = expand_probes(config)
     if not specs:
-        return []
+        return [], []
+    extraction: list[dict[str, Any]] = []
     sets = GeneratedSets(model, config, lambda images: _encode_images(
         model, images, config.batch_size), cache_root() / "sp-sets")
     base = {(row.attack, row.domain): row for row in baseline}
@@ -353,6 +371,11 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
                 pooled.setdefault(attack.name, ([], []))
                 pooled[attack.name][0].append(members)
                 pooled[attack.name][1].append(nonmembers)
+            if config.extraction_on_probes:
+                extraction += _run_extraction(_pipeline_of(model.pipeline, shaken), data, index,
+                                              config, probe=spec.label,
+                                              domains=[data.domain(name)],
+                                              prompt_fn=shaken.caption_fn)
             del shaken
         if len(encoded) > 1:
             for attack in attacks:
@@ -361,7 +384,17 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
                     base[(attack.name, "pooled")], spec.label, members, nonmembers, config,
                     lambda m, n, a=attack: _row(a, "pooled", m, n, blind["pooled"], config),
                     {"label": spec.label, **spec.probe.describe()}))
-    return rows
+    return rows, extraction
+
+
+def _pipeline_of(released: Any, shaken: Any) -> Any:
+    """A pipeline that samples from a probe's shaken copy (the VAE and scheduler are shared)."""
+    pipeline = type(released)(vae=released.vae, text_encoder=shaken.text_encoder,
+                              tokenizer=shaken.tokenizer, unet=shaken.unet,
+                              scheduler=released.scheduler, safety_checker=None,
+                              feature_extractor=None, requires_safety_checker=False)
+    pipeline.set_progress_bar_config(disable=True)
+    return pipeline
 
 
 def _add_variants(row: ResultRow, members: dict[str, torch.Tensor],

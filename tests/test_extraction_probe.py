@@ -15,7 +15,8 @@ from s2l_scan.session import ScanInputs, run_scan
 
 
 def _scan(ref: Path, **options: object) -> object:
-    config = make_config(attacks=["loss"], probes=[], extraction_samples=3, extraction_steps=2,
+    options.setdefault("probes", [])
+    config = make_config(attacks=["loss"], extraction_samples=3, extraction_steps=2,
                          extraction_guidance=1.0, **options)
     return run_scan(ScanInputs(model=str(ref / "model"), data=str(ref / "data")), config)
 
@@ -64,3 +65,13 @@ def test_bad_extraction_settings_are_usage_errors(key: str, value: object) -> No
 
     with pytest.raises(UsageError, match=key):
         make_config(**{key: value})
+
+
+def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
+    report = _scan(tiny_reference, probes=["noise"], extraction_delta=1.0, extraction_k=1000)
+    records = {(r["probe"], r["domain"]): r for r in report.extraction}  # type: ignore[attr-defined]
+    assert set(records) == {(p, d) for p in (None, "noise")
+                            for d in ("identity-0", "identity-1")}
+    assert all(r["extracted"] == 3 for r in records.values())
+    quiet = _scan(tiny_reference, probes=["noise"], extraction_on_probes=False)
+    assert {r["probe"] for r in quiet.extraction} == {None}  # type: ignore[attr-defined]

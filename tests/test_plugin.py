@@ -28,7 +28,8 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
         pytester: pytest.Pytester, tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "-v"))
-    result.assert_outcomes(passed=20)  # 3 attacks × 3 (baseline + noise probe) + 2 extraction
+    # 3 attacks × 3 domains × (baseline + noise probe) + 2 domains × (released + noise) extraction
+    result.assert_outcomes(passed=22)
     result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] PASSED*",
                                  "*baselines::pia[[]pooled[]] PASSED*",
                                  "*probes::noise/pia[[]pooled[]] PASSED*",
@@ -41,7 +42,7 @@ def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss",
                                        "--s2l-max-auc=0", "--s2l-max-tpr=1"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.assert_outcomes(failed=6, passed=2)  # baseline and probe rows; extraction passes
+    result.assert_outcomes(failed=6, passed=4)  # baseline and probe rows; extraction passes
     result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: AUC 0.* > max_auc 0.0 "
                                  "(AUC 0.*, 95% CI [[]*, n = 6 members / 6 non-members*"])
     assert "Traceback" not in result.stdout.str()
@@ -53,7 +54,7 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss,pia",
                                        "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        f"--s2l-report-json={out}"))
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=16)
     report = json.loads(out.read_text())
     assert report["schema_version"] == "1"
     assert report["verdict"]["passed"] is True
@@ -94,14 +95,14 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
                                 f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss",
                                 "--s2l-probes=noise")
     assert result.ret != pytest.ExitCode.OK
-    result.assert_outcomes(errors=8)
+    result.assert_outcomes(errors=10)
     result.stdout.fnmatch_lines(["*pickled weights can run arbitrary code*"])
 
 
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nattacks = ['loss']\n")
     result = pytester.runpytest(*_args(tiny_reference))
-    result.assert_outcomes(failed=6, passed=2)
+    result.assert_outcomes(failed=6, passed=4)
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_aucc = 0.5\n")
     result = pytester.runpytest(*_args(tiny_reference))
     assert result.ret == pytest.ExitCode.USAGE_ERROR

@@ -50,9 +50,10 @@ def test_passing_gate_writes_every_report_and_junit_properties(
         tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1", f"--junitxml={out / 'j.xml'}",
         f"--s2l-report-json={out / 'r.json'}", f"--s2l-report-html={out / 'r.html'}",
         f"--s2l-report-markdown={out / 'r.md'}", f"--s2l-sarif={out / 'r.sarif'}", "-v"))
-    result.assert_outcomes(passed=8)
+    result.assert_outcomes(passed=10)  # 3 loss rows × 2 + released and noise extraction × 2
     result.stdout.fnmatch_lines(["*probes::noise/loss[[]pooled[]] PASSED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
+                                 "*extraction::noise[[]identity-0[]] PASSED*",
                                  "*s2l-scan: sarif report written to*r.sarif"])
     body = json.loads((out / "r.json").read_text())
     jsonschema.Draft202012Validator(schema()).validate(body)  # a real report, not a mock
