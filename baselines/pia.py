@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -18,21 +19,17 @@ class PIAAttack(Attack):
     t: int = 200
     p: float = 4.0
     name = "pia"
+    normalize: ClassVar[bool] = False
 
     def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
                     alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return pia_scores(eps_fn, x0, cond, alphas, self.t, self.p, normalize=False)
+        return pia_scores(eps_fn, x0, cond, alphas, self.t, self.p, normalize=self.normalize)
 
 
 @ATTACKS.register("pian")
 @dataclass(frozen=True)
-class PIANAttack(Attack):
+class PIANAttack(PIAAttack):
     """PIA with ε₀ standardised per sample."""
 
-    t: int = 200
-    p: float = 4.0
     name = "pian"
-
-    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
-                    alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return pia_scores(eps_fn, x0, cond, alphas, self.t, self.p, normalize=True)
+    normalize: ClassVar[bool] = True

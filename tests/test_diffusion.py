@@ -146,3 +146,19 @@ def test_secmi_sweep_equals_separate_attacks(alphas: torch.Tensor) -> None:
         torch.testing.assert_close(scores, single)
     with pytest.raises(ValueError, match="multiples"):
         secmi_sweep_scores(eps_fn, x0, cond, alphas.double(), 10, [85])
+
+
+def test_pian_standardises_eps0(alphas: torch.Tensor) -> None:
+    def eps_fn(x: torch.Tensor, t: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return 0.5 * x
+
+    x0 = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64).view(1, 1, 2, 2)
+    raw = [0.5, 1.0, 1.5, 2.0]
+    mean = sum(raw) / 4
+    std = math.sqrt(sum((v - mean) ** 2 for v in raw) / 3)  # unbiased, as torch.std
+    eps0 = [(v - mean) / std for v in raw]
+    a = float(alphas[200])
+    x_t = [math.sqrt(a) * x + math.sqrt(1 - a) * e for x, e in zip([1, 2, 3, 4], eps0, strict=True)]
+    expected = -sum(abs(e - 0.5 * x) ** 4 for e, x in zip(eps0, x_t, strict=True))
+    score = pia_scores(eps_fn, x0, torch.zeros(1, 1, 1), alphas.double(), t=200, normalize=True)
+    assert float(score[0]) == pytest.approx(expected, rel=1e-9)

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.errors import UsageError
 
 SCHEMA_VERSION = "1"
 
@@ -93,25 +91,3 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"report path {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"report path {path}: folder {parent} is not writable")
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write JSON so that readers never see a partial file (temp file + rename)."""
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"report path {path} is a folder; give a file name")
-    text = json.dumps(payload, indent=2, sort_keys=False, allow_nan=False) + "\n"
-    try:
-        handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as error:
-        raise UsageError(f"cannot write report {path}: {error.strerror or error}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.replace(temp, path)
-    except OSError as error:  # e.g. a full disk: no partial report is left behind
-        Path(temp).unlink(missing_ok=True)
-        raise ScanError(f"cannot write report {path}: {error.strerror or error}") from None
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
