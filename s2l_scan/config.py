@@ -203,10 +203,10 @@ def read_config_file(path: Path | None, search_from: Path | None = None) -> dict
         raise UsageError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
         raise UsageError(f"config file {path} is not valid TOML: {error}") from None
-    if path.name == "pyproject.toml":
-        section = data.get("tool", {}).get("s2l", {})
-    else:
-        section = data.get("tool", {}).get("s2l", data)
+    tool = data.get("tool", {})
+    if not isinstance(tool, dict):
+        raise UsageError(f"{path}: [tool] must be a table, got {type(tool).__name__}")
+    section = tool.get("s2l", {} if path.name == "pyproject.toml" else data)
     if not isinstance(section, dict):
         raise UsageError(f"{path}: [tool.s2l] must be a table")
     return section

@@ -53,3 +53,17 @@ def test_registry_refuses_a_second_owner_of_a_name_but_allows_reimport() -> None
         registry.register("w")(type("Widget", (), {"__module__": "pkg.b"}))
     with pytest.raises(UsageError, match=r"unknown widget 'x'; known: \['w'\]"):
         registry.get("x")
+
+
+def test_malformed_config_tables_are_usage_errors(tmp_path: Path) -> None:
+    import pytest
+
+    from s2l_scan.config import read_config_file
+    from s2l_scan.errors import UsageError
+
+    for name, text in (("pyproject.toml", "tool = 3\n"), ("s2l.toml", "[tool]\ns2l = 'x'\n"),
+                       ("s2l.toml", "max_auc = \n")):
+        path = tmp_path / name
+        path.write_text(text)
+        with pytest.raises(UsageError, match=name):
+            read_config_file(path)
