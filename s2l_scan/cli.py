@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from s2l_scan.config import SCAN_OPTIONS
 from s2l_scan.errors import S2LError, UsageError
 
 EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
@@ -87,23 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_SCAN_OPTIONS: list[tuple[str, type, str]] = [
-    ("max_auc", float, "gate: fail when AUC exceeds this (default 0.6)"),
-    ("max_tpr", float, "gate: fail when calibrated TPR at 1%% FPR exceeds this (default 0.1)"),
-    ("ci_end", str, "which AUC meets max_auc: point (default), lower or upper CI end"),
-    ("attacks", str, "comma-separated attacks (default loss,secmi,pia)"),
-    ("domains", str, "comma-separated domains (default all)"),
-    ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
-    ("bootstrap", int, "bootstrap resamples (default 1000)"),
-    ("batch_size", int, "samples per UNet forward (default 32)"),
-    ("threads", int, "torch CPU threads (default 1)"),
-    ("device", str, "torch device (default cpu)"),
-    ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
-    ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
-    ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),
-    ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
-    ("extraction_steps", int, "sampler steps per generated image (default 50)"),
-    ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),
+_SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (*SCAN_OPTIONS,
     ("report_json", str, "write the JSON report to this file"),
     ("report_html", str, "write the self-contained HTML report to this file"),
     ("report_markdown", str, "write the Markdown summary (for $GITHUB_STEP_SUMMARY) here"),
@@ -111,7 +96,7 @@ _SCAN_OPTIONS: list[tuple[str, type, str]] = [
     ("compare", str, "previous release's JSON report: compare with it (regression gate)"),
     ("compare_fail", str, "fail when a metric rose more than this since --compare, e.g. "
                           "auc:+0.02,extracted:+0 (metrics: auc, tpr, asr, extracted)"),
-]
+)
 
 
 def _coerce_knobs(knobs: list[tuple[str, str]]) -> dict[str, object]:

@@ -148,6 +148,27 @@ class ScanConfig:
 
 FIELDS = {f.name: f for f in dataclasses.fields(ScanConfig)}
 
+# The scan options both doors offer: ``s2l-scan scan --NAME`` and ``pytest --s2l-NAME``.
+# (field, type, help); help strings go through argparse, so a literal percent sign is "%%".
+SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
+    ("max_auc", float, "gate: fail when AUC exceeds this (default 0.6)"),
+    ("max_tpr", float, "gate: fail when calibrated TPR at 1%% FPR exceeds this (default 0.1)"),
+    ("ci_end", str, "which AUC meets max_auc: point (default), lower or upper CI end"),
+    ("attacks", str, "comma-separated attacks (default loss,secmi,pia)"),
+    ("domains", str, "comma-separated domains to scan (default all)"),
+    ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
+    ("bootstrap", int, "bootstrap resamples (default 1000)"),
+    ("batch_size", int, "samples per UNet forward (default 32)"),
+    ("threads", int, "torch CPU threads (default 1)"),
+    ("device", str, "torch device (default cpu)"),
+    ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
+    ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
+    ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),
+    ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
+    ("extraction_steps", int, "sampler steps per generated image (default 50)"),
+    ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),
+)
+
 
 def _coerce(name: str, value: Any) -> Any:
     if name in ("attacks", "domains", "probes") and value is not None:

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from s2l_scan.config import SCAN_OPTIONS  # stdlib-only module: keeps the plugin cheap
+
 if TYPE_CHECKING:
     from s2l_scan.config import ScanConfig
     from s2l_scan.report.gate import ReportPlan
@@ -30,24 +32,6 @@ if TYPE_CHECKING:
 _STATE = pytest.StashKey["_ScanState"]()
 
 # option name → ScanConfig field (values None = "not given", so config files still apply)
-_CONFIG_OPTIONS = {
-    "max_auc": (float, "gate: fail when AUC exceeds this (default 0.6)"),
-    "max_tpr": (float, "gate: fail when calibrated TPR at 1% FPR exceeds this (default 0.1)"),
-    "ci_end": (str, "which AUC meets max_auc: point (default), lower or upper CI end"),
-    "attacks": (str, "comma-separated attacks (default loss,secmi,pia)"),
-    "domains": (str, "comma-separated domains to scan (default all)"),
-    "seed": (int, "seed of noises, splits and bootstrap (default 0)"),
-    "bootstrap": (int, "bootstrap resamples (default 1000)"),
-    "batch_size": (int, "samples per UNet forward (default 32)"),
-    "threads": (int, "torch CPU threads (default 1)"),
-    "device": (str, "torch device (default cpu)"),
-    "probes": (str, "comma-separated S2L probes (default noise,lora; '' for none)"),
-    "max_amplification": (float, "gate: fail when a probe raises AUC by more (default 0.05)"),
-    "max_extracted": (int, "gate: fail when more generations are eidetic matches (default 0)"),
-    "extraction_samples": (int, "images generated per domain for extraction (default 32)"),
-    "extraction_steps": (int, "sampler steps per generated image (default 50)"),
-    "sp_samples": (int, "SP-set images per domain for fine-tuning probes (default 32)"),
-}
 
 # option → ScanConfig field, for options whose name is not simply --s2l-<field>
 _PATH_OPTIONS = {
@@ -81,7 +65,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         group.addoption(option, metavar=metavar, default=None, help=text)
     group.addoption("--s2l-allow-pickle", action="store_true", default=None,
                     help="opt in to pickled weights (read with torch.load(weights_only=True))")
-    for name, (kind, text) in _CONFIG_OPTIONS.items():
+    for name, kind, text in SCAN_OPTIONS:
         group.addoption(f"--s2l-{name.replace('_', '-')}", type=kind, default=None, help=text)
 
 
@@ -126,7 +110,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config_file = _opt_path(config, "--s2l-config")
         file_values = read_config_file(config_file, config.rootpath)
         overrides = {name: config.getoption(f"--s2l-{name.replace('_', '-')}")
-                     for name in _CONFIG_OPTIONS}
+                     for name, _, _ in SCAN_OPTIONS}
         overrides.update({key: config.getoption(option)
                           for option, (key, _, _) in _PATH_OPTIONS.items()})
         overrides["allow_pickle"] = config.getoption("--s2l-allow-pickle")

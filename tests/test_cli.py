@@ -63,3 +63,10 @@ def test_console_script_runs() -> None:
                             text=True, check=False)
     assert result.returncode == 0
     assert "reference" in result.stdout
+
+
+def test_scan_help_lists_the_shared_options() -> None:
+    result = subprocess.run([sys.executable, "-m", "s2l_scan", "scan", "--help"],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "--max-tpr" in result.stdout and "1% FPR" in result.stdout

@@ -107,3 +107,10 @@ def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference:
     result = pytester.runpytest(*_args(tiny_reference))
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*unknown s2l config key 'max_aucc'; did you mean 'max_auc'?*"])
+
+
+def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
+    # argparse formats help strings with %: a bare "1% FPR" used to crash `pytest --help`.
+    result = pytester.runpytest("--help")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(["*--s2l-max-tpr*", "*1% FPR*"])
