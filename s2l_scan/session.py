@@ -305,30 +305,25 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
     total = len(attacks) * len(encoded)
     done = 0
     for attack in attacks:
-        all_members, all_nonmembers = [], []
-        all_variants: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        # score sets by key: "" is the attack's score, other keys its diagnostic variants
+        pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for name, enc in encoded.items():
-            member_sets = attack.score(target, enc.members, enc.member_cond)
-            nonmember_sets = attack.score(target, enc.nonmembers, enc.nonmember_cond)
-            members, nonmembers = member_sets.pop("").numpy(), nonmember_sets.pop("").numpy()
-            _check_finite(attack.name, name, members, nonmembers)
-            rows.append(_row(attack, name, members, nonmembers, blind[name], config))
-            _add_variants(rows[-1], member_sets, nonmember_sets, config)
-            for key in member_sets:
-                all_variants.setdefault(key, ([], []))
-                all_variants[key][0].append(member_sets[key].numpy())
-                all_variants[key][1].append(nonmember_sets[key].numpy())
-            all_members.append(members)
-            all_nonmembers.append(nonmembers)
+            members = {k: v.numpy() for k, v in
+                       attack.score(target, enc.members, enc.member_cond).items()}
+            nonmembers = {k: v.numpy() for k, v in
+                          attack.score(target, enc.nonmembers, enc.nonmember_cond).items()}
+            rows.append(_scored_row(attack, name, members, nonmembers, blind[name], config))
+            for key in members:
+                pooled.setdefault(key, ([], []))
+                pooled[key][0].append(members[key])
+                pooled[key][1].append(nonmembers[key])
             done += 1
             progress("attacks", done, total)
         if len(encoded) > 1:
-            rows.append(_row(attack, "pooled", np.concatenate(all_members),
-                             np.concatenate(all_nonmembers), blind["pooled"], config))
-            pooled = {k: [torch.from_numpy(np.concatenate(part)) for part in v]
-                      for k, v in all_variants.items()}
-            _add_variants(rows[-1], {k: v[0] for k, v in pooled.items()},
-                          {k: v[1] for k, v in pooled.items()}, config)
+            rows.append(_scored_row(attack, "pooled",
+                                    {k: np.concatenate(v[0]) for k, v in pooled.items()},
+                                    {k: np.concatenate(v[1]) for k, v in pooled.items()},
+                                    blind["pooled"], config))
     return rows
 
 
@@ -397,15 +392,19 @@ def _pipeline_of(released: Any, shaken: Any) -> Any:
     return pipeline
 
 
-def _add_variants(row: ResultRow, members: dict[str, torch.Tensor],
-                  nonmembers: dict[str, torch.Tensor], config: ScanConfig) -> None:
-    """Record the AUC of each diagnostic variant; flag the row unstable when they disagree."""
-    for key in sorted(members):
-        m, n = members[key].numpy(), nonmembers[key].numpy()
-        _check_finite(f"{row.attack} ({key})", row.domain, m, n)
-        row.variant_auc[key] = metrics.auc(m, n)
+def _scored_row(attack: Attack, domain: str, members: dict[str, np.ndarray],
+                nonmembers: dict[str, np.ndarray], blind: float,
+                config: ScanConfig) -> ResultRow:
+    """The row of the attack's scores (key ``""``), with the AUC of each diagnostic variant;
+    flagged unstable when a variant disagrees by more than the margin."""
+    _check_finite(attack.name, domain, members[""], nonmembers[""])
+    row = _row(attack, domain, members[""], nonmembers[""], blind, config)
+    for key in sorted(k for k in members if k):
+        _check_finite(f"{attack.name} ({key})", domain, members[key], nonmembers[key])
+        row.variant_auc[key] = metrics.auc(members[key], nonmembers[key])
     row.unstable = any(abs(value - row.auc) > config.unstable_margin
                        for value in row.variant_auc.values())
+    return row
 
 
 def _check_finite(attack: str, domain: str, *scores: np.ndarray) -> None:
