@@ -25,9 +25,20 @@ from typing import Any
 ATTACKS = ["loss", "pia"]
 
 
-def jobs(seeds: list[int]) -> list[dict[str, Any]]:
+CORE: list[tuple[str, str, dict[str, Any]]] = [
+    ("noise", "sigma", {"probes": ["noise"],
+                        "probe_options": {"noise": {"sigma": [2e-4, 8e-4, 3.2e-3, 1.28e-2]}}}),
+    ("rank", "rank", {"probes": ["lora"], "probe_options": {"lora": {"rank": [1, 4, 16]}}}),
+    ("tokens", "tokens", {"probes": ["textual_inversion"],
+                          "probe_options": {"textual_inversion": {"tokens": [1, 4, 16]}}}),
+]
+"""The paper's three ablation shapes (σ, rank, tokens): what a small CPU budget covers."""
+
+
+def jobs(seeds: list[int], grid_name: str = "full",
+         domains: list[str] | None = None) -> list[dict[str, Any]]:
     """One scan per entry: a group name, the knob it varies, and the scan's config."""
-    grid: list[tuple[str, str, dict[str, Any]]] = [
+    full: list[tuple[str, str, dict[str, Any]]] = [
         ("noise", "sigma", {"probes": ["noise"],
                             "probe_options": {"noise": {"sigma": [2e-4, 8e-4, 3.2e-3, 1.28e-2]}}}),
         ("rank", "rank", {"probes": ["lora"], "probe_options": {"lora": {"rank": [1, 4]}}}),
@@ -44,8 +55,10 @@ def jobs(seeds: list[int]) -> list[dict[str, Any]]:
         ("method", "method", {"probes": ["dreambooth", "hypernetwork"]}),
         ("method", "method", {"probes": ["textual_inversion+lora"]}),
     ]
+    grid = CORE if grid_name == "core" else full
+    extra = {} if domains is None else {"domains": domains}
     return [{"id": f"{group}-{number}-seed{seed}", "group": group, "knob": knob, "seed": seed,
-             "config": {**config, "seed": seed}}
+             "config": {**config, **extra, "seed": seed}}
             for seed in seeds for number, (group, knob, config) in enumerate(grid)]
 
 
@@ -84,14 +97,16 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 2))
     parser.add_argument("--only", nargs="*", help="run only these groups")
+    parser.add_argument("--grid", choices=["full", "core"], default="full")
+    parser.add_argument("--domains", nargs="*", help="scan only these domains (default all)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
-    todo = [job for job in jobs(args.seeds)
+    todo = [job for job in jobs(args.seeds, args.grid, args.domains)
             if (not args.only or job["group"] in args.only)
             and not (args.out / f"job-{job['id']}.json").exists()]
     # Slow groups first, so the pool's tail is short.
-    order = {"method": 0, "rank": 1, "steps": 2, "tokens": 3}
-    todo.sort(key=lambda job: (order.get(job["group"], 9), job["seed"]))
+    order = {"noise": -1, "method": 0, "rank": 1, "steps": 2, "tokens": 3}
+    todo.sort(key=lambda job: (job["seed"], order.get(job["group"], 9)))
     print(f"{len(todo)} jobs on {args.workers} workers", flush=True)
     with ProcessPoolExecutor(args.workers) as pool:
         futures = [pool.submit(run_job, job, args.model, args.data, str(args.out))

@@ -26,7 +26,7 @@ def test_bad_budgets_are_usage_errors(text: str) -> None:
 
 
 def test_a_bad_budget_in_the_config_names_it() -> None:
-    with pytest.raises(UsageError, match="sweep budget.*'soon'"):
+    with pytest.raises(UsageError, match=r"sweep budget.*'soon'"):
         make_config(sweep="soon")
 
 
@@ -79,7 +79,7 @@ def test_sweep_specs_label_the_knob_and_keep_scalar_probe_options() -> None:
 
 def test_an_unknown_knob_in_the_sweep_space_names_the_knobs() -> None:
     config = make_config(sweep="1m", sweep_space={"lora": {"colour": [1]}})
-    with pytest.raises(UsageError, match="no knob.*rank"):
+    with pytest.raises(UsageError, match=r"no knob.*rank"):
         sweep_specs(config)
 
 
