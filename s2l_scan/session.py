@@ -206,6 +206,10 @@ def validate_selection(config: ScanConfig) -> None:
     from s2l_scan.probing import expand_probes
 
     expand_probes(config)
+    if config.extraction_samples:
+        from s2l_scan.extraction.embedders import check_embedder_inputs
+
+        check_embedder_inputs(config.embedder, allow_pickle=config.allow_pickle)
 
 
 def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet

@@ -31,8 +31,8 @@ import numpy.typing as npt
 
 from s2l_scan.errors import ScanError, UsageError
 
-__all__ = ["EMBEDDERS", "Embedder", "OpenClipEmbedder", "PixelEmbedder", "check_embedder_spec",
-           "make_embedder"]
+__all__ = ["EMBEDDERS", "Embedder", "OpenClipEmbedder", "PixelEmbedder", "check_embedder_inputs",
+           "check_embedder_spec", "make_embedder"]
 
 Vectors = npt.NDArray[np.float32]
 _SAFE_SUFFIXES = (".safetensors",)
@@ -231,9 +231,10 @@ def _load_open_clip(arch: str, path: Path, allow_pickle: bool, device: str
             arch, pretrained=str(weights), device=device, weights_only=True,
             pretrained_image=False, pretrained_text=False, load_weights=True)
     except Exception as exc:  # open_clip raises RuntimeError, AssertionError, KeyError, ...
-        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+        detail = " ".join(str(exc).split())
+        detail = detail if len(detail) <= 300 else detail[:300] + "…"
         raise ScanError(f"open_clip could not load {weights} as architecture {arch!r} "
-                        f"({type(exc).__name__}: {first}); check that the weights file was "
+                        f"({type(exc).__name__}: {detail}); check that the weights file was "
                         f"saved from this architecture") from exc
     model.eval()
     return model, preprocess
@@ -290,6 +291,16 @@ def check_embedder_spec(spec: object) -> None:
     """Syntax check only (cheap, no imports): for config validation."""
     kind, rest = _split(spec)
     kind.check(rest)
+
+
+def check_embedder_inputs(spec: str, *, allow_pickle: bool = False) -> None:
+    """Fail fast, before any compute: the spec's syntax, its weights file and architecture."""
+    kind, rest = _split(spec)
+    kind.check(rest)
+    if kind is EMBEDDERS["open_clip"]:
+        arch, path = _parse_open_clip(rest)
+        _check_weights_path(path, allow_pickle)
+        _check_arch(arch)
 
 
 def make_embedder(spec: str, *, allow_pickle: bool = False, embed_size: int = 8) -> Embedder:
