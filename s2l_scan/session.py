@@ -265,7 +265,8 @@ def _known_index(data: AuditData, config: ScanConfig) -> Any:
     from s2l_scan.extraction.embedders import make_embedder
     from s2l_scan.probes.extraction import build_known_index
 
-    embedder = make_embedder(config.embedder, allow_pickle=config.allow_pickle)
+    embedder = make_embedder(config.embedder, allow_pickle=config.allow_pickle,
+                             device=config.device)
     cache = (default_index_cache() if config.index_cache_dir is None
              else Path(config.index_cache_dir).expanduser())
     return build_known_index(data, config.known_images, embedder=embedder, cache=cache)

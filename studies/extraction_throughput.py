@@ -37,14 +37,14 @@ from s2l_scan.generation import SamplerSettings, generate_images
 from s2l_scan.io.audit_data import load_audit_data
 from s2l_scan.io.model import load_pipeline
 from s2l_scan.probes.extraction import known_images
-from s2l_scan.reference.cache import cache_root
+from s2l_scan.reference.cache import cache_key, cache_root
+from s2l_scan.reference.presets import get_preset
 
-DEFAULT_REFERENCE = "default-dca3fd701d80-seed0-v0.1.0"
 QUERIES = 1000
 
 
 def _parse() -> argparse.Namespace:
-    default = cache_root() / "reference" / DEFAULT_REFERENCE
+    default = cache_root() / "reference" / cache_key(get_preset("default"), 0)
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, nargs="?", default=default / "model")
     parser.add_argument("data", type=Path, nargs="?", default=default / "data")

@@ -248,7 +248,7 @@ def _load_open_clip(arch: str, path: Path, allow_pickle: bool, device: str
 class _Kind:
     syntax: str
     check: Callable[[str], None]
-    make: Callable[[str, bool, int], Embedder]
+    make: Callable[[str, bool, int, str], Embedder]
 
 
 def _check_pixels(rest: str) -> None:
@@ -256,14 +256,14 @@ def _check_pixels(rest: str) -> None:
         raise UsageError(f"embedder 'pixels:{rest}' takes no argument; use 'pixels'")
 
 
-def _make_pixels(rest: str, allow_pickle: bool, embed_size: int) -> Embedder:
+def _make_pixels(rest: str, allow_pickle: bool, embed_size: int, device: str) -> Embedder:
     _check_pixels(rest)
     return PixelEmbedder(embed_size)
 
 
-def _make_open_clip(rest: str, allow_pickle: bool, embed_size: int) -> Embedder:
+def _make_open_clip(rest: str, allow_pickle: bool, embed_size: int, device: str) -> Embedder:
     arch, path = _parse_open_clip(rest)
-    return OpenClipEmbedder(arch, path, allow_pickle=allow_pickle)
+    return OpenClipEmbedder(arch, path, allow_pickle=allow_pickle, device=device)
 
 
 def _check_open_clip(rest: str) -> None:
@@ -303,12 +303,13 @@ def check_embedder_inputs(spec: str, *, allow_pickle: bool = False) -> None:
         _check_arch(arch)
 
 
-def make_embedder(spec: str, *, allow_pickle: bool = False, embed_size: int = 8) -> Embedder:
+def make_embedder(spec: str, *, allow_pickle: bool = False, embed_size: int = 8,
+                  device: str = "cpu") -> Embedder:
     """The embedder for ``spec``; loading errors are :class:`UsageError` / :class:`ScanError`.
 
     >>> make_embedder("pixels").fingerprint()
     'pixels:embed_size=8'
     """
     kind, rest = _split(spec)
-    return kind.make(rest, allow_pickle, embed_size)
+    return kind.make(rest, allow_pickle, embed_size, device)
 

@@ -356,11 +356,15 @@ class KnownImageIndex:
                 near = self._verify(self._pixels[j], hits, delta, tiles)
                 cache[j] = sum(1 for other, _ in near if other != j)
         else:
-            # No bound from this embedding: count exactly against every known image.
-            every = list(range(len(self)))
+            # No bound from this embedding: count exactly against every known image, in
+            # chunks so that memory stays flat in the size of the known set.
+            step = max(1, _CHUNK_BYTES // max(1, self._pixels[0].size * 8))
             for j in missing:
-                near = self._verify(self._pixels[j], every, delta, tiles)
-                cache[j] = sum(1 for other, _ in near if other != j)
+                cache[j] = sum(
+                    sum(1 for other, _ in self._verify(
+                        self._pixels[j], list(range(start, min(start + step, len(self)))),
+                        delta, tiles) if other != j)
+                    for start in range(0, len(self), step))
         return {j: cache[j] for j in rows}
 
     # -- persistence ---------------------------------------------------------------------------
