@@ -6,8 +6,8 @@ Measures on one model and audit set (default: the cached default reference model
    ``--batch-size``, ``--threads`` torch threads) over ``--generate`` images of the first
    domain's prompt, extrapolated linearly to 1,000 images (labelled as such);
 2. for each known set — the audit data's (``members`` + ``known/``) and synthetic sets of
-   ``--synthetic`` sizes (uniform-noise images at the model's resolution plus the real known
-   images, so real candidates still occur) — the index build time (cold, including the cache
+   ``--synthetic`` sizes and ``--synthetic-kind`` kinds (see :func:`_synthetic`; the real
+   known images are always included) — the index build time (cold, including the cache
    key and the atomic save), the reuse time (a second lookup: key, load, checksum and pixel
    checks), and the retrieval + exact-verification time for 1,000 queries (the generated images
    repeated to 1,000, so the per-query work is that of real generations).
@@ -55,13 +55,19 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--synthetic", default="10000,100000",
                         help="comma-separated sizes of synthetic known sets ('' for none)")
+    parser.add_argument("--synthetic-kind", default="smooth,jitter",
+                        help="comma-separated kinds of synthetic known images: smooth, jitter")
     parser.add_argument("--embedder", default="pixels", help="pixels or open_clip:ARCH:PATH")
     parser.add_argument("--allow-pickle", action="store_true")
     parser.add_argument("--candidates", type=int, default=64)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--json", type=Path)
-    return parser.parse_args()
+    args = parser.parse_args()
+    unknown = set(args.synthetic_kind.split(",")) - {"smooth", "jitter", ""}
+    if unknown:
+        parser.error(f"--synthetic-kind: unknown kind(s) {sorted(unknown)}; use smooth, jitter")
+    return args
 
 
 def _time(fn: Any) -> tuple[Any, float]:
@@ -88,12 +94,36 @@ def _generate(args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
                     "resolution": model.resolution, "data": data}
 
 
-def _synthetic(real: list[tuple[str, np.ndarray]], size: int) -> list[tuple[str, np.ndarray]]:
+def _synthetic(real: list[tuple[str, np.ndarray]], size: int, kind: str,
+               ) -> list[tuple[str, np.ndarray]]:
+    """The real known images plus ``size - len(real)`` synthetic ones of ``kind``.
+
+    ``smooth``: random 4×4 colour grids upsampled bilinearly, plus ±8 noise — image-like
+    spatial statistics, spread out in pooled space (the common case: few candidates).
+    ``jitter``: real known images with a brightness shift and ±24 noise — hundreds of
+    near-copies of each real image (the hard case for retrieval and the k rule).
+    Uniform noise is avoided on purpose: pooling averages it to mid-grey, so all noise images
+    lie within ~0.1 of each other in pooled space, which no real data set does.
+    """
     rng = np.random.default_rng(size)
-    shape = real[0][1].shape
+    height, width, channels = real[0][1].shape
     extra = max(0, size - len(real))
-    noise = rng.integers(0, 256, (extra, *shape), dtype=np.uint8)
-    return real + [(f"synthetic/{i:07d}.png", noise[i]) for i in range(extra)]
+    out = np.empty((extra, height, width, channels), np.uint8)
+    base = np.stack([pixels for _, pixels in real])
+    for start in range(0, extra, 8192):
+        n = min(8192, extra - start)
+        if kind == "smooth":
+            grid = torch.from_numpy(rng.uniform(0, 255, (n, channels, 4, 4)).astype(np.float32))
+            image = torch.nn.functional.interpolate(grid, size=(height, width),
+                                                    mode="bilinear", align_corners=False)
+            pixels = image.permute(0, 2, 3, 1).numpy() + rng.integers(-8, 9, (n, height, width,
+                                                                              channels))
+        else:
+            pixels = (base[rng.integers(0, len(base), n)].astype(np.int16)
+                      + rng.integers(-16, 17, (n, 1, 1, 1))
+                      + rng.integers(-24, 25, (n, height, width, channels)))
+        out[start:start + n] = np.clip(np.rint(pixels), 0, 255)
+    return real + [(f"synthetic-{kind}/{i:07d}.png", out[i]) for i in range(extra)]
 
 
 def _measure_index(name: str, images: list[tuple[str, np.ndarray]], queries: np.ndarray,
@@ -121,8 +151,10 @@ def main() -> None:
     queries = np.resize(generated, (QUERIES, *generated.shape[1:]))
     real = known_images(data, "members")
     rows = [_measure_index("audit data (members + known/)", real, queries, args)]
-    for size in [int(part) for part in args.synthetic.split(",") if part.strip()]:
-        rows.append(_measure_index(f"synthetic {size:,}", _synthetic(real, size), queries, args))
+    for kind in [part.strip() for part in args.synthetic_kind.split(",") if part.strip()]:
+        for size in [int(part) for part in args.synthetic.split(",") if part.strip()]:
+            rows.append(_measure_index(f"synthetic {kind} {size:,}",
+                                       _synthetic(real, size, kind), queries, args))
     result = {"model": str(args.model), "threads": args.threads, "steps": args.steps,
               "guidance": args.guidance, "batch_size": args.batch_size,
               "load_average": [round(x, 2) for x in os.getloadavg()],

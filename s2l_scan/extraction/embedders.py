@@ -130,14 +130,16 @@ class OpenClipEmbedder:
 
     def fingerprint(self) -> str:
         import open_clip
+        import torch
 
         from s2l_scan.io.model import sha256_file
 
         if self._weights_hash is None:
             self._weights_hash = sha256_file(self._path)
-        # The path itself is left out: the same weights elsewhere give the same vectors.
+        # The path itself is left out: the same weights elsewhere give the same vectors. The
+        # library versions are in: they can change preprocessing or kernels, hence the vectors.
         return (f"open_clip:{self._arch}:sha256={self._weights_hash}:"
-                f"open_clip={open_clip.__version__}")
+                f"open_clip={open_clip.__version__}:torch={torch.__version__}")
 
     def check(self, shape: tuple[int, int, int]) -> None:
         if shape[2] not in (1, 3):
