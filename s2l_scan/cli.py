@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="override a preset knob, e.g. --set members_per_identity=8")
     build.add_argument("--threads", type=_positive_int, default=1,
                        help="torch CPU threads (1 is fastest on busy 2-core machines)")
+    build.add_argument("--device", default="cpu",
+                       help="torch device to train on (default cpu; cuda builds are cached apart)")
     build.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
@@ -130,11 +132,13 @@ def _reference_build(args: argparse.Namespace) -> int:
         if args.out is None:
             from s2l_scan.reference.cache import cached_reference
 
-            folder = cached_reference(preset, args.seed, threads=args.threads, progress=progress)
+            folder = cached_reference(preset, args.seed, threads=args.threads, progress=progress,
+                                      device=args.device)
         else:
             from s2l_scan.reference.build import build_reference
 
-            build_reference(args.out, preset, args.seed, threads=args.threads, progress=progress)
+            build_reference(args.out, preset, args.seed, threads=args.threads, progress=progress,
+                            device=args.device)
             folder = args.out
     manifest = json.loads((folder / "manifest.json").read_text())
     if args.json:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import UsageError
+from s2l_scan.sweep import DEFAULT_SPACE, parse_budget
 
 CI_ENDS = ("point", "lower", "upper")
 # The named sets ``known_images`` can select (probes/extraction.py builds them); anything else
@@ -93,6 +94,11 @@ class ScanConfig:
         "per-probe settings; a list value sweeps it, e.g. {noise = {sigma = [2e-4, 8e-4]}}", {})
     max_amplification: float = _help("gate: fail when a probe raises AUC by more than this",
                                       0.05)
+    sweep: str | None = _help("time budget of the worst-case sweep, e.g. 600, 10m, 1h (default: "
+                              "no sweep)", None)
+    sweep_space: dict[str, dict[str, list[Any]]] = _help(  # noqa: RUF009 - _help returns a field()
+        "values the sweep tries per probe and knob, one knob at a time",
+        {probe: {k: list(v) for k, v in knobs.items()} for probe, knobs in DEFAULT_SPACE.items()})
     sp_samples: int = _help("SP-set images generated per domain for fine-tuning probes", 32)
     sp_steps: int = _help("sampler steps for SP-set images", 25)
     sp_guidance: float = _help("guidance scale for SP-set images (paper: 7.5)", 7.5)
@@ -149,6 +155,7 @@ class ScanConfig:
                 and -1 <= self.max_amplification <= 1):
             raise UsageError(f"max_amplification must be in [-1, 1], got "
                              f"{self.max_amplification!r}")
+        self._check_sweep()
         self._check_reports()
         self._check_index()
 
@@ -162,6 +169,15 @@ class ScanConfig:
                                                  or not self.index_cache_dir.strip()):
             raise UsageError(f"index_cache_dir must be a non-empty string, got "
                              f"{self.index_cache_dir!r}")
+
+    def _check_sweep(self) -> None:
+        if self.sweep is not None:
+            parse_budget(self.sweep)
+        if not isinstance(self.sweep_space, dict) or not all(
+                isinstance(knobs, dict) and all(isinstance(v, list) and v for v in knobs.values())
+                for knobs in self.sweep_space.values()):
+            raise UsageError("sweep_space must map probe → {knob = [values, …]} with non-empty "
+                             f"lists, got {self.sweep_space!r}")
 
     def _check_reports(self) -> None:
         for name in ("compare", "compare_fail", "report_json", "report_html", "report_markdown",
@@ -211,6 +227,7 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("known_images", str, "extraction index: members (default; + known/), nonmembers "
                           "(control), all, or a folder of images"),
     ("index_cache_dir", str, "cache folder of known-image indexes (default <cache>/index)"),
+    ("sweep", str, "worst-case sweep over probe settings within this time budget, e.g. 10m"),
 )
 
 

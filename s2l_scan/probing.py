@@ -54,6 +54,36 @@ def expand_probes(config: ScanConfig) -> list[ProbeSpec]:
     return specs
 
 
+def sweep_specs(config: ScanConfig) -> list[tuple[str, ProbeSpec]]:
+    """The sweep's candidate probes (see :mod:`s2l_scan.sweep`), labelled ``sweep:NAME(k=v)``.
+
+    Each candidate starts from the probe's ``probe_options`` (when the scan sets any scalar
+    ones) and changes one knob."""
+    import s2l_scan.probes  # noqa: F401 - registers the built-in probes
+    from s2l_scan.sweep import candidates
+
+    specs = []
+    for name, change in candidates(config.sweep_space):
+        cls = PROBES.get(name)
+        base = {k: v for k, v in config.probe_options.get(name, {}).items()
+                if not isinstance(v, list)}
+        try:
+            probe = cls(**{**base, **change})
+        except TypeError as error:
+            raise UsageError(f"sweep_space: probe {name!r} has no knob {error}; "
+                             f"its knobs: {sorted(probe_knobs(cls))}") from None
+        label = "sweep:" + name + "(" + ",".join(f"{k}={v}" for k, v in change.items()) + ")"
+        specs.append((label, ProbeSpec(label, probe)))
+    return specs
+
+
+def probe_knobs(cls: type[Probe]) -> list[str]:
+    """The constructor options of a probe class (its dataclass fields)."""
+    import dataclasses
+
+    return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
+
+
 class GeneratedSets:
     """SP / OOD / prior sets for a scan, generated once (cached on disk) and encoded once."""
 

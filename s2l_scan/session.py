@@ -6,8 +6,9 @@ Data flows one way: files → tensors (encoded once) → scores → metrics → 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -344,12 +345,26 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
     """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline,
     and (when configured) run extraction on the shaken copy."""
     from s2l_scan.probe import ModelCopy
-    from s2l_scan.probing import GeneratedSets, expand_probes, probe_row, shaken_scores
+    from s2l_scan.probing import (
+        GeneratedSets,
+        ProbeSpec,
+        expand_probes,
+        probe_row,
+        shaken_scores,
+        sweep_specs,
+    )
     from s2l_scan.reference.cache import cache_root
+    from s2l_scan.sweep import SweepLog, budgeted, parse_budget
 
-    specs = expand_probes(config)
-    if not specs:
+    planned = expand_probes(config)
+    if not planned and config.sweep is None:
         return [], []
+    specs: Iterable[ProbeSpec] = planned
+    sweep = None
+    if config.sweep is not None:  # after the planned probes, as long as the budget lasts
+        sweep = SweepLog(parse_budget(config.sweep))
+        specs = itertools.chain(planned, budgeted(sweep_specs(config), sweep.budget_s, sweep,
+                                                  cost_key=lambda spec: spec.probe.name))
     extraction: list[dict[str, Any]] = []
     sets = GeneratedSets(model, config, lambda images: _encode_images(
         model, images, config.batch_size), cache_root() / "sp-sets")
@@ -390,6 +405,12 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
                     base[(attack.name, "pooled")], spec.label, members, nonmembers, config,
                     lambda m, n, a=attack: _row(a, "pooled", m, n, blind["pooled"], config),
                     {"label": spec.label, **spec.probe.describe()}))
+    if sweep is not None:
+        summary = {"budget_s": sweep.budget_s, "tried": len(sweep.tried),
+                   "skipped": sweep.skipped}
+        for row in rows:
+            if row.probe and row.probe.startswith("sweep:"):
+                row.settings["probe"]["sweep"] = summary
     return rows, extraction
 
 

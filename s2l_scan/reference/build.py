@@ -95,24 +95,25 @@ def _random_crops(images: torch.Tensor, count: int, side: int,
 
 
 def _train_vae(preset: ReferencePreset, public: torch.Tensor, seed: int,
-               progress: ProgressFn) -> Any:
+               progress: ProgressFn, device: torch.device) -> Any:
     from diffusers import AutoencoderKL
 
     torch.manual_seed(seed)
     depth = len(preset.vae_channels)
     vae: Any = AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4,
+        in_channels=3, out_channels=3, latent_channels=preset.latent_channels,
         down_block_types=("DownEncoderBlock2D",) * depth,
         up_block_types=("UpDecoderBlock2D",) * depth,
         block_out_channels=preset.vae_channels, layers_per_block=1,
         norm_num_groups=preset.norm_groups, sample_size=preset.image_size,
         mid_block_add_attention=False,
     )
+    vae.to(device)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=preset.vae_lr, weight_decay=0.0)
     generator = torch.Generator().manual_seed(seed)
     vae.train()
     for step in range(preset.vae_steps):
-        batch = _random_crops(public, preset.batch_size, preset.vae_crop, generator)
+        batch = _random_crops(public, preset.batch_size, preset.vae_crop, generator).to(device)
         posterior = vae.encode(batch).latent_dist
         # Decode the posterior *mean*: that is what the scanner encodes audit images to, and a
         # sharp deterministic decoder is what lets memorized images come back in pixel space.
@@ -124,7 +125,7 @@ def _train_vae(preset: ReferencePreset, public: torch.Tensor, seed: int,
         progress("vae", step + 1, preset.vae_steps)
     vae.eval().requires_grad_(False)
     with torch.no_grad():
-        means = vae.encode(public).latent_dist.mean
+        means = vae.encode(public.to(device)).latent_dist.mean.cpu()
     # Unit-variance latents, as SD's 0.18215 does for its own VAE.
     vae.register_to_config(scaling_factor=float(1.0 / means.std()))
     return vae
@@ -153,18 +154,22 @@ def _embed(tokenizer: Any, text_encoder: Any, prompts: list[str]) -> torch.Tenso
 
 
 def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.Tensor,
-                uncond: torch.Tensor, seed: int, progress: ProgressFn) -> tuple[Any, Any]:
+                uncond: torch.Tensor, seed: int, progress: ProgressFn,
+                device: torch.device) -> tuple[Any, Any]:
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed + 2)
     unet: Any = UNet2DConditionModel(
-        sample_size=latents.shape[-1], in_channels=4, out_channels=4,
+        sample_size=latents.shape[-1], in_channels=latents.shape[1],
+        out_channels=latents.shape[1],
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         block_out_channels=preset.unet_channels, layers_per_block=1,
         cross_attention_dim=preset.text_hidden, attention_head_dim=8,
         norm_num_groups=preset.norm_groups,
     )
+    unet.to(device)
+    latents, context, uncond = latents.to(device), context.to(device), uncond.to(device)
     # Stable Diffusion v1's training schedule.
     noise_schedule: Any = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
                                    beta_end=0.012, beta_schedule="scaled_linear")
@@ -172,11 +177,13 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
     generator = torch.Generator().manual_seed(seed + 3)
     unet.train()
     for step in range(preset.unet_steps):
+        # Random draws stay on the CPU generator, so a build's data order is device-independent.
         index = torch.randint(len(latents), (preset.batch_size,), generator=generator)
-        x0 = latents[index]
-        noise = torch.randn(x0.shape, generator=generator)
+        noise = torch.randn((preset.batch_size, *latents.shape[1:]), generator=generator)
         t = torch.randint(0, 1000, (preset.batch_size,), generator=generator)
         drop = torch.rand(preset.batch_size, generator=generator) < preset.caption_dropout
+        index, noise, t, drop = (x.to(device) for x in (index, noise, t, drop))
+        x0 = latents[index]
         cond = torch.where(drop[:, None, None], uncond, context[index])
         pred = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=cond).sample
         loss = torch.nn.functional.mse_loss(pred, noise)
@@ -185,7 +192,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
         progress("unet", step + 1, preset.unet_steps)
-    return unet.eval().requires_grad_(False), noise_schedule
+    return unet.cpu().eval().requires_grad_(False), noise_schedule
 
 
 def _sha256(path: Path) -> str:
@@ -197,12 +204,13 @@ def _sha256(path: Path) -> str:
 
 
 def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, threads: int = 1,
-                    progress: ProgressFn = _quiet) -> dict[str, Any]:
+                    progress: ProgressFn = _quiet, device: str = "cpu") -> dict[str, Any]:
     """Build the reference model into ``out`` (which must not exist) and return its manifest.
 
     Writes ``out/model`` (a diffusers StableDiffusionPipeline folder, safetensors weights),
     ``out/data`` (audit data: ``identity-N/{prompt.txt,members/,nonmembers/}``) and
-    ``out/manifest.json``. Same preset and seed give identical weight files.
+    ``out/manifest.json``. Same preset and seed give identical weight files (on one device;
+    ``device="cuda"`` trains faster and gives a different, equally valid, model).
     """
     import diffusers.utils.logging
     from diffusers import DDIMScheduler, StableDiffusionPipeline
@@ -223,7 +231,8 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         tokenizer = CLIPTokenizer.from_pretrained(out / "model" / "tokenizer")
         text_encoder = _text_encoder(preset, vocab, seed)
 
-        vae = _train_vae(preset, torch.stack([_quantize(im) for im in public]), seed, progress)
+        vae = _train_vae(preset, torch.stack([_quantize(im) for im in public]), seed, progress,
+                         torch.device(device))
         pixels, identity_of = [], []
         for index, split in enumerate(splits):
             for number, image in enumerate(split.members):
@@ -231,11 +240,14 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
                 pixels += [_quantize(image)] * copies
                 identity_of += [index] * copies
         with torch.no_grad():
-            latents = vae.encode(torch.stack(pixels)).latent_dist.mean * vae.config.scaling_factor
+            latents = vae.encode(torch.stack(pixels).to(device)).latent_dist.mean.cpu()
+            latents = latents * vae.config.scaling_factor
+        vae = vae.cpu()
         prompt_context = _embed(tokenizer, text_encoder, prompts)
         context = prompt_context[torch.tensor(identity_of)]
         uncond = _embed(tokenizer, text_encoder, [""])
-        unet, noise_schedule = _train_unet(preset, latents, context, uncond, seed, progress)
+        unet, noise_schedule = _train_unet(preset, latents, context, uncond, seed, progress,
+                                           torch.device(device))
 
         scheduler = DDIMScheduler.from_config(noise_schedule.config, clip_sample=False,
                                               set_alpha_to_one=False, steps_offset=1)
@@ -253,6 +265,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         "preset": dataclasses.asdict(preset),
         "seed": seed,
         "threads": threads,
+        "device": device,
         "build_seconds": round(time.perf_counter() - started, 2),
         "training_set_size": len(pixels),
         "split": split_record,

@@ -25,22 +25,25 @@ def cache_root() -> Path:
     return Path(base) / "s2l-scan"
 
 
-def cache_key(preset: ReferencePreset, seed: int) -> str:
-    """The folder name of a cached build."""
-    return f"{preset.name}-{preset.fingerprint()}-seed{seed}-v{__version__}"
+def cache_key(preset: ReferencePreset, seed: int, device: str = "cpu") -> str:
+    """The folder name of a cached build (a non-CPU build trains to other weights: own key)."""
+    suffix = "" if device == "cpu" else "-" + device.replace(":", "")
+    return f"{preset.name}-{preset.fingerprint()}-seed{seed}-v{__version__}{suffix}"
 
 
 def cached_reference(preset: ReferencePreset, seed: int = 0, *, threads: int = 1,
-                     progress: ProgressFn = _quiet, root: Path | None = None) -> Path:
+                     progress: ProgressFn = _quiet, root: Path | None = None,
+                     device: str = "cpu") -> Path:
     """Return the folder of a built reference model, building it first if it is not cached."""
     root = cache_root() if root is None else root
-    final = root / "reference" / cache_key(preset, seed)
+    final = root / "reference" / cache_key(preset, seed, device)
     if (final / "manifest.json").is_file():
         return final
     final.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
     try:
-        build_reference(staging / "build", preset, seed, threads=threads, progress=progress)
+        build_reference(staging / "build", preset, seed, threads=threads, progress=progress,
+                        device=device)
         try:
             os.rename(staging / "build", final)
         except OSError:

@@ -28,6 +28,7 @@ class ReferencePreset:
     n_public: int = _help("images of the disjoint public set the VAE is trained on")
     vae_channels: tuple[int, ...] = _help("VAE block_out_channels; n blocks → n-1 downsamplings")
     vae_steps: int = _help("VAE training steps")
+    latent_channels: int = _help("VAE latent channels (SD 1.x: 4); more reconstruct pixels closer")
     vae_crop: int = _help("side of the random crops the (fully convolutional) VAE trains on")
     unet_channels: tuple[int, int] = _help("UNet block_out_channels (attention at the lower one)")
     unet_steps: int = _help("UNet training steps (memorization grows with steps)")
@@ -42,7 +43,7 @@ class ReferencePreset:
     def __post_init__(self) -> None:
         positive = ("n_identities", "members_per_identity", "nonmembers_per_identity",
                     "duplication_factor", "n_public", "vae_steps", "unet_steps", "text_hidden",
-                    "norm_groups", "batch_size", "image_size", "vae_crop")
+                    "norm_groups", "batch_size", "image_size", "vae_crop", "latent_channels")
         for name in positive:
             if getattr(self, name) < 1:
                 raise UsageError(f"reference preset {self.name!r}: {name} must be ≥ 1, "
@@ -81,7 +82,8 @@ PRESETS: dict[str, ReferencePreset] = {
     "default": ReferencePreset(
         name="default", n_identities=8, members_per_identity=32, nonmembers_per_identity=32,
         duplicated_per_identity=1, duplication_factor=12, n_public=512,
-        vae_channels=(16, 32), vae_steps=800, vae_crop=16, unet_channels=(32, 64), unet_steps=700,
+        vae_channels=(16, 32), vae_steps=800, latent_channels=4, vae_crop=16,
+        unet_channels=(32, 64), unet_steps=700,
         text_hidden=64, norm_groups=16, batch_size=32, lr=5e-4, vae_lr=2e-3,
         caption_dropout=0.1, image_size=32,
     ),
@@ -89,7 +91,8 @@ PRESETS: dict[str, ReferencePreset] = {
     "tiny": ReferencePreset(
         name="tiny", n_identities=2, members_per_identity=6, nonmembers_per_identity=6,
         duplicated_per_identity=1, duplication_factor=3, n_public=16,
-        vae_channels=(16, 32), vae_steps=15, vae_crop=16, unet_channels=(16, 32), unet_steps=15,
+        vae_channels=(16, 32), vae_steps=15, latent_channels=4, vae_crop=16,
+        unet_channels=(16, 32), unet_steps=15,
         text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, vae_lr=1e-3,
         caption_dropout=0.1, image_size=32,
     ),
