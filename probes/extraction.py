@@ -2,7 +2,8 @@
 
 For each domain, M images are generated (seeded, batched) from the domain prompt by the model
 under scan — the released checkpoint, or an S2L probe's shaken copy — and searched in a FAISS
-index of known images (every member of every scanned domain plus ``known/``). A generation is an
+index of known images (``known_images``: by default every member of every scanned domain plus
+``known/``; ``nonmembers`` gives the control index without any training image). A generation is an
 eidetic match under (k, ℓ2, δ) when it lies within δ (RMS of [0, 1] pixels) of a known image
 that has at most k near-duplicates among the known images. Each match is saved as a
 side-by-side PNG: generated | known | |difference| (×4, so faint differences show).
@@ -19,8 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from s2l_scan.extraction.index import KnownImageIndex
+from s2l_scan.config import check_known_images
+from s2l_scan.errors import UsageError
+from s2l_scan.extraction.index import DEFAULT_CANDIDATES, KnownImageIndex
 from s2l_scan.generation import SamplerSettings, generate_images
+from s2l_scan.io.audit_data import image_folder, load_image
 
 
 @dataclass(frozen=True)
@@ -31,15 +35,76 @@ class ExtractionSettings:
     k: int = 10
     delta: float = 0.1
     tiled: bool = False
+    candidates: int = DEFAULT_CANDIDATES
+    known_images: str = "members"
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
 
 
-def build_known_index(data: Any) -> KnownImageIndex:
-    """The index of known images for an :class:`AuditData`: members of its domains + known/."""
-    def name(path: Path) -> str:  # relative ids keep reports identical across machines
-        return str(path.relative_to(data.root)) if path.is_relative_to(data.root) else str(path)
+Pairs = list[tuple[str, np.ndarray]]
 
-    return KnownImageIndex.build((name(path), pixels) for path, pixels in data.index_images())
+
+def _data_id(data: Any, path: Path) -> str:
+    """Ids relative to the audit data keep reports identical across machines."""
+    return str(path.relative_to(data.root)) if path.is_relative_to(data.root) else str(path)
+
+
+def _members(data: Any) -> Pairs:
+    return [(_data_id(data, path), pixels) for path, pixels in data.index_images()]
+
+
+def _nonmembers(data: Any) -> Pairs:
+    return [(_data_id(data, image.path), image.pixels)
+            for domain in data.domains for image in domain.nonmembers]
+
+
+def _everything(data: Any) -> Pairs:
+    members = [(_data_id(data, image.path), image.pixels)
+               for domain in data.domains for image in domain.members]
+    known = [(_data_id(data, path), pixels) for path, pixels in data.known_images()]
+    return members + _nonmembers(data) + known
+
+
+# What ``known_images`` can name besides a folder. ``nonmembers`` is the control: an index
+# without any training image, so every match it yields is a false positive of the criterion.
+KNOWN_IMAGE_SETS: dict[str, tuple[str, Callable[[Any], Pairs]]] = {  # keys: config's names
+    "members": ("every member of the scanned domains, plus DIR/known/", _members),
+    "nonmembers": ("only the held-out non-members (a control: no training image)", _nonmembers),
+    "all": ("members, non-members and DIR/known/", _everything),
+}
+
+
+def known_images(data: Any, which: str) -> Pairs:
+    """The (id, pixels) pairs the index holds for ``known_images = which``."""
+    check_known_images(which)
+    if which in KNOWN_IMAGE_SETS:
+        pairs = KNOWN_IMAGE_SETS[which][1](data)
+    else:
+        folder = Path(which).expanduser()
+        files = image_folder(folder)
+        pairs = [(str(Path(which) / path.relative_to(folder)),
+                  load_image(path, data.resolution, max_image_pixels=data.max_image_pixels))
+                 for path in files]
+    if not pairs:
+        raise UsageError(f"known_images {which!r} holds no image (.png, .jpg, .jpeg); the "
+                         f"extraction index needs at least one")
+    return pairs
+
+
+def build_known_index(data: Any, which: str = "members", *, embedder: Any = None,
+                      cache: Path | None = None) -> KnownImageIndex:
+    """The index of ``known_images(data, which)``; with ``cache``, reused across runs.
+
+    ``embedder`` defaults to pooled pixels (exact retrieval).
+    """
+    from s2l_scan.extraction.embedders import PixelEmbedder
+
+    images = known_images(data, which)
+    embedder = PixelEmbedder() if embedder is None else embedder
+    if cache is None:
+        return KnownImageIndex.build(images, embedder=embedder)
+    from s2l_scan.extraction.cache import cached_index
+
+    return cached_index(images, embedder, root=cache)[0]
 
 
 def evidence_png(generated: np.ndarray, known: np.ndarray, path: Path) -> Path:
@@ -69,7 +134,7 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         generated = generate_images(pipeline, prompt, settings.samples, seed=seed,
                                     key=domain.name, settings=settings.sampler)
         matches = index.matches(generated, k=settings.k, delta=settings.delta,
-                                tiled=settings.tiled)
+                                tiled=settings.tiled, candidates=settings.candidates)
         found = []
         for match in matches:
             known_id = index.ids[match.known_index]
@@ -89,7 +154,12 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
             "nearest_distance": nearest,
             "settings": {"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
                          "steps": settings.sampler.steps,
-                         "guidance": settings.sampler.guidance},
+                         "guidance": settings.sampler.guidance,
+                         "known_images": settings.known_images, "n_known": len(index),
+                         "embedder": index.embedder.spec,
+                         # False: retrieval was k-NN, so a true match could have been missed
+                         "exact_retrieval": index.exact,
+                         **({} if index.exact else {"candidates": settings.candidates})},
         })
     return records
 

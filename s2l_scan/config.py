@@ -18,6 +18,21 @@ from s2l_scan.errors import UsageError
 from s2l_scan.sweep import DEFAULT_SPACE, parse_budget
 
 CI_ENDS = ("point", "lower", "upper")
+# The named sets ``known_images`` can select (probes/extraction.py builds them); anything else
+# must be a folder of images.
+KNOWN_IMAGE_SETS = ("members", "nonmembers", "all")
+
+
+def check_known_images(value: object) -> None:
+    """A usage error unless ``value`` names one of :data:`KNOWN_IMAGE_SETS` or a folder."""
+    names = ", ".join(KNOWN_IMAGE_SETS)
+    if not isinstance(value, str) or not value.strip():
+        raise UsageError(f"known_images must be one of {names} or a folder of images, got "
+                         f"{value!r}")
+    if value not in KNOWN_IMAGE_SETS and not Path(value).expanduser().is_dir():
+        raise UsageError(f"known_images {value!r} is neither one of {names} nor an existing "
+                         f"folder of images; give one of those (a folder named like a set is "
+                         f"written ./{value})")
 
 
 def _help(text: str, default: Any) -> Any:
@@ -59,6 +74,16 @@ class ScanConfig:
                                    False)
     extraction_on_probes: bool = _help("also run extraction on every probe's shaken copy",
                                        True)
+    embedder: str = _help("extraction index embedding: 'pixels' (exact: finds every match) or "
+                          "'open_clip:ARCH:PATH' (local weights file; approximate k-NN)",
+                          "pixels")
+    extraction_candidates: int = _help(
+        "known images verified per generation with a k-NN embedder (open_clip); the pixels "
+        "embedder verifies every one within δ", 64)
+    known_images: str = _help("what the extraction index holds: members (+ known/), "
+                              "nonmembers (control), all, or a folder of images", "members")
+    index_cache_dir: str | None = _help(
+        "folder of cached known-image indexes (default: <cache>/index)", None)
     max_extracted: int = _help("gate: fail when more generations than this are eidetic matches",
                                0)
     evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",
@@ -114,7 +139,7 @@ class ScanConfig:
             raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
                              f"{self.extraction_guidance!r}")
         for name in ("bootstrap", "batch_size", "threads", "extraction_steps", "sp_samples",
-                     "sp_steps"):
+                     "sp_steps", "extraction_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -132,6 +157,18 @@ class ScanConfig:
                              f"{self.max_amplification!r}")
         self._check_sweep()
         self._check_reports()
+        self._check_index()
+
+    def _check_index(self) -> None:
+        # Syntax only: weights load (and fail) when the scan builds the index.
+        from s2l_scan.extraction.embedders import check_embedder_spec
+
+        check_embedder_spec(self.embedder)
+        check_known_images(self.known_images)
+        if self.index_cache_dir is not None and (not isinstance(self.index_cache_dir, str)
+                                                 or not self.index_cache_dir.strip()):
+            raise UsageError(f"index_cache_dir must be a non-empty string, got "
+                             f"{self.index_cache_dir!r}")
 
     def _check_sweep(self) -> None:
         if self.sweep is not None:
@@ -183,6 +220,13 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
     ("extraction_steps", int, "sampler steps per generated image (default 50)"),
     ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),
+    ("embedder", str, "extraction index embedding: pixels (default; exact) or "
+                      "open_clip:ARCH:PATH (local weights; approximate k-NN)"),
+    ("extraction_candidates", int, "known images verified per generation with open_clip "
+                                   "(default 64)"),
+    ("known_images", str, "extraction index: members (default; + known/), nonmembers "
+                          "(control), all, or a folder of images"),
+    ("index_cache_dir", str, "cache folder of known-image indexes (default <cache>/index)"),
     ("sweep", str, "worst-case sweep over probe settings within this time budget, e.g. 10m"),
 )
 

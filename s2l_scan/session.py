@@ -207,6 +207,10 @@ def validate_selection(config: ScanConfig) -> None:
     from s2l_scan.probing import expand_probes
 
     expand_probes(config)
+    if config.extraction_samples:
+        from s2l_scan.extraction.embedders import check_embedder_inputs
+
+        check_embedder_inputs(config.embedder, allow_pickle=config.allow_pickle)
 
 
 def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
@@ -258,9 +262,15 @@ def _known_index(data: AuditData, config: ScanConfig) -> Any:
     """The known-image index (None when extraction is off): built once, shared by all probes."""
     if not config.extraction_samples:
         return None
+    from s2l_scan.extraction.cache import default_index_cache
+    from s2l_scan.extraction.embedders import make_embedder
     from s2l_scan.probes.extraction import build_known_index
 
-    return build_known_index(data)
+    embedder = make_embedder(config.embedder, allow_pickle=config.allow_pickle,
+                             device=config.device)
+    cache = (default_index_cache() if config.index_cache_dir is None
+             else Path(config.index_cache_dir).expanduser())
+    return build_known_index(data, config.known_images, embedder=embedder, cache=cache)
 
 
 def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConfig,
@@ -274,7 +284,8 @@ def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConf
 
     settings = ExtractionSettings(
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
-        tiled=config.extraction_tiled,
+        tiled=config.extraction_tiled, candidates=config.extraction_candidates,
+        known_images=config.known_images,
         sampler=SamplerSettings(steps=config.extraction_steps,
                                 guidance=config.extraction_guidance,
                                 batch_size=config.batch_size))

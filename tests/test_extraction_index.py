@@ -167,7 +167,7 @@ def _edit_meta(folder: Path, **changes: Any) -> None:
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"format_version": 2}, "format version 2"),
+    ({"format_version": 99}, "format version 99"),
     ({"format_version": None}, "format version None"),
     ({"format": "other"}, "does not describe"),
     ({"count": 6}, "promises 6"),

@@ -75,3 +75,97 @@ def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
     assert all(r["extracted"] == 3 for r in records.values())
     quiet = _scan(tiny_reference, probes=["noise"], extraction_on_probes=False)
     assert {r["probe"] for r in quiet.extraction} == {None}  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------
+# which images are known, and the index cache across scans
+
+
+@pytest.fixture
+def planted(monkeypatch: pytest.MonkeyPatch, tiny_reference: Path) -> np.ndarray:
+    """Generation 0 of every domain is replaced by the first member of identity-0."""
+    import s2l_scan.probes.extraction as probe
+
+    member = np.asarray(Image.open(sorted(
+        (tiny_reference / "data" / "identity-0" / "members").iterdir())[0]).convert("RGB"))
+    real = probe.generate_images
+
+    def generate(*args: object, **kwargs: object) -> np.ndarray:
+        images = real(*args, **kwargs)  # type: ignore[arg-type]
+        images[0] = member
+        return images
+
+    monkeypatch.setattr(probe, "generate_images", generate)
+    return member
+
+
+@pytest.mark.parametrize(("known", "extracted"), [("members", 1), ("all", 1),
+                                                  ("nonmembers", 0)])
+def test_control_index_of_nonmembers_finds_no_member_copy(
+        planted: np.ndarray, tiny_reference: Path, tmp_path: Path, known: str,
+        extracted: int) -> None:
+    report = _scan(tiny_reference, known_images=known, index_cache_dir=str(tmp_path),
+                   domains=["identity-0"])
+    (record,) = report.extraction  # type: ignore[attr-defined]
+    assert record["extracted"] == extracted
+    assert record["settings"]["known_images"] == known
+    if extracted:
+        assert record["matches"][0]["generated_index"] == 0
+        assert record["matches"][0]["distance"] == 0.0
+        assert "/members/" in record["matches"][0]["known"]
+    else:
+        assert record["nearest_distance"] > record["settings"]["delta"]
+
+
+def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
+                                    tmp_path: Path) -> None:
+    folder = tmp_path / "extra" / "nested"
+    folder.mkdir(parents=True)
+    Image.fromarray(planted).save(folder / "copy.png")
+    Image.fromarray(255 - planted).save(folder / "other.png")
+    report = _scan(tiny_reference, known_images=str(tmp_path / "extra"),
+                   index_cache_dir=str(tmp_path / "cache"), domains=["identity-0"])
+    (record,) = report.extraction  # type: ignore[attr-defined]
+    assert record["settings"]["n_known"] == 2
+    assert [m["known"] for m in record["matches"]] == [str(tmp_path / "extra/nested/copy.png")]
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("memebrs", "neither one of members, nonmembers, all nor an existing folder"),
+    ("", "must be one of members"),
+])
+def test_bad_known_images_are_usage_errors(value: str, message: str) -> None:
+    from s2l_scan.errors import UsageError
+
+    with pytest.raises(UsageError, match=message):
+        make_config(known_images=value)
+
+
+def test_empty_known_folder_is_a_usage_error(tiny_reference: Path, tmp_path: Path) -> None:
+    from s2l_scan.errors import UsageError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UsageError, match="holds no image"):
+        _scan(tiny_reference, known_images=str(tmp_path / "empty"))
+
+
+def test_known_image_sets_match_the_config_names() -> None:
+    from s2l_scan.config import KNOWN_IMAGE_SETS as NAMES
+    from s2l_scan.probes.extraction import KNOWN_IMAGE_SETS
+
+    assert tuple(KNOWN_IMAGE_SETS) == NAMES
+
+
+def test_second_scan_reuses_the_cached_index(tiny_reference: Path, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from s2l_scan.extraction.index import KnownImageIndex
+
+    options = {"extraction_delta": 1.0, "extraction_k": 1000, "index_cache_dir": str(tmp_path)}
+    first = _scan(tiny_reference, **options)
+    calls: list[object] = []
+    monkeypatch.setattr(KnownImageIndex, "build", classmethod(
+        lambda cls, *a, **k: calls.append(a) or pytest.fail("the index was rebuilt")))
+    again = _scan(tiny_reference, **options)
+    assert calls == []
+    assert again.extraction == first.extraction  # type: ignore[attr-defined]
+    assert len(list(tmp_path.iterdir())) == 1

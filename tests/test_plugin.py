@@ -71,6 +71,10 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
     ("--s2l-ci-end=middle", "ci_end must be one of*"),
     ("--s2l-attacks=loss,psychic", "unknown attack 'psychic'*"),
     ("--s2l-domains=identity-9", "unknown domain(s) 'identity-9'*"),
+    ("--s2l-embedder=open_clip:ViT-B-32:/nowhere/w.safetensors",
+     "open_clip weights '/nowhere/w.safetensors' is not an existing local file*"),
+    ("--s2l-known-images=memebrs", "known_images 'memebrs' is neither one of*"),
+    ("--s2l-extraction-candidates=0", "extraction_candidates must be a positive integer*"),
 ])
 def test_usage_errors(pytester: pytest.Pytester, tiny_reference: Path, option: str,
                       message: str) -> None:

@@ -19,10 +19,22 @@ Index kind: below ``ivf_threshold`` known images an exact ``IndexFlatL2``; above
 stays exact while keeping the vectors in cluster order. Lowering ``nprobe`` below ``nlist``
 would trade exactness for speed (true matches in unvisited lists are silently missed); this
 module never does that.
+
+Other embedders (:mod:`s2l_scan.extraction.embedders`, e.g. open_clip) give no such bound:
+their index is an inner-product one on L2-normalised features, each generation retrieves its
+``candidates`` nearest known images by k-NN, and those are verified with the same exact pixel
+distance. Matches found are real, but a true match outside the candidates is missed; with
+``candidates ≥ len(index)`` every known image is verified and the answer is brute force again.
+Near-duplicate counts (the k rule) are always exact: for such embedders they are computed by
+brute force over the known pixels, for the few known images that some generation matched.
+
+Saved indexes carry the embedder's fingerprint (spec, weights hash, versions) and a sha256 of
+each file, checked on load, so a corrupt or mismatched folder is an error, never an answer.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import operator
@@ -39,6 +51,7 @@ import numpy as np
 import numpy.typing as npt
 
 from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.extraction.embedders import Embedder, PixelEmbedder
 from s2l_scan.functional.eidetic import (
     Images,
     Match,
@@ -53,7 +66,8 @@ from s2l_scan.functional.eidetic import (
 
 __all__ = ["FORMAT_VERSION", "KnownImageIndex", "pooled_embedding"]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+DEFAULT_CANDIDATES = 64
 _META, _INDEX, _ARRAYS = "meta.json", "index.faiss", "known.npz"
 _FORMAT_NAME = "s2l-scan known-image index"
 _CHUNK_BYTES = 64 * 2**20  # float64 working memory per embedding chunk
@@ -63,6 +77,14 @@ _Pairs = list[tuple[int, int, float]]
 
 # ---------------------------------------------------------------------------------------------
 # embedding
+
+
+def _as_uint8(images: Images) -> PixelArray:
+    """Embedders see uint8 pixels; float [0, 1] generations are rounded for retrieval only
+    (exact verification still uses the floats)."""
+    if images.dtype == np.uint8:
+        return np.asarray(images, dtype=np.uint8)  # no copy; narrows the type
+    return np.clip(np.rint(np.asarray(images, np.float64) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _check_embed_size(shape: tuple[int, ...], embed_size: int) -> int:
@@ -144,18 +166,29 @@ def _check_unique(ids: list[str]) -> None:
                          f"matches can name their image")
 
 
-def _faiss_index(embeddings: npt.NDArray[np.float32], ivf_threshold: int) -> Any:
+def _faiss_index(embeddings: npt.NDArray[np.float32], ivf_threshold: int, metric: str) -> Any:
     count, dim = embeddings.shape
+    flat = faiss.IndexFlatL2 if metric == "l2" else faiss.IndexFlatIP
     index: Any  # faiss's generated stubs do not relate the index classes
     if count < ivf_threshold:
-        index = faiss.IndexFlatL2(dim)
+        index = flat(dim)
     else:
         nlist = max(1, min(count, round(4 * math.sqrt(count))))
-        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(dim), dim, nlist)
+        index = faiss.IndexIVFFlat(flat(dim), dim, nlist,
+                                   faiss.METRIC_L2 if metric == "l2" else
+                                   faiss.METRIC_INNER_PRODUCT)
         index.train(embeddings)
         index.nprobe = nlist  # visit every list: exact (see the module docstring)
     index.add(embeddings)
     return index
+
+
+def check_candidates(candidates: int) -> int:
+    """Known images verified per generation by a k-NN (approximate) embedder, ≥ 1."""
+    if not isinstance(candidates, int) or isinstance(candidates, bool) or candidates < 1:
+        raise UsageError(f"candidates (extraction_candidates) must be an integer >= 1, the "
+                         f"known images verified per generation, got {candidates!r}")
+    return candidates
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,31 +207,36 @@ class KnownImageIndex:
     'img1.png'
     """
 
-    def __init__(self, ids: list[str], pixels: PixelArray, index: Any, embed_size: int) -> None:
+    def __init__(self, ids: list[str], pixels: PixelArray, index: Any, embedder: Embedder
+                 ) -> None:
         """Wrap validated parts; use :meth:`build` or :meth:`load` instead."""
         self._ids = tuple(ids)
         self._pixels = pixels
         self._index = index
-        self._embed_size = embed_size
+        self._embedder = embedder
         # Near-duplicate counts per (delta, tiles), filled lazily: only known images that some
         # generation lands near ever need one, and each is computed once.
         self._counts: dict[tuple[float, int], dict[int, int]] = {}
 
     @classmethod
     def build(cls, images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]], *,
-              embed_size: int = 8, ivf_threshold: int = 100_000) -> KnownImageIndex:
+              embed_size: int = 8, ivf_threshold: int = 100_000,
+              embedder: Embedder | None = None) -> KnownImageIndex:
         """Index (id, uint8 (H, W, C) pixels) pairs, all at one resolution.
 
-        ``embed_size`` must divide H and W. At ``ivf_threshold`` images or more the index is
-        an exhaustive IVF (still exact); below it a flat index.
+        ``embedder`` defaults to pooled pixels of ``embed_size`` (which must divide H and W).
+        At ``ivf_threshold`` images or more the index is an exhaustive IVF (still exact); below
+        it a flat index.
         """
         if not isinstance(ivf_threshold, int) or ivf_threshold < 1:
             raise UsageError(f"ivf_threshold must be an integer >= 1 (the image count from which "
                              f"an IVF index is used), got {ivf_threshold!r}")
         ids, pixels = _collect(images)
-        size = _check_embed_size(pixels.shape[1:], embed_size)
-        index = _faiss_index(pooled_embedding(pixels, size), ivf_threshold)
-        return cls(ids, pixels, index, size)
+        if embedder is None:
+            embedder = PixelEmbedder(_check_embed_size(pixels.shape[1:], embed_size))
+        embedder.check(pixels.shape[1:])
+        index = _faiss_index(embedder.embed(pixels), ivf_threshold, embedder.metric)
+        return cls(ids, pixels, index, embedder)
 
     @property
     def ids(self) -> tuple[str, ...]:
@@ -217,8 +255,18 @@ class KnownImageIndex:
         return height, width, channels
 
     @property
-    def embed_size(self) -> int:
-        return self._embed_size
+    def embed_size(self) -> int | None:
+        """The pooled size of the pixel embedder (None for other embedders)."""
+        return self._embedder.embed_size if isinstance(self._embedder, PixelEmbedder) else None
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._embedder
+
+    @property
+    def exact(self) -> bool:
+        """True when retrieval provably returns every true match (the pixel embedder)."""
+        return self._embedder.exact
 
     @property
     def kind(self) -> str:
@@ -230,29 +278,35 @@ class KnownImageIndex:
 
     def __repr__(self) -> str:
         return (f"KnownImageIndex({len(self)} images at {self.resolution}, "
-                f"embed_size={self._embed_size}, kind={self.kind!r})")
+                f"embedder={self._embedder.fingerprint()!r}, kind={self.kind!r})")
 
     # -- search --------------------------------------------------------------------------------
 
-    def candidates(self, generated: npt.ArrayLike, delta: float) -> list[list[int]]:
-        """Per generation, the known indices within ``delta`` in embedding space (ascending).
+    def candidates(self, generated: npt.ArrayLike, delta: float,
+                   candidates: int = DEFAULT_CANDIDATES) -> list[list[int]]:
+        """Per generation, the known indices retrieved for verification (ascending).
 
-        A superset of the known images within ``delta`` in pixels, plain or tiled.
+        Pixel embedder: those within ``delta`` in embedding space, a superset of the known
+        images within ``delta`` in pixels, plain or tiled. Other embedders: the ``candidates``
+        nearest by inner product (approximate).
         """
         gen = self._generated(generated)
-        return self._range(pooled_embedding(gen, self._embed_size), check_delta(delta))
+        return self._retrieve(gen, check_delta(delta), check_candidates(candidates))
 
     def matches(self, generated: npt.ArrayLike, *, k: int = 10, delta: float = 0.1,
-                tiled: bool = False, tiles: int = 4) -> list[Match]:
-        """Eidetic matches, equal to ``eidetic_matches(generated, index.pixels, ...)``.
+                tiled: bool = False, tiles: int = 4,
+                candidates: int = DEFAULT_CANDIDATES) -> list[Match]:
+        """Eidetic matches; with the pixel embedder equal to ``eidetic_matches(generated,
+        index.pixels, ...)``, with others a subset of it (see the module docstring).
 
-        Range search, exact verification, then the k-near-duplicate rule. Sorted by
-        (generated_index, distance, known_index).
+        Retrieval, exact verification, then the k-near-duplicate rule. Sorted by
+        (generated_index, distance, known_index). ``candidates`` only matters for k-NN
+        embedders.
         """
         gen = self._generated(generated)
         radius, k_max = check_delta(delta), check_k(k)
         count = check_tiles(self.resolution, tiles) if tiled else 1
-        found = self._range(pooled_embedding(gen, self._embed_size), radius)
+        found = self._retrieve(gen, radius, check_candidates(candidates))
         pairs = [(g, j, d) for g, hits in enumerate(found)
                  for j, d in self._verify(gen[g], hits, radius, count)]
         counts = self._duplicate_counts({j for _, j, _ in pairs}, radius, count)
@@ -266,6 +320,15 @@ class KnownImageIndex:
                              f"holds {self.resolution}; generate or resize to the index's "
                              f"resolution")
         return gen
+
+    def _retrieve(self, gen: Images, delta: float, candidates: int) -> list[list[int]]:
+        if not len(gen):
+            return []
+        if self._embedder.exact:  # pooling takes floats as they are: the bound must hold
+            return self._range(self._embedder.embed(gen), delta)  # type: ignore[arg-type]
+        vectors = self._embedder.embed(_as_uint8(gen))
+        _, labels = self._index.search(vectors, min(candidates, len(self)))
+        return [sorted(j for j in row.tolist() if j >= 0) for row in labels]
 
     def _range(self, embeddings: npt.NDArray[np.float32], delta: float) -> list[list[int]]:
         if not len(embeddings):
@@ -287,11 +350,21 @@ class KnownImageIndex:
     def _duplicate_counts(self, rows: set[int], delta: float, tiles: int) -> dict[int, int]:
         cache = self._counts.setdefault((delta, tiles), {})
         missing = sorted(rows - cache.keys())
-        if missing:
-            embeddings = pooled_embedding(self._pixels[missing], self._embed_size)
+        if missing and self._embedder.exact:
+            embeddings = self._embedder.embed(self._pixels[missing])
             for j, hits in zip(missing, self._range(embeddings, delta), strict=True):
                 near = self._verify(self._pixels[j], hits, delta, tiles)
                 cache[j] = sum(1 for other, _ in near if other != j)
+        else:
+            # No bound from this embedding: count exactly against every known image, in
+            # chunks so that memory stays flat in the size of the known set.
+            step = max(1, _CHUNK_BYTES // max(1, self._pixels[0].size * 8))
+            for j in missing:
+                cache[j] = sum(
+                    sum(1 for other, _ in self._verify(
+                        self._pixels[j], list(range(start, min(start + step, len(self)))),
+                        delta, tiles) if other != j)
+                    for start in range(0, len(self), step))
         return {j: cache[j] for j in rows}
 
     # -- persistence ---------------------------------------------------------------------------
@@ -322,18 +395,36 @@ class KnownImageIndex:
         with open(folder / _ARRAYS, "wb") as handle:
             np.savez(handle, ids=np.array(self._ids, dtype=str), pixels=self._pixels)
         meta = {"format": _FORMAT_NAME, "format_version": FORMAT_VERSION,
-                "embed_size": self._embed_size, "resolution": list(self.resolution),
-                "count": len(self), "kind": self.kind}
+                "embedder": self._embedder.spec,
+                "embedder_fingerprint": self._embedder.fingerprint(),
+                "metric": self._embedder.metric, "dim": int(self._index.d),
+                "embed_size": self.embed_size, "resolution": list(self.resolution),
+                "count": len(self), "kind": self.kind,
+                "sha256": {name: _sha256(folder / name) for name in (_INDEX, _ARRAYS)}}
         (folder / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str]) -> KnownImageIndex:
-        """Read an index written by :meth:`save`; a different format version is refused."""
+    def load(cls, folder: str | os.PathLike[str], embedder: Embedder | None = None,
+             ) -> KnownImageIndex:
+        """Read an index written by :meth:`save`; a different format version is refused.
+
+        ``embedder`` must be the one the index was built with (its fingerprint is checked);
+        None means the pixel embedder recorded in the folder.
+        """
         root = Path(folder)
         meta = _read_meta(root)
+        if embedder is None:
+            if meta.get("embed_size") is None:
+                raise ScanError(f"{root} was built with embedder {meta['embedder']!r}; pass that "
+                                f"embedder to KnownImageIndex.load")
+            embedder = PixelEmbedder(meta["embed_size"])
+        if embedder.fingerprint() != meta["embedder_fingerprint"]:
+            raise ScanError(f"{root} was built with embedder {meta['embedder_fingerprint']!r}, "
+                            f"not {embedder.fingerprint()!r}; rebuild the index")
+        _check_files(root, meta)
         ids, pixels = _read_arrays(root, meta)
         index = _read_faiss(root, meta)
-        return cls(ids, pixels, index, meta["embed_size"])
+        return cls(ids, pixels, index, embedder)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,8 +446,9 @@ def _read_meta(root: Path) -> dict[str, Any]:
                         f"{meta.get('format_version')!r}, but this s2l-scan reads version "
                         f"{FORMAT_VERSION}; rebuild it with KnownImageIndex.build and save again")
     if not _meta_fields_ok(meta):
-        raise ScanError(f"{path} lacks valid embed_size, resolution [H, W, C] and count fields; "
-                        f"the file was edited or truncated, rebuild the index")
+        raise ScanError(f"{path} lacks valid embedder, dim, embed_size, resolution [H, W, C], "
+                        f"count and sha256 fields; the file was edited or truncated, rebuild "
+                        f"the index")
     return meta
 
 
@@ -365,8 +457,36 @@ def _meta_fields_ok(meta: dict[str, Any]) -> bool:
         return type(value) is int and value > 0
 
     shape = meta.get("resolution")
-    return (positive(meta.get("embed_size")) and positive(meta.get("count"))
-            and isinstance(shape, list) and len(shape) == 3 and all(map(positive, shape)))
+    digests = meta.get("sha256")
+    size = meta.get("embed_size")
+    return (positive(meta.get("dim")) and positive(meta.get("count"))
+            and (size is None or positive(size))
+            and isinstance(meta.get("embedder"), str)
+            and isinstance(meta.get("embedder_fingerprint"), str)
+            and meta.get("metric") in ("l2", "ip")
+            and isinstance(shape, list) and len(shape) == 3 and all(map(positive, shape))
+            and isinstance(digests, dict)
+            and all(isinstance(digests.get(name), str) for name in (_INDEX, _ARRAYS)))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _check_files(root: Path, meta: dict[str, Any]) -> None:
+    """A flipped bit in the vectors would silently drop candidates: verify every byte."""
+    for name in (_INDEX, _ARRAYS):
+        try:
+            actual = _sha256(root / name)
+        except OSError as exc:
+            raise ScanError(f"{root / name} cannot be read ({exc}); rebuild the index") from exc
+        if actual != meta["sha256"][name]:
+            raise ScanError(f"{root / name} does not match the sha256 recorded in {_META}; the "
+                            f"file is corrupt or truncated, rebuild the index")
 
 
 def _read_arrays(root: Path, meta: dict[str, Any]) -> tuple[list[str], PixelArray]:
@@ -392,7 +512,8 @@ def _read_faiss(root: Path, meta: dict[str, Any]) -> Any:
         raise ScanError(f"{root / _INDEX} cannot be read as a FAISS index ({exc}); "
                         f"rebuild the index") from exc
     channels = meta["resolution"][2]
-    dim = meta["embed_size"] ** 2 * channels
+    size = meta.get("embed_size")
+    dim = meta["dim"] if size is None else size ** 2 * channels
     if index.ntotal != meta["count"] or index.d != dim:
         raise ScanError(f"{root / _INDEX} holds {index.ntotal} vectors of dimension {index.d}, "
                         f"expected {meta['count']} of dimension {dim}; rebuild the index")

@@ -408,6 +408,16 @@ def _known_paths(root: Path, real_root: Path) -> tuple[Path, ...]:
     return tuple(found)
 
 
+def image_folder(folder: Path) -> tuple[Path, ...]:
+    """The image files under ``folder`` (recursively, sorted per folder), by the rules of
+    ``known/``: hidden files skipped, symlinks followed only while they stay inside it."""
+    if not folder.is_dir():
+        raise UsageError(f"{folder} is not a folder of images; give an existing folder")
+    found: list[Path] = []
+    _walk_known(folder, folder.resolve(), set(), found)
+    return tuple(found)
+
+
 def _walk_known(folder: Path, real_root: Path, seen: set[Path], found: list[Path]) -> None:
     # A symlinked sub-folder may point back up the tree; visit each real folder once.
     real = folder.resolve()
