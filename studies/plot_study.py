@@ -17,9 +17,9 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-KNOBS = {"sigma": "noise σ (absolute)", "rank": "LoRA rank", "tokens": "textual-inversion tokens",
-         "lr": "LoRA learning rate", "steps": "LoRA steps", "sp_samples": "SP-set images per domain",
-         "sp_guidance": "SP-set guidance"}
+KNOBS = {"sigma": "noise σ (absolute)", "rank": "LoRA rank",
+         "tokens": "textual-inversion tokens", "lr": "LoRA learning rate", "steps": "LoRA steps",
+         "sp_samples": "SP-set images per domain", "sp_guidance": "SP-set guidance"}
 
 
 def load(folder: Path) -> list[dict[str, Any]]:
