@@ -17,6 +17,7 @@ from typing import Any
 from s2l_scan.errors import UsageError
 
 CI_ENDS = ("point", "lower", "upper")
+CACHE_KINDS = ("on", "off")
 
 
 def _help(text: str, default: Any) -> Any:
@@ -76,6 +77,10 @@ class ScanConfig:
     prior_prompt: str = _help("class prompt of DreamBooth's prior-preservation set", "a photo")
     probe_save_dir: str | None = _help("save what each probe trained here (default: nothing)",
                                        None)
+    cache: str = _help("unit cache: on (finished units are stored and reused, so an "
+                       "interrupted scan resumes) or off", "on")
+    cache_dir: str | None = _help("folder of the unit cache (default: $S2L_CACHE_DIR/units, "
+                                  "else ~/.cache/s2l-scan/units)", None)
     compare: str | None = _help("previous release's JSON report to compare with (regression gate)",
                                 None)
     compare_fail: str | None = _help(
@@ -124,6 +129,11 @@ class ScanConfig:
                 and -1 <= self.max_amplification <= 1):
             raise UsageError(f"max_amplification must be in [-1, 1], got "
                              f"{self.max_amplification!r}")
+        if self.cache not in CACHE_KINDS:
+            raise UsageError(f"cache must be one of {CACHE_KINDS}, got {self.cache!r}")
+        if self.cache_dir is not None and (not isinstance(self.cache_dir, str)
+                                           or not self.cache_dir.strip()):
+            raise UsageError(f"cache_dir must be a non-empty string, got {self.cache_dir!r}")
         self._check_reports()
 
     def _check_reports(self) -> None:
@@ -167,6 +177,9 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
     ("extraction_steps", int, "sampler steps per generated image (default 50)"),
     ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),
+    ("cache", str, "unit cache: on (default; an interrupted scan resumes) or off"),
+    ("cache_dir", str, "unit cache folder (default $S2L_CACHE_DIR/units or "
+                       "~/.cache/s2l-scan/units)"),
 )
 
 

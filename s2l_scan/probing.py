@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from s2l_scan.functional import metrics
 from s2l_scan.generation import SamplerSettings
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.report.model import ResultRow
+from s2l_scan.units import UnitStore
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ class GeneratedSets:
     """SP / OOD / prior sets for a scan, generated once (cached on disk) and encoded once."""
 
     def __init__(self, model: Any, config: ScanConfig, encode: Callable[[np.ndarray], Any],
-                 cache_dir: Path | None) -> None:
+                 store: UnitStore | None) -> None:
         self._model, self._config, self._encode = model, config, encode
-        self._cache_dir = cache_dir
+        self._store = store
         self._latents: dict[str, torch.Tensor] = {}
 
     def latents(self, prompt: str) -> torch.Tensor:
@@ -72,7 +72,7 @@ class GeneratedSets:
                                        batch_size=self._config.batch_size)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,
-                            cache_dir=self._cache_dir)
+                            store=self._store)
             self._latents[prompt] = self._encode(images)
         return self._latents[prompt]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,16 @@ from s2l_scan.reference.presets import get_preset
 
 ENGINE = (s2l_scan.baselines, s2l_scan.extraction.index, s2l_scan.probes, s2l_scan.probing,
           s2l_scan.session)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Scans in this session cache their units (and SP sets) in a private folder, never in the
+    user's ~/.cache: a test must not reuse units left there by another version of the code."""
+    folder = tmp_path_factory.mktemp("s2l-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("S2L_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")
