@@ -44,6 +44,8 @@ class ScanConfig:
                                    0.1)
     bootstrap: int = _help("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
     seed: int = _help("seed of noises, splits and bootstrap", 0)
+    bootstrap_seed: int | None = _help("seed of the bootstrap resamples alone (default: seed); "
+                                       "varying it shows how stable a verdict is", None)
     batch_size: int = _help("samples per UNet forward", 32)
     threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
     device: str = _help("torch device, e.g. cpu or cuda", "cpu")
@@ -117,6 +119,11 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if self.bootstrap_seed is not None and (not isinstance(self.bootstrap_seed, int)
+                                                or isinstance(self.bootstrap_seed, bool)
+                                                or self.bootstrap_seed < 0):
+            raise UsageError(f"bootstrap_seed must be a non-negative integer, got "
+                             f"{self.bootstrap_seed!r}")
         if not self.attacks:
             raise UsageError("attacks is empty; select at least one attack")
         unknown = set(self.attack_options) - set(self.attacks)
@@ -151,6 +158,11 @@ class ScanConfig:
 
             parse_allowances(self.compare_fail)  # a usage error that names the bad item
 
+    @property
+    def resample_seed(self) -> int:
+        """The seed of bootstrap resamples: ``bootstrap_seed``, else ``seed``."""
+        return self.seed if self.bootstrap_seed is None else self.bootstrap_seed
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, echoed in the report."""
         return dataclasses.asdict(self)
@@ -168,6 +180,7 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("domains", str, "comma-separated domains to scan (default all)"),
     ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
     ("bootstrap", int, "bootstrap resamples (default 1000)"),
+    ("bootstrap_seed", int, "seed of the bootstrap resamples alone (default: seed)"),
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
     ("device", str, "torch device (default cpu)"),

@@ -101,7 +101,7 @@ def probe_row(base: ResultRow, label: str, members: np.ndarray, nonmembers: np.n
     row.delta_auc = row.auc - base.auc
     row.delta_auc_ci = metrics.paired_bootstrap_ci(
         base_m, base_n, members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-        seed=config.seed)
+        seed=config.resample_seed)
     row.settings = {**row.settings, "probe": details}
     return row
 

@@ -135,7 +135,7 @@ def _row(attack: Attack, domain: str, members: np.ndarray, nonmembers: np.ndarra
          blind: float, config: ScanConfig) -> ResultRow:
     auc = metrics.auc(members, nonmembers)
     ci = metrics.bootstrap_ci(members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-                              seed=config.seed)
+                              seed=config.resample_seed)
     calibrated = _calibrated(members, nonmembers, config.seed)
     return ResultRow(
         attack=attack.name, probe=None, domain=domain, auc=auc, auc_ci=ci,
@@ -221,6 +221,7 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
     torch.set_num_threads(config.threads)
     store = unit_store(config)
     try:
+        store.check()
         model_dir, data_dir = resolve_inputs(inputs, config, progress)
         model = load_pipeline(model_dir, config=_path(inputs.model_config),
                               lora=_path(inputs.lora), allow_pickle=config.allow_pickle,

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from s2l_scan import __version__
-from s2l_scan.errors import ScanError
+from s2l_scan.errors import ScanError, UsageError
 
 _JSON = "__json__"
 Arrays = dict[str, np.ndarray]
@@ -74,6 +74,19 @@ class UnitStore:
         self.root = None if root is None else Path(root)
         self.reused = 0
         self.computed = 0
+
+    def check(self) -> None:
+        """Create the store's folder now: an unusable cache is a usage error before any work."""
+        if self.root is None:
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.root):
+                pass
+        except OSError as error:
+            raise UsageError(f"unit cache folder {self.root} cannot be written "
+                             f"({error.strerror or error}); pass --cache-dir DIR (pytest: "
+                             "--s2l-cache-dir=DIR) or --cache off") from None
 
     def path(self, kind: str, key: str) -> Path:
         """Where the unit ``key`` of ``kind`` lives (whether or not it exists yet)."""
