@@ -45,8 +45,10 @@ def expand_probes(config: ScanConfig) -> list[ProbeSpec]:
         for values in itertools.product(*swept.values()):
             chosen = dict(zip(swept, values, strict=True))
             try:
+                # probes check their options when built; a bad value is the user's
                 probe = cls(**chosen)
-            except TypeError as error:
+                probe.describe()
+            except (TypeError, ValueError) as error:
                 raise UsageError(f"probe {name!r}: bad options {chosen} ({error})") from None
             shown = ",".join(f"{k}={v}" for k, v in chosen.items()
                              if isinstance(options.get(k), list))

@@ -119,13 +119,18 @@ def _make_attack(name: str, config: ScanConfig, num_train_timesteps: int) -> Att
     cls = ATTACKS.get(name)
     options = config.attack_options.get(name, {})
     try:
+        # an attack checks its own options in __init__ / describe(); whatever they raise for a
+        # bad value (TypeError, ValueError) was caused by the user's options
         attack = cls(**options)
-    except TypeError as error:
+        described = attack.describe()
+    except (TypeError, ValueError) as error:
         raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None
-    for key, value in attack.describe().items():
-        steps = value if isinstance(value, tuple | list) else [value]
-        if key in ("t", "t_sec", "timesteps", "compared_t") and any(
-                not isinstance(s, int) or not 0 <= s < num_train_timesteps for s in steps):
+    for key, value in described.items():
+        # "timesteps" is a list of steps; "t", "t_sec" and "compared_t" are one step each
+        steps = list(value) if key == "timesteps" and isinstance(value, tuple | list) else [value]
+        if key in ("t", "t_sec", "timesteps", "compared_t") and (not steps or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < num_train_timesteps
+                for s in steps)):
             raise UsageError(f"attack {name!r}: {key}={value} outside the model's "
                              f"{num_train_timesteps} training timesteps")
     return attack
