@@ -136,3 +136,25 @@ def test_two_runs_give_byte_identical_json_apart_from_the_run_block(
     assert _run_block(folder / "report.json")["units_reused"] == "0"
     assert _without_run_block(folder / "report.json") == \
         _without_run_block(uninterrupted / "report.json")
+
+
+def test_verdict_is_stable_over_bootstrap_seeds(tiny_reference: Path, uninterrupted: Path
+                                                ) -> None:
+    """Default gate thresholds, three bootstrap seeds: the CIs move, the verdict does not."""
+    defaults = ["--max-auc", "0.6", "--max-tpr", "0.1", "--max-amplification", "0.05"]
+    reports = []
+    for seed in (1, 2, 3):
+        here = Path.cwd()
+        os.chdir(uninterrupted)
+        try:
+            code = main([*_argv(tiny_reference), *defaults, "--bootstrap-seed", str(seed),
+                         "--report-json", f"seed-{seed}.json"])
+        finally:
+            os.chdir(here)
+        reports.append((code, json.loads((uninterrupted / f"seed-{seed}.json").read_text())))
+    assert len({code for code, _ in reports}) == 1
+    assert len({json.dumps(report["verdict"]) for _, report in reports}) == 1
+    assert len({json.dumps([row["auc"] for row in report["results"]])
+                for _, report in reports}) == 1
+    assert len({json.dumps([row["auc_ci"] for row in report["results"]])
+                for _, report in reports}) == 3, "the bootstrap seed did not reach the CIs"
