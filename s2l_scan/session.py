@@ -286,7 +286,8 @@ def _sampler(config: ScanConfig) -> Any:
 
 def _generation_key(source: str, prompt: str, key: str, config: ScanConfig) -> str:
     """Unit key of one extraction batch; ``source`` names the weights that sample it. Batch size
-    is left out: every image has its own seeded generator (s2l_scan.generation)."""
+    and thread count are left out: every image has its own seeded generator, and the images
+    were measured bit-identical across both (docs/determinism.md)."""
     settings = _sampler(config)
     return unit_key("generated", source=source, prompt=prompt, key=key, device=config.device,
                     count=config.extraction_samples, seed=config.seed, steps=settings.steps,
@@ -357,10 +358,11 @@ def _alphas(model: LoadedModel, config: ScanConfig) -> torch.Tensor:
 def _scores(store: UnitStore, model_hash: str, attack: Attack, target: Target,
             latents: torch.Tensor, cond: torch.Tensor, config: ScanConfig
             ) -> dict[str, np.ndarray]:
-    """An attack's scores (and variants) on one sample set: a unit of the store."""
+    """An attack's scores (and variants) on one sample set: a unit of the store. Batch size,
+    thread count and device are in the key: they move scores in the last digits."""
     key = unit_key("scores", model=model_hash, attack=attack.name, settings=attack.describe(),
                    samples=digest(latents, cond), batch_size=config.batch_size,
-                   device=config.device)
+                   threads=config.threads, device=config.device)
     arrays, _ = store.get_or_compute("scores", key, lambda: (
         {f"v_{k}": v.numpy() for k, v in attack.score(target, latents, cond).items()}, None))
     return {k.removeprefix("v_"): v for k, v in arrays.items()}
@@ -472,7 +474,7 @@ def _probe_key(model_hash: str, spec: Any, domain: str, prompt: str, enc: _Encod
             config.prior_prompt],
         attacks=[[a.name, a.describe()] for a in attacks],
         samples=digest(enc.members, enc.nonmembers, enc.member_captions, enc.nonmember_captions),
-        batch_size=config.batch_size, device=config.device,
+        batch_size=config.batch_size, threads=config.threads, device=config.device,
         extraction=[config.extraction_samples, settings.steps, settings.guidance,
                     settings.negative_prompt] if extract else None)
 
