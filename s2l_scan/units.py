@@ -120,7 +120,10 @@ class UnitStore:
         if self.root is None:
             return
         path = self.path(kind, key)
-        body = dict(arrays)
+        body = {name: np.asarray(value) for name, value in arrays.items()}
+        if any(value.dtype.hasobject for value in body.values()):
+            # np.savez would pickle them; units are plain arrays, read with allow_pickle=False
+            raise ValueError(f"unit {kind}/{key}: object arrays cannot be stored")
         if meta is not None:
             body[_JSON] = np.frombuffer(json.dumps(meta).encode("utf-8"),
                                         dtype=np.uint8)
