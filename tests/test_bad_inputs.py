@@ -226,7 +226,7 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
     ("model-index-not-json", _write("model/model_index.json", "{unet: "), 2,
      "model_index.json: not readable JSON"),
     ("garbage-scheduler-config", _write("model/scheduler/scheduler_config.json", "[1, 2"), 2,
-     "model: diffusers could not load"),
+     "scheduler/scheduler_config.json: not readable JSON"),
     # audit data
     ("data-folder-missing", _remove("data"), 2, "audit-data folder does not exist"),
     ("data-folder-empty", _empty_data, 3, "holds no domain folder"),
