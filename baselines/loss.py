@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from s2l_scan.attack import ATTACKS, Attack
+from s2l_scan.errors import UsageError
 from s2l_scan.functional.diffusion import EpsFn, loss_scores
 
 
@@ -19,6 +20,18 @@ class LossAttack(Attack):
     n_noise: int = 2
     seed: int = 0
     name = "loss"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timesteps, tuple | list) or not self.timesteps:
+            raise UsageError(f"attack 'loss': timesteps must be a non-empty list of integers, "
+                             f"got {self.timesteps!r}")
+        for name in ("n_noise", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < (
+                    1 if name == "n_noise" else 0) or value >= 2**31:
+                raise UsageError(f"attack 'loss': {name} must be an integer "
+                                 f"{'≥ 1' if name == 'n_noise' else '≥ 0'} (below 2**31), "
+                                 f"got {value!r}")
 
     def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
                     alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

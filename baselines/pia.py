@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 
 from s2l_scan.attack import ATTACKS, Attack
+from s2l_scan.errors import UsageError
 from s2l_scan.functional.diffusion import EpsFn, pia_scores
 
 
@@ -20,6 +21,12 @@ class PIAAttack(Attack):
     p: float = 4.0
     name = "pia"
     normalize: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        if isinstance(self.p, bool) or not isinstance(self.p, int | float) or not (
+                0 < self.p < 64):
+            raise UsageError(f"attack {self.name!r}: p must be a number in (0, 64), "
+                             f"got {self.p!r}")
 
     def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
                     alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:

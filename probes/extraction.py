@@ -122,17 +122,24 @@ def evidence_png(generated: np.ndarray, known: np.ndarray, path: Path) -> Path:
 def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                    settings: ExtractionSettings, *, seed: int, probe: str | None,
                    evidence_dir: Path | None,
-                   prompt_fn: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
+                   prompt_fn: Callable[[str], str] | None = None,
+                   generate: Callable[[str, str], np.ndarray] | None = None
+                   ) -> list[dict[str, Any]]:
     """One record per domain: generated count, matches with distances, evidence paths.
 
     ``prompt_fn`` rewrites the domain prompt for a probe's copy (textual inversion adds its
-    learned tokens, as the attacker would when sampling).
+    learned tokens, as the attacker would when sampling). ``generate(prompt, key)`` replaces
+    sampling from ``pipeline`` (the session passes one that reads and fills its unit store);
+    it must return what :func:`generate_images` would.
     """
+    def sample(prompt: str, key: str) -> np.ndarray:
+        return generate_images(pipeline, prompt, settings.samples, seed=seed, key=key,
+                               settings=settings.sampler)
+
     records = []
     for domain in domains:
         prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
-        generated = generate_images(pipeline, prompt, settings.samples, seed=seed,
-                                    key=domain.name, settings=settings.sampler)
+        generated = (sample if generate is None else generate)(prompt, domain.name)
         matches = index.matches(generated, k=settings.k, delta=settings.delta,
                                 tiled=settings.tiled, candidates=settings.candidates)
         found = []

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +18,15 @@ from s2l_scan.config import SCAN_OPTIONS
 from s2l_scan.errors import S2LError, UsageError
 
 EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
+EXIT_TERMINATED = 128 + signal.SIGTERM
+
+
+class _Terminated(BaseException):
+    """SIGTERM (CI cancelling a job): unwind so temporary files are removed, then exit 143."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise _Terminated
 
 
 class _Parser(argparse.ArgumentParser):
@@ -232,6 +243,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``s2l-scan`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Only the main thread may set handlers; an embedding program keeps its own afterwards.
+    previous = (signal.signal(signal.SIGTERM, _on_sigterm)
+                if threading.current_thread() is threading.main_thread() else None)
+    try:
+        return _run(parser, args)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.command == "reference":
             return _reference_build(args)
@@ -243,8 +265,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"s2l-scan: error: {error}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt:
-        print("s2l-scan: interrupted", file=sys.stderr)
+        print("s2l-scan: interrupted; finished units are cached, rerun to resume",
+              file=sys.stderr)
         return 130
+    except _Terminated:
+        print("s2l-scan: terminated (SIGTERM); finished units are cached, rerun to resume",
+              file=sys.stderr)
+        return EXIT_TERMINATED
     except Exception as error:
         if args.debug:
             raise

@@ -35,6 +35,9 @@ def check_known_images(value: object) -> None:
                          f"written ./{value})")
 
 
+CACHE_KINDS = ("on", "off")
+
+
 def _help(text: str, default: Any) -> Any:
     if isinstance(default, dict | list):
         return field(default_factory=lambda: type(default)(default), metadata={"help": text})
@@ -59,6 +62,8 @@ class ScanConfig:
                                    0.1)
     bootstrap: int = _help("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
     seed: int = _help("seed of noises, splits and bootstrap", 0)
+    bootstrap_seed: int | None = _help("seed of the bootstrap resamples alone (default: seed); "
+                                       "varying it shows how stable a verdict is", None)
     batch_size: int = _help("samples per UNet forward", 32)
     threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
     device: str = _help("torch device, e.g. cpu or cuda", "cpu")
@@ -107,6 +112,10 @@ class ScanConfig:
     prior_prompt: str = _help("class prompt of DreamBooth's prior-preservation set", "a photo")
     probe_save_dir: str | None = _help("save what each probe trained here (default: nothing)",
                                        None)
+    cache: str = _help("unit cache: on (finished units are stored and reused, so an "
+                       "interrupted scan resumes) or off", "on")
+    cache_dir: str | None = _help("folder of the unit cache (default: $S2L_CACHE_DIR/units, "
+                                  "else ~/.cache/s2l-scan/units)", None)
     compare: str | None = _help("previous release's JSON report to compare with (regression gate)",
                                 None)
     compare_fail: str | None = _help(
@@ -143,6 +152,11 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if self.bootstrap_seed is not None and (not isinstance(self.bootstrap_seed, int)
+                                                or isinstance(self.bootstrap_seed, bool)
+                                                or self.bootstrap_seed < 0):
+            raise UsageError(f"bootstrap_seed must be a non-negative integer, got "
+                             f"{self.bootstrap_seed!r}")
         if not self.attacks:
             raise UsageError("attacks is empty; select at least one attack")
         unknown = set(self.attack_options) - set(self.attacks)
@@ -156,6 +170,11 @@ class ScanConfig:
             raise UsageError(f"max_amplification must be in [-1, 1], got "
                              f"{self.max_amplification!r}")
         self._check_sweep()
+        if self.cache not in CACHE_KINDS:
+            raise UsageError(f"cache must be one of {CACHE_KINDS}, got {self.cache!r}")
+        if self.cache_dir is not None and (not isinstance(self.cache_dir, str)
+                                           or not self.cache_dir.strip()):
+            raise UsageError(f"cache_dir must be a non-empty string, got {self.cache_dir!r}")
         self._check_reports()
         self._check_index()
 
@@ -194,6 +213,11 @@ class ScanConfig:
 
             parse_allowances(self.compare_fail)  # a usage error that names the bad item
 
+    @property
+    def resample_seed(self) -> int:
+        """The seed of bootstrap resamples: ``bootstrap_seed``, else ``seed``."""
+        return self.seed if self.bootstrap_seed is None else self.bootstrap_seed
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form, echoed in the report."""
         return dataclasses.asdict(self)
@@ -211,6 +235,7 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("domains", str, "comma-separated domains to scan (default all)"),
     ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
     ("bootstrap", int, "bootstrap resamples (default 1000)"),
+    ("bootstrap_seed", int, "seed of the bootstrap resamples alone (default: seed)"),
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
     ("device", str, "torch device (default cpu)"),
@@ -228,6 +253,9 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
                           "(control), all, or a folder of images"),
     ("index_cache_dir", str, "cache folder of known-image indexes (default <cache>/index)"),
     ("sweep", str, "worst-case sweep over probe settings within this time budget, e.g. 10m"),
+    ("cache", str, "unit cache: on (default; an interrupted scan resumes) or off"),
+    ("cache_dir", str, "unit cache folder (default $S2L_CACHE_DIR/units or "
+                       "~/.cache/s2l-scan/units)"),
 )
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from s2l_scan.functional import metrics
 from s2l_scan.generation import SamplerSettings
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.report.model import ResultRow
+from s2l_scan.units import UnitStore
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,10 @@ def expand_probes(config: ScanConfig) -> list[ProbeSpec]:
         for values in itertools.product(*swept.values()):
             chosen = dict(zip(swept, values, strict=True))
             try:
+                # probes check their options when built; a bad value is the user's
                 probe = cls(**chosen)
-            except TypeError as error:
+                probe.describe()
+            except (TypeError, ValueError) as error:
                 raise UsageError(f"probe {name!r}: bad options {chosen} ({error})") from None
             shown = ",".join(f"{k}={v}" for k, v in chosen.items()
                              if isinstance(options.get(k), list))
@@ -88,9 +90,9 @@ class GeneratedSets:
     """SP / OOD / prior sets for a scan, generated once (cached on disk) and encoded once."""
 
     def __init__(self, model: Any, config: ScanConfig, encode: Callable[[np.ndarray], Any],
-                 cache_dir: Path | None) -> None:
+                 store: UnitStore | None) -> None:
         self._model, self._config, self._encode = model, config, encode
-        self._cache_dir = cache_dir
+        self._store = store
         self._latents: dict[str, torch.Tensor] = {}
 
     def latents(self, prompt: str) -> torch.Tensor:
@@ -102,7 +104,7 @@ class GeneratedSets:
                                        batch_size=self._config.batch_size)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,
-                            cache_dir=self._cache_dir)
+                            store=self._store)
             self._latents[prompt] = self._encode(images)
         return self._latents[prompt]
 
@@ -131,7 +133,7 @@ def probe_row(base: ResultRow, label: str, members: np.ndarray, nonmembers: np.n
     row.delta_auc = row.auc - base.auc
     row.delta_auc_ci = metrics.paired_bootstrap_ci(
         base_m, base_n, members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-        seed=config.seed)
+        seed=config.resample_seed)
     row.settings = {**row.settings, "probe": details}
     return row
 

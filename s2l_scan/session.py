@@ -5,6 +5,7 @@ Data flows one way: files → tensors (encoded once) → scores → metrics → 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import itertools
 import time
@@ -25,6 +26,7 @@ from s2l_scan.functional import metrics
 from s2l_scan.io.audit_data import AuditData, Domain, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.report.model import ResultRow, ScanReport
+from s2l_scan.units import UnitStore, digest, unit_key
 
 ProgressFn = Callable[[str, int, int], None]
 REFERENCE = "reference"
@@ -118,13 +120,18 @@ def _make_attack(name: str, config: ScanConfig, num_train_timesteps: int) -> Att
     cls = ATTACKS.get(name)
     options = config.attack_options.get(name, {})
     try:
+        # an attack checks its own options in __init__ / describe(); whatever they raise for a
+        # bad value (TypeError, ValueError) was caused by the user's options
         attack = cls(**options)
-    except TypeError as error:
+        described = attack.describe()
+    except (TypeError, ValueError) as error:
         raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None
-    for key, value in attack.describe().items():
-        steps = value if isinstance(value, tuple | list) else [value]
-        if key in ("t", "t_sec", "timesteps", "compared_t") and any(
-                not isinstance(s, int) or not 0 <= s < num_train_timesteps for s in steps):
+    for key, value in described.items():
+        # "timesteps" is a list of steps; "t", "t_sec" and "compared_t" are one step each
+        steps = list(value) if key == "timesteps" and isinstance(value, tuple | list) else [value]
+        if key in ("t", "t_sec", "timesteps", "compared_t") and (not steps or any(
+                isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < num_train_timesteps
+                for s in steps)):
             raise UsageError(f"attack {name!r}: {key}={value} outside the model's "
                              f"{num_train_timesteps} training timesteps")
     return attack
@@ -134,7 +141,7 @@ def _row(attack: Attack, domain: str, members: np.ndarray, nonmembers: np.ndarra
          blind: float, config: ScanConfig) -> ResultRow:
     auc = metrics.auc(members, nonmembers)
     ci = metrics.bootstrap_ci(members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-                              seed=config.seed)
+                              seed=config.resample_seed)
     calibrated = _calibrated(members, nonmembers, config.seed)
     return ResultRow(
         attack=attack.name, probe=None, domain=domain, auc=auc, auc_ci=ci,
@@ -222,7 +229,9 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
     clock = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    store = unit_store(config)
     try:
+        store.check()
         model_dir, data_dir = resolve_inputs(inputs, config, progress)
         model = load_pipeline(model_dir, config=_path(inputs.model_config),
                               lora=_path(inputs.lora), allow_pickle=config.allow_pickle,
@@ -233,11 +242,12 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
         encoded = {d.name: _encode_domain(model, d, config.batch_size) for d in data.domains}
         blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
         blind["pooled"] = _blind_pooled(encoded, config.seed)
-        results = _run_attacks(model, encoded, blind, attacks, config, progress)
+        results = _run_attacks(model, encoded, blind, attacks, config, progress, store)
         index = _known_index(data, config)
-        extraction = _run_extraction(model.pipeline, data, index, config)
+        extraction = _run_extraction(model.pipeline, data, index, config,
+                                     generate=_cached_generation(store, model.model_hash, config))
         probe_rows, probe_extraction = _run_probes(model, data, encoded, blind, attacks, results,
-                                                   index, config)
+                                                   index, config, store)
         results += probe_rows
         extraction += probe_extraction
     finally:
@@ -253,9 +263,56 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
         config=config.to_dict(), results=results, packages=_packages(), extraction=extraction,
+        # the run block: the only part of a report that differs between two runs on the same
+        # inputs (docs/determinism.md)
         timestamps={"started": started, "finished": datetime.now(UTC).isoformat(
-            timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}"},
+            timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}",
+            **store.stats()},
     )
+
+
+def unit_store(config: ScanConfig) -> UnitStore:
+    """The scan's store of finished units (:mod:`s2l_scan.units`); off with ``cache = "off"``."""
+    if config.cache == "off":
+        return UnitStore(None)
+    if config.cache_dir is not None:
+        return UnitStore(Path(config.cache_dir).expanduser())
+    from s2l_scan.reference.cache import cache_root
+
+    return UnitStore(cache_root() / "units")
+
+
+def _sampler(config: ScanConfig) -> Any:
+    from s2l_scan.generation import SamplerSettings
+
+    return SamplerSettings(steps=config.extraction_steps, guidance=config.extraction_guidance,
+                           batch_size=config.batch_size)
+
+
+def _generation_key(source: str, prompt: str, key: str, config: ScanConfig) -> str:
+    """Unit key of one extraction batch; ``source`` names the weights that sample it. Batch size
+    and thread count are left out: every image has its own seeded generator, and the images
+    were measured bit-identical across both (docs/determinism.md)."""
+    settings = _sampler(config)
+    return unit_key("generated", source=source, prompt=prompt, key=key, device=config.device,
+                    count=config.extraction_samples, seed=config.seed, steps=settings.steps,
+                    guidance=settings.guidance, negative_prompt=settings.negative_prompt)
+
+
+def _cached_generation(store: UnitStore, model_hash: str, config: ScanConfig
+                       ) -> Callable[[Any, str, str], np.ndarray]:
+    """``generate(pipeline, prompt, key)`` for the released model, through the unit store."""
+    from s2l_scan.generation import generate_images
+
+    def generate(pipeline: Any, prompt: str, key: str) -> np.ndarray:
+        arrays, _ = store.get_or_compute(
+            "generated", _generation_key(model_hash, prompt, key, config),
+            lambda: ({"images": generate_images(pipeline, prompt, config.extraction_samples,
+                                                seed=config.seed, key=key,
+                                                settings=_sampler(config))}, None))
+        return arrays["images"]
+
+    return generate
 
 
 def _known_index(data: AuditData, config: ScanConfig) -> Any:
@@ -275,23 +332,24 @@ def _known_index(data: AuditData, config: ScanConfig) -> Any:
 
 def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConfig,
                     probe: str | None = None, domains: list[Any] | None = None,
-                    prompt_fn: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
-    """The extraction probe on ``pipeline``, judged against ``max_extracted``."""
+                    prompt_fn: Callable[[str], str] | None = None,
+                    generate: Callable[[Any, str, str], np.ndarray] | None = None
+                    ) -> list[dict[str, Any]]:
+    """The extraction probe on ``pipeline``, judged against ``max_extracted``; ``generate``
+    (pipeline, prompt, key) samples through the unit store."""
     if index is None:
         return []
-    from s2l_scan.generation import SamplerSettings
     from s2l_scan.probes.extraction import ExtractionSettings, run_extraction
 
     settings = ExtractionSettings(
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
         tiled=config.extraction_tiled, candidates=config.extraction_candidates,
-        known_images=config.known_images,
-        sampler=SamplerSettings(steps=config.extraction_steps,
-                                guidance=config.extraction_guidance,
-                                batch_size=config.batch_size))
+        known_images=config.known_images, sampler=_sampler(config))
     records = run_extraction(pipeline, list(data.domains) if domains is None else domains, index,
                              settings, seed=config.seed, probe=probe,
-                             evidence_dir=_path(config.evidence_dir), prompt_fn=prompt_fn)
+                             evidence_dir=_path(config.evidence_dir), prompt_fn=prompt_fn,
+                             generate=None if generate is None else
+                             lambda prompt, key: generate(pipeline, prompt, key))
     for record in records:
         record["passed"] = record["extracted"] <= config.max_extracted
         record["reasons"] = [] if record["passed"] else [
@@ -309,9 +367,22 @@ def _alphas(model: LoadedModel, config: ScanConfig) -> torch.Tensor:
     return model.pipeline.scheduler.alphas_cumprod.to(torch.float64).to(config.device)
 
 
+def _scores(store: UnitStore, model_hash: str, attack: Attack, target: Target,
+            latents: torch.Tensor, cond: torch.Tensor, config: ScanConfig
+            ) -> dict[str, np.ndarray]:
+    """An attack's scores (and variants) on one sample set: a unit of the store. Batch size,
+    thread count and device are in the key: they move scores in the last digits."""
+    key = unit_key("scores", model=model_hash, attack=attack.name, settings=attack.describe(),
+                   samples=digest(latents, cond), batch_size=config.batch_size,
+                   threads=config.threads, device=config.device)
+    arrays, _ = store.get_or_compute("scores", key, lambda: (
+        {f"v_{k}": v.numpy() for k, v in attack.score(target, latents, cond).items()}, None))
+    return {k.removeprefix("v_"): v for k, v in arrays.items()}
+
+
 def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[str, float],
                  attacks: list[Attack], config: ScanConfig,
-                 progress: ProgressFn) -> list[ResultRow]:
+                 progress: ProgressFn, store: UnitStore) -> list[ResultRow]:
     target = Target(model.pipeline.unet, _alphas(model, config), config.batch_size)
     rows: list[ResultRow] = []
     total = len(attacks) * len(encoded)
@@ -320,10 +391,10 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
         # score sets by key: "" is the attack's score, other keys its diagnostic variants
         pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for name, enc in encoded.items():
-            members = {k: v.numpy() for k, v in
-                       attack.score(target, enc.members, enc.member_cond).items()}
-            nonmembers = {k: v.numpy() for k, v in
-                          attack.score(target, enc.nonmembers, enc.nonmember_cond).items()}
+            members = _scores(store, model.model_hash, attack, target, enc.members,
+                              enc.member_cond, config)
+            nonmembers = _scores(store, model.model_hash, attack, target, enc.nonmembers,
+                                 enc.nonmember_cond, config)
             rows.append(_scored_row(attack, name, members, nonmembers, blind[name], config))
             for key in members:
                 pooled.setdefault(key, ([], []))
@@ -341,19 +412,15 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
 
 def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded],
                 blind: dict[str, float], attacks: list[Attack], baseline: list[ResultRow],
-                index: Any, config: ScanConfig) -> tuple[list[ResultRow], list[dict[str, Any]]]:
+                index: Any, config: ScanConfig, store: UnitStore
+                ) -> tuple[list[ResultRow], list[dict[str, Any]]]:
     """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline,
-    and (when configured) run extraction on the shaken copy."""
-    from s2l_scan.probe import ModelCopy
-    from s2l_scan.probing import (
-        GeneratedSets,
-        ProbeSpec,
-        expand_probes,
-        probe_row,
-        shaken_scores,
-        sweep_specs,
-    )
-    from s2l_scan.reference.cache import cache_root
+    and (when configured) run extraction on the shaken copy.
+
+    Each (probe, domain) is one unit of the store: its scores, details and extraction
+    generations are kept, so a resumed scan neither trains nor samples it again. With
+    ``probe_save_dir`` set every probe runs, since its trained files are wanted."""
+    from s2l_scan.probing import GeneratedSets, ProbeSpec, expand_probes, probe_row, sweep_specs
     from s2l_scan.sweep import SweepLog, budgeted, parse_budget
 
     planned = expand_probes(config)
@@ -367,37 +434,36 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
                                                   cost_key=lambda spec: spec.probe.name))
     extraction: list[dict[str, Any]] = []
     sets = GeneratedSets(model, config, lambda images: _encode_images(
-        model, images, config.batch_size), cache_root() / "sp-sets")
+        model, images, config.batch_size), store)
     base = {(row.attack, row.domain): row for row in baseline}
-    alphas = _alphas(model, config)
     rows: list[ResultRow] = []
     for spec in specs:
         pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for name, enc in encoded.items():
             save_dir = (str(Path(config.probe_save_dir) / spec.label / name)
                         if config.probe_save_dir else None)
-            context = sets.context(spec.probe, name, data.domain(name).prompt, config, save_dir)
-            shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
-            details = {"label": spec.label, **spec.probe.describe(),
-                       "trainable_parameters": shaken.trainable_parameters, **shaken.details}
+            extract = config.extraction_on_probes and index is not None
+            shake = functools.partial(_shake_and_score, model, data, sets, spec, name, enc,
+                                      attacks, config, save_dir, extract)
+            if save_dir is None:
+                key = _probe_key(model.model_hash, spec, name, data.domain(name).prompt, enc,
+                                 attacks, config, extract)
+                arrays, details = store.get_or_compute("probe", key, shake)
+            else:
+                arrays, details = shake()
             for attack in attacks:
-                members = shaken_scores(shaken, attack, alphas, config.batch_size, enc.members,
-                                        enc.member_captions, _encode_text)
-                nonmembers = shaken_scores(shaken, attack, alphas, config.batch_size,
-                                           enc.nonmembers, enc.nonmember_captions, _encode_text)
-                _check_finite(f"{attack.name} after {spec.label}", name, members, nonmembers)
+                members = arrays[f"{attack.name}/members"]
+                nonmembers = arrays[f"{attack.name}/nonmembers"]
                 rows.append(probe_row(
                     base[(attack.name, name)], spec.label, members, nonmembers, config,
                     lambda m, n, a=attack, d=name: _row(a, d, m, n, blind[d], config), details))
                 pooled.setdefault(attack.name, ([], []))
                 pooled[attack.name][0].append(members)
                 pooled[attack.name][1].append(nonmembers)
-            if config.extraction_on_probes:
-                extraction += _run_extraction(_pipeline_of(model.pipeline, shaken), data, index,
-                                              config, probe=spec.label,
-                                              domains=[data.domain(name)],
-                                              prompt_fn=shaken.caption_fn)
-            del shaken
+            if extract:
+                extraction += _run_extraction(
+                    None, data, index, config, probe=spec.label, domains=[data.domain(name)],
+                    generate=_stored(arrays["generated"]))
         if len(encoded) > 1:
             for attack in attacks:
                 members, nonmembers = (np.concatenate(part) for part in pooled[attack.name])
@@ -412,6 +478,60 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
             if row.probe and row.probe.startswith("sweep:"):
                 row.settings["probe"]["sweep"] = summary
     return rows, extraction
+
+
+def _stored(images: np.ndarray) -> Callable[[Any, str, str], np.ndarray]:
+    """``generate`` for a probe's copy: its samples were made with the unit (or read back)."""
+    def generate(pipeline: Any, prompt: str, key: str) -> np.ndarray:
+        return images
+
+    return generate
+
+
+def _probe_key(model_hash: str, spec: Any, domain: str, prompt: str, enc: _Encoded,
+               attacks: list[Attack], config: ScanConfig, extract: bool) -> str:
+    """Unit key of one (probe, domain): everything its training, scores and samples depend on."""
+    settings = _sampler(config)
+    return unit_key(
+        "probe", model=model_hash, probe=type(spec.probe).__name__, label=spec.label,
+        options=spec.probe.describe(), domain=domain, prompt=prompt, seed=config.seed,
+        sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
+            config.prior_prompt],
+        attacks=[[a.name, a.describe()] for a in attacks],
+        samples=digest(enc.members, enc.nonmembers, enc.member_captions, enc.nonmember_captions),
+        batch_size=config.batch_size, threads=config.threads, device=config.device,
+        extraction=[config.extraction_samples, settings.steps, settings.guidance,
+                    settings.negative_prompt] if extract else None)
+
+
+def _shake_and_score(model: LoadedModel, data: AuditData, sets: Any, spec: Any, domain: str,
+                     enc: _Encoded, attacks: list[Attack], config: ScanConfig,
+                     save_dir: str | None, extract: bool) -> tuple[dict[str, np.ndarray], Any]:
+    """Apply one probe to a private copy for one domain; its scores (and samples) as arrays,
+    and its details for the report."""
+    from s2l_scan.generation import generate_images
+    from s2l_scan.probe import ModelCopy
+    from s2l_scan.probing import shaken_scores
+
+    prompt = data.domain(domain).prompt
+    context = sets.context(spec.probe, domain, prompt, config, save_dir)
+    shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
+    details = {"label": spec.label, **spec.probe.describe(),
+               "trainable_parameters": shaken.trainable_parameters, **shaken.details}
+    alphas = _alphas(model, config)
+    arrays: dict[str, np.ndarray] = {}
+    for attack in attacks:
+        members = shaken_scores(shaken, attack, alphas, config.batch_size, enc.members,
+                                enc.member_captions, _encode_text)
+        nonmembers = shaken_scores(shaken, attack, alphas, config.batch_size, enc.nonmembers,
+                                   enc.nonmember_captions, _encode_text)
+        _check_finite(f"{attack.name} after {spec.label}", domain, members, nonmembers)
+        arrays[f"{attack.name}/members"], arrays[f"{attack.name}/nonmembers"] = members, nonmembers
+    if extract:
+        arrays["generated"] = generate_images(
+            _pipeline_of(model.pipeline, shaken), shaken.caption_fn(prompt),
+            config.extraction_samples, seed=config.seed, key=domain, settings=_sampler(config))
+    return arrays, details
 
 
 def _pipeline_of(released: Any, shaken: Any) -> Any:

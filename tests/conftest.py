@@ -3,12 +3,41 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+# pytester's in-process `runpytest` snapshots sys.modules and, when the inner run ends, drops
+# every module it imported. faiss is a SWIG extension: its type table lives in a capsule held
+# only by the synthetic module `swig_runtime_data5` in sys.modules. Dropping that module runs
+# the capsule's destructor, which frees faiss's per-type client data and DECREFs its Python
+# proxy classes while the (never unloaded) extension still points at them; the next inner run
+# re-imports faiss over the freed data and the garbage collector later walks a corrupted object
+# list: a segmentation fault far from the cause, in whichever test happens to trigger a
+# collection (order- and timing-dependent). Importing the engine here, once, puts faiss and
+# its runtime module in every snapshot, so no inner run ever drops them; it also keeps one copy
+# of the registries, which would otherwise see their entries registered again.
+import s2l_scan.baselines
+import s2l_scan.extraction.index
+import s2l_scan.probes
+import s2l_scan.probing
+import s2l_scan.session
 from s2l_scan.reference.build import build_reference
 from s2l_scan.reference.presets import get_preset
+
+ENGINE = (s2l_scan.baselines, s2l_scan.extraction.index, s2l_scan.probes, s2l_scan.probing,
+          s2l_scan.session)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Scans in this session cache their units (and SP sets) in a private folder, never in the
+    user's ~/.cache: a test must not reuse units left there by another version of the code."""
+    folder = tmp_path_factory.mktemp("s2l-cache")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("S2L_CACHE_DIR", str(folder))
+        yield folder
 
 
 @pytest.fixture(scope="session")

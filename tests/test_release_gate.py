@@ -11,20 +11,11 @@ import jsonschema
 import pytest
 from report_factory import extraction_record, make_report, make_row, sarif_validator
 
-import s2l_scan.baselines
-import s2l_scan.extraction.index
-import s2l_scan.probes
-import s2l_scan.probing
-import s2l_scan.session
 from s2l_scan.report.files import schema
 
 pytest_plugins = ["pytester"]
 
-# pytester's in-process runs drop the modules they imported when they end; native extensions
-# (faiss) re-imported by the next run crash, and registries would see their entries again.
-# Importing the engine here keeps one copy for every run.
-ENGINE = (s2l_scan.baselines, s2l_scan.extraction.index, s2l_scan.probes, s2l_scan.probing,
-          s2l_scan.session)
+# conftest.py imports the engine once, so pytester's in-process runs never drop faiss (see there)
 
 # fast scans: one attack, a small bootstrap, two tiny generations per domain for extraction,
 # no probe (the passing run adds the noise probe, so probe items are covered too)

@@ -90,6 +90,41 @@ def _check_component_entry(root: Path, name: str, entry: Any) -> None:
             "classes are refused because loading them would run code from the checkpoint.")
 
 
+# The config files diffusers and transformers read for each component; any of them could ask
+# for remote code (auto_map) or name a class to instantiate.
+_CONFIG_FILES: dict[str, tuple[str, ...]] = {
+    "unet": ("config.json",), "vae": ("config.json",), "text_encoder": ("config.json",),
+    "scheduler": ("scheduler_config.json",),
+    "tokenizer": ("tokenizer_config.json", "special_tokens_map.json"),
+}
+# (file, key naming a class) → classes allowed there
+_DECLARED_CLASSES: dict[tuple[str, str], set[str]] = {
+    ("scheduler/scheduler_config.json", "_class_name"): set(_SCHEDULERS),
+    ("tokenizer/tokenizer_config.json", "tokenizer_class"): {"CLIPTokenizer",
+                                                             "CLIPTokenizerFast"},
+}
+
+
+def _check_component_configs(root: Path) -> None:
+    """Refuse remote code (``auto_map``) and unknown classes in every config file loaded."""
+    for name, files in _CONFIG_FILES.items():
+        for file in files:
+            path = root / name / file
+            if file != "config.json" and not path.is_file():
+                continue  # optional files; a missing config.json is reported by _read_json
+            config = _read_json(path)
+            if "auto_map" in config:
+                raise UnsafeCheckpointError(f"{path}: declares auto_map (remote code); s2l-scan "
+                                            "never runs code shipped with a model.")
+            for (where, key), allowed in _DECLARED_CLASSES.items():
+                declared = config.get(key)
+                if where == f"{name}/{file}" and declared is not None and declared not in allowed:
+                    raise UnsafeCheckpointError(
+                        f"{path}: {key} is {declared!r}; expected one of {sorted(allowed)}. "
+                        "Custom classes are refused because loading them could run code "
+                        "from the checkpoint.")
+
+
 def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     files = sorted(p for p in folder.iterdir() if p.is_file())
     safetensors = [p for p in files if p.name.endswith(".safetensors")]
@@ -137,14 +172,11 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
         raise ModelLoadError(f"{root}: missing component(s) {missing}; a Stable Diffusion folder "
                              f"needs {list(REQUIRED_COMPONENTS)}, each listed in model_index.json "
                              "and present as a sub-folder.")
+    _check_component_configs(root)
     safe: list[Path] = []
     pickled: list[Path] = []
     variant: str | None = None
     for name in WEIGHT_COMPONENTS:
-        config = _read_json(root / name / "config.json")
-        if "auto_map" in config:
-            raise UnsafeCheckpointError(f"{root / name / 'config.json'}: declares auto_map (remote "
-                                        "code); s2l-scan never runs code shipped with a model.")
         if not weights:
             continue
         safetensors, pickles = _weight_files(root / name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,3 +92,11 @@ def check_writable(path: Path) -> None:
         raise UsageError(f"report path {path}: folder {parent} does not exist")
     if not os.access(parent, os.W_OK):
         raise UsageError(f"report path {path}: folder {parent} is not writable")
+    # os.access says yes to root on read-only or special file systems (/proc, a read-only
+    # mount): create and drop a file there, so the scan fails before any compute is spent
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as error:
+        raise UsageError(f"report path {path}: folder {parent} is not writable "
+                         f"({error.strerror or error})") from None
