@@ -84,17 +84,20 @@ def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
 @pytest.fixture
 def planted(monkeypatch: pytest.MonkeyPatch, tiny_reference: Path) -> np.ndarray:
     """Generation 0 of every domain is replaced by the first member of identity-0."""
+    import s2l_scan.generation
     import s2l_scan.probes.extraction as probe
 
     member = np.asarray(Image.open(sorted(
         (tiny_reference / "data" / "identity-0" / "members").iterdir())[0]).convert("RGB"))
-    real = probe.generate_images
+    real = s2l_scan.generation.generate_images
 
     def generate(*args: object, **kwargs: object) -> np.ndarray:
         images = real(*args, **kwargs)  # type: ignore[arg-type]
         images[0] = member
         return images
 
+    # The scan samples through the unit store (s2l_scan.generation), the probe module directly.
+    monkeypatch.setattr(s2l_scan.generation, "generate_images", generate)
     monkeypatch.setattr(probe, "generate_images", generate)
     return member
 
@@ -104,8 +107,9 @@ def planted(monkeypatch: pytest.MonkeyPatch, tiny_reference: Path) -> np.ndarray
 def test_control_index_of_nonmembers_finds_no_member_copy(
         planted: np.ndarray, tiny_reference: Path, tmp_path: Path, known: str,
         extracted: int) -> None:
+    # cache off: the unit store would otherwise hand back generations of an earlier scan
     report = _scan(tiny_reference, known_images=known, index_cache_dir=str(tmp_path),
-                   domains=["identity-0"])
+                   domains=["identity-0"], cache="off")
     (record,) = report.extraction  # type: ignore[attr-defined]
     assert record["extracted"] == extracted
     assert record["settings"]["known_images"] == known
