@@ -34,7 +34,6 @@ each file, checked on load, so a corrupt or mismatched folder is an error, never
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import operator
@@ -63,6 +62,7 @@ from s2l_scan.functional.eidetic import (
     rms_distance,
     tiled_rms_distance,
 )
+from s2l_scan.io.model import sha256_file
 
 __all__ = ["FORMAT_VERSION", "KnownImageIndex", "pooled_embedding"]
 
@@ -400,7 +400,7 @@ class KnownImageIndex:
                 "metric": self._embedder.metric, "dim": int(self._index.d),
                 "embed_size": self.embed_size, "resolution": list(self.resolution),
                 "count": len(self), "kind": self.kind,
-                "sha256": {name: _sha256(folder / name) for name in (_INDEX, _ARRAYS)}}
+                "sha256": {name: sha256_file(folder / name) for name in (_INDEX, _ARRAYS)}}
         (folder / _META).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
@@ -469,19 +469,11 @@ def _meta_fields_ok(meta: dict[str, Any]) -> bool:
             and all(isinstance(digests.get(name), str) for name in (_INDEX, _ARRAYS)))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _check_files(root: Path, meta: dict[str, Any]) -> None:
     """A flipped bit in the vectors would silently drop candidates: verify every byte."""
     for name in (_INDEX, _ARRAYS):
         try:
-            actual = _sha256(root / name)
+            actual = sha256_file(root / name)
         except OSError as exc:
             raise ScanError(f"{root / name} cannot be read ({exc}); rebuild the index") from exc
         if actual != meta["sha256"][name]:

@@ -11,7 +11,6 @@ tests exercise.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from s2l_scan.io.model import sha256_file
 from s2l_scan.reference import images as imgs
 from s2l_scan.reference.presets import ReferencePreset
 from s2l_scan.reference.tokenizer import MAX_LENGTH, write_tokenizer
@@ -195,14 +195,6 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
     return unet.cpu().eval().requires_grad_(False), noise_schedule
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, threads: int = 1,
                     progress: ProgressFn = _quiet, device: str = "cpu") -> dict[str, Any]:
     """Build the reference model into ``out`` (which must not exist) and return its manifest.
@@ -274,7 +266,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
             for name, module in (("unet", unet), ("vae", vae), ("text_encoder", text_encoder))
         },
         "files": {
-            str(path.relative_to(out)): _sha256(path)
+            str(path.relative_to(out)): sha256_file(path)
             for path in sorted((out / "model").rglob("*")) if path.is_file()
         },
     }
