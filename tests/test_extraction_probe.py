@@ -83,7 +83,10 @@ def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
 
 @pytest.fixture
 def planted(monkeypatch: pytest.MonkeyPatch, tiny_reference: Path) -> np.ndarray:
-    """Generation 0 of every domain is replaced by the first member of identity-0."""
+    """Generation 0 of every domain is replaced by the first member of identity-0.
+
+    Scans using it must run with ``cache="off"``: the unit store would hand back the
+    generations of an earlier scan of the same model instead of sampling (and planting)."""
     import s2l_scan.generation
     import s2l_scan.probes.extraction as probe
 
@@ -128,7 +131,8 @@ def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
     Image.fromarray(planted).save(folder / "copy.png")
     Image.fromarray(255 - planted).save(folder / "other.png")
     report = _scan(tiny_reference, known_images=str(tmp_path / "extra"),
-                   index_cache_dir=str(tmp_path / "cache"), domains=["identity-0"])
+                   index_cache_dir=str(tmp_path / "cache"), domains=["identity-0"],
+                   cache="off")  # planted generations: never the unit store's earlier ones
     (record,) = report.extraction  # type: ignore[attr-defined]
     assert record["settings"]["n_known"] == 2
     assert [m["known"] for m in record["matches"]] == [str(tmp_path / "extra/nested/copy.png")]
