@@ -78,9 +78,10 @@ class ReferencePreset:
 
 
 PRESETS: dict[str, ReferencePreset] = {
-    # Membership clearly above chance, and planted duplicates that come back in pixel space:
+    # Strong membership signal, and planted duplicates pulled towards pixel-space recall:
     # 8 latent channels put the VAE's floor under δ, and each planted member is half of its
-    # identity's training set (16 copies among 16 members). Builds in ~10 min on 2 cores.
+    # identity's training set (16 copies among 16 members). Builds in ~15 min on 1 busy core.
+    # Not yet enough for eidetic matches at 32 samples per identity (docs/findings.md).
     "default": ReferencePreset(
         name="default", n_identities=8, members_per_identity=16, nonmembers_per_identity=16,
         duplicated_per_identity=1, duplication_factor=16, n_public=512,
