@@ -45,15 +45,21 @@ def expand_probes(config: ScanConfig) -> list[ProbeSpec]:
         for values in itertools.product(*swept.values()):
             chosen = dict(zip(swept, values, strict=True))
             try:
-                # probes check their options when built; a bad value is the user's
-                probe = cls(**chosen)
-                probe.describe()
+                probe = _build(cls, chosen)
             except (TypeError, ValueError) as error:
                 raise UsageError(f"probe {name!r}: bad options {chosen} ({error})") from None
             shown = ",".join(f"{k}={v}" for k, v in chosen.items()
                              if isinstance(options.get(k), list))
             specs.append(ProbeSpec(f"{name}({shown})" if shown else name, probe))
     return specs
+
+
+def _build(cls: type[Probe], options: dict[str, Any]) -> Probe:
+    """A probe with these options. Probes check their options when built (and described): a
+    TypeError or ValueError here is a bad name or value in the user's options."""
+    probe = cls(**options)
+    probe.describe()
+    return probe
 
 
 def sweep_specs(config: ScanConfig) -> list[tuple[str, ProbeSpec]]:
@@ -70,10 +76,10 @@ def sweep_specs(config: ScanConfig) -> list[tuple[str, ProbeSpec]]:
         base = {k: v for k, v in config.probe_options.get(name, {}).items()
                 if not isinstance(v, list)}
         try:
-            probe = cls(**{**base, **change})
-        except TypeError as error:
-            raise UsageError(f"sweep_space: probe {name!r} has no knob {error}; "
-                             f"its knobs: {sorted(probe_knobs(cls))}") from None
+            probe = _build(cls, {**base, **change})
+        except (TypeError, ValueError) as error:
+            raise UsageError(f"sweep_space: probe {name!r} has no knob or value {change} "
+                             f"({error}); its knobs: {sorted(probe_knobs(cls))}") from None
         label = "sweep:" + name + "(" + ",".join(f"{k}={v}" for k, v in change.items()) + ")"
         specs.append((label, ProbeSpec(label, probe)))
     return specs

@@ -211,9 +211,11 @@ def validate_selection(config: ScanConfig) -> None:
 
     for name in config.attacks:
         _make_attack(name, config, num_train_timesteps=10**9)
-    from s2l_scan.probing import expand_probes
+    from s2l_scan.probing import expand_probes, sweep_specs
 
     expand_probes(config)
+    if config.sweep is not None:  # a bad sweep_space fails now, not after the baselines
+        sweep_specs(config)
     if config.extraction_samples:
         from s2l_scan.extraction.embedders import check_embedder_inputs
 

@@ -9,7 +9,7 @@ import pytest
 from s2l_scan.config import make_config
 from s2l_scan.errors import UsageError
 from s2l_scan.probing import sweep_specs
-from s2l_scan.session import ScanInputs, run_scan
+from s2l_scan.session import ScanInputs, run_scan, validate_selection
 from s2l_scan.sweep import SweepLog, budgeted, candidates, parse_budget
 
 
@@ -96,3 +96,9 @@ def test_sweep_rows_are_probe_rows_gated_like_the_rest(tiny_reference: Path) -> 
     assert all(row.settings["probe"]["sweep"]["tried"] == 2 for row in sweep_rows)
     # max_amplification -1 fails every Δ > -1: the sweep's rows go through the same gate.
     assert not any(row.passed for row in sweep_rows)
+
+
+def test_a_bad_sweep_space_is_refused_before_any_scan_work() -> None:
+    config = make_config(sweep="1m", sweep_space={"lora": {"rank": [0]}})
+    with pytest.raises(UsageError, match=r"rank must be an integer"):
+        validate_selection(config)
