@@ -112,29 +112,11 @@ _SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (*SCAN_OPTIONS,
 )
 
 
-def _coerce_knobs(knobs: list[tuple[str, str]]) -> dict[str, object]:
-    from s2l_scan.reference.presets import PRESETS
-
-    types = {name: type(value) for name, value in vars(PRESETS["default"]).items()}
-    coerced: dict[str, object] = {}
-    for name, text in knobs:
-        if name not in types:
-            raise UsageError(f"--set {name}: unknown knob; known: {sorted(types)}")
-        try:
-            if types[name] is tuple:
-                coerced[name] = tuple(int(part) for part in text.split(","))
-            else:
-                coerced[name] = types[name](text)
-        except ValueError:
-            raise UsageError(f"--set {name}={text}: expected {types[name].__name__}") from None
-    return coerced
-
-
 def _reference_build(args: argparse.Namespace) -> int:
-    from s2l_scan.reference.presets import get_preset
+    from s2l_scan.reference.presets import coerce_knobs, get_preset
     from s2l_scan.report.console import make_console, render_manifest
 
-    preset = get_preset(args.preset).with_overrides(**_coerce_knobs(args.knobs))
+    preset = get_preset(args.preset).with_overrides(**coerce_knobs(args.knobs))
     console = make_console(stderr=args.json)
     if args.out is not None and args.out.exists():
         raise UsageError(f"--out {args.out}: already exists; s2l-scan never overwrites a folder. "

@@ -11,13 +11,12 @@ model, then measures what pixel-space extraction depends on, per domain:
 Usage (one JSON line per candidate and guidance is appended to OUT/results.jsonl)::
 
     python studies/memorization.py --out /tmp/mem --device cuda --samples 64 \\
-        base "dup32:duplication_factor=32" "vae:vae_channels=(32,64),vae_steps=2000"
+        base "dup32:duplication_factor=32" "vae:vae_channels=32,64;vae_steps=2000"
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import time
 from pathlib import Path
@@ -28,31 +27,18 @@ import torch
 
 
 def _candidate(text: str) -> tuple[str, dict[str, Any]]:
+    """``NAME:knob=value;knob=value`` → (NAME, typed overrides), values as in ``--set``."""
+    from s2l_scan.reference.presets import coerce_knobs
+
     name, _, knobs = text.partition(":")
-    overrides: dict[str, Any] = {}
-    for part in filter(None, _split(knobs)):
-        key, _, value = part.partition("=")
-        overrides[key.strip()] = ast.literal_eval(value.strip())
-    return name, overrides
-
-
-def _split(text: str) -> list[str]:
-    """Split on commas outside parentheses: ``a=(1,2),b=3`` → ``["a=(1,2)", "b=3"]``."""
-    parts, depth, current = [], 0, ""
-    for char in text:
-        depth += char == "("
-        depth -= char == ")"
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    return [*parts, current]
+    pairs = [part.partition("=") for part in knobs.split(";") if part.strip()]
+    return name, coerce_knobs([(key.strip(), value.strip()) for key, _, value in pairs])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("candidates", nargs="+", help="NAME or NAME:knob=value,knob=value")
+    parser.add_argument("candidates", nargs="+",
+                        help="NAME or NAME:knob=value;knob=value (values as in --set)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--preset", default="default")

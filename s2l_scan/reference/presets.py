@@ -102,6 +102,24 @@ PRESETS: dict[str, ReferencePreset] = {
 }
 
 
+def coerce_knobs(knobs: list[tuple[str, str]]) -> dict[str, object]:
+    """``[("unet_steps", "1000"), ("vae_channels", "32,64")]`` → typed preset overrides, the
+    syntax of ``s2l-scan reference build --set KNOB=VALUE``."""
+    types = {name: type(value) for name, value in vars(PRESETS["default"]).items()}
+    coerced: dict[str, object] = {}
+    for name, text in knobs:
+        if name not in types:
+            raise UsageError(f"--set {name}: unknown knob; known: {sorted(types)}")
+        try:
+            if types[name] is tuple:
+                coerced[name] = tuple(int(part) for part in text.split(","))
+            else:
+                coerced[name] = types[name](text)
+        except ValueError:
+            raise UsageError(f"--set {name}={text}: expected {types[name].__name__}") from None
+    return coerced
+
+
 def get_preset(name: str) -> ReferencePreset:
     """Look a preset up by name, listing the known ones when it is not there."""
     try:
