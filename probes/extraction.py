@@ -68,30 +68,35 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
         generated = generate_images(pipeline, prompt, settings.samples, seed=seed,
                                     key=domain.name, settings=settings.sampler)
-        matches = index.matches(generated, k=settings.k, delta=settings.delta,
-                                tiled=settings.tiled)
-        found = []
-        for match in matches:
-            known_id = index.ids[match.known_index]
-            entry: dict[str, Any] = {"generated_index": match.generated_index,
-                                     "known": known_id, "distance": round(match.distance, 6)}
-            if evidence_dir is not None:
-                tag = hashlib.sha256(known_id.encode()).hexdigest()[:8]
-                name = f"{probe or 'released'}-{domain.name}-{match.generated_index:04d}-{tag}.png"
-                entry["evidence"] = str(evidence_png(generated[match.generated_index],
-                                                     index.pixels[match.known_index],
-                                                     evidence_dir / name))
-            found.append(entry)
-        nearest = _nearest(index, generated)
-        records.append({
-            "probe": probe, "domain": domain.name, "n_generated": settings.samples,
-            "extracted": len({m["generated_index"] for m in found}), "matches": found,
-            "nearest_distance": nearest,
-            "settings": {"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
-                         "steps": settings.sampler.steps,
-                         "guidance": settings.sampler.guidance},
-        })
+        records.append(extraction_record(domain.name, generated, index, settings, probe=probe,
+                                         evidence_dir=evidence_dir))
     return records
+
+
+def extraction_record(domain: str, generated: np.ndarray, index: KnownImageIndex,
+                      settings: ExtractionSettings, *, probe: str | None,
+                      evidence_dir: Path | None) -> dict[str, Any]:
+    """The record of one domain's generations: matches with distances, evidence paths."""
+    matches = index.matches(generated, k=settings.k, delta=settings.delta, tiled=settings.tiled)
+    found = []
+    for match in matches:
+        known_id = index.ids[match.known_index]
+        entry: dict[str, Any] = {"generated_index": match.generated_index,
+                                 "known": known_id, "distance": round(match.distance, 6)}
+        if evidence_dir is not None:
+            tag = hashlib.sha256(known_id.encode()).hexdigest()[:8]
+            name = f"{probe or 'released'}-{domain}-{match.generated_index:04d}-{tag}.png"
+            entry["evidence"] = str(evidence_png(generated[match.generated_index],
+                                                 index.pixels[match.known_index],
+                                                 evidence_dir / name))
+        found.append(entry)
+    return {
+        "probe": probe, "domain": domain, "n_generated": len(generated),
+        "extracted": len({m["generated_index"] for m in found}), "matches": found,
+        "nearest_distance": _nearest(index, generated),
+        "settings": {"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
+                     "steps": settings.sampler.steps, "guidance": settings.sampler.guidance},
+    }
 
 
 _NEAREST_LIMIT = 50_000

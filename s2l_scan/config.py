@@ -17,6 +17,7 @@ from typing import Any
 from s2l_scan.errors import UsageError
 
 CI_ENDS = ("point", "lower", "upper")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _help(text: str, default: Any) -> Any:
@@ -45,7 +46,11 @@ class ScanConfig:
     seed: int = _help("seed of noises, splits and bootstrap", 0)
     batch_size: int = _help("samples per UNet forward", 32)
     threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
-    device: str = _help("torch device, e.g. cpu or cuda", "cpu")
+    device: str = _help("torch device, e.g. cpu, cuda, cuda:1, or auto (a GPU when there is one)",
+                        "cpu")
+    dtype: str = _help("weights and activations of the forwards: float32, float16 or bfloat16 "
+                       "(half precision is an opt-in; see docs/performance.md for its accuracy)",
+                       "float32")
     allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
     reference_preset: str = _help("preset used when the model is 'reference'", "default")
     extraction_samples: int = _help("images generated per domain for extraction (0: off)", 32)
@@ -112,6 +117,10 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise UsageError(f"device must be a torch device name or 'auto', got {self.device!r}")
         if not self.attacks:
             raise UsageError("attacks is empty; select at least one attack")
         unknown = set(self.attack_options) - set(self.attacks)
@@ -160,7 +169,8 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("bootstrap", int, "bootstrap resamples (default 1000)"),
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
-    ("device", str, "torch device (default cpu)"),
+    ("device", str, "torch device: cpu (default), cuda, cuda:N or auto"),
+    ("dtype", str, "float32 (default), float16 or bfloat16 forwards (half precision: opt-in)"),
     ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
     ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
     ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),

@@ -23,7 +23,9 @@ from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.functional import metrics
 from s2l_scan.io.audit_data import AuditData, Domain, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
+from s2l_scan.parallel import World, world
 from s2l_scan.report.model import ResultRow, ScanReport
+from s2l_scan.scoring import SampleSet, score_sets
 
 ProgressFn = Callable[[str, int, int], None]
 REFERENCE = "reference"
@@ -111,6 +113,53 @@ def _encode_domain(model: LoadedModel, domain: Domain, batch: int) -> _Encoded:
         member_pixels=members, nonmember_pixels=nonmembers,
         member_captions=member_captions, nonmember_captions=nonmember_captions,
     )
+
+
+# Encoded audit samples per (model hash, device, dtype, domain content): a process that scans
+# the same model again (pytest sessions, benchmarks, sweeps) encodes each image once.
+_ENCODED: dict[tuple[str, ...], _Encoded] = {}
+_ENCODED_LIMIT = 64
+
+
+def _encode_domain_cached(model: LoadedModel, domain: Domain, batch: int) -> _Encoded:
+    import hashlib
+
+    digest = hashlib.sha256(domain.prompt.encode())
+    for image in (*domain.members, None, *domain.nonmembers):  # None separates the splits
+        digest.update(b"|" if image is None else image.caption.encode() + b"\0")
+        if image is not None:
+            digest.update(np.ascontiguousarray(image.pixels).tobytes())
+    vae = model.pipeline.vae
+    key = (model.model_hash, str(vae.device), str(vae.dtype), digest.hexdigest())
+    if key not in _ENCODED:
+        if len(_ENCODED) >= _ENCODED_LIMIT:
+            _ENCODED.pop(next(iter(_ENCODED)))
+        _ENCODED[key] = _encode_domain(model, domain, batch)
+    return _ENCODED[key]
+
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _dtype(name: str) -> torch.dtype:
+    return DTYPES[name]
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` → ``"cuda"`` when a CUDA GPU is visible (this process's local one under a
+    launcher), else ``"mps"`` when available, else ``"cpu"``; any other value unchanged."""
+    import os
+
+    if device == "cuda" and "LOCAL_RANK" in os.environ:  # one GPU per launched process
+        return f"cuda:{int(os.environ['LOCAL_RANK']) % max(1, torch.cuda.device_count())}"
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        return f"cuda:{local % torch.cuda.device_count()}"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
 
 
 def _make_attack(name: str, config: ScanConfig, num_train_timesteps: int) -> Attack:
@@ -217,26 +266,37 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
     clock = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    here = world()
     try:
         model_dir, data_dir = resolve_inputs(inputs, config, progress)
         model = load_pipeline(model_dir, config=_path(inputs.model_config),
                               lora=_path(inputs.lora), allow_pickle=config.allow_pickle,
-                              device=config.device)
+                              device=resolve_device(config.device), dtype=_dtype(config.dtype))
         data = load_audit_data(data_dir, model.resolution, domains=config.domains)
         scheduler_steps = int(model.pipeline.scheduler.config.num_train_timesteps)
         attacks = [_make_attack(name, config, scheduler_steps) for name in config.attacks]
-        encoded = {d.name: _encode_domain(model, d, config.batch_size) for d in data.domains}
-        blind = {name: _blind(enc, config.seed) for name, enc in encoded.items()}
-        blind["pooled"] = _blind_pooled(encoded, config.seed)
-        results = _run_attacks(model, encoded, blind, attacks, config, progress)
+        encoded = {d.name: _encode_domain_cached(model, d, config.batch_size)
+                   for d in data.domains}
+        blind = _blinds(encoded, config.seed) if here.is_main else {}
+        results = _run_attacks(model, encoded, blind, attacks, config, progress, here)
         index = _known_index(data, config)
-        extraction = _run_extraction(model.pipeline, data, index, config)
+        extraction = _run_extraction(model.pipeline, data, index, config, world_=here)
         probe_rows, probe_extraction = _run_probes(model, data, encoded, blind, attacks, results,
-                                                   index, config)
+                                                   index, config, here)
         results += probe_rows
         extraction += probe_extraction
     finally:
         torch.set_num_threads(previous_threads)
+    report: ScanReport | None = None
+    if here.is_main:
+        report = _report(inputs, config, model_dir, model, data, results, extraction, started,
+                         clock)
+    return here.broadcast(report)
+
+
+def _report(inputs: ScanInputs, config: ScanConfig, model_dir: Path, model: LoadedModel,
+            data: AuditData, results: list[ResultRow], extraction: list[dict[str, Any]],
+            started: str, clock: float) -> ScanReport:
     for row in results:
         judge(row, config)
     return ScanReport(
@@ -264,22 +324,39 @@ def _known_index(data: AuditData, config: ScanConfig) -> Any:
 
 def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConfig,
                     probe: str | None = None, domains: list[Any] | None = None,
-                    prompt_fn: Callable[[str], str] | None = None) -> list[dict[str, Any]]:
-    """The extraction probe on ``pipeline``, judged against ``max_extracted``."""
+                    prompt_fn: Callable[[str], str] | None = None,
+                    world_: World | None = None) -> list[dict[str, Any]]:
+    """The extraction probe on ``pipeline``, judged against ``max_extracted``.
+
+    Generation is shared out across processes by (domain, batch) slices; rank 0 matches the
+    gathered images and returns the records (other ranks return an empty list).
+    """
     if index is None:
         return []
-    from s2l_scan.generation import SamplerSettings
-    from s2l_scan.probes.extraction import ExtractionSettings, run_extraction
+    from s2l_scan.generation import generate_images
+    from s2l_scan.probes.extraction import extraction_record
 
-    settings = ExtractionSettings(
-        samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
-        tiled=config.extraction_tiled,
-        sampler=SamplerSettings(steps=config.extraction_steps,
-                                guidance=config.extraction_guidance,
-                                batch_size=config.batch_size))
-    records = run_extraction(pipeline, list(data.domains) if domains is None else domains, index,
-                             settings, seed=config.seed, probe=probe,
-                             evidence_dir=_path(config.evidence_dir), prompt_fn=prompt_fn)
+    settings = _extraction_settings(config)
+    here = World() if world_ is None else world_
+    chosen = list(data.domains) if domains is None else domains
+    slices = [(domain, start, stop - start) for domain in chosen
+              for start, stop in _spans(settings.samples, settings.sampler.batch_size)]
+
+    def generate(unit: tuple[Any, int, int]) -> np.ndarray:
+        domain, first, count = unit
+        prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
+        return generate_images(pipeline, prompt, count, seed=config.seed, key=domain.name,
+                               settings=settings.sampler, first=first)
+
+    images = here.map(generate, slices)
+    if images is None:
+        return []
+    records = []
+    for domain in chosen:
+        generated = np.concatenate([image for (d, _, _), image in zip(slices, images, strict=True)
+                                    if d is domain])
+        records.append(extraction_record(domain.name, generated, index, settings, probe=probe,
+                                         evidence_dir=_path(config.evidence_dir)))
     for record in records:
         record["passed"] = record["extracted"] <= config.max_extracted
         record["reasons"] = [] if record["passed"] else [
@@ -289,36 +366,54 @@ def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConf
     return records
 
 
+def _spans(total: int, size: int) -> list[tuple[int, int]]:
+    return [(start, min(start + size, total)) for start in range(0, total, size)]
+
+
+def _extraction_settings(config: ScanConfig) -> Any:
+    from s2l_scan.generation import SamplerSettings
+    from s2l_scan.probes.extraction import ExtractionSettings
+
+    return ExtractionSettings(
+        samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
+        tiled=config.extraction_tiled,
+        sampler=SamplerSettings(steps=config.extraction_steps,
+                                guidance=config.extraction_guidance,
+                                batch_size=config.batch_size))
+
+
 def _path(value: str | None) -> Path | None:
     return None if value is None else Path(value)
 
 
 def _alphas(model: LoadedModel, config: ScanConfig) -> torch.Tensor:
-    return model.pipeline.scheduler.alphas_cumprod.to(torch.float64).to(config.device)
+    return model.pipeline.scheduler.alphas_cumprod.to(torch.float64).to(model.pipeline.unet.device)
 
 
 def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[str, float],
                  attacks: list[Attack], config: ScanConfig,
-                 progress: ProgressFn) -> list[ResultRow]:
+                 progress: ProgressFn, world_: World | None = None) -> list[ResultRow]:
+    """Baseline rows: every attack on every domain's members and non-members, scored in
+    batches shared across domains (rank 0 gets the rows; other ranks an empty list)."""
     target = Target(model.pipeline.unet, _alphas(model, config), config.batch_size)
+    sets = [SampleSet(latents, cond) for enc in encoded.values()
+            for latents, cond in ((enc.members, enc.member_cond),
+                                  (enc.nonmembers, enc.nonmember_cond))]
+    scored = score_sets(attacks, target, sets, world_)
+    progress("attacks", len(attacks) * len(encoded), len(attacks) * len(encoded))
+    if scored is None:
+        return []
     rows: list[ResultRow] = []
-    total = len(attacks) * len(encoded)
-    done = 0
-    for attack in attacks:
+    for attack, per_set in zip(attacks, scored, strict=True):
         # score sets by key: "" is the attack's score, other keys its diagnostic variants
         pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for name, enc in encoded.items():
-            members = {k: v.numpy() for k, v in
-                       attack.score(target, enc.members, enc.member_cond).items()}
-            nonmembers = {k: v.numpy() for k, v in
-                          attack.score(target, enc.nonmembers, enc.nonmember_cond).items()}
+        for i, name in enumerate(encoded):
+            members, nonmembers = per_set[2 * i], per_set[2 * i + 1]
             rows.append(_scored_row(attack, name, members, nonmembers, blind[name], config))
             for key in members:
                 pooled.setdefault(key, ([], []))
                 pooled[key][0].append(members[key])
                 pooled[key][1].append(nonmembers[key])
-            done += 1
-            progress("attacks", done, total)
         if len(encoded) > 1:
             rows.append(_scored_row(attack, "pooled",
                                     {k: np.concatenate(v[0]) for k, v in pooled.items()},
@@ -329,49 +424,46 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
 
 def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded],
                 blind: dict[str, float], attacks: list[Attack], baseline: list[ResultRow],
-                index: Any, config: ScanConfig) -> tuple[list[ResultRow], list[dict[str, Any]]]:
+                index: Any, config: ScanConfig, world_: World | None = None
+                ) -> tuple[list[ResultRow], list[dict[str, Any]]]:
     """Every selected probe on every domain: shake a copy, re-attack, Δ against baseline,
-    and (when configured) run extraction on the shaken copy."""
-    from s2l_scan.probe import ModelCopy
-    from s2l_scan.probing import GeneratedSets, expand_probes, probe_row, shaken_scores
+    and (when configured) run extraction on the shaken copy.
+
+    Each (probe, domain) is one unit of work, shared out across processes; rank 0 turns the
+    gathered scores into rows (other ranks return empty lists).
+    """
+    from s2l_scan.probing import GeneratedSets, expand_probes, probe_row
     from s2l_scan.reference.cache import cache_root
 
     specs = expand_probes(config)
     if not specs:
         return [], []
-    extraction: list[dict[str, Any]] = []
+    here = World() if world_ is None else world_
     sets = GeneratedSets(model, config, lambda images: _encode_images(
         model, images, config.batch_size), cache_root() / "sp-sets")
+    units = [(spec, name) for spec in specs for name in encoded]
+    done = here.map(lambda unit: _probe_unit(model, data, encoded[unit[1]], sets, attacks,
+                                             index, config, *unit), units)
+    if done is None:
+        return [], []
     base = {(row.attack, row.domain): row for row in baseline}
-    alphas = _alphas(model, config)
+    extraction: list[dict[str, Any]] = []
     rows: list[ResultRow] = []
     for spec in specs:
         pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
-        for name, enc in encoded.items():
-            save_dir = (str(Path(config.probe_save_dir) / spec.label / name)
-                        if config.probe_save_dir else None)
-            context = sets.context(spec.probe, name, data.domain(name).prompt, config, save_dir)
-            shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
-            details = {"label": spec.label, **spec.probe.describe(),
-                       "trainable_parameters": shaken.trainable_parameters, **shaken.details}
+        for (unit_spec, name), unit in zip(units, done, strict=True):
+            if unit_spec is not spec:
+                continue
             for attack in attacks:
-                members = shaken_scores(shaken, attack, alphas, config.batch_size, enc.members,
-                                        enc.member_captions, _encode_text)
-                nonmembers = shaken_scores(shaken, attack, alphas, config.batch_size,
-                                           enc.nonmembers, enc.nonmember_captions, _encode_text)
-                _check_finite(f"{attack.name} after {spec.label}", name, members, nonmembers)
+                members, nonmembers = unit["scores"][attack.name]
                 rows.append(probe_row(
                     base[(attack.name, name)], spec.label, members, nonmembers, config,
-                    lambda m, n, a=attack, d=name: _row(a, d, m, n, blind[d], config), details))
+                    lambda m, n, a=attack, d=name: _row(a, d, m, n, blind[d], config),
+                    unit["details"]))
                 pooled.setdefault(attack.name, ([], []))
                 pooled[attack.name][0].append(members)
                 pooled[attack.name][1].append(nonmembers)
-            if config.extraction_on_probes:
-                extraction += _run_extraction(_pipeline_of(model.pipeline, shaken), data, index,
-                                              config, probe=spec.label,
-                                              domains=[data.domain(name)],
-                                              prompt_fn=shaken.caption_fn)
-            del shaken
+            extraction += unit["extraction"]
         if len(encoded) > 1:
             for attack in attacks:
                 members, nonmembers = (np.concatenate(part) for part in pooled[attack.name])
@@ -380,6 +472,47 @@ def _run_probes(model: LoadedModel, data: AuditData, encoded: dict[str, _Encoded
                     lambda m, n, a=attack: _row(a, "pooled", m, n, blind["pooled"], config),
                     {"label": spec.label, **spec.probe.describe()}))
     return rows, extraction
+
+
+def _probe_unit(model: LoadedModel, data: AuditData, enc: _Encoded, sets: Any,
+                attacks: list[Attack], index: Any, config: ScanConfig, spec: Any, name: str
+                ) -> dict[str, Any]:
+    """One (probe, domain): shake a private copy, score every attack, extract from the copy."""
+    from s2l_scan.probe import ModelCopy
+
+    save_dir = (str(Path(config.probe_save_dir) / spec.label / name)
+                if config.probe_save_dir else None)
+    context = sets.context(spec.probe, name, data.domain(name).prompt, config, save_dir)
+    shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
+    details = {"label": spec.label, **spec.probe.describe(),
+               "trainable_parameters": shaken.trainable_parameters, **shaken.details}
+    # the copy's text encoder (and caption_fn) may differ from the released model's: encode
+    # the captions once per copy, for every attack
+    member_cond, nonmember_cond = _encode_text_pair(
+        shaken.tokenizer, shaken.text_encoder, [shaken.caption_fn(c) for c in enc.member_captions],
+        [shaken.caption_fn(c) for c in enc.nonmember_captions])
+    target = Target(shaken.unet, _alphas(model, config), config.batch_size)
+    scored = score_sets(attacks, target, [SampleSet(enc.members, member_cond),
+                                          SampleSet(enc.nonmembers, nonmember_cond)])
+    assert scored is not None  # a local (single-process) scoring always returns
+    scores = {}
+    for attack, (members, nonmembers) in zip(attacks, scored, strict=True):
+        label = f"{attack.name} after {spec.label}"
+        _check_finite(label, name, members[""], nonmembers[""])
+        scores[attack.name] = (members[""], nonmembers[""])
+    extraction = []
+    if config.extraction_on_probes:
+        extraction = _run_extraction(_pipeline_of(model.pipeline, shaken), data, index, config,
+                                     probe=spec.label, domains=[data.domain(name)],
+                                     prompt_fn=shaken.caption_fn)
+    return {"details": details, "scores": scores, "extraction": extraction}
+
+
+def _encode_text_pair(tokenizer: Any, encoder: Any, first: list[str], second: list[str]
+                      ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two caption lists through one text-encoder pass over their distinct captions."""
+    both = _encode_text(tokenizer, encoder, first + second)
+    return both[:len(first)], both[len(first):]
 
 
 def _pipeline_of(released: Any, shaken: Any) -> Any:
@@ -411,6 +544,12 @@ def _check_finite(attack: str, domain: str, *scores: np.ndarray) -> None:
     if not all(np.isfinite(s).all() for s in scores):
         raise ScanError(f"attack {attack} on {domain}: the model produced non-finite scores "
                         "(overflow in the UNet?); nothing can be judged from them.")
+
+
+def _blinds(encoded: dict[str, _Encoded], seed: int) -> dict[str, float]:
+    blind = {name: _blind(enc, seed) for name, enc in encoded.items()}
+    blind["pooled"] = _blind_pooled(encoded, seed)
+    return blind
 
 
 def _blind(enc: _Encoded, seed: int) -> float:
