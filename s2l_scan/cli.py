@@ -180,8 +180,15 @@ def _scan(args: argparse.Namespace) -> int:
     inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
                         lora=args.lora)
     console = make_console()
-    with _progress(console) as progress:
-        report = run_scan(inputs, config, progress)
+    from s2l_scan.parallel import finish, world
+
+    try:
+        if not world().is_main:  # a data-parallel helper process: rank 0 reports
+            return EXIT_OK if run_scan(inputs, config).passed else EXIT_GATE
+        with _progress(console) as progress:
+            report = run_scan(inputs, config, progress)
+    finally:
+        finish()
     plan.apply(report)
     sys.stdout.write(render_results(report, color=not console.no_color))
     for kind, path in plan.write(report):

@@ -86,3 +86,20 @@ def world() -> World:
     if not dist.is_initialized():
         dist.init_process_group(backend="gloo")
     return World(rank=dist.get_rank(), size=dist.get_world_size())
+
+
+def finish() -> None:
+    """Leave the process group joined by :func:`world`, if any."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    """A TCP port free on this machine now (for a local launcher's ``--master-port``)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
