@@ -62,6 +62,13 @@ class World:
         dist.gather_object(value, out, dst=0)
         return out
 
+    def barrier(self) -> None:
+        """Wait until every process gets here."""
+        if self.size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def broadcast(self, value: Any) -> Any:
         """Rank 0's ``value`` on every rank."""
         if self.size == 1:
