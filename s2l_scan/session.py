@@ -25,7 +25,7 @@ from s2l_scan.io.audit_data import AuditData, Domain, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.parallel import World, world
 from s2l_scan.report.model import ResultRow, ScanReport
-from s2l_scan.scoring import SampleSet, score_sets
+from s2l_scan.scoring import SampleSet, batches, score_sets
 
 ProgressFn = Callable[[str, int, int], None]
 REFERENCE = "reference"
@@ -340,7 +340,7 @@ def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConf
     here = World() if world_ is None else world_
     chosen = list(data.domains) if domains is None else domains
     slices = [(domain, start, stop - start) for domain in chosen
-              for start, stop in _spans(settings.samples, settings.sampler.batch_size)]
+              for start, stop in batches(settings.samples, settings.sampler.batch_size)]
 
     def generate(unit: tuple[Any, int, int]) -> np.ndarray:
         domain, first, count = unit
@@ -364,10 +364,6 @@ def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConf
             f"(k={config.extraction_k}, δ={config.extraction_delta}) > max_extracted "
             f"{config.max_extracted}"]
     return records
-
-
-def _spans(total: int, size: int) -> list[tuple[int, int]]:
-    return [(start, min(start + size, total)) for start in range(0, total, size)]
 
 
 def _extraction_settings(config: ScanConfig) -> Any:
