@@ -307,8 +307,11 @@ config = make_config(device=device, threads=threads, probes="", extraction_sampl
 started = time.perf_counter()
 run_scan(ScanInputs(model=sys.argv[1], data=sys.argv[2]), config)
 seconds = time.perf_counter() - started
-peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda")
-        else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: ru_maxrss survives exec, so a child would report its parent's peak
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")]
+peak = (torch.cuda.max_memory_allocated() if device.startswith("cuda") else
+        int(hwm[0].split()[1]) * 1024 if hwm else
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 print(json.dumps({"seconds": seconds, "peak": peak}))
 """
 
