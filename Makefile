@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean-venv
+.PHONY: demo test lint install clean-venv bench bench-quick
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,15 @@ lint: $(BIN)/.installed
 
 test: lint
 	$(BIN)/python -m pytest -m "not slow" -q
+
+# Performance figures (docs/performance.md): figure | measured | goal | met?. The full run builds
+# the default reference model and runs the full default scan (tens of minutes on 2 CPU cores);
+# bench-quick uses the tiny preset (a few minutes). Add ARGS="--device cuda" on a GPU.
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks $(ARGS)
+
+bench-quick: $(BIN)/.installed
+	$(BIN)/python -m benchmarks --quick $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

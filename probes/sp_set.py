@@ -2,8 +2,9 @@
 
 The attacker knows the domain only by its prompt, so it fine-tunes on the model's own
 generations for it. SP sets are units of the scan's unit store (:mod:`s2l_scan.units`), keyed by
-(model hash, prompt, count, seed, sampler settings), so reruns and every probe of a scan share
-them, and an interrupted scan resumes without generating them again; writes are atomic.
+(model hash, prompt, count, seed, sampler settings, device kind and dtype), so reruns and every
+probe of a scan share them, and an interrupted scan resumes without generating them again;
+writes are atomic.
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from s2l_scan.units import UnitStore, unit_key
 
 
 def sp_set_key(model_hash: str, prompt: str, count: int, seed: int,
-               settings: SamplerSettings) -> str:
+               settings: SamplerSettings, platform: dict[str, str]) -> str:
     """The unit key of one SP set (batch size excluded: it does not change the images)."""
     fields = {k: v for k, v in asdict(settings).items() if k != "batch_size"}
-    return unit_key("sp-set", model=model_hash, prompt=prompt, count=count, seed=seed, **fields)
+    return unit_key("sp-set", model=model_hash, prompt=prompt, count=count, seed=seed, **fields,
+                    **platform)
 
 
 def sp_set(pipeline: Any, model_hash: str, prompt: str, count: int, *, seed: int,
-           settings: SamplerSettings, store: UnitStore | None) -> np.ndarray:
+           settings: SamplerSettings, store: UnitStore | None,
+           platform: dict[str, str]) -> np.ndarray:
     """``count`` generations for ``prompt`` as uint8 (N, H, W, 3), from the store when possible."""
     def generate() -> tuple[dict[str, np.ndarray], None]:
         return {"images": generate_images(pipeline, prompt, count, seed=seed, key=f"sp:{prompt}",
@@ -34,5 +37,5 @@ def sp_set(pipeline: Any, model_hash: str, prompt: str, count: int, *, seed: int
     if store is None:
         return generate()[0]["images"]
     arrays, _ = store.get_or_compute(
-        "sp-set", sp_set_key(model_hash, prompt, count, seed, settings), generate)
+        "sp-set", sp_set_key(model_hash, prompt, count, seed, settings, platform), generate)
     return arrays["images"]

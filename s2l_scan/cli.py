@@ -177,13 +177,27 @@ def _scan(args: argparse.Namespace) -> int:
     inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
                         lora=args.lora)
     console = make_console()
-    with _progress(console) as progress:
-        report = run_scan(inputs, config, progress)
-    plan.apply(report)
-    sys.stdout.write(render_results(report, color=not console.no_color))
-    for kind, path in plan.write(report):
-        console.print(f"{kind} report: {path}")
-    return EXIT_OK if report.passed else EXIT_GATE
+    from s2l_scan.parallel import finish, world
+
+    here = world()
+    try:
+        if not here.is_main:
+            # A data-parallel helper: rank 0 judges and reports, and its exit code is the
+            # scan's. Helpers wait for it and exit 0, since a launcher stops every process as
+            # soon as one exits non-zero, which could cut rank 0's report writing short.
+            run_scan(inputs, config)
+            here.barrier()
+            return EXIT_OK
+        with _progress(console) as progress:
+            report = run_scan(inputs, config, progress)
+        plan.apply(report)
+        sys.stdout.write(render_results(report, color=not console.no_color))
+        for kind, path in plan.write(report):
+            console.print(f"{kind} report: {path}")
+        here.barrier()
+        return EXIT_OK if report.passed else EXIT_GATE
+    finally:
+        finish()
 
 
 def _report(args: argparse.Namespace) -> int:

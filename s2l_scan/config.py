@@ -36,6 +36,7 @@ def check_known_images(value: object) -> None:
 
 
 CACHE_KINDS = ("on", "off")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def _help(text: str, default: Any) -> Any:
@@ -66,7 +67,11 @@ class ScanConfig:
                                        "varying it shows how stable a verdict is", None)
     batch_size: int = _help("samples per UNet forward", 32)
     threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
-    device: str = _help("torch device, e.g. cpu or cuda", "cpu")
+    device: str = _help("torch device, e.g. cpu, cuda, cuda:1, or auto (a GPU when there is one)",
+                        "cpu")
+    dtype: str = _help("weights and activations of the forwards: float32, float16 or bfloat16 "
+                       "(half precision is an opt-in; see docs/performance.md for its accuracy)",
+                       "float32")
     allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
     reference_preset: str = _help("preset used when the model is 'reference'", "default")
     extraction_samples: int = _help("images generated per domain for extraction (0: off)", 32)
@@ -157,6 +162,10 @@ class ScanConfig:
                                                 or self.bootstrap_seed < 0):
             raise UsageError(f"bootstrap_seed must be a non-negative integer, got "
                              f"{self.bootstrap_seed!r}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if not isinstance(self.device, str) or not self.device.strip():
+            raise UsageError(f"device must be a torch device name or 'auto', got {self.device!r}")
         if not self.attacks:
             raise UsageError("attacks is empty; select at least one attack")
         unknown = set(self.attack_options) - set(self.attacks)
@@ -238,7 +247,8 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("bootstrap_seed", int, "seed of the bootstrap resamples alone (default: seed)"),
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
-    ("device", str, "torch device (default cpu)"),
+    ("device", str, "torch device: cpu (default), cuda, cuda:N or auto"),
+    ("dtype", str, "float32 (default), float16 or bfloat16 forwards (half precision: opt-in)"),
     ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
     ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
     ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),

@@ -34,12 +34,16 @@ def image_seed(seed: int, key: str, index: int) -> int:
 
 def generate_images(pipeline: Any, prompt: str, count: int, *, seed: int, key: str,
                     settings: SamplerSettings,
-                    progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """``count`` images for ``prompt`` as uint8 (N, H, W, 3), deterministic given the seeds."""
+                    progress: Callable[[int], None] | None = None, first: int = 0) -> np.ndarray:
+    """``count`` images for ``prompt`` as uint8 (N, H, W, 3), deterministic given the seeds.
+
+    ``first`` is the index of the first image: images ``first … first + count − 1`` of the
+    stream, so a data-parallel scan can generate a stream in slices.
+    """
     device = pipeline.unet.device
     images = []
-    for start in range(0, count, settings.batch_size):
-        stop = min(start + settings.batch_size, count)
+    for start in range(first, first + count, settings.batch_size):
+        stop = min(start + settings.batch_size, first + count)
         generators = [torch.Generator(device=device).manual_seed(image_seed(seed, key, i))
                       for i in range(start, stop)]
         with torch.inference_mode():

@@ -15,12 +15,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from s2l_scan.attack import Attack, Target
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import UsageError
 from s2l_scan.functional import metrics
 from s2l_scan.generation import SamplerSettings
-from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
+from s2l_scan.probe import PROBES, Probe, ProbeContext
 from s2l_scan.report.model import ResultRow
 from s2l_scan.units import UnitStore
 
@@ -110,7 +109,7 @@ class GeneratedSets:
                                        batch_size=self._config.batch_size)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,
-                            store=self._store)
+                            store=self._store, platform=self._model.platform)
             self._latents[prompt] = self._encode(images)
         return self._latents[prompt]
 
@@ -125,7 +124,8 @@ class GeneratedSets:
             sp_latents=sp if sp is not None else torch.empty(0),
             ood_latents=needed("ood", config.ood_prompt), ood_prompt=config.ood_prompt,
             prior_latents=needed("prior", config.prior_prompt),
-            prior_prompt=config.prior_prompt, seed=config.seed, device=config.device,
+            prior_prompt=config.prior_prompt, seed=config.seed,
+            device=str(self._model.pipeline.unet.device),
             save_dir=save_dir)
 
 
@@ -143,11 +143,3 @@ def probe_row(base: ResultRow, label: str, members: np.ndarray, nonmembers: np.n
     row.settings = {**row.settings, "probe": details}
     return row
 
-
-def shaken_scores(copy: ModelCopy, attack: Attack, alphas: torch.Tensor, batch_size: int,
-                  latents: torch.Tensor, captions: list[str],
-                  encode_text: Callable[[Any, Any, list[str]], torch.Tensor]) -> np.ndarray:
-    """Attack scores of one sample set under a shaken copy (captions via its caption_fn)."""
-    cond = encode_text(copy.tokenizer, copy.text_encoder, [copy.caption_fn(c) for c in captions])
-    target = Target(copy.unet, alphas, batch_size)
-    return attack.score(target, latents, cond)[""].numpy()

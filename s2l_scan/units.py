@@ -156,6 +156,12 @@ class UnitStore:
         self.computed += 1
         return arrays, meta
 
+    def record(self, *, reused: int = 0, computed: int = 0) -> None:
+        """Count units reused or computed outside :meth:`get_or_compute`: several at once, or
+        by the other processes of a data-parallel scan."""
+        self.reused += reused
+        self.computed += computed
+
     def stats(self) -> dict[str, str]:
         """What this run reused and computed (strings: the report's run block holds strings)."""
         where = "off" if self.root is None else str(self.root)

@@ -31,6 +31,9 @@ def test_generation_is_seeded_per_image(tiny_reference: Path) -> None:
     np.testing.assert_array_equal(first[:2], again)
     other = generate_images(pipe, "a photo of identity 0", 2, seed=1, key="d", settings=few)
     assert not np.array_equal(first[:2], other)
+    tail = generate_images(pipe, "a photo of identity 0", 2, seed=0, key="d", settings=few,
+                           first=1)  # a slice of the stream, as a data-parallel scan asks
+    np.testing.assert_array_equal(first[1:], tail)
 
 
 def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_path: Path

@@ -213,6 +213,13 @@ class LoadedModel:
         blob = json.dumps(self.identity, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
+    @property
+    def platform(self) -> dict[str, str]:
+        """Where the weights compute, as unit-cache keys hold it: the device kind (not its
+        index: each process of a data-parallel scan has its own GPU) and the dtype."""
+        unet = self.pipeline.unet
+        return {"device": unet.device.type, "dtype": str(unet.dtype).removeprefix("torch.")}
+
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, streamed (weights can be several GB)."""
