@@ -259,6 +259,10 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
     ("config-missing", _remove("s2l.toml"), 4, "s2l.toml does not exist"),
     ("unknown-attack", _options("--attacks", "loss,psychic"), 4, "unknown attack 'psychic'"),
     ("unknown-probe", _options("--probes", "psychic"), 4, "unknown probe 'psychic'"),
+    ("unknown-dtype", _options("--dtype", "float64"), 4, "dtype must be one of"),
+    ("unknown-device", _options("--device", "tpu:0"), 4, "device 'tpu:0' is not one of"),
+    ("device-not-parsable", _options("--device", "cuda:x"), 4, "device 'cuda:x' is not one of"),
+    ("absent-gpu", _options("--device", "cuda:64"), 4, "CUDA GPU(s) visible"),
     # outputs
     ("report-folder-missing", _report_to(lambda c: str(c.root / "nope" / "r.html")), 4,
      "does not exist"),

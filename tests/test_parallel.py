@@ -44,6 +44,10 @@ def test_two_gloo_processes_give_the_single_process_report(tiny_reference: Path,
     assert single.returncode in (0, 1), single.stderr
     assert (tmp_path / "two.json").is_file(), double.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
+    # the two processes share the single run's unit cache: unit keys do not depend on the
+    # process count, so every unit is found there
+    assert two["timestamps"]["units_computed"] == "0"
+    assert two["timestamps"]["units_reused"] == one["timestamps"]["units_computed"]
     for report in (one, two):
         report.pop("timestamps")
         report["config"].pop("report_json")

@@ -158,3 +158,31 @@ def test_verdict_is_stable_over_bootstrap_seeds(tiny_reference: Path, uninterrup
                 for _, report in reports}) == 1
     assert len({json.dumps([row["auc_ci"] for row in report["results"]])
                 for _, report in reports}) == 3, "the bootstrap seed did not reach the CIs"
+
+
+def test_score_units_do_not_depend_on_the_sets_batched_with_them(tiny_reference: Path,
+                                                                tmp_path: Path) -> None:
+    """A scan of one domain stores its score units; a scan of every domain reuses them, scores
+    only the other domain (in batches that would otherwise have mixed both) and reports what a
+    scan from an empty cache reports."""
+    def scan(folder: str, *extra: str) -> str:
+        (tmp_path / folder).mkdir(exist_ok=True)
+        here = Path.cwd()
+        os.chdir(tmp_path / folder)
+        try:
+            assert main(["scan", str(tiny_reference / "model"), "--data",
+                         str(tiny_reference / "data"), "--probes", "", "--extraction-samples",
+                         "0", "--bootstrap", "50", "--batch-size", "3", "--max-auc", "1",
+                         "--max-tpr", "1", "--cache-dir", "units", "--report-json",
+                         "report.json", *extra]) == 0
+        finally:
+            os.chdir(here)
+        return str(tmp_path / folder / "report.json")
+
+    scan("resumed", "--domains", "identity-0")
+    resumed = scan("resumed")
+    fresh = scan("fresh")
+    attacks = 3  # loss, secmi, pia: one unit per attack, domain and members / non-members
+    assert _run_block(Path(resumed))["units_reused"] == str(2 * attacks)
+    assert _run_block(Path(resumed))["units_computed"] == str(2 * attacks)
+    assert _without_run_block(Path(resumed)) == _without_run_block(Path(fresh))
