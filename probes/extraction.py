@@ -37,6 +37,7 @@ class ExtractionSettings:
     tiled: bool = False
     candidates: int = DEFAULT_CANDIDATES
     known_images: str = "members"
+    known_index: str | None = None  # a sharded index folder, searched instead of known_images
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
 
 
@@ -162,7 +163,10 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
             "settings": {"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
                          "steps": settings.sampler.steps,
                          "guidance": settings.sampler.guidance,
-                         "known_images": settings.known_images, "n_known": len(index),
+                         **({"known_images": settings.known_images}
+                            if settings.known_index is None
+                            else {"known_index": settings.known_index}),
+                         "n_known": len(index),
                          "embedder": index.embedder.spec,
                          # False: retrieval was k-NN, so a true match could have been missed
                          "exact_retrieval": index.exact,

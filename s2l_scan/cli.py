@@ -75,6 +75,20 @@ def build_parser() -> argparse.ArgumentParser:
                        help="torch device to train on (default cpu; cuda builds are cached apart)")
     build.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
+    index = commands.add_parser("index", help="the on-disk known-image index for extraction")
+    index_actions = index.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    index_build = index_actions.add_parser(
+        "build", help="index a folder of images (millions) into a new sharded folder")
+    index_build.add_argument("--images", type=Path, required=True,
+                             help="folder of .png/.jpg/.jpeg images, searched recursively")
+    index_build.add_argument("--out", type=Path, required=True,
+                             help="write the sharded index here (must not exist)")
+    index_build.add_argument("--resolution", type=_positive_int, required=True,
+                             help="image side in pixels: the resolution of the model to scan")
+    index_build.add_argument("--shard-size", type=_positive_int, default=250_000,
+                             help="images per shard (default 250000; memory while building is "
+                                  "one shard)")
+
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
     scan.add_argument("model", help="diffusers folder, .safetensors file, or 'reference'")
     scan.add_argument("--data", help="audit data folder (default for 'reference': its data)")
@@ -138,6 +152,21 @@ def _reference_build(args: argparse.Namespace) -> int:
         print(json.dumps(manifest, indent=2, sort_keys=True))
     else:
         render_manifest(manifest, str(folder), console)
+    return EXIT_OK
+
+
+def _index_build(args: argparse.Namespace) -> int:
+    import time
+
+    from s2l_scan.extraction.sharded import build_from_folder
+    from s2l_scan.report.console import make_console
+
+    clock = time.perf_counter()
+    with _progress(make_console(stderr=True)) as progress:
+        meta = build_from_folder(args.images, args.out, resolution=args.resolution,
+                                 shard_size=args.shard_size, progress=progress)
+    print(f"indexed {meta['count']} images into {len(meta['shards'])} shard(s) at {args.out} "
+          f"in {time.perf_counter() - clock:.1f} s")
     return EXIT_OK
 
 
@@ -253,6 +282,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.command == "reference":
             return _reference_build(args)
+        if args.command == "index":
+            return _index_build(args)
         if args.command == "scan":
             return _scan(args)
         if args.command == "report":

@@ -92,6 +92,9 @@ class ScanConfig:
         "embedder verifies every one within δ", 64)
     known_images: str = _help("what the extraction index holds: members (+ known/), "
                               "nonmembers (control), all, or a folder of images", "members")
+    known_index: str | None = _help(
+        "a sharded known-image index folder (`s2l-scan index build`) searched instead of "
+        "known_images: for millions of known images (default: none)", None)
     index_cache_dir: str | None = _help(
         "folder of cached known-image indexes (default: <cache>/index)", None)
     max_extracted: int = _help("gate: fail when more generations than this are eidetic matches",
@@ -193,10 +196,32 @@ class ScanConfig:
 
         check_embedder_spec(self.embedder)
         check_known_images(self.known_images)
+        if self.known_index is not None:
+            self._check_known_index()
         if self.index_cache_dir is not None and (not isinstance(self.index_cache_dir, str)
                                                  or not self.index_cache_dir.strip()):
             raise UsageError(f"index_cache_dir must be a non-empty string, got "
                              f"{self.index_cache_dir!r}")
+
+    def _check_known_index(self) -> None:
+        # The folder's meta.json is read by session.validate_selection (it needs the engine).
+        value = self.known_index
+        if not isinstance(value, str) or not value.strip():
+            raise UsageError(f"known_index must be a folder written by `s2l-scan index build`, "
+                             f"got {value!r}")
+        try:
+            Path(value).expanduser()
+        except RuntimeError as error:  # "~user" with no such user
+            raise UsageError(f"known_index {value!r}: {error}") from None
+        if self.known_images != "members":
+            raise UsageError(f"known_index {value!r} and known_images {self.known_images!r} are "
+                             f"both set, but the sharded index replaces known_images; give only "
+                             f"one of them")
+        if self.embedder.strip().partition(":")[0] != "pixels":
+            raise UsageError(f"known_index {value!r} needs embedder 'pixels' (a sharded index "
+                             f"holds pooled pixels, searched exactly), got embedder "
+                             f"{self.embedder!r}; drop the embedder setting, or use "
+                             f"known_images for an {self.embedder.partition(':')[0]} index")
 
     def _check_sweep(self) -> None:
         if self.sweep is not None:
@@ -261,6 +286,8 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
                                    "(default 64)"),
     ("known_images", str, "extraction index: members (default; + known/), nonmembers "
                           "(control), all, or a folder of images"),
+    ("known_index", str, "sharded index folder (s2l-scan index build) searched instead of "
+                         "known_images; for millions of known images"),
     ("index_cache_dir", str, "cache folder of known-image indexes (default <cache>/index)"),
     ("sweep", str, "worst-case sweep over probe settings within this time budget, e.g. 10m"),
     ("cache", str, "unit cache: on (default; an interrupted scan resumes) or off"),

@@ -282,6 +282,10 @@ def validate_selection(config: ScanConfig) -> None:
         from s2l_scan.extraction.embedders import check_embedder_inputs
 
         check_embedder_inputs(config.embedder, allow_pickle=config.allow_pickle)
+        if config.known_index is not None:
+            from s2l_scan.extraction.sharded import read_meta
+
+            read_meta(Path(config.known_index).expanduser())
     resolve_device(config.device)
 
 
@@ -307,6 +311,7 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
                               lora=_path(inputs.lora), allow_pickle=config.allow_pickle,
                               device=resolve_device(config.device), dtype=_dtype(config.dtype))
         data = load_audit_data(data_dir, model.resolution, domains=config.domains)
+        _check_known_index(data, config)
         scheduler_steps = int(model.pipeline.scheduler.config.num_train_timesteps)
         attacks = [_make_attack(name, config, scheduler_steps) for name in config.attacks]
         encoded = {d.name: _encode_domain_cached(model, d, config.batch_size)
@@ -456,10 +461,30 @@ def _released_extraction(model: LoadedModel, data: AuditData, index: Any, config
     return _run_extraction(None, data, index, config, generate=_stored(images))
 
 
+def _check_known_index(data: AuditData, config: ScanConfig) -> None:
+    """A usage error, before any scoring, unless ``known_index`` (when set and used) holds
+    images at the resolution the audit data was loaded at (the model's)."""
+    if not config.extraction_samples or config.known_index is None:
+        return
+    from s2l_scan.extraction.sharded import read_meta
+
+    height, width, channels = read_meta(Path(config.known_index).expanduser())["resolution"]
+    size = data.resolution
+    if (height, width, channels) != (size, size, 3):
+        raise UsageError(f"known_index {config.known_index} holds {height}×{width}×{channels} "
+                         f"images, but the model and its audit data are {size}×{size}×3; "
+                         f"rebuild the index with `s2l-scan index build --resolution {size}`")
+
+
 def _known_index(data: AuditData, config: ScanConfig) -> Any:
-    """The known-image index (None when extraction is off): built once, shared by all probes."""
+    """The known-image index (None when extraction is off): built once, shared by all probes;
+    with ``known_index``, the prebuilt sharded folder, opened (shards stay on disk)."""
     if not config.extraction_samples:
         return None
+    if config.known_index is not None:
+        from s2l_scan.extraction.sharded import open_sharded
+
+        return open_sharded(Path(config.known_index).expanduser())
     from s2l_scan.extraction.cache import default_index_cache
     from s2l_scan.extraction.embedders import make_embedder
     from s2l_scan.probes.extraction import build_known_index
@@ -484,7 +509,8 @@ def _run_extraction(pipeline: Any, data: AuditData, index: Any, config: ScanConf
     settings = ExtractionSettings(
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
         tiled=config.extraction_tiled, candidates=config.extraction_candidates,
-        known_images=config.known_images, sampler=_sampler(config))
+        known_images=config.known_images, known_index=config.known_index,
+        sampler=_sampler(config))
     records = run_extraction(pipeline, list(data.domains) if domains is None else domains, index,
                              settings, seed=config.seed, probe=probe,
                              evidence_dir=_path(config.evidence_dir),

@@ -22,7 +22,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
 
@@ -30,7 +30,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.errors import UsageError
 from s2l_scan.extraction.embedders import PixelEmbedder
 from s2l_scan.extraction.index import (
     KnownImageIndex,
@@ -39,11 +39,20 @@ from s2l_scan.extraction.index import (
     _faiss_index,
     pooled_embedding,
 )
+from s2l_scan.io.audit_data import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    _check_resolution,
+    image_folder,
+    load_image,
+)
 
-__all__ = ["ShardedKnownImageIndex", "build_sharded", "open_sharded"]
+__all__ = ["ShardedKnownImageIndex", "build_from_folder", "build_sharded", "open_sharded",
+           "read_meta"]
 
 _FORMAT = "s2l-scan sharded known-image index"
 _VERSION = 1
+_SHARD_FILES = ("ids.json", "index.faiss", "pixels.npy")
+_EMBED_SIZE = 8  # PixelEmbedder's default: pooled 8×8 pixels
 
 
 def build_sharded(images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]],
@@ -220,22 +229,91 @@ class ShardedKnownImageIndex(KnownImageIndex):
         raise UsageError("a sharded index already lives on disk; copy its folder instead")
 
 
-def open_sharded(folder: str | os.PathLike[str]) -> ShardedKnownImageIndex:
-    """Open a folder written by :func:`build_sharded`."""
+def read_meta(folder: str | os.PathLike[str]) -> dict[str, Any]:
+    """The checked ``meta.json`` of a sharded index folder; a :class:`UsageError` naming the
+    problem when ``folder`` is missing, is not a sharded index of a supported version or lacks
+    a shard. Cheap (no shard is read), so a scan calls it before any model work."""
     root = Path(folder)
+    if not root.is_dir():
+        raise UsageError(f"known-image index {root} does not exist or is not a folder; build "
+                         f"one with `s2l-scan index build --images DIR --out {root}`")
     try:
         meta = json.loads((root / "meta.json").read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise ScanError(f"{root} is not a sharded known-image index ({exc}); build one with "
-                        f"build_sharded") from exc
-    if meta.get("format") != _FORMAT or meta.get("format_version") != _VERSION:
-        raise ScanError(f"{root / 'meta.json'} is not a version-{_VERSION} sharded known-image "
-                        f"index; rebuild it with build_sharded")
-    counts = [int(c) for c in meta["shards"]]
+        raise UsageError(f"{root} is not a sharded known-image index: its meta.json cannot be "
+                         f"read ({exc}); build one with `s2l-scan index build`") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+        raise UsageError(f"{root / 'meta.json'} does not describe a sharded known-image index "
+                         f"(expected format {_FORMAT!r}); build one with `s2l-scan index build`")
+    if meta.get("format_version") != _VERSION:
+        raise UsageError(f"{root / 'meta.json'} is a version-{meta.get('format_version')!r} "
+                         f"sharded index; this s2l-scan reads version {_VERSION}. Rebuild it "
+                         f"with `s2l-scan index build`")
+    try:
+        counts = [int(c) for c in meta["shards"]]
+        shape = [int(n) for n in meta["resolution"]]
+        embed_size, count = int(meta["embed_size"]), int(meta["count"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UsageError(f"{root / 'meta.json'} is damaged ({type(exc).__name__}: {exc}); "
+                         f"rebuild the index with `s2l-scan index build`") from exc
+    if len(shape) != 3 or sum(counts) != count or not counts:
+        raise UsageError(f"{root / 'meta.json'} is damaged (resolution {shape}, {count} images "
+                         f"in shards of {counts}); rebuild the index with `s2l-scan index build`")
+    for i in range(len(counts)):
+        for name in _SHARD_FILES:
+            if not (root / f"shard-{i:05d}" / name).is_file():
+                raise UsageError(f"{root / f'shard-{i:05d}' / name} is missing; the sharded "
+                                 f"index is incomplete. Rebuild it with `s2l-scan index build`")
+    return {**meta, "shards": counts, "resolution": shape, "embed_size": embed_size,
+            "count": count}
+
+
+def open_sharded(folder: str | os.PathLike[str]) -> ShardedKnownImageIndex:
+    """Open a folder written by :func:`build_sharded` (checked by :func:`read_meta`)."""
+    root = Path(folder)
+    meta = read_meta(root)
+    counts = meta["shards"]
     shards = [root / f"shard-{i:05d}" for i in range(len(counts))]
     shape = tuple(meta["resolution"])
-    dim = int(meta["embed_size"]) ** 2 * int(shape[2])
+    dim = meta["embed_size"] ** 2 * int(shape[2])
     return ShardedKnownImageIndex(
         _ShardedIds([s / "ids.json" for s in shards], counts),
         _ShardedPixels([s / "pixels.npy" for s in shards], counts, shape),
-        _ShardSearch([s / "index.faiss" for s in shards], counts, dim), int(meta["embed_size"]))
+        _ShardSearch([s / "index.faiss" for s in shards], counts, dim), meta["embed_size"])
+
+
+def build_from_folder(images: str | os.PathLike[str], folder: str | os.PathLike[str], *,
+                      resolution: int, shard_size: int = 250_000,
+                      max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                      progress: Callable[[str, int, int], None] | None = None
+                      ) -> dict[str, Any]:
+    """Index every .png/.jpg/.jpeg under ``images`` (recursively, by the rules of the audit
+    data's ``known/``) into a new sharded ``folder``; returns its checked meta.
+
+    Each file is decoded with the audit-data image policy at ``resolution`` while it streams
+    into :func:`build_sharded` (memory: one shard). Ids are the paths relative to ``images``.
+    A file that is not an intact PNG or JPEG fails the build (no folder is left behind).
+    """
+    _check_resolution(resolution)
+    _check_embed_size((resolution, resolution), _EMBED_SIZE)  # now, not after a whole shard
+    source, target = Path(images).expanduser(), Path(folder).expanduser()
+    if target.exists() or target.is_symlink():
+        raise UsageError(f"index folder {target}: already exists; s2l-scan never overwrites a "
+                         f"folder. Choose a new path or remove it yourself.")
+    if not source.exists():
+        raise UsageError(f"image folder {source}: does not exist; give a folder of "
+                         f".png/.jpg/.jpeg images")
+    files = image_folder(source)
+    if not files:
+        raise UsageError(f"image folder {source}: holds no .png/.jpg/.jpeg image (searched "
+                         f"recursively; hidden files are skipped); the index needs at least one")
+
+    def stream() -> Iterator[tuple[str, PixelArray]]:
+        for done, path in enumerate(files):
+            yield (str(path.relative_to(source)),
+                   load_image(path, resolution, max_image_pixels=max_image_pixels))
+            if progress is not None:
+                progress("index", done + 1, len(files))
+
+    build_sharded(stream(), target, shard_size=shard_size, embed_size=_EMBED_SIZE)
+    return read_meta(target)
