@@ -185,6 +185,20 @@ def _options(*extra: str) -> Callable[[Case], list[str]]:
     return lambda case: list(extra)
 
 
+def _known_index(resolution: int = 32, *extra: str, meta: dict | None = None
+                 ) -> Callable[[Case], list[str]]:
+    """A small sharded index at ``resolution`` in the case folder, given as --known-index."""
+    def build(case: Case) -> list[str]:
+        from s2l_scan.extraction.sharded import build_sharded
+
+        pixels = np.zeros((resolution, resolution, 3), np.uint8)
+        folder = build_sharded([("a.png", pixels), ("b.png", pixels + 1)], case.root / "index")
+        if meta is not None:
+            _edit_json("index/meta.json", **meta)(case)
+        return ["--known-index", str(folder), *extra]
+    return build
+
+
 def _report_to(where: Callable[[Case], str]) -> Callable[[Case], list[str]]:
     return lambda case: ["--report-html", where(case)]
 
@@ -263,6 +277,20 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
     ("unknown-device", _options("--device", "tpu:0"), 4, "device 'tpu:0' is not one of"),
     ("device-not-parsable", _options("--device", "cuda:x"), 4, "device 'cuda:x' is not one of"),
     ("absent-gpu", _options("--device", "cuda:64"), 4, "CUDA GPU(s) visible"),
+    # the sharded known-image index (s2l-scan index build)
+    ("known-index-missing", lambda case: ["--known-index", str(case.root / "no-index")], 4,
+     "no-index does not exist or is not a folder"),
+    ("known-index-not-an-index", lambda case: ["--known-index", str(case.root / "data")], 4,
+     "data is not a sharded known-image index"),
+    ("known-index-future-version", _known_index(meta={"format_version": 2}), 4,
+     "is a version-2 sharded index"),
+    ("known-index-wrong-resolution", _known_index(16), 4,
+     "holds 16×16×3 images, but the model and its audit data are 32×32×3"),
+    ("known-index-and-known-images", _known_index(32, "--known-images", "all"), 4,
+     "and known_images 'all' are both set"),
+    ("known-index-with-open-clip",
+     _known_index(32, "--embedder", "open_clip:ViT-B-32:/x.safetensors"), 4,
+     "needs embedder 'pixels'"),
     # outputs
     ("report-folder-missing", _report_to(lambda c: str(c.root / "nope" / "r.html")), 4,
      "does not exist"),

@@ -141,6 +141,37 @@ def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
     assert [m["known"] for m in record["matches"]] == [str(tmp_path / "extra/nested/copy.png")]
 
 
+def test_known_index_gives_the_matches_of_the_same_folder_in_memory(
+        planted: np.ndarray, tiny_reference: Path, tmp_path: Path) -> None:
+    from s2l_scan.cli import main
+
+    folder = tmp_path / "known"  # 24 audit images (one is the planted copy) and 16 others
+    for path in sorted((tiny_reference / "data").glob("identity-*/*members/*.png")):
+        target = folder / path.relative_to(tiny_reference / "data")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    rng = np.random.default_rng(0)
+    for i in range(16):
+        Image.fromarray(rng.integers(0, 256, (32, 32, 3), np.uint8)).save(folder / f"{i}.png")
+    assert main(["index", "build", "--images", str(folder), "--out", str(tmp_path / "idx"),
+                 "--resolution", "32", "--shard-size", "7"]) == 0
+    # loose δ and k: every generation matches, so whole match lists are compared
+    options = {"extraction_delta": 0.5, "extraction_k": 1000, "domains": ["identity-0"],
+               "cache": "off", "index_cache_dir": str(tmp_path / "cache")}
+    memory = _scan(tiny_reference, known_images=str(folder), **options)
+    disk = _scan(tiny_reference, known_index=str(tmp_path / "idx"), **options)
+    (expected,), (record,) = memory.extraction, disk.extraction  # type: ignore[attr-defined]
+    assert expected["extracted"] == 3 and record["extracted"] == 3
+    assert record["settings"]["known_index"] == str(tmp_path / "idx")
+    assert record["settings"]["n_known"] == expected["settings"]["n_known"] == 40
+    assert "known_images" not in record["settings"]
+    for match in expected["matches"]:  # in-memory ids carry the folder; the index's are relative
+        match["known"] = str(Path(match["known"]).relative_to(folder))
+    assert record["matches"] == expected["matches"]
+    assert record["matches"][0]["distance"] == 0.0  # the planted member
+    assert record["nearest_distance"] == expected["nearest_distance"]
+
+
 @pytest.mark.parametrize(("value", "message"), [
     ("memebrs", "neither one of members, nonmembers, all nor an existing folder"),
     ("", "must be one of members"),

@@ -295,7 +295,10 @@ def build_from_folder(images: str | os.PathLike[str], folder: str | os.PathLike[
     A file that is not an intact PNG or JPEG fails the build (no folder is left behind).
     """
     _check_resolution(resolution)
-    _check_embed_size((resolution, resolution), _EMBED_SIZE)  # now, not after a whole shard
+    if resolution % _EMBED_SIZE:  # checked by build_sharded too, but only after a whole shard
+        raise UsageError(f"resolution {resolution} is not a multiple of {_EMBED_SIZE}: the index "
+                         f"pools {_EMBED_SIZE}×{_EMBED_SIZE} blocks of pixels; give the "
+                         f"resolution of the model to scan (e.g. 32, 256, 512)")
     source, target = Path(images).expanduser(), Path(folder).expanduser()
     if target.exists() or target.is_symlink():
         raise UsageError(f"index folder {target}: already exists; s2l-scan never overwrites a "
