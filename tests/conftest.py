@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import shutil
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,23 @@ from s2l_scan.reference.presets import get_preset
 
 ENGINE = (s2l_scan.baselines, s2l_scan.extraction.index, s2l_scan.probes, s2l_scan.probing,
           s2l_scan.session)
+
+
+@pytest.fixture(autouse=True)
+def _library_logs_to_this_tests_stderr() -> None:
+    """diffusers and transformers each log through one StreamHandler bound to the ``sys.stderr``
+    of the moment they first logged (and its ``flush``). Under pytest that is an earlier test's
+    captured stream, closed since: logging then prints a "--- Logging error --- Traceback" to
+    stderr, which the bad-input tests rightly read as a traceback. Rebind them to this test's
+    stderr."""
+    import diffusers.utils.logging
+    import transformers.utils.logging
+
+    for module in (diffusers.utils.logging, transformers.utils.logging):
+        handler = module._default_handler
+        if isinstance(handler, logging.StreamHandler):
+            handler.__dict__.pop("flush", None)  # the library's bound flush of the old stream
+            handler.setStream(sys.stderr)
 
 
 @pytest.fixture(scope="session", autouse=True)
