@@ -277,6 +277,8 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
     ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
     ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),
+    ("evidence_dir", str, "folder for a side-by-side PNG (generated | known | difference) of "
+                          "every eidetic match (default: none)"),
     ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
     ("extraction_steps", int, "sampler steps per generated image (default 50)"),
     ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),

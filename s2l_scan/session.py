@@ -8,6 +8,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import itertools
+import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -307,6 +309,7 @@ def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _qui
     try:
         store.check()
         model_dir, data_dir = resolve_inputs(inputs, config, progress)
+        _check_evidence_dir(config, [model_dir, data_dir])
         model = load_pipeline(model_dir, config=_path(inputs.model_config),
                               lora=_path(inputs.lora), allow_pickle=config.allow_pickle,
                               device=resolve_device(config.device), dtype=_dtype(config.dtype))
@@ -459,6 +462,28 @@ def _released_extraction(model: LoadedModel, data: AuditData, index: Any, config
     if images is None:
         return []
     return _run_extraction(None, data, index, config, generate=_stored(images))
+
+
+def _check_evidence_dir(config: ScanConfig, inputs: list[Path]) -> None:
+    """A usage error, before any work, when match pictures could not be written to
+    ``evidence_dir`` or would land among the inputs (PNGs in an audit folder become audit
+    images of the next scan)."""
+    if config.evidence_dir is None or not config.extraction_samples:
+        return
+    folder = Path(config.evidence_dir).expanduser()
+    real = Path(os.path.realpath(folder))
+    for given in inputs:
+        if real.is_relative_to(os.path.realpath(given)):
+            raise UsageError(f"evidence_dir {folder} is inside the input {given}; its PNGs "
+                             "would become part of it. Choose a folder outside the model and "
+                             "the audit data.")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UsageError(f"evidence_dir {folder} cannot be written "
+                         f"({error.strerror or error})") from None
 
 
 def _check_known_index(data: AuditData, config: ScanConfig) -> None:

@@ -300,6 +300,11 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
     ("report-unwritable", _report_to(_unwritable), 4, "is not writable"),
     ("cache-unwritable", _options("--cache", "on", "--cache-dir", "/proc/s2l-units"), 4,
      "unit cache folder /proc/s2l-units cannot be written"),
+    ("evidence-inside-the-data",
+     lambda case: ["--evidence-dir", str(case.root / "data" / "identity-0" / "pairs")], 4,
+     "would become part of it"),
+    ("evidence-unwritable", _options("--evidence-dir", "/proc/s2l-evidence"), 4,
+     "evidence_dir /proc/s2l-evidence cannot be written"),
 ]
 
 
