@@ -15,11 +15,13 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 # Main job: build (or reuse from the cache) the default reference model, summarise it, and
-# scan it with the baseline attacks. The reference model memorizes by design, so the gate is
-# expected to FAIL (exit 1); any other non-zero exit (a scan error) fails `make demo`.
+# scan it: baselines, extraction, noise and lora probes (reports s2l-report.json / .html, match
+# pictures in s2l-evidence/). The reference model memorizes by design, so the gate is expected
+# to FAIL (exit 1); any other non-zero exit (a scan error) fails `make demo`.
 demo: $(BIN)/.installed
 	$(BIN)/s2l-scan reference build
-	$(BIN)/s2l-scan scan reference --report-json s2l-report.json; \
+	$(BIN)/s2l-scan scan reference --report-json s2l-report.json --report-html s2l-report.html \
+	  --evidence-dir s2l-evidence; \
 	  rc=$$?; if [ $$rc -eq 1 ]; then echo "gate failed as expected: the reference model leaks its members"; \
 	  elif [ $$rc -ne 0 ]; then exit $$rc; fi
 
