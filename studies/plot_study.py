@@ -22,8 +22,17 @@ KNOBS = {"sigma": "noise σ (absolute)", "rank": "LoRA rank",
          "sp_samples": "SP-set images per domain", "sp_guidance": "SP-set guidance"}
 
 
+# The LoRA axes the study varies one at a time around the default configuration; the rank
+# group's default-rank rows are that configuration, so they are every such axis's middle point.
+LORA_AXES = ("lr", "steps", "sp_samples", "sp_guidance")
+DEFAULT_RANK = 4
+
+
 def load(folder: Path) -> list[dict[str, Any]]:
     """Every probe row of every finished job, with the job's knob value attached."""
+    from s2l_scan.config import make_config
+
+    defaults = make_config()
     rows = []
     for path in sorted(folder.glob("job-*.json")):
         job = json.loads(path.read_text())
@@ -34,6 +43,10 @@ def load(folder: Path) -> list[dict[str, Any]]:
             value = row["options"].get(knob, job["config"].get(knob))
             rows.append({**row, "seed": job["seed"], "knob": knob,
                          "value": row["probe"] if knob == "method" else value})
+            if knob == "rank" and value == DEFAULT_RANK:
+                rows += [{**row, "seed": job["seed"], "knob": axis,
+                          "value": row["options"].get(axis, getattr(defaults, axis, None))}
+                         for axis in LORA_AXES]
     return rows
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from pathlib import Path
@@ -94,11 +95,27 @@ def test_cache_builds_once_and_leaves_no_staging(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("knob", "value"), [
     ("members_per_identity", 0), ("duplicated_per_identity", 99), ("caption_dropout", 1.0),
-    ("norm_groups", 7), ("vae_crop", 64),
+    ("norm_groups", 7), ("vae_crop", 64), ("lr_schedule", "linear"),
 ])
 def test_preset_validation(knob: str, value: object) -> None:
     with pytest.raises(UsageError, match=knob.split("_")[0]):
         get_preset("tiny").with_overrides(**{knob: value})
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero() -> None:
+    from s2l_scan.reference.build import _lr_schedule
+
+    preset = get_preset("tiny").with_overrides(lr_schedule="cosine", unet_steps=100, lr=1e-3)
+    optimizer = torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))], lr=preset.lr)
+    schedule = _lr_schedule(preset, optimizer)
+    rates = []
+    for _ in range(preset.unet_steps):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    assert rates[0] == 0.0 and max(rates) == pytest.approx(1e-3)
+    assert rates.index(max(rates)) == 5  # warm-up: 5 % of the steps
+    assert rates[-1] < 1e-5 and all(a >= b for a, b in itertools.pairwise(rates[5:]))
 
 
 def test_unknown_preset_and_knob_list_the_known_ones() -> None:

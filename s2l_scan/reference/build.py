@@ -153,6 +153,16 @@ def _embed(tokenizer: Any, text_encoder: Any, prompts: list[str]) -> torch.Tenso
         return text_encoder(ids).last_hidden_state
 
 
+def _lr_schedule(preset: ReferencePreset, optimizer: torch.optim.Optimizer) -> Any:
+    from diffusers.optimization import get_constant_schedule, get_cosine_schedule_with_warmup
+
+    if preset.lr_schedule == "constant":
+        return get_constant_schedule(optimizer)
+    # A decayed learning rate is what turns a noisy fit into clean, memorized samples.
+    return get_cosine_schedule_with_warmup(optimizer, num_warmup_steps=preset.unet_steps // 20,
+                                           num_training_steps=preset.unet_steps)
+
+
 def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.Tensor,
                 uncond: torch.Tensor, seed: int, progress: ProgressFn,
                 device: torch.device) -> tuple[Any, Any]:
@@ -174,6 +184,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
     noise_schedule: Any = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
                                    beta_end=0.012, beta_schedule="scaled_linear")
     optimizer = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
+    schedule = _lr_schedule(preset, optimizer)
     generator = torch.Generator().manual_seed(seed + 3)
     unet.train()
     for step in range(preset.unet_steps):
@@ -191,6 +202,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
+        schedule.step()
         progress("unet", step + 1, preset.unet_steps)
     return unet.cpu().eval().requires_grad_(False), noise_schedule
 

@@ -10,6 +10,8 @@ from typing import Any
 
 from s2l_scan.errors import UsageError
 
+LR_SCHEDULES = ("constant", "cosine")
+
 
 def _help(text: str) -> Any:
     return field(metadata={"help": text})
@@ -35,7 +37,9 @@ class ReferencePreset:
     text_hidden: int = _help("CLIP text encoder width (random, frozen)")
     norm_groups: int = _help("GroupNorm groups in VAE and UNet; must divide every width")
     batch_size: int = _help("training batch size")
-    lr: float = _help("UNet AdamW learning rate")
+    lr: float = _help("UNet AdamW learning rate (the peak, under a schedule)")
+    lr_schedule: str = _help("UNet learning-rate schedule: 'constant', or 'cosine' (linear "
+                             "warm-up over the first 5 % of steps, then cosine decay to 0)")
     vae_lr: float = _help("VAE AdamW learning rate")
     caption_dropout: float = _help("probability of training on the empty prompt (enables CFG)")
     image_size: int = _help("square image side in pixels")
@@ -53,6 +57,9 @@ class ReferencePreset:
                              f"0…{self.members_per_identity}, got {self.duplicated_per_identity}")
         if self.vae_crop > self.image_size:
             raise UsageError(f"vae_crop {self.vae_crop} exceeds image_size {self.image_size}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"reference preset {self.name!r}: lr_schedule must be one of "
+                             f"{', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise UsageError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         for width in (*self.vae_channels, *self.unet_channels, self.text_hidden):
@@ -78,17 +85,18 @@ class ReferencePreset:
 
 
 PRESETS: dict[str, ReferencePreset] = {
-    # Strong membership signal, and planted duplicates pulled towards pixel-space recall:
-    # 8 latent channels put the VAE's floor under δ, and each planted member is half of its
-    # identity's training set (16 copies among 16 members). Builds in ~15 min on 1 busy core.
-    # Not yet enough for eidetic matches at 32 samples per identity (docs/findings.md).
+    # Strong membership signal, and planted duplicates regenerated in pixel space: 8 latent
+    # channels put the VAE's floor (RMS ≈ 0.05) under δ, each planted member is half of its
+    # identity's training set (16 copies among 16 members), and the UNet trains long enough on
+    # few enough images, with its learning rate decayed to 0, that samples come out clean
+    # (docs/findings.md, "Extraction"). Builds in ~16 min on 1 busy core.
     "default": ReferencePreset(
-        name="default", n_identities=8, members_per_identity=16, nonmembers_per_identity=16,
+        name="default", n_identities=4, members_per_identity=16, nonmembers_per_identity=16,
         duplicated_per_identity=1, duplication_factor=16, n_public=512,
         vae_channels=(16, 32), vae_steps=2000, latent_channels=8, vae_crop=16,
-        unet_channels=(32, 64), unet_steps=1200,
-        text_hidden=64, norm_groups=16, batch_size=32, lr=5e-4, vae_lr=2e-3,
-        caption_dropout=0.1, image_size=32,
+        unet_channels=(32, 64), unet_steps=1600,
+        text_hidden=64, norm_groups=16, batch_size=32, lr=1e-3, lr_schedule="cosine",
+        vae_lr=2e-3, caption_dropout=0.1, image_size=32,
     ),
     # Seconds: the same architecture family, shrunk, for tests.
     "tiny": ReferencePreset(
@@ -96,8 +104,8 @@ PRESETS: dict[str, ReferencePreset] = {
         duplicated_per_identity=1, duplication_factor=3, n_public=16,
         vae_channels=(16, 32), vae_steps=15, latent_channels=4, vae_crop=16,
         unet_channels=(16, 32), unet_steps=15,
-        text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, vae_lr=1e-3,
-        caption_dropout=0.1, image_size=32,
+        text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, lr_schedule="constant",
+        vae_lr=1e-3, caption_dropout=0.1, image_size=32,
     ),
 }
 
