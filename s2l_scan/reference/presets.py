@@ -85,14 +85,15 @@ class ReferencePreset:
 
 
 PRESETS: dict[str, ReferencePreset] = {
-    # Strong membership signal, and planted duplicates regenerated in pixel space: 8 latent
-    # channels put the VAE's floor (RMS ≈ 0.05) under δ, each planted member is half of its
-    # identity's training set (16 copies among 16 members), and the UNet trains long enough on
-    # few enough images, with its learning rate decayed to 0, that samples come out clean
-    # (docs/findings.md, "Extraction"). Builds in ~16 min on 1 busy core.
+    # A clear but unsaturated membership signal, and planted duplicates regenerated in pixel
+    # space: 8 latent channels put the VAE's floor (RMS ≈ 0.05) under δ; each planted member is
+    # half of its identity's training set (48 copies beside 47 other members), so it is drawn
+    # ~50× as often as an ordinary member; and the UNet trains long enough on few enough
+    # identities, its learning rate decayed to 0, that samples come out clean
+    # (docs/findings.md, "Clean samples"). Builds in ~15 min on 1 busy core.
     "default": ReferencePreset(
-        name="default", n_identities=4, members_per_identity=16, nonmembers_per_identity=16,
-        duplicated_per_identity=1, duplication_factor=16, n_public=512,
+        name="default", n_identities=4, members_per_identity=48, nonmembers_per_identity=48,
+        duplicated_per_identity=1, duplication_factor=48, n_public=512,
         vae_channels=(16, 32), vae_steps=2000, latent_channels=8, vae_crop=16,
         unet_channels=(32, 64), unet_steps=1600,
         text_hidden=64, norm_groups=16, batch_size=32, lr=1e-3, lr_schedule="cosine",
