@@ -26,6 +26,7 @@ import s2l_scan.probes
 import s2l_scan.probing
 import s2l_scan.session
 from s2l_scan.reference.build import build_reference
+from s2l_scan.reference.cache import cache_root
 from s2l_scan.reference.presets import get_preset
 
 ENGINE = (s2l_scan.baselines, s2l_scan.extraction.index, s2l_scan.probes, s2l_scan.probing,
@@ -47,6 +48,18 @@ def _library_logs_to_this_tests_stderr() -> None:
         if isinstance(handler, logging.StreamHandler):
             handler.__dict__.pop("flush", None)  # the library's bound flush of the old stream
             handler.setStream(sys.stderr)
+
+
+# The user's cache folder, read before _private_cache points S2L_CACHE_DIR elsewhere: slow tests
+# of the *default* reference reuse a build from there (content-addressed by preset fingerprint
+# and version, so never stale) instead of spending ~17 min building it again.
+USER_CACHE = cache_root()
+
+
+@pytest.fixture(scope="session")
+def user_cache() -> Path:
+    """The user's cache folder (see USER_CACHE): only for reusing reference-model builds."""
+    return USER_CACHE
 
 
 @pytest.fixture(scope="session", autouse=True)
