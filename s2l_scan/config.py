@@ -74,6 +74,9 @@ class ScanConfig:
                        "float32")
     allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
     reference_preset: str = _help("preset used when the model is 'reference'", "default")
+    reference_seed: int = _help("build seed of the reference model when the model is "
+                                "'reference' (apart from seed: another seed is another model)",
+                                0)
     extraction_samples: int = _help("images generated per domain for extraction (0: off)", 32)
     extraction_steps: int = _help("sampler steps per generated image", 50)
     extraction_guidance: float = _help("classifier-free guidance scale for generation", 7.0)
@@ -160,6 +163,10 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
+        if (not isinstance(self.reference_seed, int) or isinstance(self.reference_seed, bool)
+                or self.reference_seed < 0):
+            raise UsageError(f"reference_seed must be a non-negative integer, got "
+                             f"{self.reference_seed!r}")
         if self.bootstrap_seed is not None and (not isinstance(self.bootstrap_seed, int)
                                                 or isinstance(self.bootstrap_seed, bool)
                                                 or self.bootstrap_seed < 0):
@@ -270,6 +277,7 @@ SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
     ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
     ("bootstrap", int, "bootstrap resamples (default 1000)"),
     ("bootstrap_seed", int, "seed of the bootstrap resamples alone (default: seed)"),
+    ("reference_seed", int, "build seed of the 'reference' model (default 0; not --seed)"),
     ("batch_size", int, "samples per UNet forward (default 32)"),
     ("threads", int, "torch CPU threads (default 1)"),
     ("device", str, "torch device: cpu (default), cuda, cuda:N or auto"),

@@ -59,7 +59,7 @@ def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn 
         from s2l_scan.reference.cache import cached_reference
         from s2l_scan.reference.presets import get_preset
 
-        folder = cached_reference(get_preset(config.reference_preset), config.seed,
+        folder = cached_reference(get_preset(config.reference_preset), config.reference_seed,
                                   threads=config.threads, progress=progress)
         data = Path(inputs.data) if inputs.data else folder / "data"
         return folder / "model", data
@@ -346,7 +346,7 @@ def _report(inputs: ScanInputs, config: ScanConfig, model_dir: Path, model: Load
         judge(row, config)
     return ScanReport(
         model={"source": str(model_dir) if inputs.model != REFERENCE else
-               f"reference ({config.reference_preset}, seed {config.seed})",
+               f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution},
         data={"root": str(data.root), "domains": {

@@ -123,3 +123,19 @@ def test_unknown_preset_and_knob_list_the_known_ones() -> None:
         get_preset("huge")
     with pytest.raises(UsageError, match="members_per_identity"):
         get_preset("tiny").with_overrides(members=3)
+
+
+def test_scan_seed_does_not_pick_another_reference_model(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    from s2l_scan.config import make_config
+    from s2l_scan.session import ScanInputs, resolve_inputs
+
+    monkeypatch.setenv("S2L_CACHE_DIR", str(tmp_path))
+    inputs = ScanInputs(model="reference")
+    model, _ = resolve_inputs(inputs, make_config(reference_preset="tiny", seed=5))
+    assert "-seed0-" in model.parent.name
+    other, _ = resolve_inputs(inputs, make_config(reference_preset="tiny", seed=5,
+                                                  reference_seed=1))
+    assert "-seed1-" in other.parent.name and other != model
+    with pytest.raises(UsageError, match="reference_seed must be a non-negative integer"):
+        make_config(reference_seed=-1)
