@@ -9,7 +9,6 @@ import functools
 import importlib.metadata
 import itertools
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.parallel import World, world
 from s2l_scan.report.model import ResultRow, ScanReport
 from s2l_scan.scoring import SampleSet, Scores, batches, score_sets
-from s2l_scan.units import Arrays, UnitStore, digest, unit_key
+from s2l_scan.units import Arrays, UnitStore, digest, unit_key, writable_folder
 
 ProgressFn = Callable[[str, int, int], None]
 REFERENCE = "reference"
@@ -477,13 +476,7 @@ def _check_evidence_dir(config: ScanConfig, inputs: list[Path]) -> None:
             raise UsageError(f"evidence_dir {folder} is inside the input {given}; its PNGs "
                              "would become part of it. Choose a folder outside the model and "
                              "the audit data.")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as error:
-        raise UsageError(f"evidence_dir {folder} cannot be written "
-                         f"({error.strerror or error})") from None
+    writable_folder(folder, "evidence_dir")
 
 
 def _check_known_index(data: AuditData, config: ScanConfig) -> None:

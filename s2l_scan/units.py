@@ -64,6 +64,18 @@ def digest(*values: Any) -> str:
     return hasher.hexdigest()
 
 
+def writable_folder(folder: Path, what: str, hint: str = "") -> None:
+    """Create ``folder`` and a file in it now, so that an output folder that cannot be written
+    is a usage error before any work (``os.access`` says yes to root on read-only mounts)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise UsageError(f"{what} {folder} cannot be written ({error.strerror or error})"
+                         f"{hint}") from None
+
+
 class UnitStore:
     """Finished units under ``root`` (``None``: caching off, every unit is computed).
 
@@ -77,16 +89,9 @@ class UnitStore:
 
     def check(self) -> None:
         """Create the store's folder now: an unusable cache is a usage error before any work."""
-        if self.root is None:
-            return
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
-                pass
-        except OSError as error:
-            raise UsageError(f"unit cache folder {self.root} cannot be written "
-                             f"({error.strerror or error}); pass --cache-dir DIR (pytest: "
-                             "--s2l-cache-dir=DIR) or --cache off") from None
+        if self.root is not None:
+            writable_folder(self.root, "unit cache folder", "; pass --cache-dir DIR (pytest: "
+                            "--s2l-cache-dir=DIR) or --cache off")
 
     def path(self, kind: str, key: str) -> Path:
         """Where the unit ``key`` of ``kind`` lives (whether or not it exists yet)."""
