@@ -163,15 +163,11 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
-        if (not isinstance(self.reference_seed, int) or isinstance(self.reference_seed, bool)
-                or self.reference_seed < 0):
-            raise UsageError(f"reference_seed must be a non-negative integer, got "
-                             f"{self.reference_seed!r}")
-        if self.bootstrap_seed is not None and (not isinstance(self.bootstrap_seed, int)
-                                                or isinstance(self.bootstrap_seed, bool)
-                                                or self.bootstrap_seed < 0):
-            raise UsageError(f"bootstrap_seed must be a non-negative integer, got "
-                             f"{self.bootstrap_seed!r}")
+        for name, value in (("reference_seed", self.reference_seed),
+                            ("bootstrap_seed", 0 if self.bootstrap_seed is None
+                             else self.bootstrap_seed)):  # None: the scan's seed
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():
