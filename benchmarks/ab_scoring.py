@@ -21,23 +21,24 @@ from pathlib import Path
 CHILD = """
 import json, sys, time, torch
 torch.set_num_threads(1)
-from s2l_scan import session
+from s2l_scan.attack import make_attack
 from s2l_scan.config import make_config
 from s2l_scan.io.audit_data import load_audit_data
 from s2l_scan.io.model import load_pipeline
+from s2l_scan.stages.baselines import run_baselines
+from s2l_scan.stages.encode import Subject, encode_domain
 import s2l_scan.baselines
 domains = tuple(sys.argv[3].split(",")) if sys.argv[3] else None
 config = make_config(probes="", extraction_samples=0, domains=domains)
 model = load_pipeline(__import__("pathlib").Path(sys.argv[1]))
 data = load_audit_data(__import__("pathlib").Path(sys.argv[2]), model.resolution, domains=domains)
-steps = int(model.pipeline.scheduler.config.num_train_timesteps)
-attacks = [session._make_attack(n, config, steps) for n in config.attacks]
-encoded = {d.name: session._encode_domain(model, d, config.batch_size) for d in data.domains}
-blind = {n: 0.5 for n in [*encoded, "pooled"]}
+attacks = [make_attack(n, config.attack_options.get(n, {})) for n in config.attacks]
+encoded = {d.name: encode_domain(model, d, config.batch_size) for d in data.domains}
+subject = Subject(model, data, encoded, {n: 0.5 for n in [*encoded, "pooled"]})
 calls = [0]
 model.pipeline.unet.register_forward_hook(lambda *a: calls.__setitem__(0, calls[0] + 1))
 started = time.perf_counter()
-rows = session._run_attacks(model, encoded, blind, attacks, config, session._quiet)
+rows = run_baselines(subject, attacks, config)
 seconds = time.perf_counter() - started
 print(json.dumps({"seconds": seconds, "forwards": calls[0],
                   "scores": [r.member_scores + r.nonmember_scores for r in rows]}))

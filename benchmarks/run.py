@@ -105,10 +105,13 @@ def forward_efficiency(model_dir: Path, data_dir: Path, device: str, threads: in
                        extraction_samples: int) -> list[Figure]:
     """Per attack: forward time ÷ wall time of the scan's whole stage for that attack
     (scoring every domain in shared batches, then its rows: AUC, bootstrap CI, calibration)."""
-    from s2l_scan import session
+    from s2l_scan.attack import make_attack
     from s2l_scan.config import make_config
     from s2l_scan.io.audit_data import load_audit_data
     from s2l_scan.io.model import load_pipeline
+    from s2l_scan.stages.baselines import run_baselines
+    from s2l_scan.stages.encode import encode_subject
+    from s2l_scan.stages.extraction import extraction_records, known_index
 
     torch.set_num_threads(threads)
     config = make_config(device=device, threads=threads, probes="",
@@ -117,27 +120,25 @@ def forward_efficiency(model_dir: Path, data_dir: Path, device: str, threads: in
     timer = ForwardTimer(device)
     timer.attach(model.pipeline)
     data = load_audit_data(data_dir, model.resolution)
-    steps = int(model.pipeline.scheduler.config.num_train_timesteps)
-    encoded = {d.name: session._encode_domain(model, d, config.batch_size) for d in data.domains}
-    blind = session._blinds(encoded, config.seed)
+    subject = encode_subject(model, data, config.batch_size, config.seed)
     figures = []
     for name in config.attacks:
-        attack = session._make_attack(name, config, steps)
+        attack = make_attack(name, config.attack_options.get(name, {}))
         timer.seconds = 0.0
         _sync(device)
         started = time.perf_counter()
-        session._run_attacks(model, encoded, blind, [attack], config, session._quiet)
+        run_baselines(subject, [attack], config)
         _sync(device)
         wall = time.perf_counter() - started
         figures.append(Figure(f"forward efficiency: {name}",
                               f"{timer.seconds / wall:.3f} ({timer.seconds:.1f} / {wall:.1f} s)",
                               "≥ 0.9", timer.seconds / wall >= 0.9))
     # extraction on the released model: generation (UNet + text encoder + VAE decode) + search
-    index = session._known_index(data, config)
+    index = known_index(data, config)
     timer.seconds = 0.0
     _sync(device)
     started = time.perf_counter()
-    session._run_extraction(model.pipeline, data, index, config)
+    extraction_records(model.pipeline, list(data.domains), index, config)
     _sync(device)
     wall = time.perf_counter() - started
     figures.append(Figure(f"forward efficiency: extraction ({extraction_samples}/domain)",
@@ -152,10 +153,13 @@ def forward_efficiency(model_dir: Path, data_dir: Path, device: str, threads: in
 
 def precision_check(model_dir: Path, data_dir: Path, device: str, threads: int) -> list[Figure]:
     """Half precision (bf16 on CPU, fp16 on GPU) vs float32: pooled AUC and score correlation."""
-    from s2l_scan import session
+    from s2l_scan.attack import make_attack
     from s2l_scan.config import make_config
+    from s2l_scan.devices import torch_dtype
     from s2l_scan.io.audit_data import load_audit_data
     from s2l_scan.io.model import load_pipeline
+    from s2l_scan.stages.baselines import run_baselines
+    from s2l_scan.stages.encode import Subject, encode_domain
 
     half = "float16" if device.startswith("cuda") else "bfloat16"
     torch.set_num_threads(threads)
@@ -163,16 +167,14 @@ def precision_check(model_dir: Path, data_dir: Path, device: str, threads: int) 
     for dtype in ("float32", half):
         config = make_config(device=device, threads=threads, probes="", extraction_samples=0,
                              dtype=dtype, bootstrap=100)
-        model = load_pipeline(model_dir, device=device, dtype=session._dtype(dtype))
+        model = load_pipeline(model_dir, device=device, dtype=torch_dtype(dtype))
         data = load_audit_data(data_dir, model.resolution)
-        steps = int(model.pipeline.scheduler.config.num_train_timesteps)
-        attacks = [session._make_attack(n, config, steps) for n in config.attacks]
-        encoded = {d.name: session._encode_domain(model, d, config.batch_size)
-                   for d in data.domains}
-        blind = {name: 0.5 for name in [*encoded, "pooled"]}
+        attacks = [make_attack(n, config.attack_options.get(n, {})) for n in config.attacks]
+        encoded = {d.name: encode_domain(model, d, config.batch_size) for d in data.domains}
+        subject = Subject(model, data, encoded, {name: 0.5 for name in [*encoded, "pooled"]})
         _sync(device)
         started = time.perf_counter()
-        rows = session._run_attacks(model, encoded, blind, attacks, config, session._quiet)
+        rows = run_baselines(subject, attacks, config)
         _sync(device)
         runs[dtype] = (time.perf_counter() - started,
                        {r.attack: r for r in rows if r.domain == ("pooled" if len(encoded) > 1
@@ -369,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="process counts of the default-scan figure (default 1,2)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args(argv)
-    from s2l_scan.session import resolve_device
+    from s2l_scan.devices import resolve_device
 
     device = resolve_device(args.device)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}

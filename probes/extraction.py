@@ -25,6 +25,7 @@ from s2l_scan.errors import UsageError
 from s2l_scan.extraction.index import DEFAULT_CANDIDATES, KnownImageIndex
 from s2l_scan.generation import SamplerSettings, generate_images
 from s2l_scan.io.audit_data import image_folder, load_image
+from s2l_scan.report.model import ExtractionRecord
 
 
 @dataclass(frozen=True)
@@ -125,8 +126,9 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                    evidence_dir: Path | None,
                    prompt_fn: Callable[[str], str] | None = None,
                    generate: Callable[[str, str], np.ndarray] | None = None
-                   ) -> list[dict[str, Any]]:
-    """One record per domain: generated count, matches with distances, evidence paths.
+                   ) -> list[ExtractionRecord]:
+    """One record per domain: generated count, matches with distances, evidence paths (not
+    judged: :func:`s2l_scan.gate.judge_extraction` decides).
 
     ``prompt_fn`` rewrites the domain prompt for a probe's copy (textual inversion adds its
     learned tokens, as the attacker would when sampling). ``generate(prompt, key)`` replaces
@@ -156,11 +158,11 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                                                      evidence_dir / name))
             found.append(entry)
         nearest = _nearest(index, generated)
-        records.append({
-            "probe": probe, "domain": domain.name, "n_generated": settings.samples,
-            "extracted": len({m["generated_index"] for m in found}), "matches": found,
-            "nearest_distance": nearest,
-            "settings": {"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
+        records.append(ExtractionRecord(
+            probe=probe, domain=domain.name, n_generated=settings.samples,
+            extracted=len({m["generated_index"] for m in found}), matches=found,
+            nearest_distance=nearest,
+            settings={"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
                          "steps": settings.sampler.steps,
                          "guidance": settings.sampler.guidance,
                          **({"known_images": settings.known_images}
@@ -171,7 +173,7 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                          # False: retrieval was k-NN, so a true match could have been missed
                          "exact_retrieval": index.exact,
                          **({} if index.exact else {"candidates": settings.candidates})},
-        })
+        ))
     return records
 
 

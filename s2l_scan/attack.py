@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from s2l_scan.errors import UsageError
 from s2l_scan.functional.diffusion import EpsFn
 from s2l_scan.registry import Registry
 
@@ -44,6 +45,21 @@ class Attack(ABC):
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
         return asdict(self) if hasattr(self, "__dataclass_fields__") else {}  # type: ignore[call-overload]
+
+    def check_timesteps(self, num_train_timesteps: int) -> None:
+        """A usage error when a timestep setting lies outside the model's training timesteps.
+
+        Settings named ``t``, ``t_sec`` and ``compared_t`` are one step each, ``timesteps`` a
+        list of steps; an attack with other timestep settings overrides this."""
+        for key, value in self.describe().items():
+            if key not in ("t", "t_sec", "timesteps", "compared_t"):
+                continue
+            steps = list(value) if key == "timesteps" and isinstance(value, tuple | list) \
+                else [value]
+            if not steps or any(isinstance(s, bool) or not isinstance(s, int)
+                                or not 0 <= s < num_train_timesteps for s in steps):
+                raise UsageError(f"attack {self.name!r}: {key}={value} outside the model's "
+                                 f"{num_train_timesteps} training timesteps")
 
     @abstractmethod
     def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
@@ -77,3 +93,15 @@ class Attack(ABC):
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", entry_point_group="s2l_scan.attacks")
+
+
+def make_attack(name: str, options: dict[str, Any]) -> Attack:
+    """The registered attack ``name`` with ``options``; a usage error naming the attack when
+    the options are bad (an attack checks its own options when built and described)."""
+    cls = ATTACKS.get(name)
+    try:
+        attack = cls(**options)
+        attack.describe()
+    except (TypeError, ValueError) as error:
+        raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None
+    return attack

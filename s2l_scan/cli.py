@@ -194,34 +194,31 @@ class _progress:
 
 def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.config import make_config, read_config_file
+    from s2l_scan.parallel import finish, world
+    from s2l_scan.plan import ScanInputs, build_plan
     from s2l_scan.report.console import make_console, render_results
-    from s2l_scan.report.gate import plan_reports
-    from s2l_scan.session import ScanInputs, run_scan, validate_selection
+    from s2l_scan.session import run
 
     overrides = {name: getattr(args, name) for name, _, _ in _SCAN_OPTIONS}
     overrides["allow_pickle"] = args.allow_pickle
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
-    validate_selection(config)
-    plan = plan_reports(config, inputs=[args.config] if args.config else [])
-    inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
-                        lora=args.lora)
+    plan = build_plan(ScanInputs(model=args.model, data=args.data,
+                                 model_config=args.model_config, lora=args.lora),
+                      config, protected=[args.config] if args.config else [])
     console = make_console()
-    from s2l_scan.parallel import finish, world
-
     here = world()
     try:
         if not here.is_main:
             # A data-parallel helper: rank 0 judges and reports, and its exit code is the
             # scan's. Helpers wait for it and exit 0, since a launcher stops every process as
             # soon as one exits non-zero, which could cut rank 0's report writing short.
-            run_scan(inputs, config)
+            run(plan)
             here.barrier()
             return EXIT_OK
         with _progress(console) as progress:
-            report = run_scan(inputs, config, progress)
-        plan.apply(report)
+            report = run(plan, progress)
         sys.stdout.write(render_results(report, color=not console.no_color))
-        for kind, path in plan.write(report):
+        for kind, path in plan.outputs.write(report):
             console.print(f"{kind} report: {path}")
         here.barrier()
         return EXIT_OK if report.passed else EXIT_GATE

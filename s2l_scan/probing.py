@@ -1,27 +1,19 @@
-"""Run the S2L probes of a scan: shake a copy per (probe, domain), re-attack, measure Δ.
+"""Which S2L probes a scan runs: the selected probes with concrete options, and the sweep's
+candidates (:mod:`s2l_scan.sweep`), each with the label its checks carry.
 
-Each probe works on private copies (:meth:`ModelCopy.of`), so the released model is never
-modified. Attacks are re-run on the same audit samples with the same seeds as the baseline,
-and the amplification Δ = AUC(probe) − AUC(baseline) gets a paired bootstrap CI.
+Built once, into the scan plan, before any model work: a bad probe name or option is a usage
+error here. :mod:`s2l_scan.stages.probes` runs them.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import torch
-
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import UsageError
-from s2l_scan.functional import metrics
-from s2l_scan.generation import SamplerSettings
-from s2l_scan.probe import PROBES, Probe, ProbeContext
-from s2l_scan.report.model import ResultRow
-from s2l_scan.units import UnitStore
+from s2l_scan.probe import PROBES, Probe
 
 
 @dataclass(frozen=True)
@@ -30,6 +22,27 @@ class ProbeSpec:
 
     label: str
     probe: Probe
+
+
+@dataclass(frozen=True)
+class ProbeSelection:
+    """The probes a scan runs: ``planned`` (each a check known before the scan), then the
+    ``sweep`` candidates while ``sweep_budget_s`` lasts (known only at run time)."""
+
+    planned: tuple[ProbeSpec, ...] = ()
+    sweep: tuple[ProbeSpec, ...] = ()
+    sweep_budget_s: float | None = None  # None: no sweep
+
+
+def select_probes(config: ScanConfig) -> ProbeSelection:
+    """The planned probes and, with ``sweep`` set, the sweep's candidates and budget."""
+    from s2l_scan.sweep import parse_budget
+
+    if config.sweep is None:
+        return ProbeSelection(tuple(expand_probes(config)))
+    return ProbeSelection(tuple(expand_probes(config)),
+                          tuple(spec for _, spec in sweep_specs(config)),
+                          parse_budget(config.sweep))
 
 
 def expand_probes(config: ScanConfig) -> list[ProbeSpec]:
@@ -89,57 +102,3 @@ def probe_knobs(cls: type[Probe]) -> list[str]:
     import dataclasses
 
     return [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
-
-
-class GeneratedSets:
-    """SP / OOD / prior sets for a scan, generated once (cached on disk) and encoded once."""
-
-    def __init__(self, model: Any, config: ScanConfig, encode: Callable[[np.ndarray], Any],
-                 store: UnitStore | None) -> None:
-        self._model, self._config, self._encode = model, config, encode
-        self._store = store
-        self._latents: dict[str, torch.Tensor] = {}
-
-    def latents(self, prompt: str) -> torch.Tensor:
-        if prompt not in self._latents:
-            from s2l_scan.probes.sp_set import sp_set
-
-            settings = SamplerSettings(steps=self._config.sp_steps,
-                                       guidance=self._config.sp_guidance,
-                                       batch_size=self._config.batch_size)
-            images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
-                            self._config.sp_samples, seed=self._config.seed, settings=settings,
-                            store=self._store, platform=self._model.platform)
-            self._latents[prompt] = self._encode(images)
-        return self._latents[prompt]
-
-    def context(self, probe: Probe, domain: str, prompt: str, config: ScanConfig,
-                save_dir: str | None) -> ProbeContext:
-        def needed(kind: str, which: str) -> torch.Tensor | None:
-            return self.latents(which) if kind in probe.uses else None
-
-        sp = needed("sp", prompt)
-        return ProbeContext(
-            domain=domain, prompt=prompt,
-            sp_latents=sp if sp is not None else torch.empty(0),
-            ood_latents=needed("ood", config.ood_prompt), ood_prompt=config.ood_prompt,
-            prior_latents=needed("prior", config.prior_prompt),
-            prior_prompt=config.prior_prompt, seed=config.seed,
-            device=str(self._model.pipeline.unet.device),
-            save_dir=save_dir)
-
-
-def probe_row(base: ResultRow, label: str, members: np.ndarray, nonmembers: np.ndarray,
-              config: ScanConfig, make_row: Callable[..., ResultRow],
-              details: dict[str, Any]) -> ResultRow:
-    """A probe's result row, with Δ AUC against the baseline row on the same samples."""
-    row = make_row(members, nonmembers)
-    row.probe = label
-    base_m, base_n = np.asarray(base.member_scores), np.asarray(base.nonmember_scores)
-    row.delta_auc = row.auc - base.auc
-    row.delta_auc_ci = metrics.paired_bootstrap_ci(
-        base_m, base_n, members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-        seed=config.resample_seed)
-    row.settings = {**row.settings, "probe": details}
-    return row
-

@@ -24,10 +24,8 @@ import pytest
 from s2l_scan.config import SCAN_OPTIONS  # stdlib-only module: keeps the plugin cheap
 
 if TYPE_CHECKING:
-    from s2l_scan.config import ScanConfig
-    from s2l_scan.report.gate import ReportPlan
+    from s2l_scan.plan import ScanPlan
     from s2l_scan.report.model import ScanReport
-    from s2l_scan.session import ScanInputs
 
 _STATE = pytest.StashKey["_ScanState"]()
 
@@ -72,23 +70,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class _ScanState:
     """Per-session state (kept in ``config.stash``, not module globals)."""
 
-    def __init__(self, inputs: ScanInputs, config: ScanConfig, plan: ReportPlan) -> None:
-        self.inputs = inputs
-        self.config = config
+    def __init__(self, plan: ScanPlan) -> None:
         self.plan = plan
         self.report: ScanReport | None = None
         self.error: BaseException | None = None
         self.written: list[tuple[str, Path]] = []
         self.write_error: str | None = None
+        self.collected: set[str] = set()  # the check ids collected as test items
 
     def run(self) -> ScanReport:
         if self.report is None and self.error is None:
-            from s2l_scan.session import run_scan
+            from s2l_scan.session import run
 
             try:
-                report = run_scan(self.inputs, self.config)
-                self.plan.apply(report)
-                self.report = report
+                self.report = run(self.plan)
             except Exception as error:
                 self.error = error
         if self.error is not None:
@@ -103,8 +98,7 @@ def pytest_configure(config: pytest.Config) -> None:
         return
     from s2l_scan.config import make_config, read_config_file
     from s2l_scan.errors import S2LError
-    from s2l_scan.report.gate import plan_reports
-    from s2l_scan.session import ScanInputs, validate_selection
+    from s2l_scan.plan import ScanInputs, build_plan
 
     try:
         config_file = _opt_path(config, "--s2l-config")
@@ -114,19 +108,14 @@ def pytest_configure(config: pytest.Config) -> None:
         overrides.update({key: config.getoption(option)
                           for option, (key, _, _) in _PATH_OPTIONS.items()})
         overrides["allow_pickle"] = config.getoption("--s2l-allow-pickle")
-        scan_config = make_config(file_values, **overrides)
-        validate_selection(scan_config)
-        plan = plan_reports(scan_config, inputs=[config_file] if config_file else [])
+        inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
+                            model_config=config.getoption("--s2l-model-config"),
+                            lora=config.getoption("--s2l-lora"))
+        plan = build_plan(inputs, make_config(file_values, **overrides),
+                          protected=[config_file] if config_file else [])
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
-    data = config.getoption("--s2l-data")
-    if model != "reference" and data is None:
-        raise pytest.UsageError("s2l-scan: --s2l-model needs --s2l-data=DIR (audit data with "
-                                "DIR/<domain>/{prompt.txt,members/,nonmembers/})")
-    inputs = ScanInputs(model=model, data=data,
-                        model_config=config.getoption("--s2l-model-config"),
-                        lora=config.getoption("--s2l-lora"))
-    config.stash[_STATE] = _ScanState(inputs, scan_config, plan)
+    config.stash[_STATE] = _ScanState(plan)
 
 
 def _opt_path(config: pytest.Config, name: str) -> Path | None:
@@ -142,52 +131,55 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from s2l_scan.errors import S2LError
 
     try:
-        domains = _domain_names(state)
-        probes = _probe_labels(state.config)
+        checks = state.plan.checks(_domain_names(state.plan))
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
-    checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
-    for attack in state.config.attacks:
-        for domain in checked:
-            items.append(S2LItem.from_parent(session, name=f"baselines::{attack}[{domain}]"))
-    for probe in probes:
-        for attack in state.config.attacks:
-            for domain in checked:
-                items.append(S2LItem.from_parent(
-                    session, name=f"probes::{probe}/{attack}[{domain}]"))
-    if state.config.extraction_samples:
-        for probe_label in [None, *(probes if state.config.extraction_on_probes else [])]:
-            for domain in domains:
-                items.append(ExtractionItem.from_parent(
-                    session, name=f"extraction::{probe_label or 'released'}[{domain}]",
-                    domain=domain, probe=probe_label))
+    for check in checks:
+        items.append(S2LItem.from_parent(session, name=str(check)))
 
 
-def _probe_labels(config: ScanConfig) -> list[str]:
-    """One label per probe setting the scan will run (a swept option gives several)."""
-    if not config.probes:
-        return []
-    from s2l_scan.probing import expand_probes
-
-    return [spec.label for spec in expand_probes(config)]
-
-
-def _domain_names(state: _ScanState) -> list[str]:
+def _domain_names(plan: ScanPlan) -> list[str]:
     from s2l_scan.io.audit_data import list_domains
     from s2l_scan.session import resolve_inputs
 
-    _, data_dir = resolve_inputs(state.inputs, state.config)
-    return list_domains(data_dir, state.config.domains)
+    _, data_dir = resolve_inputs(plan.inputs, plan.config)
+    return list_domains(data_dir, plan.config.domains)
 
 
-class _GateItem(pytest.Item):
-    """A check of the shared scan; the scan runs in the first item's setup."""
+class S2LItem(pytest.Item):
+    """One gate check of the shared scan, named by its check id, e.g.
+    ``baselines::secmi[identity-3]``, ``probes::noise/loss[pooled]`` or
+    ``extraction::released[identity-3]``. The scan runs in the first item's setup."""
 
     def _state(self) -> _ScanState:
         return self.config.stash[_STATE]
 
     def setup(self) -> None:
         self._state().run()  # an exception here is a scan *error*, not a gate failure
+
+    def runtest(self) -> None:
+        state = self._state()
+        state.collected.add(self.name)
+        report = state.run()
+        row = next((r for r in report.results if r.item_id == self.name), None)
+        record = next((r for r in report.extraction if r.item_id == self.name), None)
+        if row is not None:
+            # shown as <properties> of this <testcase> in --junitxml
+            self.user_properties += [("auc", f"{row.auc:.6g}"),
+                                     ("auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
+                                     ("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"),
+                                     ("blind_auc", f"{row.blind_auc:.6g}")]
+            reasons = row.reasons  # the gate put any regression of this row here too
+        elif record is not None:
+            self.user_properties.append(("extracted", str(record.extracted)))
+            reasons = [*record.reasons, *_regressions(self.name, report)]
+        else:  # collected but not measured: never a silent pass
+            raise GateFailure("the scan report has no result for this check; checks: "
+                              + ", ".join([*(r.item_id for r in report.results),
+                                           *(r.item_id for r in report.extraction)]))
+        passed = row.passed if row is not None else record is not None and record.passed
+        if reasons or not passed:
+            raise GateFailure("; ".join(reasons) or "failed")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -201,52 +193,11 @@ class _GateItem(pytest.Item):
         return "s2l-scan", None, self.name
 
 
-class S2LItem(_GateItem):
-    """One gate check: the result row of the shared scan whose ``item_id`` is this item's name,
-    e.g. ``baselines::secmi[identity-3]`` or ``probes::noise/loss[pooled]``."""
+def _regressions(item: str, report: ScanReport) -> list[str]:
+    from s2l_scan.gate import regression_reason
 
-    def runtest(self) -> None:
-        report = self._state().run()
-        row = next((r for r in report.results if r.item_id == self.name), None)
-        if row is None:  # collected but not measured: never a silent pass
-            raise GateFailure("the scan report has no result for this check; results: "
-                              + ", ".join(r.item_id for r in report.results))
-        # shown as <properties> of this <testcase> in --junitxml
-        self.user_properties += [("auc", f"{row.auc:.6g}"),
-                                 ("auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
-                                 ("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"),
-                                 ("blind_auc", f"{row.blind_auc:.6g}")]
-        if not row.passed:
-            raise GateFailure("; ".join(row.reasons))
-
-
-class ExtractionItem(_GateItem):
-    """One extraction check: eidetic matches of the released model (or a probe's copy) for one
-    domain."""
-
-    def __init__(self, *, domain: str, probe: str | None = None, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.domain = domain
-        self.probe = probe
-
-    def runtest(self) -> None:
-        report = self._state().run()
-        record = next((r for r in report.extraction
-                       if r.get("probe") == self.probe and r.get("domain") == self.domain), None)
-        if record is None:  # collected but not measured: never a silent pass
-            raise GateFailure(f"the scan report has no extraction record for {self.name}")
-        self.user_properties.append(("extracted", str(record.get("extracted"))))
-        reasons = list(record.get("reasons", [])) if record.get("passed", True) is False else []
-        reasons += [_regression(check, report) for check in report.comparison
-                    if check["item"] == self.name and not check["passed"]]
-        if reasons:
-            raise GateFailure("; ".join(reasons))
-
-
-def _regression(check: dict[str, Any], report: ScanReport) -> str:
-    from s2l_scan.report.compare import regression_reason
-
-    return regression_reason(check, str(report.config.get("compare")))
+    return [regression_reason(check, str(report.config.get("compare")))
+            for check in report.comparison if check.item == item and not check.passed]
 
 
 class GateFailure(Exception):
@@ -266,10 +217,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for name, value in junit_properties(state.report):
                 plugin.add_global_property(name, value)
     try:
-        state.written = state.plan.write(state.report)
+        state.written = state.plan.outputs.write(state.report)
     except S2LError as error:
         state.write_error = str(error)
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+        return
+    # The session fails whenever the report's verdict fails, checks that were never items
+    # included: sweep rows (named at run time) and checks deselected with -k / --deselect.
+    if not state.report.passed and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -280,6 +236,11 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
     terminalreporter.write_sep("=", "s2l-scan")
     terminalreporter.write(render_results(state.report, color=terminalreporter.hasmarkup))
+    unseen = [item for item in state.report.failed_items if item not in state.collected]
+    if unseen:
+        terminalreporter.write_line(
+            f"s2l-scan: the verdict FAILED on {len(unseen)} check(s) that ran as no test item "
+            f"(sweep rows, or deselected): {', '.join(unseen)}", red=True)
     for kind, path in state.written:
         terminalreporter.write_line(f"s2l-scan: {kind} report written to {path}")
     if state.write_error is not None:

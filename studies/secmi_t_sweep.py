@@ -22,7 +22,7 @@ from s2l_scan.functional.diffusion import secmi_sweep_scores
 from s2l_scan.functional.metrics import auc
 from s2l_scan.io.audit_data import load_audit_data
 from s2l_scan.io.model import load_pipeline
-from s2l_scan.session import _encode_domain
+from s2l_scan.stages.encode import encode_domain
 
 
 def main() -> None:
@@ -45,7 +45,7 @@ def main() -> None:
     nonmembers: dict[int, list[np.ndarray]] = {t: [] for t in ts}
     with torch.inference_mode():
         for domain in data.domains:
-            enc = _encode_domain(model, domain, 64)
+            enc = encode_domain(model, domain, 64)
             for x0, cond, out in ((enc.members, enc.member_cond, members),
                                   (enc.nonmembers, enc.nonmember_cond, nonmembers)):
                 for t, scores in secmi_sweep_scores(eps_fn, x0, cond, alphas.float(), args.k,

@@ -11,7 +11,7 @@ import jsonschema
 from sklearn.metrics import roc_auc_score
 
 from s2l_scan.config import make_config
-from s2l_scan.report.model import ResultRow, ScanReport
+from s2l_scan.report.model import ExtractionRecord, ResultRow, ScanReport
 
 HASH = "ab" * 32
 
@@ -57,15 +57,16 @@ def make_report(rows: list[ResultRow] | None = None, *, model_path: str = "/mode
 
 def extraction_record(domain: str = "identity-0", extracted: int = 0,
                       evidence: list[str] | None = None, max_extracted: int = 0
-                      ) -> dict[str, Any]:
-    """An extraction record shaped like s2l_scan.probes.extraction.run_extraction's."""
+                      ) -> ExtractionRecord:
+    """An extraction record like s2l_scan.probes.extraction.run_extraction's, judged."""
     matches = [{"generated_index": i, "known": f"{domain}/members/000{i}.png", "distance": 0.05,
                 **({"evidence": evidence[i]} if evidence else {})} for i in range(extracted)]
     passed = extracted <= max_extracted
-    return {"probe": None, "domain": domain, "n_generated": 4, "extracted": extracted,
-            "matches": matches, "nearest_distance": 0.05 if extracted else 0.2,
-            "settings": {"k": 10, "delta": 0.1}, "passed": passed,
-            "reasons": [] if passed else [f"{extracted} of 4 generations are eidetic matches"]}
+    return ExtractionRecord(
+        probe=None, domain=domain, n_generated=4, extracted=extracted, matches=matches,
+        nearest_distance=0.05 if extracted else 0.2, settings={"k": 10, "delta": 0.1},
+        passed=passed,
+        reasons=[] if passed else [f"{extracted} of 4 generations are eidetic matches"])
 
 
 def sarif_validator() -> jsonschema.Draft4Validator:

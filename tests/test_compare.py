@@ -11,7 +11,9 @@ from report_factory import extraction_record, make_report, make_row
 
 from s2l_scan.config import make_config
 from s2l_scan.errors import UsageError
-from s2l_scan.report.compare import apply_comparison, compare, parse_allowances
+from s2l_scan.gate import apply_comparison
+from s2l_scan.gate import compare_reports as compare
+from s2l_scan.report.compare import parse_allowances
 from s2l_scan.report.files import load_report, read_report_dict
 
 
@@ -57,8 +59,8 @@ def _pair(previous_shift: float, current_shift: float) -> tuple[dict[str, Any], 
 def test_rise_past_allowance_regresses(allowance: str, status: str) -> None:
     previous, current = _pair(0.0, 1.5)
     checks = compare(previous, _body(current), parse_allowances(allowance))
-    assert [check["status"] for check in checks] == [status]
-    assert checks[0]["passed"] is (status == "ok")
+    assert [check.status for check in checks] == [status]
+    assert checks[0].passed is (status == "ok")
 
 
 def test_equal_rise_is_allowed_despite_float_rounding() -> None:
@@ -66,7 +68,7 @@ def test_equal_rise_is_allowed_despite_float_rounding() -> None:
     previous["results"][0]["auc"] = 0.60
     body = _body(current)
     body["results"][0]["auc"] = 0.62  # 0.62 - 0.60 = 0.0200000000000000018
-    assert compare(previous, body, parse_allowances("auc:+0.02"))[0]["status"] == "ok"
+    assert compare(previous, body, parse_allowances("auc:+0.02"))[0].status == "ok"
 
 
 def test_rows_match_by_attack_probe_domain_and_unmatched_rows_never_fail() -> None:
@@ -75,7 +77,7 @@ def test_rows_match_by_attack_probe_domain_and_unmatched_rows_never_fail() -> No
                                  make_row(domain="new", shift=5.0),
                                  make_row(domain="identity-0", probe="lora", shift=5.0)]))
     checks = compare(previous, current, parse_allowances("auc:+0"))
-    assert [(c["item"], c["status"], c["passed"]) for c in checks] == [
+    assert [(c.item, c.status, c.passed) for c in checks] == [
         ("baselines::loss[identity-0]", "regressed", False),
         ("baselines::loss[new]", "new", True),
         ("probes::lora/loss[identity-0]", "new", True),
@@ -88,7 +90,7 @@ def test_extraction_counts_compare_per_probe_and_domain() -> None:
     current = _body(make_report(extraction=[extraction_record(extracted=2),
                                             extraction_record(domain="identity-1")]))
     checks = compare(previous, current, parse_allowances("extracted:+0"))
-    assert [(c["item"], c["previous"], c["current"], c["status"]) for c in checks] == [
+    assert [(c.item, c.previous, c.current, c.status) for c in checks] == [
         ("extraction::released[identity-0]", 1.0, 2.0, "regressed"),
         ("extraction::released[identity-1]", None, 0.0, "new"),
     ]
@@ -99,14 +101,14 @@ def test_previous_report_without_extraction_is_no_baseline() -> None:
     del previous["extraction"]
     checks = compare(previous, _body(make_report(extraction=[extraction_record(extracted=3)])),
                      parse_allowances("extracted:+0"))
-    assert [(c["status"], c["passed"], c["current"]) for c in checks] == [
+    assert [(c.status, c.passed, c.current) for c in checks] == [
         ("no-baseline", True, 3)]
 
 
 def test_compare_without_allowances_is_information_only() -> None:
     previous, current = _pair(0.0, 5.0)
     checks = compare(previous, _body(current))
-    assert [(c["metric"], c["status"], c["allowance"]) for c in checks] == [("auc", "ok", None)]
+    assert [(c.metric, c.status, c.allowance) for c in checks] == [("auc", "ok", None)]
 
 
 def test_apply_fails_the_row_with_a_reason_and_the_verdict() -> None:

@@ -178,11 +178,11 @@ def test_scan_with_the_open_clip_embedder(weights: dict[str, Path], tiny_referen
     report = run_scan(ScanInputs(model=str(tiny_reference / "model"),
                                  data=str(tiny_reference / "data")), config)
     for record in report.extraction:
-        assert record["extracted"] == 3  # δ = 1: every retrieved candidate verifies
-        assert len(record["matches"]) == 3 * 2  # two candidates per generation
-        assert record["settings"]["embedder"] == _spec(weights[ARCH])
-        assert record["settings"]["exact_retrieval"] is False
-        assert record["settings"]["candidates"] == 2
+        assert record.extracted == 3  # δ = 1: every retrieved candidate verifies
+        assert len(record.matches) == 3 * 2  # two candidates per generation
+        assert record.settings["embedder"] == _spec(weights[ARCH])
+        assert record.settings["exact_retrieval"] is False
+        assert record.settings["candidates"] == 2
 
 
 @pytest.mark.parametrize(("option", "message"), [

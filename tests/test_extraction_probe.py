@@ -41,11 +41,11 @@ def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_
     report = _scan(tiny_reference, extraction_delta=1.0, extraction_k=1000,
                    evidence_dir=str(tmp_path / "evidence"))
     records = report.extraction  # type: ignore[attr-defined]
-    assert [r["domain"] for r in records] == ["identity-0", "identity-1"]
+    assert [r.domain for r in records] == ["identity-0", "identity-1"]
     for record in records:
-        assert record["extracted"] == 3 and not record["passed"]
-        assert "max_extracted 0" in record["reasons"][0]
-        for match in record["matches"]:
+        assert record.extracted == 3 and not record.passed
+        assert "max_extracted 0" in record.reasons[0]
+        for match in record.matches:
             assert match["known"].startswith("identity-") and "/members/" in match["known"]
             png = Image.open(match["evidence"])
             assert png.width == 3 * png.height  # generated | known | difference
@@ -55,8 +55,8 @@ def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_
 def test_nothing_matches_when_delta_is_tight(tiny_reference: Path) -> None:
     report = _scan(tiny_reference, extraction_delta=1e-4, max_extracted=0, max_auc=1.0,
                    max_tpr=1.0)
-    assert all(r["extracted"] == 0 and r["passed"] for r in report.extraction)  # type: ignore[attr-defined]
-    assert all(r["nearest_distance"] > 1e-4 for r in report.extraction)  # type: ignore[attr-defined]
+    assert all(r.extracted == 0 and r.passed for r in report.extraction)  # type: ignore[attr-defined]
+    assert all(r.nearest_distance > 1e-4 for r in report.extraction)  # type: ignore[attr-defined]
     assert report.passed  # type: ignore[attr-defined]
 
 
@@ -72,12 +72,12 @@ def test_bad_extraction_settings_are_usage_errors(key: str, value: object) -> No
 
 def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
     report = _scan(tiny_reference, probes=["noise"], extraction_delta=1.0, extraction_k=1000)
-    records = {(r["probe"], r["domain"]): r for r in report.extraction}  # type: ignore[attr-defined]
+    records = {(r.probe, r.domain): r for r in report.extraction}  # type: ignore[attr-defined]
     assert set(records) == {(p, d) for p in (None, "noise")
                             for d in ("identity-0", "identity-1")}
-    assert all(r["extracted"] == 3 for r in records.values())
+    assert all(r.extracted == 3 for r in records.values())
     quiet = _scan(tiny_reference, probes=["noise"], extraction_on_probes=False)
-    assert {r["probe"] for r in quiet.extraction} == {None}  # type: ignore[attr-defined]
+    assert {r.probe for r in quiet.extraction} == {None}  # type: ignore[attr-defined]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,14 +117,14 @@ def test_control_index_of_nonmembers_finds_no_member_copy(
     report = _scan(tiny_reference, known_images=known, index_cache_dir=str(tmp_path),
                    domains=["identity-0"], cache="off")
     (record,) = report.extraction  # type: ignore[attr-defined]
-    assert record["extracted"] == extracted
-    assert record["settings"]["known_images"] == known
+    assert record.extracted == extracted
+    assert record.settings["known_images"] == known
     if extracted:
-        assert record["matches"][0]["generated_index"] == 0
-        assert record["matches"][0]["distance"] == 0.0
-        assert "/members/" in record["matches"][0]["known"]
+        assert record.matches[0]["generated_index"] == 0
+        assert record.matches[0]["distance"] == 0.0
+        assert "/members/" in record.matches[0]["known"]
     else:
-        assert record["nearest_distance"] > record["settings"]["delta"]
+        assert record.nearest_distance > record.settings["delta"]
 
 
 def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
@@ -137,8 +137,8 @@ def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
                    index_cache_dir=str(tmp_path / "cache"), domains=["identity-0"],
                    cache="off")  # planted generations: never the unit store's earlier ones
     (record,) = report.extraction  # type: ignore[attr-defined]
-    assert record["settings"]["n_known"] == 2
-    assert [m["known"] for m in record["matches"]] == [str(tmp_path / "extra/nested/copy.png")]
+    assert record.settings["n_known"] == 2
+    assert [m["known"] for m in record.matches] == [str(tmp_path / "extra/nested/copy.png")]
 
 
 def test_known_index_gives_the_matches_of_the_same_folder_in_memory(
@@ -161,15 +161,15 @@ def test_known_index_gives_the_matches_of_the_same_folder_in_memory(
     memory = _scan(tiny_reference, known_images=str(folder), **options)
     disk = _scan(tiny_reference, known_index=str(tmp_path / "idx"), **options)
     (expected,), (record,) = memory.extraction, disk.extraction  # type: ignore[attr-defined]
-    assert expected["extracted"] == 3 and record["extracted"] == 3
-    assert record["settings"]["known_index"] == str(tmp_path / "idx")
-    assert record["settings"]["n_known"] == expected["settings"]["n_known"] == 40
-    assert "known_images" not in record["settings"]
-    for match in expected["matches"]:  # in-memory ids carry the folder; the index's are relative
+    assert expected.extracted == 3 and record.extracted == 3
+    assert record.settings["known_index"] == str(tmp_path / "idx")
+    assert record.settings["n_known"] == expected.settings["n_known"] == 40
+    assert "known_images" not in record.settings
+    for match in expected.matches:  # in-memory ids carry the folder; the index's are relative
         match["known"] = str(Path(match["known"]).relative_to(folder))
-    assert record["matches"] == expected["matches"]
-    assert record["matches"][0]["distance"] == 0.0  # the planted member
-    assert record["nearest_distance"] == expected["nearest_distance"]
+    assert record.matches == expected.matches
+    assert record.matches[0]["distance"] == 0.0  # the planted member
+    assert record.nearest_distance == expected.nearest_distance
 
 
 @pytest.mark.parametrize(("value", "message"), [

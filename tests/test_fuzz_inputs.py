@@ -20,11 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from s2l_scan.config import FIELDS, make_config, read_config_file
+from s2l_scan.config import FIELDS, ScanConfig, make_config, read_config_file
 from s2l_scan.errors import AuditDataError, UsageError
 from s2l_scan.io.audit_data import load_audit_data
-from s2l_scan.report.gate import plan_reports
-from s2l_scan.session import validate_selection
+from s2l_scan.plan import ScanInputs, build_plan
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -57,14 +56,18 @@ def _toml(value: Any) -> str:
     return "{" + ", ".join(f"{json.dumps(k)} = {_toml(v)}" for k, v in value.items()) + "}"
 
 
+def _plan(config: ScanConfig) -> None:
+    """Everything a scan validates before model work."""
+    build_plan(ScanInputs("reference"), config)
+
+
 def _check_config_text(text: str, name: str = "s2l.toml") -> None:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / name
         path.write_text(text, encoding="utf-8", errors="surrogatepass")
         try:
             config = make_config(read_config_file(path))
-            validate_selection(config)
-            plan_reports(config, inputs=[path])
+            build_plan(ScanInputs("reference"), config, protected=[path])
         except UsageError:
             pass
 
@@ -87,7 +90,7 @@ def test_arbitrary_config_text_fails_only_with_usage_errors(text: str) -> None:
 @given(st.sampled_from(sorted(FIELDS)), _VALUES)
 def test_any_value_for_a_known_key_fails_only_with_usage_errors(key: str, value: Any) -> None:
     with contextlib.suppress(UsageError):
-        validate_selection(make_config({key: value}))
+        _plan(make_config({key: value}))
 
 
 def _options(registry: Any, names: list[str]) -> st.SearchStrategy[dict[str, dict[str, Any]]]:
@@ -125,7 +128,7 @@ def test_attack_and_probe_options_fail_only_with_usage_errors(
     values = {"attacks": attacks[0], "attack_options": attacks[1], "probes": probes[0],
               "probe_options": probes[1]}
     with contextlib.suppress(UsageError):
-        validate_selection(make_config(values))
+        _plan(make_config(values))
 
 
 # ---- caption files -----------------------------------------------------------------------------
@@ -183,7 +186,7 @@ def test_attack_options_that_validate_also_score(attacks: tuple[list[str], dict[
 
     try:
         config = make_config({"attacks": attacks[0], "attack_options": attacks[1]})
-        validate_selection(config)
+        _plan(config)
     except UsageError:
         return
     alphas = torch.linspace(0.9999, 0.01, 1000)

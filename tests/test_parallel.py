@@ -56,8 +56,8 @@ def test_two_gloo_processes_give_the_single_process_report(tiny_reference: Path,
 
 def test_device_and_dtype_options() -> None:
     from s2l_scan.config import make_config
+    from s2l_scan.devices import resolve_device
     from s2l_scan.errors import UsageError
-    from s2l_scan.session import resolve_device
 
     assert make_config(dtype="bfloat16").dtype == "bfloat16"
     with pytest.raises(UsageError, match="dtype must be one of"):

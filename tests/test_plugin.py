@@ -87,7 +87,7 @@ def test_model_without_data_is_a_usage_error(pytester: pytest.Pytester,
                                              tiny_reference: Path) -> None:
     result = pytester.runpytest(f"--s2l-model={tiny_reference / 'model'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines(["*needs --s2l-data*"])
+    result.stderr.fnmatch_lines(["*needs audit data*--s2l-data=DIR*"])
 
 
 def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
@@ -118,3 +118,30 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--help")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(["*--s2l-max-tpr*", "*1% FPR*"])
+
+
+def test_a_failing_sweep_row_fails_the_session(pytester: pytest.Pytester,
+                                               tiny_reference: Path) -> None:
+    # Sweep rows are named at run time, so no test item checks them: the session's exit status
+    # must still read the report's verdict. Every collected check passes here (no planned
+    # probes, max_auc 1); only the sweep's Δ rows fail (max_amplification -1).
+    pytester.makefile(".toml", s2l='sweep_space = {noise = {sigma = [1e-3]}}\n')
+    result = pytester.runpytest(
+        f"--s2l-model={tiny_reference / 'model'}", f"--s2l-data={tiny_reference / 'data'}",
+        "-p", "no:cacheprovider", "--s2l-attacks=loss", "--s2l-probes=",
+        "--s2l-extraction-samples=0", "--s2l-max-auc=1", "--s2l-max-tpr=1",
+        "--s2l-max-amplification=-1", "--s2l-sweep=1h", "--s2l-bootstrap=50")
+    result.assert_outcomes(passed=3)  # loss × (2 domains + pooled)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*verdict: FAILED*", "*ran as no test item*"
+                                 "probes::sweep:noise(sigma=0.001)/loss[[]identity-0[]]*"])
+
+
+def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.Pytester,
+                                                               tiny_reference: Path) -> None:
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "--s2l-max-auc=0",
+                                       "--s2l-max-tpr=1", "-k", "pooled"))
+    result.assert_outcomes(failed=1)  # only baselines::loss[pooled] ran
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*ran as no test item*baselines::loss[[]identity-0[]]*"])

@@ -20,6 +20,7 @@ from s2l_scan.report.files import schema
 from s2l_scan.report.html_page import render_html
 from s2l_scan.report.junit import junit_properties
 from s2l_scan.report.markdown import render_markdown
+from s2l_scan.report.model import ComparisonCheck
 from s2l_scan.report.sarif import render_sarif
 
 
@@ -65,10 +66,10 @@ def test_histogram_fractions_match_numpy() -> None:
 def test_schema_is_valid_and_accepts_reports_with_extraction_and_comparison() -> None:
     jsonschema.Draft202012Validator.check_schema(schema())
     report = make_report(extraction=[extraction_record(extracted=1)])
-    report.comparison = [{"item": "baselines::loss[identity-0]", "metric": "auc", "attack": "loss",
-                          "probe": None, "domain": "identity-0", "previous": 0.5, "current": 0.6,
-                          "change": 0.1, "allowance": "auc:+0.02", "status": "regressed",
-                          "passed": False}]
+    report.comparison = [ComparisonCheck(
+        item="baselines::loss[identity-0]", metric="auc", attack="loss", probe=None,
+        domain="identity-0", previous=0.5, current=0.6, change=0.1, allowance="auc:+0.02",
+        status="regressed", passed=False)]
     jsonschema.Draft202012Validator(schema()).validate(_as_json(report))
 
 

@@ -8,8 +8,9 @@ import pytest
 
 from s2l_scan.config import make_config
 from s2l_scan.errors import UsageError
+from s2l_scan.plan import ScanInputs, build_plan
 from s2l_scan.probing import sweep_specs
-from s2l_scan.session import ScanInputs, run_scan, validate_selection
+from s2l_scan.session import run_scan
 from s2l_scan.sweep import SweepLog, budgeted, candidates, parse_budget
 
 
@@ -101,4 +102,4 @@ def test_sweep_rows_are_probe_rows_gated_like_the_rest(tiny_reference: Path) -> 
 def test_a_bad_sweep_space_is_refused_before_any_scan_work() -> None:
     config = make_config(sweep="1m", sweep_space={"lora": {"rank": [0]}})
     with pytest.raises(UsageError, match=r"rank must be an integer"):
-        validate_selection(config)
+        build_plan(ScanInputs("reference"), config)

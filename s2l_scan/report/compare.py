@@ -19,10 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from s2l_scan.checks import CheckId
 from s2l_scan.errors import UsageError
-
-# A float rounding slack, so that 0.62 - 0.60 (= 0.0200000000000000018) is not "+0.02 exceeded".
-_SLACK = 1e-9
+from s2l_scan.report.model import ComparisonCheck
 
 
 @dataclass(frozen=True)
@@ -110,27 +109,24 @@ def canonical(allowances: Iterable[Allowance]) -> str:
 
 
 def _row_item(attack: str, probe: str | None, domain: str) -> str:
-    # the same id as ResultRow.item_id, for rows that exist only in the previous report
-    room = "baselines" if probe is None else "probes"
-    name = attack if probe is None else f"{probe}/{attack}"
-    return f"{room}::{name}[{domain}]"
+    return str(CheckId.row(attack, probe, domain))
 
 
 def _extraction_item(probe: str | None, domain: str) -> str:
-    return f"extraction::{probe or 'released'}[{domain}]"
+    return str(CheckId.extraction(probe, domain))
 
 
 def compare(previous: dict[str, Any], current: dict[str, Any],
-            allowances: Iterable[Allowance] = ()) -> list[dict[str, Any]]:
-    """Regression checks of ``current`` against ``previous`` (both ``ScanReport.to_dict()``).
-
-    Without allowances the point AUC is compared for information only (nothing fails).
+            allowances: Iterable[Allowance] = ()) -> list[ComparisonCheck]:
+    """The metrics of ``current`` beside ``previous`` (both ``ScanReport.to_dict()``), one
+    check per compared item and metric; :func:`s2l_scan.gate.judge_comparison` decides which
+    regressed. Without allowances the point AUC is compared for information only.
     """
     chosen = {a.metric: a for a in allowances}
     metrics: list[tuple[Metric, Allowance | None]] = (
         [(METRICS[name], allowance) for name, allowance in chosen.items()]
         if chosen else [(METRICS["auc"], None)])
-    checks: list[dict[str, Any]] = []
+    checks: list[ComparisonCheck] = []
     for metric, allowance in metrics:
         if metric.kind == "row":
             checks += _compare_rows(previous["results"], current["results"], metric, allowance)
@@ -141,21 +137,18 @@ def compare(previous: dict[str, Any], current: dict[str, Any],
 
 def _check(item: str, metric: Metric, key: tuple[str | None, str | None, str],
            previous: float | None, current: float | None,
-           allowance: Allowance | None) -> dict[str, Any]:
-    status, passed, change = "new" if previous is None else "missing", True, None
+           allowance: Allowance | None) -> ComparisonCheck:
+    status, change = "new" if previous is None else "missing", None
     if previous is not None and current is not None:
-        change = current - previous
-        status = "ok"
-        if allowance is not None and change > allowance.limit(previous) + _SLACK:
-            status, passed = "regressed", False
-    return {"item": item, "metric": metric.name, "attack": key[0], "probe": key[1],
-            "domain": key[2], "previous": previous, "current": current, "change": change,
-            "allowance": None if allowance is None else allowance.text, "status": status,
-            "passed": passed}
+        change, status = current - previous, "ok"
+    return ComparisonCheck(item=item, metric=metric.name, attack=key[0], probe=key[1],
+                           domain=key[2], previous=previous, current=current, change=change,
+                           allowance=None if allowance is None else allowance.text,
+                           status=status)
 
 
 def _compare_rows(previous: list[dict[str, Any]], current: list[dict[str, Any]], metric: Metric,
-                  allowance: Allowance | None) -> list[dict[str, Any]]:
+                  allowance: Allowance | None) -> list[ComparisonCheck]:
     def key(row: dict[str, Any]) -> tuple[str, str | None, str]:
         return row["attack"], row["probe"], row["domain"]
 
@@ -171,40 +164,17 @@ def _compare_rows(previous: list[dict[str, Any]], current: list[dict[str, Any]],
 
 
 def _compare_extraction(previous: dict[str, Any], current: dict[str, Any], metric: Metric,
-                        allowance: Allowance | None) -> list[dict[str, Any]]:
+                        allowance: Allowance | None) -> list[ComparisonCheck]:
     def counts(records: list[dict[str, Any]]) -> dict[tuple[str | None, str], float]:
         return {(r.get("probe"), r.get("domain", "all")): float(metric.read(r)) for r in records}
 
     now = counts(current.get("extraction") or [])
     if "extraction" not in previous:  # a report from before extraction was measured
-        return [{"item": _extraction_item(None, "all"), "metric": metric.name, "attack": None,
-                 "probe": None, "domain": "all", "previous": None,
-                 "current": sum(now.values()), "change": None,
-                 "allowance": None if allowance is None else allowance.text,
-                 "status": "no-baseline", "passed": True}]
+        return [ComparisonCheck(item=_extraction_item(None, "all"), metric=metric.name,
+                                attack=None, probe=None, domain="all", previous=None,
+                                current=sum(now.values()), change=None,
+                                allowance=None if allowance is None else allowance.text,
+                                status="no-baseline")]
     before = counts(previous["extraction"])
     return [_check(_extraction_item(*k), metric, (None, *k), before.get(k), now.get(k), allowance)
             for k in [*now, *(k for k in before if k not in now)]]
-
-
-def apply_comparison(report: Any, checks: list[dict[str, Any]], source: str) -> None:
-    """Store ``checks`` in ``report.comparison`` and fail the rows that regressed.
-
-    A regressed row gets ``passed = False`` and a reason that states both numbers, the rise,
-    the allowance and the previous report, so every renderer and pytest item shows it.
-    """
-    rows = {row.item_id: row for row in report.results}
-    for check in checks:
-        if check["passed"] or check["item"] not in rows:
-            continue
-        row = rows[check["item"]]
-        row.passed = False
-        row.reasons.append(regression_reason(check, source))
-    report.comparison = checks
-
-
-def regression_reason(check: dict[str, Any], source: str) -> str:
-    """One line: what rose, from what to what, by how much, and what was allowed."""
-    return (f"{check['metric']} rose from {check['previous']:.4g} to {check['current']:.4g} "
-            f"(+{check['change']:.4g}) since the previous report {source}; allowed "
-            f"{check['allowance']}")

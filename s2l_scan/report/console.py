@@ -72,11 +72,11 @@ def render_results(report: Any, color: bool = False, width: int = 120) -> str:
                   f"max_tpr {config['max_tpr']} at 1% FPR; thresholds calibrated on half of "
                   "each set, measured on the other half")
     for record in report.extraction:
-        where = escape(f"{record.get('probe') or 'released'}[{record.get('domain')}]")
-        verdict = ("[green]pass[/green]" if record.get("passed", True)
+        where = escape(f"{record.probe or 'released'}[{record.domain}]")
+        verdict = ("[green]pass[/green]" if record.passed
                    else "[bold red]FAIL[/bold red]")
-        console.print(f"extraction {where}: {record.get('extracted')} of "
-                      f"{record.get('n_generated')} generations are eidetic matches; {verdict}",
+        console.print(f"extraction {where}: {record.extracted} of "
+                      f"{record.n_generated} generations are eidetic matches; {verdict}",
                       soft_wrap=True)
     _print_comparison(report, console)
     status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
@@ -90,12 +90,12 @@ def _print_comparison(report: Any, console: Console) -> None:
     """One line for the comparison, then one per regression (the rest is in the reports)."""
     if not report.comparison:
         return
-    regressed = [c for c in report.comparison if not c["passed"]]
+    regressed = [c for c in report.comparison if not c.passed]
     allowed = report.config.get("compare_fail") or "nothing (compare only)"
     console.print(f"compared with {escape(str(report.config.get('compare')))}: "
                   f"{len(regressed)} regression(s) past {escape(allowed)}", soft_wrap=True)
     for check in regressed:
-        console.print(f"  [bold red]regressed[/bold red] {escape(check['item'])}: "
-                      f"{check['metric']} {check['previous']:.4g} → {check['current']:.4g} "
-                      f"(+{check['change']:.4g}, allowed {escape(str(check['allowance']))})",
+        console.print(f"  [bold red]regressed[/bold red] {escape(check.item)}: "
+                      f"{check.metric} {check.previous:.4g} → {check.current:.4g} "
+                      f"(+{check.change:.4g}, allowed {escape(str(check.allowance))})",
                       soft_wrap=True)

@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ScanError, UsageError
-from s2l_scan.report.model import SCHEMA_VERSION, ResultRow, ScanReport, check_writable
+from s2l_scan.report.model import (
+    SCHEMA_VERSION,
+    ComparisonCheck,
+    ExtractionRecord,
+    ResultRow,
+    ScanReport,
+    check_writable,
+)
 
 SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.json"
 
@@ -94,8 +101,19 @@ def report_from_dict(body: dict[str, Any]) -> ScanReport:
         if row.get("delta_auc_ci") is not None:
             row["delta_auc_ci"] = tuple(row["delta_auc_ci"])
         rows.append(ResultRow(**row))
-    known = {f.name for f in fields(ScanReport)} - {"results"}
-    return ScanReport(results=rows, **{key: value for key, value in body.items() if key in known})
+    known = {f.name for f in fields(ScanReport)} - {"results", "extraction", "comparison"}
+    return ScanReport(results=rows,
+                      extraction=[_record(ExtractionRecord, raw)
+                                  for raw in body.get("extraction") or []],
+                      comparison=[_record(ComparisonCheck, raw)
+                                  for raw in body.get("comparison") or []],
+                      **{key: value for key, value in body.items() if key in known})
+
+
+def _record(kind: type[Any], raw: dict[str, Any]) -> Any:
+    """A typed record from its JSON object (keys it does not know are dropped)."""
+    names = {f.name for f in fields(kind)}
+    return kind(**{key: value for key, value in raw.items() if key in names})
 
 
 def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:

@@ -22,9 +22,9 @@ def headline(report: ScanReport) -> dict[str, Any]:
         "max_auc_item": None if worst_auc is None else worst_auc.item_id,
         "max_tpr_at_1pct_fpr": None if worst_tpr is None else worst_tpr.tpr_at_1pct_fpr,
         "max_tpr_item": None if worst_tpr is None else worst_tpr.item_id,
-        "extracted": sum(int(record.get("extracted", 0)) for record in report.extraction),
-        "generated": sum(int(record.get("n_generated", 0)) for record in report.extraction),
-        "regressions": sum(not check["passed"] for check in report.comparison),
+        "extracted": sum(int(record.extracted) for record in report.extraction),
+        "generated": sum(int(record.n_generated) for record in report.extraction),
+        "regressions": sum(not check.passed for check in report.comparison),
         "model_hash": report.model.get("model_hash"),
     }
 

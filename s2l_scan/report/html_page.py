@@ -111,10 +111,10 @@ def _comparison(report: ScanReport) -> str:
     if not report.comparison:
         return ""
     rows = "".join(
-        f'<tr class="{"ok" if c["passed"] else "fail"}"><td class=l><code>{escape(c["item"])}'
-        f"</code></td><td class=l>{escape(c['metric'])}</td><td>{fmt(c['previous'], 4)}</td>"
-        f"<td>{fmt(c['current'], 4)}</td><td>{_signed(c['change'])}</td>"
-        f"<td>{escape(str(c['allowance'] or '-'))}</td><td class=l>{escape(c['status'])}</td></tr>"
+        f'<tr class="{"ok" if c.passed else "fail"}"><td class=l><code>{escape(c.item)}'
+        f"</code></td><td class=l>{escape(c.metric)}</td><td>{fmt(c.previous, 4)}</td>"
+        f"<td>{fmt(c.current, 4)}</td><td>{_signed(c.change)}</td>"
+        f"<td>{escape(str(c.allowance or '-'))}</td><td class=l>{escape(c.status)}</td></tr>"
         for c in report.comparison)
     against = escape(str(report.config.get("compare")))
     return (f"<h2>Compared with the previous report</h2><p class=muted>{against}</p><table>"
@@ -160,20 +160,20 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         return ""
     blocks = []
     for record in report.extraction:
-        probe = record.get("probe") or "released model"
-        status = ('<span class="pass">pass</span>' if record.get("passed", True)
+        probe = record.probe or "released model"
+        status = ('<span class="pass">pass</span>' if record.passed
                   else '<span class="failtxt">FAIL</span>')
-        head = (f"<h3>{escape(str(probe))} · {escape(str(record.get('domain')))}: "
-                f"{int(record.get('extracted', 0))} of {record.get('n_generated', '?')} "
+        head = (f"<h3>{escape(str(probe))} · {escape(str(record.domain))}: "
+                f"{int(record.extracted)} of {record.n_generated} "
                 f"generations are eidetic matches {status}</h3>")
-        nearest = record.get("nearest_distance")
+        nearest = record.nearest_distance
         facts = (f"<p class=muted>nearest generation to any known image: RMS "
                  f"{fmt(nearest, 4)}; settings "
-                 f"<code>{escape(json.dumps(record.get('settings', {}), sort_keys=True))}"
+                 f"<code>{escape(json.dumps(record.settings, sort_keys=True))}"
                  "</code></p>")
         pairs = [_pair(match, search) for match in
-                 record.get("matches", [])[:MAX_EVIDENCE_IMAGES]]
-        more = len(record.get("matches", [])) - MAX_EVIDENCE_IMAGES
+                 record.matches[:MAX_EVIDENCE_IMAGES]]
+        more = len(record.matches) - MAX_EVIDENCE_IMAGES
         if more > 0:
             pairs.append(f"<p class=muted>… {more} more matches in the JSON report</p>")
         blocks.append(head + facts + "".join(pairs))

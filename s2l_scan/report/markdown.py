@@ -28,8 +28,8 @@ def markdown_lines(report: ScanReport) -> list[str]:
              f" in {report.timestamps.get('seconds', '?')} s with s2l-scan "
              f"{report.packages.get('s2l-scan', '?')}.", ""]
     failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
-    failures += [(f"extraction::{r.get('probe') or 'released'}[{r.get('domain')}]", reason)
-                 for r in report.extraction for reason in r.get("reasons", [])]
+    failures += [(r.item_id, reason)
+                 for r in report.extraction for reason in r.reasons]
     if failures:
         lines += ["### Failures", ""]
         lines += [f"- `{item}`: {_cell(reason)}" for item, reason in failures]
@@ -49,21 +49,21 @@ def markdown_lines(report: ScanReport) -> list[str]:
     if report.extraction:
         lines += ["### Extraction", "", "| model | domain | eidetic matches | generated | "
                   "nearest RMS | verdict |", "|---|---|---:|---:|---:|---|"]
-        lines += [f"| {_cell(r.get('probe') or 'released')} | {_cell(r.get('domain'))} | "
-                  f"{r.get('extracted', 0)} | {r.get('n_generated', '?')} | "
-                  f"{fmt(r.get('nearest_distance'), 4)} | "
-                  f"{'pass' if r.get('passed', True) else '**FAIL**'} |"
+        lines += [f"| {_cell(r.probe or 'released')} | {_cell(r.domain)} | "
+                  f"{r.extracted} | {r.n_generated} | "
+                  f"{fmt(r.nearest_distance, 4)} | "
+                  f"{'pass' if r.passed else '**FAIL**'} |"
                   for r in report.extraction]
         lines.append("")
     if report.comparison:
         lines += [f"### Compared with `{_cell(report.config.get('compare'))}`", "",
                   "| check | metric | previous | current | change | allowed | status |",
                   "|---|---|---:|---:|---:|---|---|"]
-        lines += [f"| `{_cell(c['item'])}` | {c['metric']} | {fmt(c['previous'], 4)} | "
-                  f"{fmt(c['current'], 4)} | "
-                  f"{'-' if c['change'] is None else format(c['change'], '+.4f')} | "
-                  f"{c['allowance'] or '-'} | "
-                  f"{c['status'] if c['passed'] else '**' + c['status'] + '**'} |"
+        lines += [f"| `{_cell(c.item)}` | {c.metric} | {fmt(c.previous, 4)} | "
+                  f"{fmt(c.current, 4)} | "
+                  f"{'-' if c.change is None else format(c.change, '+.4f')} | "
+                  f"{c.allowance or '-'} | "
+                  f"{c.status if c.passed else '**' + c.status + '**'} |"
                   for c in report.comparison]
         lines.append("")
     return lines

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from s2l_scan.checks import CheckId
 from s2l_scan.errors import UsageError
 
 SCHEMA_VERSION = "1"
@@ -40,11 +41,55 @@ class ResultRow:
     reasons: list[str] = field(default_factory=list)
 
     @property
+    def check_id(self) -> CheckId:
+        """The row's check, e.g. ``baselines::secmi[identity-3]``."""
+        return CheckId.row(self.attack, self.probe, self.domain)
+
+    @property
     def item_id(self) -> str:
         """Readable id, e.g. ``baselines::secmi[identity-3]``."""
-        room = "baselines" if self.probe is None else "probes"
-        name = self.attack if self.probe is None else f"{self.probe}/{self.attack}"
-        return f"{room}::{name}[{self.domain}]"
+        return str(self.check_id)
+
+
+@dataclass
+class ExtractionRecord:
+    """Extraction on one domain by the released model (``probe`` None) or a probe's copy."""
+
+    probe: str | None
+    domain: str
+    n_generated: int
+    extracted: int  # generations that are eidetic matches
+    matches: list[dict[str, Any]]  # {"generated_index", "known", "distance"[, "evidence"]}
+    nearest_distance: float | None  # the closest any generation came to a known image
+    settings: dict[str, Any]
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def check_id(self) -> CheckId:
+        """The record's check, e.g. ``extraction::released[identity-3]``."""
+        return CheckId.extraction(self.probe, self.domain)
+
+    @property
+    def item_id(self) -> str:
+        return str(self.check_id)
+
+
+@dataclass
+class ComparisonCheck:
+    """One metric of one check against the previous release's report (the regression gate)."""
+
+    item: str  # the check id compared
+    metric: str
+    attack: str | None
+    probe: str | None
+    domain: str
+    previous: float | None
+    current: float | None
+    change: float | None
+    allowance: str | None  # canonical text, e.g. "auc:+0.02"; None: compared for information
+    status: str  # ok | regressed | new | missing | no-baseline
+    passed: bool = True
 
 
 @dataclass
@@ -57,28 +102,31 @@ class ScanReport:
     results: list[ResultRow]
     packages: dict[str, str]
     timestamps: dict[str, str]
-    extraction: list[dict[str, Any]] = field(default_factory=list)
+    extraction: list[ExtractionRecord] = field(default_factory=list)
     schema_version: str = SCHEMA_VERSION
     # regression checks against a previous report (s2l_scan.report.compare); empty without one
-    comparison: list[dict[str, Any]] = field(default_factory=list)
+    comparison: list[ComparisonCheck] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         """True when no result, extraction record or regression check crossed a threshold."""
-        return (all(row.passed for row in self.results)
-                and all(record.get("passed", True) for record in self.extraction)
-                and all(check["passed"] for check in self.comparison))
+        return not self.failed_items
+
+    @property
+    def failed_items(self) -> list[str]:
+        """The ids of every failed check: rows, extraction records, then regressions of checks
+        that did not fail on their own."""
+        failed = [row.item_id for row in self.results if not row.passed] + [
+            record.item_id for record in self.extraction if not record.passed]
+        failed += [check.item for check in self.comparison
+                   if not check.passed and check.item not in failed]
+        return failed
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key order is stable so identical scans give identical files."""
         body = asdict(self)
-        failed = [row.item_id for row in self.results if not row.passed] + [
-            f"extraction::{r['probe'] or 'released'}[{r['domain']}]"
-            for r in self.extraction if not r.get("passed", True)]
-        # a regression of a row already fails that row; only the others add an item
-        failed += [check["item"] for check in self.comparison
-                   if not check["passed"] and check["item"] not in failed]
-        body["verdict"] = {"passed": self.passed, "failed_items": failed}
+        failed = self.failed_items
+        body["verdict"] = {"passed": not failed, "failed_items": failed}
         return body
 
 

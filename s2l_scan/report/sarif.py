@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan import __version__
-from s2l_scan.report.compare import regression_reason
+from s2l_scan.gate import regression_reason
 from s2l_scan.report.headline import gate_text
 from s2l_scan.report.model import ScanReport
 
@@ -100,22 +100,21 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
         rule = _membership_rule(row.attack, row.probe)
         rules.setdefault(rule["id"], rule)  # every check has a rule, failing or not
         regressions = {regression_reason(c, source): c for c in report.comparison
-                       if c["item"] == row.item_id and not c["passed"]}
+                       if c.item == row.item_id and not c.passed}
         threshold_reasons = [r for r in row.reasons if r not in regressions]
         if threshold_reasons:
             add(rule, row.item_id, "; ".join(threshold_reasons))
         for reason, check in regressions.items():
-            add(_regression_rule(check["metric"]), row.item_id, reason)
+            add(_regression_rule(check.metric), row.item_id, reason)
     for record in report.extraction:
         rules.setdefault("s2l/extraction", _extraction_rule())
-        if record.get("passed", True) is False:
-            item = f"extraction::{record.get('probe') or 'released'}[{record.get('domain')}]"
-            add(_extraction_rule(), item, "; ".join(record.get("reasons", [])) or
-                f"{record.get('extracted')} eidetic matches")
+        if not record.passed:
+            add(_extraction_rule(), record.item_id, "; ".join(record.reasons) or
+                f"{record.extracted} eidetic matches")
     row_items = {row.item_id for row in report.results}
     for check in report.comparison:
-        if not check["passed"] and check["item"] not in row_items:
-            add(_regression_rule(check["metric"]), check["item"],
+        if not check.passed and check.item not in row_items:
+            add(_regression_rule(check.metric), check.item,
                 regression_reason(check, source))
     return {
         "$schema": SARIF_SCHEMA,

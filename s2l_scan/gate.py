@@ -1,0 +1,108 @@
+"""The gate: every pass/fail decision of a scan, made here and nowhere else.
+
+Stages measure; this module judges. A result row fails past ``max_auc``, ``max_tpr`` or
+``max_amplification``; an extraction record past ``max_extracted``; a regression check when its
+metric rose more than its allowance since the previous report, which also fails the row it
+names. :func:`decide` applies all of it to a finished :class:`ScanReport`, and the report's
+verdict (``ScanReport.passed``) is then the conjunction of every check.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from s2l_scan.config import ScanConfig
+from s2l_scan.report.compare import Allowance, compare
+from s2l_scan.report.model import ComparisonCheck, ExtractionRecord, ResultRow, ScanReport
+
+# A float rounding slack, so that 0.62 - 0.60 (= 0.0200000000000000018) is not "+0.02 exceeded".
+_SLACK = 1e-9
+
+
+def judge_row(row: ResultRow, config: ScanConfig) -> None:
+    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds."""
+    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[config.ci_end]
+    ci = f"95% CI [{row.auc_ci[0]:.3f}, {row.auc_ci[1]:.3f}]"
+    n = f"n = {row.n_members} members / {row.n_nonmembers} non-members"
+    row.reasons = []
+    if compared > config.max_auc:
+        which = "AUC" if config.ci_end == "point" else f"AUC CI {config.ci_end} end"
+        row.reasons.append(f"{which} {compared:.3f} > max_auc {config.max_auc} "
+                           f"(AUC {row.auc:.3f}, {ci}, {n}, blind AUC {row.blind_auc:.3f}"
+                           f"{', confounded' if row.confounded else ''})")
+    if row.delta_auc is not None and row.delta_auc_ci is not None:
+        delta = {"point": row.delta_auc, "lower": row.delta_auc_ci[0],
+                 "upper": row.delta_auc_ci[1]}[config.ci_end]
+        if delta > config.max_amplification:
+            row.reasons.append(
+                f"amplification ΔAUC {row.delta_auc:+.3f} (paired 95% CI "
+                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}]) > max_amplification "
+                f"{config.max_amplification} after probe {row.probe}")
+    if row.tpr_at_1pct_fpr > config.max_tpr:
+        row.reasons.append(f"TPR at 1% FPR {row.tpr_at_1pct_fpr:.3f} > max_tpr {config.max_tpr} "
+                           f"(threshold calibrated on half the data, measured on the other; {n})")
+    row.passed = not row.reasons
+
+
+def judge_extraction(record: ExtractionRecord, config: ScanConfig) -> None:
+    """Set ``record.passed`` / ``record.reasons`` from ``max_extracted``."""
+    record.passed = record.extracted <= config.max_extracted
+    record.reasons = [] if record.passed else [
+        f"{record.extracted} of {record.n_generated} generations are eidetic matches "
+        f"(k={config.extraction_k}, δ={config.extraction_delta}) > max_extracted "
+        f"{config.max_extracted}"]
+
+
+def judge_comparison(check: ComparisonCheck, allowances: Iterable[Allowance]) -> None:
+    """A compared check regresses when its metric rose more than its allowance."""
+    allowance = {a.metric: a for a in allowances}.get(check.metric)
+    if (allowance is None or check.status != "ok" or check.change is None
+            or check.previous is None):
+        return
+    if check.change > allowance.limit(check.previous) + _SLACK:
+        check.status, check.passed = "regressed", False
+
+
+def regression_reason(check: ComparisonCheck, source: str) -> str:
+    """One line: what rose, from what to what, by how much, and what was allowed."""
+    return (f"{check.metric} rose from {check.previous:.4g} to {check.current:.4g} "
+            f"(+{check.change:.4g}) since the previous report {source}; allowed "
+            f"{check.allowance}")
+
+
+def compare_reports(previous: dict[str, Any], current: dict[str, Any],
+                    allowances: Iterable[Allowance] = ()) -> list[ComparisonCheck]:
+    """The regression checks of ``current`` against ``previous`` (both ``to_dict()`` bodies),
+    judged. Without allowances the point AUC is compared for information only."""
+    allowances = tuple(allowances)
+    checks = compare(previous, current, allowances)
+    for check in checks:
+        judge_comparison(check, allowances)
+    return checks
+
+
+def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: str) -> None:
+    """Store ``checks`` in ``report.comparison`` and fail the rows that regressed, with a reason
+    that states both numbers, the rise, the allowance and the previous report."""
+    rows = {row.item_id: row for row in report.results}
+    for check in checks:
+        if check.passed or check.item not in rows:
+            continue
+        row = rows[check.item]
+        row.passed = False
+        row.reasons.append(regression_reason(check, source))
+    report.comparison = checks
+
+
+def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | None = None,
+           allowances: Iterable[Allowance] = (), source: str = "") -> ScanReport:
+    """Judge every check of ``report`` in place (rows, extraction, then the regression compare
+    against ``previous``, named ``source`` in reasons) and return it."""
+    for row in report.results:
+        judge_row(row, config)
+    for record in report.extraction:
+        judge_extraction(record, config)
+    if previous is not None:
+        apply_comparison(report, compare_reports(previous, report.to_dict(), allowances), source)
+    return report

@@ -1,0 +1,135 @@
+"""The scan plan: built once from the configuration and the registries, validated before any
+model work, and read by everything after it.
+
+It holds the attacks (each with its options checked), the probes with the sweep's candidates,
+the extraction sources, the report outputs and the previous report to compare with, and it
+names every check the scan will make (:class:`~s2l_scan.checks.CheckId`). The CLI and the
+pytest plugin build it; the pytest plugin collects its checks; the session runs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.attack import Attack, make_attack
+from s2l_scan.checks import CheckId
+from s2l_scan.config import ScanConfig
+from s2l_scan.errors import UsageError
+from s2l_scan.probing import ProbeSelection, select_probes
+from s2l_scan.report.compare import Allowance, parse_allowances
+from s2l_scan.report.files import check_outputs, read_report_dict
+from s2l_scan.report.model import ScanReport
+from s2l_scan.report.outputs import RENDERERS, configured_paths, write_reports
+
+REFERENCE = "reference"
+"""The model name that means the cached reference build (and its audit data)."""
+
+
+@dataclass(frozen=True)
+class ScanInputs:
+    """Where the model and data come from; ``model == "reference"`` means the cached build."""
+
+    model: str
+    data: str | None = None
+    model_config: str | None = None
+    lora: str | None = None
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """The report files to write and the previous report to compare with."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # renderer kind → path
+    compare_path: Path | None = None
+    previous: dict[str, Any] | None = None  # the previous report's JSON body
+    allowances: tuple[Allowance, ...] = ()
+
+    def write(self, report: ScanReport) -> list[tuple[str, Path]]:
+        """Write every requested report file (atomically); returns (kind, path) written."""
+        return write_reports(report, self.files)
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """Everything a scan will do, decided before it starts."""
+
+    inputs: ScanInputs
+    config: ScanConfig
+    attacks: tuple[Attack, ...]
+    probes: ProbeSelection
+    outputs: Outputs
+
+    @property
+    def extraction_sources(self) -> tuple[str | None, ...]:
+        """What extraction generates from: the released model (None), then each planned
+        probe's copy when ``extraction_on_probes``; none when extraction is off."""
+        if not self.config.extraction_samples:
+            return ()
+        probes = self.probes.planned if self.config.extraction_on_probes else ()
+        return (None, *(spec.label for spec in probes))
+
+    def checks(self, domains: Sequence[str]) -> list[CheckId]:
+        """Every check known before the scan, in report order: each attack per domain (and
+        ``pooled`` with several domains), the same per planned probe, then extraction per
+        source and domain. Sweep checks are named at run time."""
+        checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
+        ids = [CheckId.baseline(attack.name, domain)
+               for attack in self.attacks for domain in checked]
+        ids += [CheckId.probe(spec.label, attack.name, domain) for spec in self.probes.planned
+                for attack in self.attacks for domain in checked]
+        ids += [CheckId.extraction(source, domain)
+                for source in self.extraction_sources for domain in domains]
+        return ids
+
+    def check_model(self, num_train_timesteps: int) -> None:
+        """Each attack checks its timestep options against the loaded model's schedule."""
+        for attack in self.attacks:
+            attack.check_timesteps(num_train_timesteps)
+
+
+def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path] = ()
+               ) -> ScanPlan:
+    """The plan of a scan, or the first usage error it would meet, before any model work.
+
+    ``protected`` are files that must never be overwritten (the config file; the previous
+    report always is one)."""
+    import s2l_scan.baselines  # noqa: F401 - registers the built-in attacks
+    from s2l_scan.devices import resolve_device
+
+    if inputs.model != REFERENCE and inputs.data is None:
+        raise UsageError(f"model {inputs.model} needs audit data: pass --data DIR "
+                         "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
+                         "nonmembers/}")
+    attacks = tuple(make_attack(name, config.attack_options.get(name, {}))
+                    for name in config.attacks)
+    for attack in attacks:  # types and signs now; the model's own range once it is loaded
+        attack.check_timesteps(10**9)
+    probes = select_probes(config)
+    if config.extraction_samples:
+        from s2l_scan.extraction.embedders import check_embedder_inputs
+
+        check_embedder_inputs(config.embedder, allow_pickle=config.allow_pickle)
+        if config.known_index is not None:
+            from s2l_scan.extraction.sharded import read_meta
+
+            read_meta(Path(config.known_index).expanduser())
+    resolve_device(config.device)
+    return ScanPlan(inputs, config, attacks, probes, _outputs(config, protected))
+
+
+def _outputs(config: ScanConfig, protected: Sequence[Path]) -> Outputs:
+    """Report outputs and the comparison, checked: an output over an input, an unwritable
+    folder, an unreadable previous report or a bad allowance is a usage error now."""
+    values = config.to_dict()
+    files = configured_paths(values)
+    compare_path = Path(values["compare"]) if values.get("compare") else None
+    inputs = [*protected, *([compare_path] if compare_path else [])]
+    check_outputs({RENDERERS[kind].config_key: path for kind, path in files.items()}, inputs)
+    if compare_path is None:
+        return Outputs(files)
+    previous = read_report_dict(compare_path, what="previous report (compare)")
+    allowances = parse_allowances(values["compare_fail"]) if values.get("compare_fail") else ()
+    return Outputs(files, compare_path, previous, allowances)

@@ -1,0 +1,138 @@
+"""Stage 1: audit images and captions → VAE latents and text conditioning, once per model.
+
+Also defines :class:`Subject`, what every later stage reads: the loaded model, the audit data,
+each domain's encoded samples and its blind-baseline AUC.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2l_scan.io.audit_data import AuditData, Domain
+from s2l_scan.io.model import LoadedModel
+from s2l_scan.units import digest
+
+
+@dataclass
+class Encoded:
+    """One domain's members and non-members as the attacks see them."""
+
+    members: torch.Tensor  # latents: VAE mean × scaling factor
+    nonmembers: torch.Tensor
+    member_cond: torch.Tensor  # text-encoder hidden states of each sample's caption
+    nonmember_cond: torch.Tensor
+    member_pixels: np.ndarray  # uint8 (N, H, W, 3)
+    nonmember_pixels: np.ndarray
+    member_captions: list[str]
+    nonmember_captions: list[str]
+
+
+@dataclass
+class Subject:
+    """What a scan attacks: the released model, its audit data, encoded, and the blind
+    baseline of each domain (and ``pooled``; empty on ranks other than 0)."""
+
+    model: LoadedModel
+    data: AuditData
+    encoded: dict[str, Encoded]
+    blind: dict[str, float]
+
+
+def encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) → latents (VAE posterior mean × scaling factor), float32."""
+    vae = model.pipeline.vae
+    device, dtype = vae.device, vae.dtype
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(pixels), batch):
+            chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
+            chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
+            mean = vae.encode(chunk).latent_dist.mean
+            out.append(mean.float() * float(vae.config.scaling_factor))
+    return torch.cat(out)
+
+
+def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tensor:
+    """One text-encoder pass over the distinct captions; a row per caption, in order."""
+    unique = sorted(set(captions))
+    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
+                    truncation=True, return_tensors="pt").input_ids.to(encoder.device)
+    with torch.inference_mode():
+        embedded = encoder(ids)[0].float()
+    position = {caption: i for i, caption in enumerate(unique)}
+    return embedded[torch.tensor([position[c] for c in captions])]
+
+
+def encode_text_pair(tokenizer: Any, encoder: Any, first: list[str], second: list[str]
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two caption lists through one text-encoder pass over their distinct captions."""
+    both = encode_text(tokenizer, encoder, first + second)
+    return both[:len(first)], both[len(first):]
+
+
+def encode_domain(model: LoadedModel, domain: Domain, batch: int) -> Encoded:
+    """A domain's members and non-members, encoded (no caching)."""
+    members = np.stack([image.pixels for image in domain.members])
+    nonmembers = np.stack([image.pixels for image in domain.nonmembers])
+    member_captions = [image.caption for image in domain.members]
+    nonmember_captions = [image.caption for image in domain.nonmembers]
+    tokenizer, encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
+    return Encoded(
+        members=encode_images(model, members, batch),
+        nonmembers=encode_images(model, nonmembers, batch),
+        member_cond=encode_text(tokenizer, encoder, member_captions),
+        nonmember_cond=encode_text(tokenizer, encoder, nonmember_captions),
+        member_pixels=members, nonmember_pixels=nonmembers,
+        member_captions=member_captions, nonmember_captions=nonmember_captions,
+    )
+
+
+class EncodingCache:
+    """Encoded domains per (model hash, device, dtype, domain content), bounded: a process that
+    scans the same model again (pytest sessions, benchmarks, sweeps) encodes each image once."""
+
+    def __init__(self, limit: int = 64) -> None:
+        self._limit = limit
+        self._items: OrderedDict[tuple[str, ...], Encoded] = OrderedDict()
+
+    def get(self, model: LoadedModel, domain: Domain, batch: int) -> Encoded:
+        content = digest(domain.prompt, [image.caption for image in domain.members],
+                         [image.caption for image in domain.nonmembers],
+                         *(image.pixels for image in (*domain.members, *domain.nonmembers)))
+        vae = model.pipeline.vae
+        key = (model.model_hash, str(vae.device), str(vae.dtype), content)
+        if key not in self._items:
+            if len(self._items) >= self._limit:
+                self._items.popitem(last=False)
+            self._items[key] = encode_domain(model, domain, batch)
+        return self._items[key]
+
+
+ENCODINGS = EncodingCache()
+"""This process's cache of encoded domains."""
+
+
+def encode_subject(model: LoadedModel, data: AuditData, batch: int, seed: int,
+                   with_blind: bool = True) -> Subject:
+    """Every domain encoded (through :data:`ENCODINGS`), with its blind baseline when asked
+    (rank 0 of a data-parallel scan; the others never report)."""
+    encoded = {d.name: ENCODINGS.get(model, d, batch) for d in data.domains}
+    return Subject(model, data, encoded, blind_aucs(encoded, seed) if with_blind else {})
+
+
+def blind_aucs(encoded: dict[str, Encoded], seed: int) -> dict[str, float]:
+    """The blind baseline's AUC per domain and ``pooled``: a model-free classifier of members
+    against non-members (the distribution-shift control)."""
+    from s2l_scan.baselines.blind import blind_auc
+
+    blind = {name: blind_auc(enc.member_pixels, enc.nonmember_pixels, seed=seed)
+             for name, enc in encoded.items()}
+    blind["pooled"] = blind_auc(np.concatenate([e.member_pixels for e in encoded.values()]),
+                                np.concatenate([e.nonmember_pixels for e in encoded.values()]),
+                                seed=seed)
+    return blind

@@ -1,0 +1,174 @@
+"""Stage 3: generations of the released model searched among known images → extraction records.
+
+Also the checks that must pass before any model work when extraction is on (the evidence
+folder, the prebuilt index), the known-image index every extraction of a scan shares, and the
+sampler settings generation uses.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from s2l_scan.config import ScanConfig
+from s2l_scan.devices import resolve_device
+from s2l_scan.errors import UsageError
+from s2l_scan.generation import SamplerSettings
+from s2l_scan.io.audit_data import AuditData, Domain
+from s2l_scan.io.model import LoadedModel
+from s2l_scan.report.model import ExtractionRecord
+from s2l_scan.scoring import batches
+from s2l_scan.stages.encode import Subject
+from s2l_scan.stages.runtime import Runtime
+from s2l_scan.units import Arrays, unit_key, writable_folder
+
+Generate = Callable[[str, str], np.ndarray]
+"""(prompt, key) → generated uint8 images; the key is the domain's name."""
+
+
+def sampler(config: ScanConfig) -> SamplerSettings:
+    """The sampler settings of extraction generations."""
+    return SamplerSettings(steps=config.extraction_steps, guidance=config.extraction_guidance,
+                           batch_size=config.batch_size)
+
+
+def check_evidence_dir(config: ScanConfig, inputs: list[Path]) -> None:
+    """A usage error, before any work, when match pictures could not be written to
+    ``evidence_dir`` or would land among the inputs (PNGs in an audit folder become audit
+    images of the next scan)."""
+    if config.evidence_dir is None or not config.extraction_samples:
+        return
+    folder = Path(config.evidence_dir).expanduser()
+    real = Path(os.path.realpath(folder))
+    for given in inputs:
+        if real.is_relative_to(os.path.realpath(given)):
+            raise UsageError(f"evidence_dir {folder} is inside the input {given}; its PNGs "
+                             "would become part of it. Choose a folder outside the model and "
+                             "the audit data.")
+    writable_folder(folder, "evidence_dir")
+
+
+def check_known_index(data: AuditData, config: ScanConfig) -> None:
+    """A usage error, before any scoring, unless ``known_index`` (when set and used) holds
+    images at the resolution the audit data was loaded at (the model's)."""
+    if not config.extraction_samples or config.known_index is None:
+        return
+    from s2l_scan.extraction.sharded import read_meta
+
+    height, width, channels = read_meta(Path(config.known_index).expanduser())["resolution"]
+    size = data.resolution
+    if (height, width, channels) != (size, size, 3):
+        raise UsageError(f"known_index {config.known_index} holds {height}×{width}×{channels} "
+                         f"images, but the model and its audit data are {size}×{size}×3; "
+                         f"rebuild the index with `s2l-scan index build --resolution {size}`")
+
+
+def known_index(data: AuditData, config: ScanConfig) -> Any:
+    """The known-image index (None when extraction is off): built once, shared by all probes;
+    with ``known_index``, the prebuilt sharded folder, opened (shards stay on disk)."""
+    if not config.extraction_samples:
+        return None
+    if config.known_index is not None:
+        from s2l_scan.extraction.sharded import open_sharded
+
+        return open_sharded(Path(config.known_index).expanduser())
+    from s2l_scan.extraction.cache import default_index_cache
+    from s2l_scan.extraction.embedders import make_embedder
+    from s2l_scan.probes.extraction import build_known_index
+
+    embedder = make_embedder(config.embedder, allow_pickle=config.allow_pickle,
+                             device=resolve_device(config.device))
+    cache = (default_index_cache() if config.index_cache_dir is None
+             else Path(config.index_cache_dir).expanduser())
+    return build_known_index(data, config.known_images, embedder=embedder, cache=cache)
+
+
+def extraction_records(pipeline: Any, domains: list[Domain], index: Any, config: ScanConfig,
+                       probe: str | None = None, generate: Generate | None = None
+                       ) -> list[ExtractionRecord]:
+    """The extraction probe on ``pipeline`` (the released model, or ``probe``'s copy) for
+    ``domains``; ``generate(prompt, key)`` replaces sampling with images already made."""
+    if index is None:
+        return []
+    from s2l_scan.probes.extraction import ExtractionSettings, run_extraction
+
+    settings = ExtractionSettings(
+        samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
+        tiled=config.extraction_tiled, candidates=config.extraction_candidates,
+        known_images=config.known_images, known_index=config.known_index,
+        sampler=sampler(config))
+    return run_extraction(pipeline, domains, index, settings, seed=config.seed, probe=probe,
+                          evidence_dir=None if config.evidence_dir is None
+                          else Path(config.evidence_dir), generate=generate)
+
+
+def stored(images: dict[str, np.ndarray]) -> Generate:
+    """A ``generate`` that returns the images made earlier for a domain, by its name."""
+    def generate(prompt: str, key: str) -> np.ndarray:
+        return images[key]
+
+    return generate
+
+
+def run_released_extraction(subject: Subject, index: Any, config: ScanConfig,
+                            runtime: Runtime | None = None) -> list[ExtractionRecord]:
+    """Extraction on the released model, one generation unit per domain (records on rank 0;
+    [] elsewhere and when extraction is off)."""
+    if index is None:
+        return []
+    runtime = Runtime() if runtime is None else runtime
+    domains = list(subject.data.domains)
+    images = _released_generations(subject.model, domains, config, runtime)
+    if images is None:
+        return []
+    return extraction_records(None, domains, index, config, generate=stored(images))
+
+
+def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig) -> str:
+    """Unit key of one domain's extraction generations on the released model. Batch size,
+    thread count and process count are left out: every image has its own seeded generator,
+    and the images were measured bit-identical across them (docs/determinism.md)."""
+    settings = sampler(config)
+    return unit_key("generated", source=model.model_hash, prompt=domain.prompt, key=domain.name,
+                    count=config.extraction_samples, seed=config.seed, steps=settings.steps,
+                    guidance=settings.guidance, negative_prompt=settings.negative_prompt,
+                    **model.platform)
+
+
+def _released_generations(model: LoadedModel, domains: list[Domain], config: ScanConfig,
+                          runtime: Runtime) -> dict[str, np.ndarray] | None:
+    """Each domain's extraction generations from the released model, on rank 0 (None on
+    other ranks)."""
+    keys = [_generation_key(model, domain, config) for domain in domains]
+    units = runtime.shared_units("generated", keys, lambda missing: _sample_sliced(
+        model.pipeline, [domains[i] for i in missing], config, runtime))
+    if units is None:
+        return None
+    return {domain.name: unit["images"] for domain, unit in zip(domains, units, strict=True)}
+
+
+def _sample_sliced(pipeline: Any, domains: list[Domain], config: ScanConfig, runtime: Runtime
+                   ) -> list[Arrays] | None:
+    """Each domain's generations, sampled in (domain, batch) slices shared out across the
+    processes; ``{"images": ...}`` per domain on rank 0, None on other ranks."""
+    from s2l_scan.generation import generate_images
+
+    settings = sampler(config)
+    slices = [(domain, start, stop - start) for domain in domains
+              for start, stop in batches(config.extraction_samples, settings.batch_size)]
+
+    def generate(piece: tuple[Domain, int, int]) -> np.ndarray:
+        domain, first, count = piece
+        return generate_images(pipeline, domain.prompt, count, seed=config.seed, key=domain.name,
+                               settings=settings, first=first)
+
+    images = runtime.map(generate, slices)
+    if images is None:
+        return None
+    return [{"images": np.concatenate([part for (d, _, _), part in
+                                       zip(slices, images, strict=True) if d is domain])}
+            for domain in domains]
