@@ -106,6 +106,7 @@ class GeneratedSets:
 
             settings = SamplerSettings(steps=self._config.sp_steps,
                                        guidance=self._config.sp_guidance,
+                                       negative_prompt=self._config.negative_prompt,
                                        batch_size=self._config.batch_size)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,

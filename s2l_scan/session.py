@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from s2l_scan import __version__
-from s2l_scan.attack import ATTACKS, Attack, Target
+from s2l_scan.attack import Attack, Target, make_attack
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.functional import metrics
@@ -179,15 +179,8 @@ def resolve_device(device: str) -> str:
 
 
 def _make_attack(name: str, config: ScanConfig, num_train_timesteps: int) -> Attack:
-    cls = ATTACKS.get(name)
-    options = config.attack_options.get(name, {})
-    try:
-        # an attack checks its own options in __init__ / describe(); whatever they raise for a
-        # bad value (TypeError, ValueError) was caused by the user's options
-        attack = cls(**options)
-        described = attack.describe()
-    except (TypeError, ValueError) as error:
-        raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None
+    attack = make_attack(name, config.attack_options.get(name, {}), seed=config.seed)
+    described = attack.describe()
     for key, value in described.items():
         # "timesteps" is a list of steps; "t", "t_sec" and "compared_t" are one step each
         steps = list(value) if key == "timesteps" and isinstance(value, tuple | list) else [value]
@@ -403,7 +396,7 @@ def _sampler(config: ScanConfig) -> Any:
     from s2l_scan.generation import SamplerSettings
 
     return SamplerSettings(steps=config.extraction_steps, guidance=config.extraction_guidance,
-                           batch_size=config.batch_size)
+                           negative_prompt=config.negative_prompt, batch_size=config.batch_size)
 
 
 def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig) -> str:
