@@ -188,6 +188,10 @@ class ScanConfig:
                              else self.bootstrap_seed)):  # None: the scan's seed
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.negative_prompt is not None and (not isinstance(self.negative_prompt, str)
+                                                 or not self.negative_prompt.strip()):
+            raise UsageError(f"negative_prompt must be a non-empty string (or left out for "
+                             f"none), got {self.negative_prompt!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():

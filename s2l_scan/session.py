@@ -749,7 +749,7 @@ def _probe_key(model: LoadedModel, spec: Any, domain: str, prompt: str, enc: _En
         "probe", model=model.model_hash, probe=type(spec.probe).__name__, label=spec.label,
         options=spec.probe.describe(), domain=domain, prompt=prompt, seed=config.seed,
         sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
-            config.prior_prompt],
+            config.prior_prompt, config.negative_prompt],
         attacks=[[a.name, a.describe()] for a in attacks],
         samples=digest(enc.members, enc.nonmembers, enc.member_captions, enc.nonmember_captions),
         batch_size=config.batch_size, threads=config.threads, **model.platform,

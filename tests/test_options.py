@@ -259,3 +259,22 @@ def test_negative_prompt_reaches_sp_set_generation(monkeypatch: pytest.MonkeyPat
     keys = {sp_set.sp_set_key("h", "p", 2, 0, SamplerSettings(negative_prompt=n), {})
             for n in (None, "blurry")}
     assert len(keys) == 2  # a negative prompt is another SP set
+
+
+def test_negative_prompt_is_part_of_the_probe_unit_key() -> None:
+    # a probe trains on SP sets, so a cached probe unit of another negative prompt is stale
+    from s2l_scan.session import _probe_key
+
+    model = SimpleNamespace(model_hash="h", platform={})
+    spec = SimpleNamespace(probe=SimpleNamespace(describe=dict), label="noise")
+    enc = SimpleNamespace(members=np.zeros(2), nonmembers=np.ones(2), member_captions=[0, 0],
+                          nonmember_captions=[0, 0])
+    keys = {_probe_key(model, spec, "d", "p", enc, [],  # type: ignore[arg-type]
+                       make_config(negative_prompt=n), extract=False) for n in (None, "blurry")}
+    assert len(keys) == 2
+
+
+@pytest.mark.parametrize("value", ["", "  ", 3, ["blurry"]])
+def test_a_bad_negative_prompt_is_a_usage_error(value: Any) -> None:
+    with pytest.raises(UsageError, match="negative_prompt must be a non-empty string"):
+        make_config({"negative_prompt": value})
