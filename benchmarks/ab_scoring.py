@@ -32,7 +32,8 @@ domains = tuple(sys.argv[3].split(",")) if sys.argv[3] else None
 config = make_config(probes="", extraction_samples=0, domains=domains)
 model = load_pipeline(__import__("pathlib").Path(sys.argv[1]))
 data = load_audit_data(__import__("pathlib").Path(sys.argv[2]), model.resolution, domains=domains)
-attacks = [make_attack(n, config.attack_options.get(n, {})) for n in config.attacks]
+attacks = [make_attack(n, config.attack_options.get(n, {}), seed=config.seed)
+           for n in config.attacks]
 encoded = {d.name: encode_domain(model, d, config.batch_size) for d in data.domains}
 subject = Subject(model, data, encoded, {n: 0.5 for n in [*encoded, "pooled"]})
 calls = [0]

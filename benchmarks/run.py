@@ -123,7 +123,7 @@ def forward_efficiency(model_dir: Path, data_dir: Path, device: str, threads: in
     subject = encode_subject(model, data, config.batch_size, config.seed)
     figures = []
     for name in config.attacks:
-        attack = make_attack(name, config.attack_options.get(name, {}))
+        attack = make_attack(name, config.attack_options.get(name, {}), seed=config.seed)
         timer.seconds = 0.0
         _sync(device)
         started = time.perf_counter()
@@ -169,7 +169,8 @@ def precision_check(model_dir: Path, data_dir: Path, device: str, threads: int) 
                              dtype=dtype, bootstrap=100)
         model = load_pipeline(model_dir, device=device, dtype=torch_dtype(dtype))
         data = load_audit_data(data_dir, model.resolution)
-        attacks = [make_attack(n, config.attack_options.get(n, {})) for n in config.attacks]
+        attacks = [make_attack(n, config.attack_options.get(n, {}), seed=config.seed)
+                   for n in config.attacks]
         encoded = {d.name: encode_domain(model, d, config.batch_size) for d in data.domains}
         subject = Subject(model, data, encoded, {name: 0.5 for name in [*encoded, "pooled"]})
         _sync(device)

@@ -7,6 +7,7 @@ the attack returns one score per sample, higher = more likely member.
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any, ClassVar
@@ -95,12 +96,22 @@ class Attack(ABC):
 ATTACKS: Registry[type[Attack]] = Registry("attack", entry_point_group="s2l_scan.attacks")
 
 
-def make_attack(name: str, options: dict[str, Any]) -> Attack:
-    """The registered attack ``name`` with ``options``; a usage error naming the attack when
-    the options are bad (an attack checks its own options when built and described)."""
+def make_attack(name: str, options: dict[str, Any], *, seed: int) -> Attack:
+    """The registered attack ``name`` built with the user's ``options``.
+
+    An attack with a ``seed`` setting gets the scan's ``seed`` unless ``options`` set one (a
+    ``seed`` of None also means "the scan's"), so ``--seed`` drives its noises too and
+    :meth:`Attack.describe` reports the seed actually used. Whatever the attack raises for a
+    bad option (TypeError, ValueError) is a usage error naming the attack.
+    """
     cls = ATTACKS.get(name)
+    settings = dict(options)
+    if "seed" in inspect.signature(cls).parameters and settings.get("seed") is None:
+        settings["seed"] = seed
     try:
-        attack = cls(**options)
+        # an attack checks its own options in __init__ / describe(); whatever they raise for a
+        # bad value (TypeError, ValueError) was caused by the user's options
+        attack = cls(**settings)
         attack.describe()
     except (TypeError, ValueError) as error:
         raise UsageError(f"attack {name!r}: bad options {options} ({error})") from None

@@ -14,8 +14,9 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from s2l_scan.config import SCAN_OPTIONS
 from s2l_scan.errors import S2LError, UsageError
+from s2l_scan.options import SCAN_INPUTS, argparse_help, cli_spelling, scan_options
+from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
 
 EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -90,40 +91,33 @@ def build_parser() -> argparse.ArgumentParser:
                                   "one shard)")
 
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
-    scan.add_argument("model", help="diffusers folder, .safetensors file, or 'reference'")
-    scan.add_argument("--data", help="audit data folder (default for 'reference': its data)")
-    scan.add_argument("--model-config", help="local config folder for a single-file checkpoint")
-    scan.add_argument("--lora", help="LoRA adapter folder fused into the model before scanning")
-    scan.add_argument("--config", type=Path, help="s2l.toml or pyproject.toml with [tool.s2l]")
-    scan.add_argument("--allow-pickle", action="store_true", default=None,
-                      help="opt in to pickled weights (read with torch.load(weights_only=True))")
-    for name, kind, text in _SCAN_OPTIONS:
-        scan.add_argument(f"--{name.replace('_', '-')}", dest=name, type=kind, help=text)
+    for given in SCAN_INPUTS:
+        parse = Path if given.name == "config" else str
+        if given.positional:
+            scan.add_argument(given.name, type=parse, help=argparse_help(given.help))
+        else:
+            scan.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
+                              metavar=given.metavar, help=argparse_help(given.help))
+    for option in scan_options():  # values None: "not given", so config files still apply
+        if option.type is bool:
+            scan.add_argument(option.cli, dest=option.key, action="store_true", default=None,
+                              help=argparse_help(option.help))
+        else:
+            scan.add_argument(option.cli, dest=option.key, type=option.type, default=None,
+                              metavar=option.metavar, help=argparse_help(option.help))
 
     report = commands.add_parser("report", help="render a JSON report as HTML, Markdown, SARIF "
                                                 "or into a model card")
     report.add_argument("report", type=Path, help="a JSON report (scan --report-json)")
-    report.add_argument("--html", type=Path, help="write the self-contained HTML page here")
-    report.add_argument("--markdown", type=Path, help="write the Markdown summary here")
-    report.add_argument("--sarif", type=Path, help="write SARIF 2.1.0 findings here")
-    report.add_argument("--json", type=Path, help="write the JSON report again (re-validated)")
+    for kind, renderer in RENDERERS.items():
+        report.add_argument(f"--{kind}", type=Path, metavar="FILE",
+                            help=argparse_help(renderer.help))
     report.add_argument("--model-card", type=Path, metavar="README.md",
                         help="add or update the privacy-scan section and model-index metadata "
                              "of this Hugging Face model card (created when missing)")
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
     return parser
-
-
-_SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (*SCAN_OPTIONS,
-    ("report_json", str, "write the JSON report to this file"),
-    ("report_html", str, "write the self-contained HTML report to this file"),
-    ("report_markdown", str, "write the Markdown summary (for $GITHUB_STEP_SUMMARY) here"),
-    ("report_sarif", str, "write SARIF 2.1.0 findings (for code scanning) to this file"),
-    ("compare", str, "previous release's JSON report: compare with it (regression gate)"),
-    ("compare_fail", str, "fail when a metric rose more than this since --compare, e.g. "
-                          "auc:+0.02,extracted:+0 (metrics: auc, tpr, asr, extracted)"),
-)
 
 
 def _reference_build(args: argparse.Namespace) -> int:
@@ -199,8 +193,7 @@ def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.report.console import make_console, render_results
     from s2l_scan.session import run
 
-    overrides = {name: getattr(args, name) for name, _, _ in _SCAN_OPTIONS}
-    overrides["allow_pickle"] = args.allow_pickle
+    overrides = {option.key: getattr(args, option.key) for option in scan_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
                                  model_config=args.model_config, lora=args.lora),
@@ -230,11 +223,10 @@ def _report(args: argparse.Namespace) -> int:
     from s2l_scan.report.files import check_outputs, load_report, write_text_atomic
     from s2l_scan.report.outputs import write_reports
 
-    wanted = {kind: getattr(args, kind) for kind in ("json", "html", "markdown", "sarif")
-              if getattr(args, kind) is not None}
+    wanted = {kind: getattr(args, kind) for kind in RENDERERS if getattr(args, kind) is not None}
     if not wanted and args.model_card is None:
-        raise UsageError("nothing to write: give --html FILE, --markdown FILE, --sarif FILE, "
-                         "--json FILE and/or --model-card README.md")
+        files = ", ".join(f"--{kind} FILE" for kind in RENDERERS)
+        raise UsageError(f"nothing to write: give {files} and/or --model-card README.md")
     check_outputs({f"--{kind}": path for kind, path in wanted.items()}, [args.report])
     if args.model_card is not None:
         check_outputs({"--model-card": args.model_card}, [args.report, *wanted.values()])

@@ -39,103 +39,123 @@ CACHE_KINDS = ("on", "off")
 DTYPES = ("float32", "float16", "bfloat16")
 
 
-def _help(text: str, default: Any) -> Any:
+def _option(text: str, default: Any, *, cli: bool = True, metavar: str | None = None) -> Any:
+    """A ScanConfig field, declared once: its default, its one-line help, and whether the
+    command line offers it (``s2l-scan scan --NAME`` and ``pytest --s2l-NAME``; ``cli=False``:
+    config files only). The TOML key is the field name; the option's type comes from the
+    annotation (:func:`cli_type`)."""
+    metadata = {"help": text, "cli": cli, "metavar": metavar}
     if isinstance(default, dict | list):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": text})
-    return field(default=default, metadata={"help": text})
+        return field(default_factory=lambda: type(default)(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class ScanConfig:
     """Everything a scan needs besides the model and data paths."""
 
-    attacks: tuple[str, ...] = _help("baseline attacks to run, by registered name",
-                                     ("loss", "secmi", "pia"))
-    attack_options: dict[str, dict[str, Any]] = _help(  # noqa: RUF009 - _help returns a field()
-        "per-attack settings, e.g. {secmi = {t_sec = 150}}", {})
-    domains: tuple[str, ...] | None = _help("domains to scan (default: all)", None)
-    max_auc: float = _help("gate: fail when AUC exceeds this", 0.6)
-    max_tpr: float = _help("gate: fail when TPR at 1% FPR (calibrated) exceeds this", 0.1)
-    ci_end: str = _help("which AUC is compared to max_auc: point, lower or upper CI end",
-                        "point")
-    confound_margin: float = _help("flag confounded when blind AUC ≥ AUC − margin", 0.02)
-    unstable_margin: float = _help("flag unstable when a neighbouring-t AUC differs by more",
-                                   0.1)
-    bootstrap: int = _help("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
-    seed: int = _help("seed of noises, splits and bootstrap", 0)
-    bootstrap_seed: int | None = _help("seed of the bootstrap resamples alone (default: seed); "
-                                       "varying it shows how stable a verdict is", None)
-    batch_size: int = _help("samples per UNet forward", 32)
-    threads: int = _help("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
-    device: str = _help("torch device, e.g. cpu, cuda, cuda:1, or auto (a GPU when there is one)",
-                        "cpu")
-    dtype: str = _help("weights and activations of the forwards: float32, float16 or bfloat16 "
-                       "(half precision is an opt-in; see docs/performance.md for its accuracy)",
-                       "float32")
-    allow_pickle: bool = _help("opt in to pickled weights (read with weights_only=True)", False)
-    reference_preset: str = _help("preset used when the model is 'reference'", "default")
-    reference_seed: int = _help("build seed of the reference model when the model is "
-                                "'reference' (apart from seed: another seed is another model)",
-                                0)
-    extraction_samples: int = _help("images generated per domain for extraction (0: off)", 32)
-    extraction_steps: int = _help("sampler steps per generated image", 50)
-    extraction_guidance: float = _help("classifier-free guidance scale for generation", 7.0)
-    extraction_k: int = _help("eidetic k: a known image with more near-duplicates never counts",
-                              10)
-    extraction_delta: float = _help("eidetic δ: RMS distance of [0, 1] pixels", 0.1)
-    extraction_tiled: bool = _help("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
-                                   False)
-    extraction_on_probes: bool = _help("also run extraction on every probe's shaken copy",
-                                       True)
-    embedder: str = _help("extraction index embedding: 'pixels' (exact: finds every match) or "
-                          "'open_clip:ARCH:PATH' (local weights file; approximate k-NN)",
-                          "pixels")
-    extraction_candidates: int = _help(
+    attacks: tuple[str, ...] = _option("baseline attacks to run by registered name, "
+                                       "comma-separated in options", ("loss", "secmi", "pia"))
+    attack_options: dict[str, dict[str, Any]] = _option(  # noqa: RUF009 - a field()
+        "per-attack settings, e.g. {secmi = {t_sec = 150}}", {}, cli=False)
+    domains: tuple[str, ...] | None = _option("domains to scan, comma-separated in options "
+                                              "(default: all)", None)
+    max_auc: float = _option("gate: fail when AUC exceeds this", 0.6)
+    max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this", 0.1)
+    ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end",
+                          "point")
+    confound_margin: float = _option("flag confounded when blind AUC ≥ AUC − margin", 0.02,
+                                     cli=False)
+    unstable_margin: float = _option("flag unstable when a neighbouring-t AUC differs by more",
+                                     0.1, cli=False)
+    bootstrap: int = _option("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
+    seed: int = _option("seed of every seeded choice: attack noises, calibration splits, blind "
+                        "folds, generations, probes' training and bootstrap; overridden only "
+                        "by bootstrap_seed (the bootstrap) and a seed in attack_options "
+                        "(that attack)", 0)
+    bootstrap_seed: int | None = _option("seed of the bootstrap resamples alone (default: seed); "
+                                         "varying it shows how stable a verdict is", None)
+    batch_size: int = _option("samples per UNet forward", 32)
+    threads: int = _option("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
+    device: str = _option("torch device: cpu, cuda, cuda:N, or auto (a GPU when there is one)",
+                          "cpu")
+    dtype: str = _option("weights and activations of the forwards: float32, float16 or bfloat16 "
+                         "(half precision is an opt-in; see docs/performance.md)", "float32")
+    allow_pickle: bool = _option("opt in to pickled weights (read with torch.load("
+                                 "weights_only=True))", False)
+    reference_preset: str = _option("preset used when the model is 'reference'", "default",
+                                    cli=False)
+    reference_seed: int = _option("build seed of the reference model when the model is "
+                                  "'reference' (not seed: another build seed is another model)",
+                                  0)
+    extraction_samples: int = _option("images generated per domain for extraction (0: off)", 32)
+    extraction_steps: int = _option("sampler steps per generated image", 50)
+    extraction_guidance: float = _option("classifier-free guidance scale for generation", 7.0,
+                                         cli=False)
+    negative_prompt: str | None = _option(
+        "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
+        None)
+    extraction_k: int = _option("eidetic k: a known image with more near-duplicates never counts",
+                                10, cli=False)
+    extraction_delta: float = _option("eidetic δ: RMS distance of [0, 1] pixels", 0.1, cli=False)
+    extraction_tiled: bool = _option("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
+                                     False, cli=False)
+    extraction_on_probes: bool = _option("also run extraction on every probe's shaken copy",
+                                         True, cli=False)
+    embedder: str = _option("extraction index embedding: pixels (exact: finds every match) or "
+                            "open_clip:ARCH:PATH (local weights file; approximate k-NN)",
+                            "pixels")
+    extraction_candidates: int = _option(
         "known images verified per generation with a k-NN embedder (open_clip); the pixels "
         "embedder verifies every one within δ", 64)
-    known_images: str = _help("what the extraction index holds: members (+ known/), "
-                              "nonmembers (control), all, or a folder of images", "members")
-    known_index: str | None = _help(
+    known_images: str = _option("what the extraction index holds: members (+ known/), "
+                                "nonmembers (control), all, or a folder of images", "members")
+    known_index: str | None = _option(
         "a sharded known-image index folder (`s2l-scan index build`) searched instead of "
         "known_images: for millions of known images (default: none)", None)
-    index_cache_dir: str | None = _help(
+    index_cache_dir: str | None = _option(
         "folder of cached known-image indexes (default: <cache>/index)", None)
-    max_extracted: int = _help("gate: fail when more generations than this are eidetic matches",
-                               0)
-    evidence_dir: str | None = _help("folder for side-by-side PNGs of matches (default: none)",
-                                     None)
-    probes: tuple[str, ...] = _help("S2L probes to run, by registered name (empty: none)",
-                                    ("noise", "lora"))
-    probe_options: dict[str, dict[str, Any]] = _help(  # noqa: RUF009 - _help returns a field()
-        "per-probe settings; a list value sweeps it, e.g. {noise = {sigma = [2e-4, 8e-4]}}", {})
-    max_amplification: float = _help("gate: fail when a probe raises AUC by more than this",
-                                      0.05)
-    sweep: str | None = _help("time budget of the worst-case sweep, e.g. 600, 10m, 1h (default: "
-                              "no sweep)", None)
-    sweep_space: dict[str, dict[str, list[Any]]] = _help(  # noqa: RUF009 - _help returns a field()
+    max_extracted: int = _option("gate: fail when more generations than this are eidetic matches",
+                                 0)
+    evidence_dir: str | None = _option("folder for a side-by-side PNG (generated | known | "
+                                       "difference) of every eidetic match (default: none)", None)
+    probes: tuple[str, ...] = _option("S2L probes to run by registered name, "
+                                      "comma-separated in options ('': none)", ("noise", "lora"))
+    probe_options: dict[str, dict[str, Any]] = _option(  # noqa: RUF009 - a field()
+        "per-probe settings; a list value sweeps it, e.g. {noise = {sigma = [2e-4, 8e-4]}}", {},
+        cli=False)
+    max_amplification: float = _option("gate: fail when a probe raises AUC by more than this",
+                                       0.05)
+    sweep: str | None = _option("time budget of the worst-case sweep over probe settings, e.g. "
+                                "600, 10m, 1h (default: no sweep)", None)
+    sweep_space: dict[str, dict[str, list[Any]]] = _option(  # noqa: RUF009 - a field()
         "values the sweep tries per probe and knob, one knob at a time",
-        {probe: {k: list(v) for k, v in knobs.items()} for probe, knobs in DEFAULT_SPACE.items()})
-    sp_samples: int = _help("SP-set images generated per domain for fine-tuning probes", 32)
-    sp_steps: int = _help("sampler steps for SP-set images", 25)
-    sp_guidance: float = _help("guidance scale for SP-set images (paper: 7.5)", 7.5)
-    ood_prompt: str = _help("prompt of the out-of-domain control set (end_to_end_ood)",
-                            "a photograph of a landscape")
-    prior_prompt: str = _help("class prompt of DreamBooth's prior-preservation set", "a photo")
-    probe_save_dir: str | None = _help("save what each probe trained here (default: nothing)",
-                                       None)
-    cache: str = _help("unit cache: on (finished units are stored and reused, so an "
-                       "interrupted scan resumes) or off", "on")
-    cache_dir: str | None = _help("folder of the unit cache (default: $S2L_CACHE_DIR/units, "
-                                  "else ~/.cache/s2l-scan/units)", None)
-    compare: str | None = _help("previous release's JSON report to compare with (regression gate)",
-                                None)
-    compare_fail: str | None = _help(
-        "fail when a metric rose more than this since `compare`, e.g. 'auc:+0.02,extracted:+0'",
-        None)
-    report_json: str | None = _help("write the JSON report to this file", None)
-    report_html: str | None = _help("write the self-contained HTML report to this file", None)
-    report_markdown: str | None = _help("write the Markdown summary (≤ 1 MiB) to this file", None)
-    report_sarif: str | None = _help("write the SARIF 2.1.0 findings to this file", None)
+        {probe: {k: list(v) for k, v in knobs.items()} for probe, knobs in DEFAULT_SPACE.items()},
+        cli=False)
+    sp_samples: int = _option("SP-set images generated per domain for fine-tuning probes", 32)
+    sp_steps: int = _option("sampler steps for SP-set images", 25, cli=False)
+    sp_guidance: float = _option("guidance scale for SP-set images (paper: 7.5)", 7.5, cli=False)
+    ood_prompt: str = _option("prompt of the out-of-domain control set (end_to_end_ood)",
+                              "a photograph of a landscape", cli=False)
+    prior_prompt: str = _option("class prompt of DreamBooth's prior-preservation set", "a photo",
+                                cli=False)
+    probe_save_dir: str | None = _option("save what each probe trained here (default: nothing)",
+                                         None, cli=False)
+    cache: str = _option("unit cache: on (finished units are stored and reused, so an "
+                         "interrupted scan resumes) or off", "on")
+    cache_dir: str | None = _option("folder of the unit cache (default: $S2L_CACHE_DIR/units, "
+                                    "else ~/.cache/s2l-scan/units)", None)
+    compare: str | None = _option("previous release's JSON report to compare with (regression "
+                                  "gate; default: none)", None, metavar="REPORT.json")
+    compare_fail: str | None = _option(
+        "fail when a metric rose more than this since compare, e.g. auc:+0.02,extracted:+0 "
+        "(metrics: auc, tpr, asr, extracted; default: no limit)", None,
+        metavar="METRIC:+AMOUNT,...")
+    # Report files, {config key: path}. Each report format declares its key (the TOML key,
+    # e.g. report_json) and its options in its Renderer (s2l_scan/report/outputs.py), so a new
+    # format needs no field here; to_dict() lists them flat, one key per format.
+    reports: dict[str, str] = _option(  # noqa: RUF009 - a field()
+        "report files by config key (set through report_json, report_html, ...)", {}, cli=False)
 
     def __post_init__(self) -> None:
         for name in ("max_auc", "max_tpr"):
@@ -168,6 +188,10 @@ class ScanConfig:
                              else self.bootstrap_seed)):  # None: the scan's seed
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.negative_prompt is not None and (not isinstance(self.negative_prompt, str)
+                                                 or not self.negative_prompt.strip()):
+            raise UsageError(f"negative_prompt must be a non-empty string (or left out for "
+                             f"none), got {self.negative_prompt!r}")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():
@@ -236,10 +260,17 @@ class ScanConfig:
                              f"lists, got {self.sweep_space!r}")
 
     def _check_reports(self) -> None:
-        for name in ("compare", "compare_fail", "report_json", "report_html", "report_markdown",
-                     "report_sarif"):
+        for name in ("compare", "compare_fail"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise UsageError(f"{name} must be a non-empty string, got {value!r}")
+        if not isinstance(self.reports, dict):
+            raise UsageError(f"reports must map report keys to files, got {self.reports!r}")
+        keys = report_keys()
+        for name, value in self.reports.items():
+            if name not in keys:
+                raise UsageError(f"unknown report file key {name!r}; known: {', '.join(keys)}")
+            if not isinstance(value, str) or not value.strip():
                 raise UsageError(f"{name} must be a non-empty string, got {value!r}")
         if self.compare_fail is not None:
             if self.compare is None:
@@ -256,50 +287,66 @@ class ScanConfig:
         return self.seed if self.bootstrap_seed is None else self.bootstrap_seed
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form, echoed in the report."""
-        return dataclasses.asdict(self)
+        """JSON-ready form, echoed in the report: every field, with ``reports`` flattened to
+        one key per report format (``report_json``: path or None, ...)."""
+        values = dataclasses.asdict(self)
+        reports = values.pop("reports")
+        return {**values, **{key: reports.get(key) for key in report_keys()}}
 
 
 FIELDS = {f.name: f for f in dataclasses.fields(ScanConfig)}
 
-# The scan options both doors offer: ``s2l-scan scan --NAME`` and ``pytest --s2l-NAME``.
-# (field, type, help); help strings go through argparse, so a literal percent sign is "%%".
-SCAN_OPTIONS: tuple[tuple[str, type, str], ...] = (
-    ("max_auc", float, "gate: fail when AUC exceeds this (default 0.6)"),
-    ("max_tpr", float, "gate: fail when calibrated TPR at 1%% FPR exceeds this (default 0.1)"),
-    ("ci_end", str, "which AUC meets max_auc: point (default), lower or upper CI end"),
-    ("attacks", str, "comma-separated attacks (default loss,secmi,pia)"),
-    ("domains", str, "comma-separated domains to scan (default all)"),
-    ("seed", int, "seed of noises, splits and bootstrap (default 0)"),
-    ("bootstrap", int, "bootstrap resamples (default 1000)"),
-    ("bootstrap_seed", int, "seed of the bootstrap resamples alone (default: seed)"),
-    ("reference_seed", int, "build seed of the 'reference' model (default 0; not --seed)"),
-    ("batch_size", int, "samples per UNet forward (default 32)"),
-    ("threads", int, "torch CPU threads (default 1)"),
-    ("device", str, "torch device: cpu (default), cuda, cuda:N or auto"),
-    ("dtype", str, "float32 (default), float16 or bfloat16 forwards (half precision: opt-in)"),
-    ("probes", str, "comma-separated S2L probes (default noise,lora; '' for none)"),
-    ("max_amplification", float, "gate: fail when a probe raises AUC by more (default 0.05)"),
-    ("max_extracted", int, "gate: fail when more generations are eidetic matches (default 0)"),
-    ("evidence_dir", str, "folder for a side-by-side PNG (generated | known | difference) of "
-                          "every eidetic match (default: none)"),
-    ("extraction_samples", int, "images generated per domain for extraction (default 32)"),
-    ("extraction_steps", int, "sampler steps per generated image (default 50)"),
-    ("sp_samples", int, "SP-set images per domain for fine-tuning probes (default 32)"),
-    ("embedder", str, "extraction index embedding: pixels (default; exact) or "
-                      "open_clip:ARCH:PATH (local weights; approximate k-NN)"),
-    ("extraction_candidates", int, "known images verified per generation with open_clip "
-                                   "(default 64)"),
-    ("known_images", str, "extraction index: members (default; + known/), nonmembers "
-                          "(control), all, or a folder of images"),
-    ("known_index", str, "sharded index folder (s2l-scan index build) searched instead of "
-                         "known_images; for millions of known images"),
-    ("index_cache_dir", str, "cache folder of known-image indexes (default <cache>/index)"),
-    ("sweep", str, "worst-case sweep over probe settings within this time budget, e.g. 10m"),
-    ("cache", str, "unit cache: on (default; an interrupted scan resumes) or off"),
-    ("cache_dir", str, "unit cache folder (default $S2L_CACHE_DIR/units or "
-                       "~/.cache/s2l-scan/units)"),
-)
+
+def report_keys() -> tuple[str, ...]:
+    """The config keys of the registered report formats (``report_json``, ...), in order."""
+    from s2l_scan.report.outputs import RENDERERS  # cheap: no torch, numpy or rich
+
+    return tuple(renderer.config_key for renderer in RENDERERS.values())
+
+
+def config_keys() -> list[str]:
+    """Every key a config file (or an override) may set, sorted: the fields (less
+    ``reports``, which is set through the report formats' keys) and the report keys."""
+    return sorted({*FIELDS, *report_keys()} - {"reports"})
+
+
+# Command-line types by annotation: lists are given comma-separated (see _coerce), a bool is a
+# flag that turns the option on.
+_CLI_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "tuple[str, ...]": str,
+                               "bool": bool}
+
+
+def cli_fields() -> list[dataclasses.Field[Any]]:
+    """The ScanConfig fields the command line offers, in declaration order."""
+    return [f for f in dataclasses.fields(ScanConfig) if f.metadata["cli"]]
+
+
+def cli_type(f: dataclasses.Field[Any]) -> type:
+    """The command-line type of a field offered on the command line (``bool``: a flag)."""
+    annotation = str(f.type).removesuffix(" | None")
+    if annotation not in _CLI_TYPES:
+        raise TypeError(f"ScanConfig.{f.name}: no command-line type for {f.type!r}; give it "
+                        f"cli=False or add its type to _CLI_TYPES")
+    return _CLI_TYPES[annotation]
+
+
+def shown_default(value: Any) -> str:
+    """A default as the help shows it: none, off/on, a comma-separated list, or the value."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, tuple | list):
+        return ",".join(map(str, value)) if value else "none"
+    return str(value)
+
+
+def help_text(f: dataclasses.Field[Any]) -> str:
+    """A field's one-line help, with its default unless the help already says it."""
+    text: str = f.metadata["help"]
+    if "default" in text:
+        return text
+    return f"{text} (default: {shown_default(f.default)})"
 
 
 def _coerce(name: str, value: Any) -> Any:
@@ -320,17 +367,23 @@ def _coerce(name: str, value: Any) -> Any:
 def make_config(file_values: dict[str, Any] | None = None, **overrides: Any) -> ScanConfig:
     """Build a config from file values and non-None overrides; unknown keys are usage errors."""
     merged: dict[str, Any] = {}
+    reports: dict[str, Any] = {}
+    keys = config_keys()
+    report_names = report_keys()
     for source in (file_values or {}, {k: v for k, v in overrides.items() if v is not None}):
         for key, value in source.items():
             name = key.replace("-", "_")
-            if name not in FIELDS:
-                near = difflib.get_close_matches(name, FIELDS, n=1)
+            if name not in keys:
+                near = difflib.get_close_matches(name, keys, n=1)
                 hint = f"; did you mean {near[0]!r}?" if near else ""
                 raise UsageError(f"unknown s2l config key {key!r}{hint} "
-                                 f"Valid keys: {', '.join(sorted(FIELDS))}")
-            merged[name] = _coerce(name, value)
+                                 f"Valid keys: {', '.join(keys)}")
+            if name in report_names:
+                reports[name] = value
+            else:
+                merged[name] = _coerce(name, value)
     try:
-        return ScanConfig(**merged)
+        return ScanConfig(**merged, reports=reports)
     except TypeError as error:  # a wrongly typed value that __post_init__ could not name
         raise UsageError(f"invalid s2l config: {error}") from None
 

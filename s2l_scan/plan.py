@@ -103,7 +103,7 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
         raise UsageError(f"model {inputs.model} needs audit data: pass --data DIR "
                          "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
                          "nonmembers/}")
-    attacks = tuple(make_attack(name, config.attack_options.get(name, {}))
+    attacks = tuple(make_attack(name, config.attack_options.get(name, {}), seed=config.seed)
                     for name in config.attacks)
     for attack in attacks:  # types and signs now; the model's own range once it is loaded
         attack.check_timesteps(10**9)

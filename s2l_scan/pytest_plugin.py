@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from s2l_scan.config import SCAN_OPTIONS  # stdlib-only module: keeps the plugin cheap
+# cheap modules (no torch, numpy or rich): they keep the plugin cheap to load
+from s2l_scan.options import SCAN_INPUTS, argparse_help, plugin_spelling, scan_options
 
 if TYPE_CHECKING:
     from s2l_scan.plan import ScanPlan
@@ -29,42 +30,19 @@ if TYPE_CHECKING:
 
 _STATE = pytest.StashKey["_ScanState"]()
 
-# option name → ScanConfig field (values None = "not given", so config files still apply)
-
-# option → ScanConfig field, for options whose name is not simply --s2l-<field>
-_PATH_OPTIONS = {
-    "--s2l-report-json": ("report_json", "FILE", "write the JSON report here"),
-    "--s2l-report-html": ("report_html", "FILE", "write the self-contained HTML report here"),
-    "--s2l-report-markdown": ("report_markdown", "FILE",
-                              "write the Markdown summary here (e.g. $GITHUB_STEP_SUMMARY)"),
-    "--s2l-sarif": ("report_sarif", "FILE", "write SARIF 2.1.0 findings here (code scanning)"),
-    "--s2l-compare": ("compare", "REPORT.json",
-                      "previous release's JSON report: compare with it (regression gate)"),
-    "--s2l-compare-fail": ("compare_fail", "METRIC:+AMOUNT,...",
-                           "fail a check whose metric rose more than this since --s2l-compare, "
-                           "e.g. auc:+0.02,extracted:+0 (metrics: auc, tpr, asr, extracted)"),
-}
-
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("s2l", "s2l-scan: diffusion-model privacy gate")
-    group.addoption("--s2l-model", metavar="PATH", default=None,
-                    help="checkpoint to scan: a diffusers folder, a .safetensors file (with "
-                         "--s2l-model-config), or 'reference'")
-    group.addoption("--s2l-data", metavar="DIR", default=None,
-                    help="audit data (DIR/<domain>/{prompt.txt,members/,nonmembers/})")
-    group.addoption("--s2l-model-config", metavar="DIR", default=None,
-                    help="local diffusers config folder for a single-file checkpoint")
-    group.addoption("--s2l-lora", metavar="DIR", default=None,
-                    help="LoRA adapter folder fused into the model before scanning")
-    group.addoption("--s2l-config", metavar="FILE", default=None,
-                    help="s2l.toml or pyproject.toml with [tool.s2l] (default: found in rootdir)")
-    for option, (_, metavar, text) in _PATH_OPTIONS.items():
-        group.addoption(option, metavar=metavar, default=None, help=text)
-    group.addoption("--s2l-allow-pickle", action="store_true", default=None,
-                    help="opt in to pickled weights (read with torch.load(weights_only=True))")
-    for name, kind, text in SCAN_OPTIONS:
-        group.addoption(f"--s2l-{name.replace('_', '-')}", type=kind, default=None, help=text)
+    for given in SCAN_INPUTS:
+        group.addoption(plugin_spelling(given.name), metavar=given.metavar, default=None,
+                        help=argparse_help(given.help))
+    for option in scan_options():  # values None: "not given", so config files still apply
+        if option.type is bool:
+            group.addoption(option.pytest, action="store_true", default=None,
+                            help=argparse_help(option.help))
+        else:
+            group.addoption(option.pytest, type=option.type, default=None,
+                            metavar=option.metavar, help=argparse_help(option.help))
 
 
 class _ScanState:
@@ -103,11 +81,7 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         config_file = _opt_path(config, "--s2l-config")
         file_values = read_config_file(config_file, config.rootpath)
-        overrides = {name: config.getoption(f"--s2l-{name.replace('_', '-')}")
-                     for name, _, _ in SCAN_OPTIONS}
-        overrides.update({key: config.getoption(option)
-                          for option, (key, _, _) in _PATH_OPTIONS.items()})
-        overrides["allow_pickle"] = config.getoption("--s2l-allow-pickle")
+        overrides = {option.key: config.getoption(option.pytest) for option in scan_options()}
         inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
                             model_config=config.getoption("--s2l-model-config"),
                             lora=config.getoption("--s2l-lora"))

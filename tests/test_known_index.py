@@ -139,7 +139,8 @@ def test_a_missing_shard_file_is_a_usage_error(tmp_path: Path) -> None:
 
 def test_both_doors_offer_the_scan_option() -> None:
     from s2l_scan.cli import build_parser
-    from s2l_scan.config import SCAN_OPTIONS  # the pytest plugin adds --s2l-<name> for each
+    from s2l_scan.options import scan_options  # the pytest plugin adds option.pytest for each
 
     args = build_parser().parse_args(["scan", "m", "--known-index", "idx"])
-    assert args.known_index == "idx" and "known_index" in {name for name, _, _ in SCAN_OPTIONS}
+    assert args.known_index == "idx"
+    assert "--s2l-known-index" in {option.pytest for option in scan_options()}

@@ -18,11 +18,28 @@ from s2l_scan.report.model import ScanReport
 
 @dataclass(frozen=True)
 class Renderer:
-    """One report format: the config key that names its file and how to render it."""
+    """One report format: the config key that names its file, its options, how to render it.
+
+    Registering a renderer is all a new format needs: its file is set by the TOML key
+    ``config_key``, by ``s2l-scan scan --<config-key>`` and by ``pytest --s2l-<config-key>``
+    (or ``pytest_name``), all generated from here (s2l_scan/options.py).
+    """
 
     kind: str
-    config_key: str
+    config_key: str  # e.g. report_json
     render: Callable[[ScanReport, Path], str]  # (report, folder for relative lookups) → text
+    help: str = ""  # one line for --help, e.g. "write the JSON report to this file"
+    pytest_name: str | None = None  # pytest spelling when not --s2l-<config-key>
+
+    @property
+    def cli_option(self) -> str:
+        """``s2l-scan scan`` option, e.g. ``--report-json``."""
+        return "--" + self.config_key.replace("_", "-")
+
+    @property
+    def pytest_option(self) -> str:
+        """pytest option, e.g. ``--s2l-report-json`` (``--s2l-sarif`` for SARIF)."""
+        return self.pytest_name or "--s2l-" + self.config_key.replace("_", "-")
 
 
 RENDERERS: dict[str, Renderer] = {}
@@ -33,6 +50,10 @@ def register_renderer(renderer: Renderer) -> Renderer:
     if renderer.kind in RENDERERS:
         raise ValueError(f"report format {renderer.kind!r} is already registered; known: "
                          f"{sorted(RENDERERS)}")
+    keys = {r.config_key: r.kind for r in RENDERERS.values()}
+    if renderer.config_key in keys:
+        raise ValueError(f"report format {renderer.kind!r}: config key "
+                         f"{renderer.config_key!r} is already {keys[renderer.config_key]!r}'s")
     RENDERERS[renderer.kind] = renderer
     return renderer
 
@@ -59,10 +80,15 @@ def _sarif(report: ScanReport, base: Path) -> str:
     return json.dumps(render_sarif(report), indent=2) + "\n"
 
 
-register_renderer(Renderer("json", "report_json", _json))
-register_renderer(Renderer("html", "report_html", _html))
-register_renderer(Renderer("markdown", "report_markdown", _markdown))
-register_renderer(Renderer("sarif", "report_sarif", _sarif))
+register_renderer(Renderer("json", "report_json", _json, "write the JSON report to this file"))
+register_renderer(Renderer("html", "report_html", _html,
+                           "write the self-contained HTML report to this file"))
+register_renderer(Renderer("markdown", "report_markdown", _markdown,
+                           "write the Markdown summary (≤ 1 MiB; for $GITHUB_STEP_SUMMARY) to "
+                           "this file"))
+register_renderer(Renderer("sarif", "report_sarif", _sarif,
+                           "write the SARIF 2.1.0 findings (for code scanning) to this file",
+                           pytest_name="--s2l-sarif"))
 
 
 def write_reports(report: ScanReport, paths: dict[str, Path], base: Path | None = None

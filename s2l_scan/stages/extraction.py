@@ -33,7 +33,7 @@ Generate = Callable[[str, str], np.ndarray]
 def sampler(config: ScanConfig) -> SamplerSettings:
     """The sampler settings of extraction generations."""
     return SamplerSettings(steps=config.extraction_steps, guidance=config.extraction_guidance,
-                           batch_size=config.batch_size)
+                           negative_prompt=config.negative_prompt, batch_size=config.batch_size)
 
 
 def check_evidence_dir(config: ScanConfig, inputs: list[Path]) -> None:

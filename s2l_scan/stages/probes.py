@@ -53,6 +53,7 @@ class GeneratedSets:
 
             settings = SamplerSettings(steps=self._config.sp_steps,
                                        guidance=self._config.sp_guidance,
+                                       negative_prompt=self._config.negative_prompt,
                                        batch_size=self._config.batch_size)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,
@@ -112,7 +113,7 @@ class _ProbeRun:
             options=spec.probe.describe(), domain=domain,
             prompt=self.subject.data.domain(domain).prompt, seed=config.seed,
             sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
-                config.prior_prompt],
+                config.prior_prompt, config.negative_prompt],
             attacks=[[a.name, a.describe()] for a in self.attacks],
             samples=digest(enc.members, enc.nonmembers, enc.member_captions,
                            enc.nonmember_captions),
