@@ -531,10 +531,12 @@ def crossfit_auc(members: Candidates, nonmembers: Candidates, seed: int = 0, *,
     max(AUC, 1 − AUC) is chosen and its AUC in that direction is measured on half B; then the
     roles swap. The calibrated AUC is the **mean of the two test-half AUCs**. Each test-half
     AUC is computed on samples the choice never saw, so with no signal its expectation is
-    exactly ½ whatever was chosen; the mean keeps that. Pooling the two test halves' oriented
-    scores into one AUC would not: its cross-half pairs compare a half-A sample with a half-B
-    sample, and each half's own direction was chosen from its own samples, so those pairs are
-    biased above ½ under the null. Every half statistic is Mann–Whitney with ties counted ½.
+    exactly ½ given whatever was chosen, and the mean keeps that. The AUC of the pooled
+    oriented test scores is also centred on ½ for one candidate (measured: 0.4987 ± 0.0014 at
+    48/48, same SD 0.076), but only by a symmetry: its cross-half pairs compare scores oriented
+    by two different halves' choices and lean above ½ when the halves agree, below when they
+    disagree; with several candidates they compare scores on different scales. The mean needs
+    no such argument and is one rule for every case. Half statistics are Mann–Whitney, ties ½.
 
     >>> fit = crossfit_auc(np.r_[0.0, 1, 2, 3], np.r_[4.0, 5, 6, 7])
     >>> fit.auc_raw, fit.auc, [c.direction for c in fit.choices]
