@@ -1,5 +1,7 @@
 """Membership-inference metrics on attack scores: AUC, the exact ROC, TPR at low FPR,
-balanced accuracy and bootstrap confidence intervals.
+balanced accuracy and bootstrap confidence intervals; and the verdict maths of DESIGN.md §4:
+cross-fitted (calibrated) AUC with its bootstrap CI and paired Δ, TPRs only where estimable,
+with exact Clopper–Pearson CIs (docs/verdict-maths.md).
 
 Convention: a higher score means "more likely a training member"; a sample is predicted a
 member when its score is ``>= threshold``. Pure numpy, so the report and the tests can use it
@@ -10,7 +12,8 @@ from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -18,16 +21,36 @@ import numpy.typing as npt
 from s2l_scan.errors import UsageError
 
 __all__ = [
+    "CrossFit",
+    "CrossFitDelta",
+    "HalfChoice",
+    "MetricInputError",
+    "TprEstimate",
     "auc",
     "best_balanced_accuracy",
     "bootstrap_ci",
     "calibration_split",
+    "clopper_pearson",
+    "crossfit_auc",
+    "crossfit_auc_ci",
+    "crossfit_delta",
+    "crossfit_halves",
+    "estimable_fpr",
+    "lowest_estimable_fpr",
     "paired_bootstrap_ci",
     "roc_curve",
     "threshold_at_fpr",
     "tpr_at_fpr",
+    "tpr_at_fpr_crossfit",
     "tpr_fpr_at_threshold",
 ]
+
+
+
+class MetricInputError(UsageError, ValueError):
+    """Bad input to a metric. A :class:`ValueError` (these are pure functions, DESIGN.md §9)
+    and a :class:`UsageError`, so the CLI and the pytest plugin map it to exit code 4."""
+
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -51,18 +74,19 @@ def _scores(values: npt.ArrayLike, name: str) -> FloatArray:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{name} must be an array of numbers, got {type(values).__name__} "
-                         f"({exc})") from exc
+        raise MetricInputError(f"{name} must be an array of numbers, got {type(values).__name__} "
+                               f"({exc})") from exc
     if arr.ndim != 1:
-        raise UsageError(f"{name} must be a 1-D array with one score per sample, got shape "
-                         f"{arr.shape}; flatten or select the score column first")
+        raise MetricInputError(f"{name} must be a 1-D array with one score per sample, got shape "
+                               f"{arr.shape}; flatten or select the score column first")
     if arr.size == 0:
-        raise UsageError(f"{name} is empty; every metric needs at least one member and one "
-                         f"nonmember score")
+        raise MetricInputError(f"{name} is empty; every metric needs at least one member and one "
+                               f"nonmember score")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise UsageError(f"{name} holds {bad.size} non-finite score(s) (first at index "
-                         f"{bad[0]}: {arr[bad[0]]}); fix or drop those samples before scoring")
+        raise MetricInputError(
+            f"{name} holds {bad.size} non-finite score(s) (first at index "
+            f"{bad[0]}: {arr[bad[0]]}); fix or drop those samples before scoring")
     return arr
 
 
@@ -76,30 +100,32 @@ def _fpr_target(target_fpr: float) -> float:
     try:
         target = float(target_fpr)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"target_fpr must be a number in [0, 1], got {target_fpr!r}") from exc
+        raise MetricInputError(
+            f"target_fpr must be a number in [0, 1], got {target_fpr!r}") from exc
     if not 0.0 <= target <= 1.0:  # also rejects NaN
-        raise UsageError(f"target_fpr must be in [0, 1] (e.g. 0.01 for TPR at 1% FPR), "
-                         f"got {target_fpr!r}")
+        raise MetricInputError(f"target_fpr must be in [0, 1] (e.g. 0.01 for TPR at 1% FPR), "
+                               f"got {target_fpr!r}")
     return target
 
 
 def _bootstrap_options(statistic: object, n_resamples: int, confidence: float) -> int:
     """Validate the shared bootstrap options; returns n_resamples as an int."""
     if not callable(statistic):
-        raise UsageError(f"statistic must be a callable(member, nonmember) -> float, got "
-                         f"{type(statistic).__name__}")
+        raise MetricInputError(f"statistic must be a callable(member, nonmember) -> float, got "
+                               f"{type(statistic).__name__}")
     try:
         count = operator.index(n_resamples)
     except TypeError as exc:
-        raise UsageError(f"n_resamples must be an integer, got {n_resamples!r}") from exc
+        raise MetricInputError(f"n_resamples must be an integer, got {n_resamples!r}") from exc
     if count < 1:
-        raise UsageError(f"n_resamples must be >= 1 (1000 is usual), got {count}")
+        raise MetricInputError(f"n_resamples must be >= 1 (1000 is usual), got {count}")
     try:
         level = float(confidence)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"confidence must be a number in (0, 1), got {confidence!r}") from exc
+        raise MetricInputError(
+            f"confidence must be a number in (0, 1), got {confidence!r}") from exc
     if not 0.0 < level < 1.0:
-        raise UsageError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
+        raise MetricInputError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
     return count
 
 
@@ -178,9 +204,10 @@ def tpr_fpr_at_threshold(member_scores: npt.ArrayLike, nonmember_scores: npt.Arr
     try:
         cut = float(threshold)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"threshold must be a number, got {threshold!r}") from exc
+        raise MetricInputError(f"threshold must be a number, got {threshold!r}") from exc
     if math.isnan(cut):
-        raise UsageError("threshold is NaN; use +inf to predict no members, -inf to predict all")
+        raise MetricInputError(
+            "threshold is NaN; use +inf to predict no members, -inf to predict all")
     return float(np.mean(member >= cut)), float(np.mean(nonmember >= cut))
 
 
@@ -260,8 +287,9 @@ def _resampler(member: FloatArray, nonmember: FloatArray, statistic: Statistic) 
 def _percentile_interval(values: FloatArray, confidence: float) -> tuple[float, float]:
     nan = int(np.isnan(values).sum())
     if nan:
-        raise UsageError(f"statistic returned NaN on {nan} of {values.size} bootstrap resamples; "
-                         f"it must return a number for every resample")
+        raise MetricInputError(
+            f"statistic returned NaN on {nan} of {values.size} bootstrap resamples; "
+            f"it must return a number for every resample")
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
     return float(low), float(high)
@@ -298,9 +326,10 @@ def paired_bootstrap_ci(base_member: npt.ArrayLike, base_nonmember: npt.ArrayLik
     p_mem = _scores(probe_member, "probe_member")
     p_non = _scores(probe_nonmember, "probe_nonmember")
     if b_mem.size != p_mem.size or b_non.size != p_non.size:
-        raise UsageError(f"paired bootstrap needs the base and probe scores aligned per sample: "
-                         f"got {b_mem.size} vs {p_mem.size} members and {b_non.size} vs "
-                         f"{p_non.size} nonmembers; score the same samples with both")
+        raise MetricInputError(
+            f"paired bootstrap needs the base and probe scores aligned per sample: "
+            f"got {b_mem.size} vs {p_mem.size} members and {b_non.size} vs "
+            f"{p_non.size} nonmembers; score the same samples with both")
     count = _bootstrap_options(statistic, n_resamples, confidence)
     rng = np.random.default_rng(seed)
     base = _resampler(b_mem, b_non, statistic)
@@ -316,9 +345,461 @@ def calibration_split(n: int, *, seed: int = 0) -> tuple[IntArray, IntArray]:
     try:
         size = operator.index(n)
     except TypeError as exc:
-        raise UsageError(f"n must be an integer sample count, got {n!r}") from exc
+        raise MetricInputError(f"n must be an integer sample count, got {n!r}") from exc
     if size < 2:
-        raise UsageError(f"calibration_split needs n >= 2 so both halves are non-empty, got {size}")
+        raise MetricInputError(
+            f"calibration_split needs n >= 2 so both halves are non-empty, got {size}")
     permutation = np.random.default_rng(seed).permutation(size).astype(np.int64)
     half = size // 2
     return np.sort(permutation[:half]), np.sort(permutation[half:])
+
+
+# ---------------------------------------------------------------------------------------------
+# cross-fitting (DESIGN.md §4): everything an attacker may choose is chosen on one half and
+# measured on the other, then the halves swap.
+
+Candidates = Mapping[str, npt.ArrayLike] | npt.ArrayLike
+Half = tuple[IntArray, IntArray]
+"""One half of a cross-fit split: (member indices, non-member indices), both sorted."""
+
+# The key a plain score array gets when it is the only candidate.
+SINGLE_CANDIDATE = "score"
+
+
+def _count(value: object, name: str, minimum: int) -> int:
+    try:
+        count = operator.index(value)  # type: ignore[arg-type]
+    except TypeError as exc:
+        raise MetricInputError(f"{name} must be an integer, got {value!r}") from exc
+    if count < minimum:
+        raise MetricInputError(f"{name} must be >= {minimum}, got {count}")
+    return count
+
+
+def crossfit_halves(n_members: int, n_nonmembers: int, seed: int = 0) -> tuple[Half, Half]:
+    """Seeded, stratified split into two halves ``((members_A, nonmembers_A), (members_B,
+    nonmembers_B))``.
+
+    Members and non-members are permuted separately, so each half holds ``n // 2`` (half A) or
+    ``n - n // 2`` (half B) of each class: both classes are present on both sides whatever the
+    seed. Indices are sorted within each half.
+    """
+    n_m = _count(n_members, "n_members", 2)
+    n_n = _count(n_nonmembers, "n_nonmembers", 2)
+    rng = np.random.default_rng(seed)
+    perm_m = rng.permutation(n_m).astype(np.int64)
+    perm_n = rng.permutation(n_n).astype(np.int64)
+    half_m, half_n = n_m // 2, n_n // 2
+    return ((np.sort(perm_m[:half_m]), np.sort(perm_n[:half_n])),
+            (np.sort(perm_m[half_m:]), np.sort(perm_n[half_n:])))
+
+
+@dataclass(frozen=True)
+class HalfChoice:
+    """What the attacker chose on one calibration half and what it scored on the other half."""
+
+    candidate: str
+    """Key of the chosen score variant (e.g. SecMI's compared timestep)."""
+    direction: int
+    """+1: a higher score means member; −1: a lower score means member."""
+    calibration_auc: float
+    """Fixed-sign (+1) AUC of the chosen candidate on the calibration half."""
+    test_auc: float
+    """AUC of the chosen candidate, in the chosen direction, on the other (test) half."""
+
+
+@dataclass(frozen=True)
+class CrossFit:
+    """A cross-fitted AUC: what the report, the gate, Δ and the regression compare read."""
+
+    auc: float
+    """Calibrated AUC: the mean of the two test-half AUCs (see :func:`crossfit_auc`)."""
+    auc_raw: float
+    """Fixed-sign (+1) AUC of the default candidate on all samples (kept for the report)."""
+    default: str
+    """The default candidate's key."""
+    choices: tuple[HalfChoice, HalfChoice]
+    """choices[0] was made on half A and tested on B; choices[1] made on B, tested on A."""
+    unstable: bool
+    """The two halves chose a different (candidate, direction): the choice is not reliable."""
+    n_members: int
+    n_nonmembers: int
+
+
+def _candidate_matrix(values: Candidates, name: str) -> tuple[tuple[str, ...], FloatArray]:
+    """(keys, K × n matrix) of one class's candidate scores, validated."""
+    if isinstance(values, Mapping):
+        if not values:
+            raise MetricInputError(f"{name} is an empty dict; give at least one candidate score "
+                                   f"array (or a plain array for a single candidate)")
+        bad = [key for key in values if not isinstance(key, str)]
+        if bad:
+            raise MetricInputError(f"{name} keys must be strings naming the candidates, got "
+                                   f"{bad[0]!r}")
+        keys = tuple(values)
+        rows = [_scores(values[key], f"{name}[{key!r}]") for key in keys]
+    else:
+        keys, rows = (SINGLE_CANDIDATE,), [_scores(values, name)]
+    sizes = {row.size for row in rows}
+    if len(sizes) > 1:
+        raise MetricInputError(f"{name}: every candidate must score the same samples, got sizes "
+                               f"{dict(zip(keys, (r.size for r in rows), strict=True))}")
+    return keys, np.stack(rows)
+
+
+def _candidates(members: Candidates, nonmembers: Candidates, default: str | None,
+                ) -> tuple[tuple[str, ...], FloatArray, FloatArray, int]:
+    """Validated (keys, member matrix, non-member matrix, index of the default candidate)."""
+    keys, member = _candidate_matrix(members, "members")
+    other_keys, nonmember = _candidate_matrix(nonmembers, "nonmembers")
+    if keys != other_keys:
+        raise MetricInputError(f"members and nonmembers must hold the same candidates in the "
+                               f"same order, got {list(keys)} and {list(other_keys)}")
+    if member.shape[1] < 2 or nonmember.shape[1] < 2:
+        raise MetricInputError(f"cross-fitting needs >= 2 members and >= 2 nonmembers (one of "
+                               f"each per half), got {member.shape[1]} and {nonmember.shape[1]}")
+    if default is None:
+        return keys, member, nonmember, 0
+    if default not in keys:
+        raise MetricInputError(f"default candidate {default!r} is not among the candidates "
+                               f"{list(keys)}")
+    return keys, member, nonmember, keys.index(default)
+
+
+def _half_aucs(member: FloatArray, nonmember: FloatArray, half: Half,
+               member_idx: IntArray, nonmember_idx: IntArray) -> FloatArray:
+    """(R, K) fixed-sign AUCs of every candidate on R resamples of one half.
+
+    member_idx / nonmember_idx (R, half size) index positions *within* the half.
+    """
+    columns = [_auc_resampler(m[half[0]], n[half[1]])(member_idx, nonmember_idx)
+               for m, n in zip(member, nonmember, strict=True)]
+    return np.stack(columns, axis=1)
+
+
+def _choose(calibration: FloatArray) -> tuple[IntArray, IntArray]:
+    """The attacker's choice from (R, K) calibration AUCs: per row the candidate with the largest
+    effect max(AUC, 1 − AUC) (the first on ties, so the default wins a tie when listed first)
+    and its direction (+1 when its AUC is >= ½, so an uninformative half keeps the sign)."""
+    effect = np.maximum(calibration, 1.0 - calibration)
+    choice = np.argmax(effect, axis=1).astype(np.int64)
+    chosen = np.take_along_axis(calibration, choice[:, None], axis=1)[:, 0]
+    direction = np.where(chosen >= 0.5, 1, -1).astype(np.int64)
+    return choice, direction
+
+
+def _oriented(test: FloatArray, choice: IntArray, direction: IntArray) -> FloatArray:
+    chosen = np.take_along_axis(test, choice[:, None], axis=1)[:, 0]
+    result: FloatArray = np.where(direction > 0, chosen, 1.0 - chosen)
+    return result
+
+
+def _crossfit_rows(member: FloatArray, nonmember: FloatArray, halves: tuple[Half, Half],
+                   draws: tuple[IntArray, IntArray, IntArray, IntArray],
+                   ) -> tuple[FloatArray, tuple[IntArray, IntArray, IntArray, IntArray],
+                              FloatArray, FloatArray]:
+    """The whole cross-fit on R resamples at once.
+
+    draws = (A members, A nonmembers, B members, B nonmembers), each (R, half size), indexing
+    within the half. Returns (calibrated AUC per row, (choice_A, dir_A, choice_B, dir_B), AUCs
+    on A (R, K), AUCs on B (R, K)).
+    """
+    half_a, half_b = halves
+    on_a = _half_aucs(member, nonmember, half_a, draws[0], draws[1])
+    on_b = _half_aucs(member, nonmember, half_b, draws[2], draws[3])
+    choice_a, direction_a = _choose(on_a)
+    choice_b, direction_b = _choose(on_b)
+    calibrated = (_oriented(on_b, choice_a, direction_a)
+                  + _oriented(on_a, choice_b, direction_b)) / 2.0
+    return calibrated, (choice_a, direction_a, choice_b, direction_b), on_a, on_b
+
+
+def _identity_draws(halves: tuple[Half, Half]) -> tuple[IntArray, IntArray, IntArray, IntArray]:
+    return tuple(np.arange(part.size, dtype=np.int64)[None, :]  # type: ignore[return-value]
+                 for half in halves for part in half)
+
+
+def crossfit_auc(members: Candidates, nonmembers: Candidates, seed: int = 0, *,
+                 default: str | None = None) -> CrossFit:
+    """Cross-fitted (calibrated) AUC: the attacker's choices are learned, never assumed.
+
+    ``members`` / ``nonmembers`` are one score array each, or dicts of aligned candidate score
+    arrays the attacker may choose among (the same keys in the same order; ``default`` names
+    the candidate whose fixed-sign AUC is reported as ``auc_raw``, else the first key).
+
+    On half A (:func:`crossfit_halves`) the (candidate, direction) with the largest
+    max(AUC, 1 − AUC) is chosen and its AUC in that direction is measured on half B; then the
+    roles swap. The calibrated AUC is the **mean of the two test-half AUCs**. Each test-half
+    AUC is computed on samples the choice never saw, so with no signal its expectation is
+    exactly ½ given whatever was chosen, and the mean keeps that. The AUC of the pooled
+    oriented test scores is also centred on ½ for one candidate (measured: 0.4987 ± 0.0014 at
+    48/48, same SD 0.076), but only by a symmetry: its cross-half pairs compare scores oriented
+    by two different halves' choices and lean above ½ when the halves agree, below when they
+    disagree; with several candidates they compare scores on different scales. The mean needs
+    no such argument and is one rule for every case. Half statistics are Mann–Whitney, ties ½.
+
+    >>> fit = crossfit_auc(np.r_[0.0, 1, 2, 3], np.r_[4.0, 5, 6, 7])
+    >>> fit.auc_raw, fit.auc, [c.direction for c in fit.choices]
+    (0.0, 1.0, [-1, -1])
+    """
+    keys, member, nonmember, default_index = _candidates(members, nonmembers, default)
+    halves = crossfit_halves(member.shape[1], nonmember.shape[1], seed)
+    calibrated, (c_a, d_a, c_b, d_b), on_a, on_b = _crossfit_rows(
+        member, nonmember, halves, _identity_draws(halves))
+    first = HalfChoice(keys[c_a[0]], int(d_a[0]), float(on_a[0, c_a[0]]),
+                       float(_oriented(on_b, c_a, d_a)[0]))
+    second = HalfChoice(keys[c_b[0]], int(d_b[0]), float(on_b[0, c_b[0]]),
+                        float(_oriented(on_a, c_b, d_b)[0]))
+    return CrossFit(
+        auc=float(calibrated[0]),
+        auc_raw=auc(member[default_index], nonmember[default_index]),
+        default=keys[default_index], choices=(first, second),
+        unstable=(first.candidate, first.direction) != (second.candidate, second.direction),
+        n_members=member.shape[1], n_nonmembers=nonmember.shape[1])
+
+
+def _half_draws(rng: np.random.Generator, halves: tuple[Half, Half], n_resamples: int,
+                ) -> Iterator[tuple[IntArray, IntArray, IntArray, IntArray]]:
+    """Bootstrap indices stratified by (half, class), in chunks of bounded memory."""
+    sizes = [part.size for half in halves for part in half]
+    chunk = max(1, _CHUNK_CELLS // sum(sizes))
+    done = 0
+    while done < n_resamples:
+        rows = min(chunk, n_resamples - done)
+        yield tuple(rng.integers(0, size, size=(rows, size))  # type: ignore[misc]
+                    for size in sizes)
+        done += rows
+
+
+def _crossfit_bootstrap(member: FloatArray, nonmember: FloatArray, halves: tuple[Half, Half],
+                        rng: np.random.Generator, n_resamples: int) -> FloatArray:
+    return np.concatenate([_crossfit_rows(member, nonmember, halves, draws)[0]
+                           for draws in _half_draws(rng, halves, n_resamples)])
+
+
+def crossfit_auc_ci(members: Candidates, nonmembers: Candidates, seed: int = 0, *,
+                    bootstrap_seed: int = 0, n_resamples: int = 1000, confidence: float = 0.95,
+                    ) -> tuple[float, float]:
+    """Percentile CI of :func:`crossfit_auc` by a stratified bootstrap of the whole procedure.
+
+    The split is the point estimate's (``seed``); each resample draws, with replacement, the
+    members and the non-members of each half separately (four strata) and re-runs the choice of
+    candidate and direction on the resampled calibration half before testing on the resampled
+    other half, so the selection's own variability is in the interval. Resampling inside the
+    halves keeps them disjoint: resampling all samples and re-splitting would put copies of one
+    sample in both halves and leak the calibration choice into the test half.
+    """
+    _, member, nonmember, _ = _candidates(members, nonmembers, None)
+    count = _bootstrap_options(auc, n_resamples, confidence)
+    halves = crossfit_halves(member.shape[1], nonmember.shape[1], seed)
+    values = _crossfit_bootstrap(member, nonmember, halves, np.random.default_rng(bootstrap_seed),
+                                 count)
+    return _percentile_interval(values, confidence)
+
+
+@dataclass(frozen=True)
+class CrossFitDelta:
+    """Amplification Δ = calibrated AUC(probe) − calibrated AUC(released), paired."""
+
+    delta: float
+    ci: tuple[float, float]
+    probe: CrossFit
+    released: CrossFit
+
+
+def crossfit_delta(probe_members: Candidates, probe_nonmembers: Candidates,
+                   released_members: Candidates, released_nonmembers: Candidates,
+                   seed: int = 0, *, bootstrap_seed: int = 0, n_resamples: int = 1000,
+                   confidence: float = 0.95) -> CrossFitDelta:
+    """Δ of two cross-fitted AUCs on the same samples, with a paired bootstrap CI.
+
+    Index i must be the same image under both scorers. Both use the same split and, per
+    resample, the same resampled indices; each learns its own (candidate, direction) on its own
+    calibration half, so a shaken copy whose sign flipped is measured in its own best direction.
+    The candidate sets may differ between probe and released.
+    """
+    _, p_mem, p_non, _ = _candidates(probe_members, probe_nonmembers, None)
+    _, r_mem, r_non, _ = _candidates(released_members, released_nonmembers, None)
+    if p_mem.shape[1] != r_mem.shape[1] or p_non.shape[1] != r_non.shape[1]:
+        raise MetricInputError(
+            f"Δ needs the probe and released scores aligned per sample: got {p_mem.shape[1]} vs "
+            f"{r_mem.shape[1]} members and {p_non.shape[1]} vs {r_non.shape[1]} nonmembers; "
+            f"score the same samples with both")
+    count = _bootstrap_options(auc, n_resamples, confidence)
+    probe = crossfit_auc(probe_members, probe_nonmembers, seed)
+    released = crossfit_auc(released_members, released_nonmembers, seed)
+    halves = crossfit_halves(p_mem.shape[1], p_non.shape[1], seed)
+    rng = np.random.default_rng(bootstrap_seed)
+    values = np.concatenate([
+        _crossfit_rows(p_mem, p_non, halves, draws)[0]
+        - _crossfit_rows(r_mem, r_non, halves, draws)[0]
+        for draws in _half_draws(rng, halves, count)])
+    return CrossFitDelta(delta=probe.auc - released.auc,
+                         ci=_percentile_interval(values, confidence),
+                         probe=probe, released=released)
+
+
+# ---------------------------------------------------------------------------------------------
+# only estimable TPRs (DESIGN.md §4)
+
+
+def _alpha(alpha: float) -> float:
+    try:
+        value = float(alpha)
+    except (TypeError, ValueError) as exc:
+        raise MetricInputError(f"alpha must be a false-positive rate in (0, 1], got "
+                               f"{alpha!r}") from exc
+    if not 0.0 < value <= 1.0:  # also rejects NaN
+        raise MetricInputError(f"alpha must be a false-positive rate in (0, 1] (e.g. 0.01 for "
+                               f"TPR at 1% FPR), got {alpha!r}")
+    return value
+
+
+def _needed_nonmembers(alpha: float) -> int:
+    # ⌈1/α⌉, forgiving the last-bit error of decimal rates (1/0.001 is 1000.0000000000001)
+    return math.ceil(1.0 / alpha * (1.0 - 1e-12))
+
+
+def estimable_fpr(alpha: float, n_cal_nonmembers: int, n_test_nonmembers: int) -> bool:
+    """Whether TPR at FPR ``alpha`` can be estimated: both halves hold >= ⌈1/α⌉ non-members.
+
+    Why both. *Calibration half*: a threshold set on n non-members at FPR ≤ α lets
+    ⌊αn⌋ of them through, and its expected FPR on new non-members is up to (⌊αn⌋ + 1)/(n + 1)
+    (exchangeability): it overshoots α by up to 1/(n + 1). With n ≥ 1/α the overshoot is at
+    most α, so the threshold targets α to within a factor of two; with fewer (24 non-members at
+    α = 1%: ⌊αn⌋ = 0) the only threshold is "above every non-member", the same at every
+    α < 1/n, which is why TPR@1% equalled TPR@0.1% in every row. *Test half*: one false
+    positive among m non-members is an FPR of 1/m; with m ≥ 1/α the achieved FPR is measured
+    at a resolution of α or finer, so "FPR ≤ α" can be checked at all.
+    """
+    level = _alpha(alpha)
+    need = _needed_nonmembers(level)
+    return (_count(n_cal_nonmembers, "n_cal_nonmembers", 0) >= need
+            and _count(n_test_nonmembers, "n_test_nonmembers", 0) >= need)
+
+
+def lowest_estimable_fpr(n_cal_nonmembers: int, n_test_nonmembers: int) -> float:
+    """The smallest α that :func:`estimable_fpr` accepts: 1 / min(n_cal, n_test)."""
+    smallest = min(_count(n_cal_nonmembers, "n_cal_nonmembers", 1),
+                   _count(n_test_nonmembers, "n_test_nonmembers", 1))
+    return 1.0 / smallest
+
+
+def _log_comb(n: int) -> FloatArray:
+    """log C(n, k) for k = 0..n, from cumulative sums of log i (exact to rounding)."""
+    log_factorial = np.concatenate([[0.0], np.cumsum(np.log(np.arange(1, n + 1)))])
+    result: FloatArray = log_factorial[n] - log_factorial - log_factorial[::-1]
+    return result
+
+
+def _pmf(log_comb: FloatArray, p: float) -> FloatArray:
+    n = log_comb.size - 1
+    k = np.arange(n + 1, dtype=np.float64)
+    result: FloatArray = np.exp(log_comb + k * math.log(p) + (n - k) * math.log1p(-p))
+    return result
+
+
+def _bisect(function: Callable[[float], float], target: float) -> float:
+    """Root in (0, 1) of an increasing ``function(p) = target`` by bisection to ~1e-15."""
+    low, high = 0.0, 1.0
+    for _ in range(60):
+        middle = (low + high) / 2.0
+        if function(middle) < target:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+def clopper_pearson(successes: int, trials: int, confidence: float = 0.95,
+                    ) -> tuple[float, float]:
+    """Exact (Clopper–Pearson) binomial CI: the bounds where one binomial tail is (1 − c)/2.
+
+    Computed by bisection on exact binomial tails, so no scipy is needed at run time.
+    """
+    n = _count(trials, "trials", 1)
+    k = _count(successes, "successes", 0)
+    if k > n:
+        raise MetricInputError(f"successes ({k}) cannot exceed trials ({n})")
+    _bootstrap_options(auc, 1, confidence)  # validates confidence
+    tail = (1.0 - float(confidence)) / 2.0
+
+    log_comb = _log_comb(n)
+
+    # Bisection never evaluates p = 0 or 1 (midpoints of [0, 1]), so the logs are finite.
+    def upper_tail(p: float) -> float:  # P(X >= k), increasing in p
+        return float(_pmf(log_comb, p)[k:].sum())
+
+    def lower_tail(p: float) -> float:  # P(X <= k), decreasing in p
+        return float(_pmf(log_comb, p)[:k + 1].sum())
+
+    low = 0.0 if k == 0 else _bisect(upper_tail, tail)
+    high = 1.0 if k == n else _bisect(lambda p: -lower_tail(p), -tail)
+    return low, high
+
+
+@dataclass(frozen=True)
+class TprEstimate:
+    """TPR at a target FPR, thresholds from calibration halves, counts from test halves."""
+
+    alpha: float
+    """The target false-positive rate."""
+    estimable: bool
+    reason: str | None
+    """Why no TPR is given (None when estimable)."""
+    tpr: float | None
+    """Pooled test-half TPR (true positives of both test halves / all members)."""
+    achieved_fpr: float | None
+    """Pooled test-half FPR actually reached by the calibrated thresholds."""
+    tpr_ci: tuple[float, float] | None
+    """Clopper–Pearson CI over the pooled test counts."""
+    fpr_ci: tuple[float, float] | None
+    true_positives: int | None
+    false_positives: int | None
+    n_members: int
+    n_nonmembers: int
+    fallback: TprEstimate | None = None
+    """When ``alpha`` is not estimable: the estimate at :func:`lowest_estimable_fpr`."""
+
+
+def tpr_at_fpr_crossfit(members: Candidates, nonmembers: Candidates, alpha: float,
+                        seed: int = 0, *, confidence: float = 0.95) -> TprEstimate:
+    """TPR at FPR ``alpha`` with the threshold chosen where it is not measured.
+
+    Split as :func:`crossfit_auc` (same ``seed``: the same halves and the same learned
+    (candidate, direction) per calibration half). On each calibration half the threshold of
+    :func:`threshold_at_fpr` at ``alpha`` is taken on the oriented chosen scores and applied to
+    the other half; true / false positives of the two test halves are pooled, so each sample is
+    counted once, and the Clopper–Pearson CIs are over those pooled counts (conditionally on
+    the two thresholds the counts are sums of two binomials, whose spread is at most the
+    single binomial's, so the exact interval stays conservative).
+
+    ``alpha`` is estimated only when :func:`estimable_fpr` holds for both swaps; otherwise the
+    result carries ``tpr=None``, the reason, and a ``fallback`` estimate at the lowest estimable
+    FPR.
+    """
+    level = _alpha(alpha)
+    _, member, nonmember, _ = _candidates(members, nonmembers, None)
+    halves = crossfit_halves(member.shape[1], nonmember.shape[1], seed)
+    n_m, n_n = member.shape[1], nonmember.shape[1]
+    sizes = (halves[0][1].size, halves[1][1].size)
+    if not estimable_fpr(level, min(sizes), min(sizes)):
+        lowest = lowest_estimable_fpr(*sizes)
+        reason = (f"FPR {level:g} needs >= {_needed_nonmembers(level)} non-members in each "
+                  f"half; the halves hold {sizes[0]} and {sizes[1]} (lowest estimable FPR "
+                  f"{lowest:.3g})")
+        fallback = tpr_at_fpr_crossfit(members, nonmembers, lowest, seed, confidence=confidence)
+        return TprEstimate(level, False, reason, None, None, None, None, None, None, n_m, n_n,
+                           fallback)
+    _, (c_a, d_a, c_b, d_b), _, _ = _crossfit_rows(member, nonmember, halves,
+                                                   _identity_draws(halves))
+    tp = fp = 0
+    for (cal, test), choice, direction in (((halves[0], halves[1]), c_a[0], d_a[0]),
+                                           ((halves[1], halves[0]), c_b[0], d_b[0])):
+        m, n = direction * member[choice], direction * nonmember[choice]
+        _, threshold = _operating_point(m[cal[0]], n[cal[1]], level)
+        tp += int(np.count_nonzero(m[test[0]] >= threshold))
+        fp += int(np.count_nonzero(n[test[1]] >= threshold))
+    return TprEstimate(level, True, None, tp / n_m, fp / n_n,
+                       clopper_pearson(tp, n_m, confidence), clopper_pearson(fp, n_n, confidence),
+                       tp, fp, n_m, n_n)
