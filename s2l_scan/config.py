@@ -60,14 +60,12 @@ class ScanConfig:
         "per-attack settings, e.g. {secmi = {t_sec = 150}}", {}, cli=False)
     domains: tuple[str, ...] | None = _option("domains to scan, comma-separated in options "
                                               "(default: all)", None)
-    max_auc: float = _option("gate: fail when AUC exceeds this", 0.6)
-    max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this", 0.1)
+    max_auc: float = _option("gate: fail when the calibrated AUC (direction learned on a "
+                             "calibration half) exceeds this", 0.6)
+    max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this (only "
+                             "where 1% FPR is estimable: ≥ 100 non-members per half)", 0.1)
     ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end",
                           "point")
-    confound_margin: float = _option("flag confounded when blind AUC ≥ AUC − margin", 0.02,
-                                     cli=False)
-    unstable_margin: float = _option("flag unstable when a neighbouring-t AUC differs by more",
-                                     0.1, cli=False)
     bootstrap: int = _option("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
     seed: int = _option("seed of every seeded choice: attack noises, calibration splits, blind "
                         "folds, generations, probes' training and bootstrap; overridden only "
@@ -164,10 +162,6 @@ class ScanConfig:
                 raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
-        for name in ("confound_margin", "unstable_margin"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1):
-                raise UsageError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

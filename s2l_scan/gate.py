@@ -21,28 +21,46 @@ _SLACK = 1e-9
 
 
 def judge_row(row: ResultRow, config: ScanConfig) -> None:
-    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds."""
-    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[config.ci_end]
+    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds.
+
+    Every number compared is cross-fitted: the calibrated AUC (direction and variant learned
+    on a calibration half), Δ between two calibrated AUCs, and the TPR at 1 % FPR only where
+    the calibration half can estimate that FPR (otherwise no TPR is gated, and the row says
+    so in ``tpr_estimates``)."""
+    end = config.ci_end
+    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[end]
     ci = f"95% CI [{row.auc_ci[0]:.3f}, {row.auc_ci[1]:.3f}]"
     n = f"n = {row.n_members} members / {row.n_nonmembers} non-members"
     row.reasons = []
     if compared > config.max_auc:
-        which = "AUC" if config.ci_end == "point" else f"AUC CI {config.ci_end} end"
-        row.reasons.append(f"{which} {compared:.3f} > max_auc {config.max_auc} "
-                           f"(AUC {row.auc:.3f}, {ci}, {n}, blind AUC {row.blind_auc:.3f}"
-                           f"{', confounded' if row.confounded else ''})")
+        which = "calibrated AUC" if end == "point" else f"calibrated AUC CI {end} end"
+        row.reasons.append(
+            f"{which} {compared:.3f} > max_auc {config.max_auc} (AUC {row.auc:.3f}, {ci}, "
+            f"raw fixed-sign AUC {row.auc_raw:.3f}, {n}, blind AUC {row.blind_auc:.3f}"
+            f"{', confounded' if row.confounded else ''})")
     if row.delta_auc is not None and row.delta_auc_ci is not None:
         delta = {"point": row.delta_auc, "lower": row.delta_auc_ci[0],
-                 "upper": row.delta_auc_ci[1]}[config.ci_end]
+                 "upper": row.delta_auc_ci[1]}[end]
         if delta > config.max_amplification:
             row.reasons.append(
-                f"amplification ΔAUC {row.delta_auc:+.3f} (paired 95% CI "
-                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}]) > max_amplification "
-                f"{config.max_amplification} after probe {row.probe}")
-    if row.tpr_at_1pct_fpr > config.max_tpr:
-        row.reasons.append(f"TPR at 1% FPR {row.tpr_at_1pct_fpr:.3f} > max_tpr {config.max_tpr} "
-                           f"(threshold calibrated on half the data, measured on the other; {n})")
+                f"amplification ΔAUC {row.delta_auc:+.3f} (calibrated; paired 95% CI "
+                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}]) > "
+                f"max_amplification {config.max_amplification} after probe {row.probe}")
+    estimate = _tpr_estimate(row, 0.01)
+    if estimate is not None and estimate.get("estimable"):
+        low, high = estimate["tpr_ci"]
+        tpr = {"point": estimate["tpr"], "lower": low, "upper": high}[end]
+        if tpr > config.max_tpr:
+            row.reasons.append(
+                f"TPR {estimate['tpr']:.3f} (exact 95% CI [{low:.3f}, {high:.3f}]) at 1% FPR "
+                f"(achieved {estimate['achieved_fpr']:.3f} on the test halves) > max_tpr "
+                f"{config.max_tpr} (thresholds calibrated on half the data, measured on the "
+                f"other; {n})")
     row.passed = not row.reasons
+
+
+def _tpr_estimate(row: ResultRow, alpha: float) -> dict[str, Any] | None:
+    return next((e for e in row.tpr_estimates if e.get("alpha") == alpha), None)
 
 
 def judge_extraction(record: ExtractionRecord, config: ScanConfig) -> None:

@@ -25,8 +25,9 @@ def make_row(attack: str = "loss", domain: str = "identity-0", *, shift: float =
     nonmembers = [rng.gauss(0.0, 1.0) for _ in range(n)]
     auc = float(roc_auc_score([1] * n + [0] * n, members + nonmembers))
     row = ResultRow(attack=attack, probe=probe, domain=domain, auc=auc,
-                    auc_ci=(max(0.0, auc - 0.2), min(1.0, auc + 0.2)), tpr_at_1pct_fpr=0.0,
-                    tpr_at_01pct_fpr=0.0, asr=0.5, blind_auc=0.5, confounded=False,
+                    auc_ci=(max(0.0, auc - 0.2), min(1.0, auc + 0.2)), auc_raw=auc,
+                    tpr_at_1pct_fpr=0.0, tpr_at_01pct_fpr=None, asr=0.5, blind_auc=0.5,
+                    blind_auc_ci=(0.3, 0.7), confounded=False,
                     n_members=n, n_nonmembers=n, member_scores=members,
                     nonmember_scores=nonmembers, settings={"t": 100})
     if auc > max_auc:

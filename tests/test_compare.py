@@ -137,9 +137,9 @@ def test_extraction_regression_fails_the_verdict_once() -> None:
     (None, "does not exist"),
     ("{not json", "is not JSON"),
     ("[1, 2]", "no schema_version"),
-    ('{"schema_version": "0"}', "schema version '0'; this s2l-scan reads version '1'"),
-    ('{"schema_version": "1", "model": {}, "config": {}}', "missing 'results'"),
-    ('{"schema_version": "1", "model": {}, "config": {}, "results": [{"attack": "x"}]}',
+    ('{"schema_version": "1"}', "schema version '1'; this s2l-scan reads version '2'"),
+    ('{"schema_version": "2", "model": {}, "config": {}}', "missing 'results'"),
+    ('{"schema_version": "2", "model": {}, "config": {}, "results": [{"attack": "x"}]}',
      "results\\[0\\] lacks"),
 ])
 def test_unreadable_previous_reports_are_usage_errors_naming_the_file(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -56,14 +58,35 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
                                        f"--s2l-report-json={out}"))
     result.assert_outcomes(passed=16)
     report = json.loads(out.read_text())
-    assert report["schema_version"] == "1"
+    assert report["schema_version"] == "2"
     assert report["verdict"]["passed"] is True
     for row in report["results"]:
         labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
         scores = row["member_scores"] + row["nonmember_scores"]
-        assert row["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert row["auc_raw"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert row["auc"] == pytest.approx(_crossfit_oracle(row, seed=0), abs=1e-12)
         assert row["probe"] in (None, "noise")
         assert {"auc_ci", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "blind_auc"} <= set(row)
+
+
+def _crossfit_oracle(row: dict[str, Any], seed: int) -> float:
+    """The calibrated AUC from a row's scores with sklearn: on each half the sign whose AUC is
+    ≥ ½ (+ on ties), measured on the other half; the mean of the two (loss and PIA have one
+    candidate; the halves are the product's seeded split, an input, not a result)."""
+    from s2l_scan.functional.metrics import crossfit_halves
+
+    members, nonmembers = np.asarray(row["member_scores"]), np.asarray(row["nonmember_scores"])
+    halves = crossfit_halves(len(members), len(nonmembers), seed)
+
+    def half_auc(half: tuple[np.ndarray, np.ndarray], sign: float) -> float:
+        m, n = sign * members[half[0]], sign * nonmembers[half[1]]
+        return float(roc_auc_score([1] * len(m) + [0] * len(n), np.r_[m, n]))
+
+    tests = []
+    for calibration, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+        sign = 1.0 if half_auc(calibration, 1.0) >= 0.5 else -1.0
+        tests.append(half_auc(test, sign))
+    return float(np.mean(tests))
 
 
 @pytest.mark.parametrize(("option", "message"), [

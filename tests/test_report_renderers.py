@@ -96,7 +96,7 @@ def test_markdown_states_verdict_failures_and_escapes_cells() -> None:
     assert "### Failures" in text and "`baselines::loss[identity-1]`: AUC" in text
     assert "baselines::loss[a\\|b]" in text  # a pipe would split the table row
     table = [line for line in text.splitlines() if line.startswith("| `baselines")]
-    assert len(table) == 2 and all(line.count(" | ") == 7 for line in table)
+    assert len(table) == 2 and all(line.count(" | ") == 8 for line in table)
 
 
 def test_markdown_is_cut_under_the_limit_with_a_note() -> None:

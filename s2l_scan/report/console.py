@@ -10,6 +10,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from s2l_scan.report.headline import fmt, reading
+
 
 def make_console(stderr: bool = False) -> Console:
     """A console that drops colour under NO_COLOR and when the stream is not a terminal."""
@@ -51,8 +53,8 @@ def render_results(report: Any, color: bool = False, width: int = 120) -> str:
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
                       highlight=False)
     table = Table(title=escape(f"s2l-scan: {report.model['source']}"), show_edge=False)
-    for column in ("check", "AUC [95% CI]", "TPR@1%", "TPR@0.1%", "ASR", "blind AUC", "n",
-                   "verdict"):
+    for column in ("check", "AUC [95% CI]", "raw", "TPR@1%", "TPR@0.1%", "ASR", "blind AUC",
+                   "ΔAUC", "n", "verdict"):
         table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
     for row in report.results:
         verdict = "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]"
@@ -63,14 +65,15 @@ def render_results(report: Any, color: bool = False, width: int = 120) -> str:
             verdict += f" [yellow](unstable: {swing})[/yellow]"
         low, high = row.auc_ci
         table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.3f}, {high:.3f}]",
-                      f"{row.tpr_at_1pct_fpr:.3f}", f"{row.tpr_at_01pct_fpr:.3f}",
+                      f"{fmt(row.tpr_at_1pct_fpr)}", f"{fmt(row.tpr_at_01pct_fpr)}",
                       f"{row.asr:.3f}", f"{row.blind_auc:.3f}",
                       f"{row.n_members}/{row.n_nonmembers}", verdict)
     console.print(table)
     config = report.config
     console.print(f"gate: max_auc {config['max_auc']} (compared: {config['ci_end']}), "
-                  f"max_tpr {config['max_tpr']} at 1% FPR; thresholds calibrated on half of "
-                  "each set, measured on the other half")
+                  f"max_tpr {config['max_tpr']} at 1% FPR where estimable; thresholds "
+                  "calibrated on half of each set, measured on the other half")
+    console.print(reading(), style="dim")
     for record in report.extraction:
         where = escape(f"{record.probe or 'released'}[{record.domain}]")
         verdict = ("[green]pass[/green]" if record.passed

@@ -11,7 +11,8 @@ def headline(report: ScanReport) -> dict[str, Any]:
     """Verdict, counts and the worst numbers of a report, as plain JSON-ready values."""
     rows = report.results
     worst_auc = max(rows, key=lambda row: row.auc, default=None)
-    worst_tpr = max(rows, key=lambda row: row.tpr_at_1pct_fpr, default=None)
+    worst_tpr = max((row for row in rows if row.tpr_at_1pct_fpr is not None),
+                    key=lambda row: float(row.tpr_at_1pct_fpr or 0.0), default=None)
     failed = report.to_dict()["verdict"]["failed_items"]
     return {
         "verdict": "passed" if report.passed else "failed",
@@ -39,6 +40,23 @@ def gate_text(report: ScanReport) -> str:
     if config.get("compare_fail"):
         parts.append(f"compare_fail {config['compare_fail']} against {config.get('compare')}")
     return ", ".join(parts)
+
+
+READING = (
+    "AUC is calibrated: the score's direction (and, for SecMI, the compared timestep among its "
+    "neighbours) is chosen on one half of the samples and measured on the other, halves "
+    "swapped; raw is the paper's fixed-sign AUC. A TPR is shown only at an FPR the calibration "
+    "half can estimate (it needs at least 1/FPR non-members per half): '-' means not "
+    "estimable at this n, and the JSON report gives the TPR at the lowest estimable FPR. "
+    "'unstable': the two halves learned a different sign or variant. 'confounded': ")
+"""How to read a results table; renderers print it with the confounded meaning appended."""
+
+
+def reading() -> str:
+    """:data:`READING` with what a confounded row means."""
+    from s2l_scan.baselines.blind import CONFOUNDED_MEANING
+
+    return READING + CONFOUNDED_MEANING
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from s2l_scan.errors import UsageError
-from s2l_scan.report.headline import gate_text, headline
+from s2l_scan.report.headline import fmt, gate_text, headline
 from s2l_scan.report.markdown import _cell
 from s2l_scan.report.model import ScanReport
 
@@ -162,7 +162,7 @@ def section(report: ScanReport) -> str:
     for row in pooled:
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
-                     f"{row.tpr_at_1pct_fpr:.3f} | {row.blind_auc:.3f} | "
+                     f"{fmt(row.tpr_at_1pct_fpr)} | {row.blind_auc:.3f} | "
                      f"{'pass' if row.passed else 'FAIL'} |")
     if report.extraction:
         lines += ["", f"Extraction: {top['extracted']} of {top['generated']} generated images "
