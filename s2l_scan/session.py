@@ -605,7 +605,8 @@ def _run_attacks(model: LoadedModel, encoded: dict[str, _Encoded], blind: dict[s
     """Baseline rows: every attack on every domain's members and non-members, scored in
     batches shared across domains (rank 0 gets the rows; other ranks an empty list). Without
     ``store`` every score is computed; without ``here``, in this process alone."""
-    target = Target(model.pipeline.unet, _alphas(model), config.batch_size)
+    target = Target(model.pipeline.unet, _alphas(model), config.batch_size,
+                    prediction_type=model.prediction_type)
     sets = [SampleSet(latents, cond) for enc in encoded.values()
             for latents, cond in ((enc.members, enc.member_cond),
                                   (enc.nonmembers, enc.nonmember_cond))]
@@ -782,7 +783,8 @@ def _shake_and_score(model: LoadedModel, data: AuditData, sets: Any, spec: Any, 
     member_cond, nonmember_cond = _encode_text_pair(
         shaken.tokenizer, shaken.text_encoder, [shaken.caption_fn(c) for c in enc.member_captions],
         [shaken.caption_fn(c) for c in enc.nonmember_captions])
-    target = Target(shaken.unet, _alphas(model), config.batch_size)
+    target = Target(shaken.unet, _alphas(model), config.batch_size,
+                    prediction_type=model.prediction_type)
     scored = score_sets(attacks, target, [SampleSet(enc.members, member_cond),
                                           SampleSet(enc.nonmembers, nonmember_cond)])
     assert scored is not None  # a local (single-process) scoring always returns
