@@ -291,3 +291,30 @@ def test_single_file_takes_the_prediction_type_of_its_config_folder(tiny_v: Path
     with pytest.raises(ModelLoadError, match=r"flow/scheduler/scheduler_config\.json: "
                                              r"DDIMScheduler has prediction_type"):
         load_pipeline(checkpoint, config=tmp_path / "flow")
+
+
+MEMORISING_V = {"prediction_type": "v_prediction", "unet_steps": 1200, "lr": 3e-3,
+                "lr_schedule": "cosine", "caption_dropout": 0.0, "duplicated_per_identity": 0}
+"""The tiny preset trained ~10× longer on its 12 members: a v-prediction model that memorises
+(measured: 9.5 min to build on a busy 2-core machine)."""
+
+
+@pytest.mark.slow
+def test_memorising_v_model_is_caught_and_is_missed_when_read_as_epsilon(
+        tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The false pass this guards against: scored as ε, a memorising v-prediction model looked
+    private. Read as v, the loss and PIA attacks see its members (and the gate fails); every
+    attack's AUC is higher read as v than read as ε."""
+    root = tmp_path_factory.mktemp("memorising-v")
+    build_reference(root / "ref", get_preset("tiny").with_overrides(**MEMORISING_V))
+    eps_model = _relabel(root / "ref" / "model", "epsilon", root / "eps")
+    (root / "v").mkdir()
+    (root / "e").mkdir()
+    as_v = _scan(root / "ref" / "model", root / "ref" / "data", root / "v" / "report.json")
+    as_eps = _scan(eps_model, root / "ref" / "data", root / "e" / "report.json")
+    pooled_v = {r["attack"]: r["auc"] for r in as_v["results"] if r["domain"] == "pooled"}
+    pooled_eps = {r["attack"]: r["auc"] for r in as_eps["results"] if r["domain"] == "pooled"}
+    assert not as_v["verdict"]["passed"]
+    assert pooled_v["loss"] >= 0.75 and pooled_v["pia"] >= 0.75, pooled_v
+    for attack in ("loss", "secmi", "pia"):
+        assert pooled_v[attack] > pooled_eps[attack], (attack, pooled_v, pooled_eps)
