@@ -1,6 +1,6 @@
 """The one training loop every fine-tuning probe calls (DESIGN.md §5.2).
 
-DDPM ε-prediction MSE with t uniform over the scheduler's ``num_train_timesteps`` (the noise
+DDPM MSE on ε, v or x₀ with t uniform over the scheduler's ``num_train_timesteps`` (the noise
 schedule is the scheduler's own ``alphas_cumprod``), AdamW, gradient norm clipped to 1.0. One
 seeded :class:`torch.Generator` draws every batch index, noise and timestep, so the same seed
 gives the same weights. A method decides *what* trains (``params``); the loop decides *how*.
@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from s2l_scan.errors import ScanError, UsageError
-from s2l_scan.functional.diffusion import add_noise
+from s2l_scan.functional.diffusion import add_noise, training_target
 
 WEIGHT_DECAY = 1e-2
 """AdamW's decay, as in the reference model's own training (s2l_scan/reference/build.py)."""
@@ -81,7 +81,8 @@ def train(unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any, latents:
             cond = _conditioning(text_encoder, ids, rows, table)
             pred = unet(add_noise(x0, noise, alphas[t]).to(dtype), t,
                         encoder_hidden_states=cond.to(dtype)).sample.float()
-            error = ((pred - noise) ** 2).flatten(1).mean(1)
+            error = ((pred - training_target(scheduler.config.prediction_type, x0, noise,
+                                             alphas[t])) ** 2).flatten(1).mean(1)
             loss = error[:batch_size].mean()
             if prior is not None:
                 loss = loss + prior_weight * error[batch_size:].mean()
