@@ -8,7 +8,7 @@ the attack returns one score per sample, higher = more likely member.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -43,7 +43,7 @@ class Attack(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
-        return asdict(self) if hasattr(self, "__dataclass_fields__") else {}  # type: ignore[call-overload]
+        return asdict(self) if is_dataclass(self) else {}
 
     @abstractmethod
     def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,

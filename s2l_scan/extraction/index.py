@@ -325,7 +325,7 @@ class KnownImageIndex:
         if not len(gen):
             return []
         if self._embedder.exact:  # pooling takes floats as they are: the bound must hold
-            return self._range(self._embedder.embed(gen), delta)  # type: ignore[arg-type]
+            return self._range(self._embedder.embed(gen), delta)  # type: ignore[arg-type]  # pooling embeds float pixels too
         vectors = self._embedder.embed(_as_uint8(gen))
         _, labels = self._index.search(vectors, min(candidates, len(self)))
         return [sorted(j for j in row.tolist() if j >= 0) for row in labels]
