@@ -3,7 +3,8 @@ balanced accuracy and bootstrap confidence intervals.
 
 Convention: a higher score means "more likely a training member"; a sample is predicted a
 member when its score is ``>= threshold``. Pure numpy, so the report and the tests can use it
-without torch.
+without torch. Bad arguments raise ValueError; callers passing the user's input validate it
+first (:func:`s2l_scan.errors.checked`) so the user gets a UsageError.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
-
-from s2l_scan.errors import UsageError
 
 __all__ = [
     "auc",
@@ -51,17 +50,17 @@ def _scores(values: npt.ArrayLike, name: str) -> FloatArray:
     try:
         arr = np.asarray(values, dtype=np.float64)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"{name} must be an array of numbers, got {type(values).__name__} "
+        raise ValueError(f"{name} must be an array of numbers, got {type(values).__name__} "
                          f"({exc})") from exc
     if arr.ndim != 1:
-        raise UsageError(f"{name} must be a 1-D array with one score per sample, got shape "
+        raise ValueError(f"{name} must be a 1-D array with one score per sample, got shape "
                          f"{arr.shape}; flatten or select the score column first")
     if arr.size == 0:
-        raise UsageError(f"{name} is empty; every metric needs at least one member and one "
+        raise ValueError(f"{name} is empty; every metric needs at least one member and one "
                          f"nonmember score")
     bad = np.flatnonzero(~np.isfinite(arr))
     if bad.size:
-        raise UsageError(f"{name} holds {bad.size} non-finite score(s) (first at index "
+        raise ValueError(f"{name} holds {bad.size} non-finite score(s) (first at index "
                          f"{bad[0]}: {arr[bad[0]]}); fix or drop those samples before scoring")
     return arr
 
@@ -76,9 +75,9 @@ def _fpr_target(target_fpr: float) -> float:
     try:
         target = float(target_fpr)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"target_fpr must be a number in [0, 1], got {target_fpr!r}") from exc
+        raise ValueError(f"target_fpr must be a number in [0, 1], got {target_fpr!r}") from exc
     if not 0.0 <= target <= 1.0:  # also rejects NaN
-        raise UsageError(f"target_fpr must be in [0, 1] (e.g. 0.01 for TPR at 1% FPR), "
+        raise ValueError(f"target_fpr must be in [0, 1] (e.g. 0.01 for TPR at 1% FPR), "
                          f"got {target_fpr!r}")
     return target
 
@@ -86,20 +85,20 @@ def _fpr_target(target_fpr: float) -> float:
 def _bootstrap_options(statistic: object, n_resamples: int, confidence: float) -> int:
     """Validate the shared bootstrap options; returns n_resamples as an int."""
     if not callable(statistic):
-        raise UsageError(f"statistic must be a callable(member, nonmember) -> float, got "
+        raise ValueError(f"statistic must be a callable(member, nonmember) -> float, got "
                          f"{type(statistic).__name__}")
     try:
         count = operator.index(n_resamples)
     except TypeError as exc:
-        raise UsageError(f"n_resamples must be an integer, got {n_resamples!r}") from exc
+        raise ValueError(f"n_resamples must be an integer, got {n_resamples!r}") from exc
     if count < 1:
-        raise UsageError(f"n_resamples must be >= 1 (1000 is usual), got {count}")
+        raise ValueError(f"n_resamples must be >= 1 (1000 is usual), got {count}")
     try:
         level = float(confidence)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"confidence must be a number in (0, 1), got {confidence!r}") from exc
+        raise ValueError(f"confidence must be a number in (0, 1), got {confidence!r}") from exc
     if not 0.0 < level < 1.0:
-        raise UsageError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
+        raise ValueError(f"confidence must be in (0, 1) (e.g. 0.95), got {confidence!r}")
     return count
 
 
@@ -178,9 +177,9 @@ def tpr_fpr_at_threshold(member_scores: npt.ArrayLike, nonmember_scores: npt.Arr
     try:
         cut = float(threshold)
     except (TypeError, ValueError) as exc:
-        raise UsageError(f"threshold must be a number, got {threshold!r}") from exc
+        raise ValueError(f"threshold must be a number, got {threshold!r}") from exc
     if math.isnan(cut):
-        raise UsageError("threshold is NaN; use +inf to predict no members, -inf to predict all")
+        raise ValueError("threshold is NaN; use +inf to predict no members, -inf to predict all")
     return float(np.mean(member >= cut)), float(np.mean(nonmember >= cut))
 
 
@@ -260,7 +259,7 @@ def _resampler(member: FloatArray, nonmember: FloatArray, statistic: Statistic) 
 def _percentile_interval(values: FloatArray, confidence: float) -> tuple[float, float]:
     nan = int(np.isnan(values).sum())
     if nan:
-        raise UsageError(f"statistic returned NaN on {nan} of {values.size} bootstrap resamples; "
+        raise ValueError(f"statistic returned NaN on {nan} of {values.size} bootstrap resamples; "
                          f"it must return a number for every resample")
     alpha = (1.0 - confidence) / 2.0
     low, high = np.quantile(values, [alpha, 1.0 - alpha])
@@ -298,7 +297,7 @@ def paired_bootstrap_ci(base_member: npt.ArrayLike, base_nonmember: npt.ArrayLik
     p_mem = _scores(probe_member, "probe_member")
     p_non = _scores(probe_nonmember, "probe_nonmember")
     if b_mem.size != p_mem.size or b_non.size != p_non.size:
-        raise UsageError(f"paired bootstrap needs the base and probe scores aligned per sample: "
+        raise ValueError(f"paired bootstrap needs the base and probe scores aligned per sample: "
                          f"got {b_mem.size} vs {p_mem.size} members and {b_non.size} vs "
                          f"{p_non.size} nonmembers; score the same samples with both")
     count = _bootstrap_options(statistic, n_resamples, confidence)
@@ -316,9 +315,9 @@ def calibration_split(n: int, *, seed: int = 0) -> tuple[IntArray, IntArray]:
     try:
         size = operator.index(n)
     except TypeError as exc:
-        raise UsageError(f"n must be an integer sample count, got {n!r}") from exc
+        raise ValueError(f"n must be an integer sample count, got {n!r}") from exc
     if size < 2:
-        raise UsageError(f"calibration_split needs n >= 2 so both halves are non-empty, got {size}")
+        raise ValueError(f"calibration_split needs n >= 2 so both halves are non-empty, got {size}")
     permutation = np.random.default_rng(seed).permutation(size).astype(np.int64)
     half = size // 2
     return np.sort(permutation[:half]), np.sort(permutation[half:])

@@ -383,6 +383,11 @@ def _image_files(domain: Path, split: str, real_root: Path) -> tuple[Path, ...]:
         raise AuditDataError(
             f"{folder}: no .png/.jpg/.jpeg image, so domain {domain.name!r} is one-sided. A "
             "membership test needs both members and non-members; add images to it.")
+    if len(images) < 2:
+        raise AuditDataError(
+            f"{folder}: holds a single image. Domain {domain.name!r} needs at least 2 {split}: "
+            "the calibrated TPR and ASR choose thresholds on one half of each split and "
+            "measure them on the other; add images to it.")
     return images
 
 
