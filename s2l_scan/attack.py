@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -53,7 +53,7 @@ class Attack(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
-        return asdict(self) if hasattr(self, "__dataclass_fields__") else {}  # type: ignore[call-overload]
+        return asdict(self) if is_dataclass(self) else {}
 
     def check_timesteps(self, num_train_timesteps: int) -> None:
         """A usage error when a timestep setting lies outside the model's training timesteps.
