@@ -9,31 +9,39 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from s2l_scan.errors import UsageError
-from s2l_scan.functional.diffusion import EpsFn
+from s2l_scan.functional.diffusion import EpsFn, eps_from_output
 from s2l_scan.registry import Registry
 
 
 @dataclass
 class Target:
-    """The model under attack, reduced to what the scores need."""
+    """The model under attack, reduced to what the scores need.
+
+    ``prediction_type`` is the scheduler's (``LoadedModel.prediction_type``): what the UNet's
+    output means. It has no default, so that no caller can scan a v-prediction model as if it
+    predicted ε by forgetting it.
+    """
 
     unet: Any  # diffusers.UNet2DConditionModel
     alphas: torch.Tensor  # the scheduler's alphas_cumprod, float64 on the UNet's device
     batch_size: int = 32
+    prediction_type: str = field(kw_only=True)
 
     def eps_fn(self) -> EpsFn:
-        """ε_θ(x, t, c) as a plain function."""
+        """ε_θ(x, t, c) as a plain function: the UNet's output converted to ε (every attack,
+        PIA's ε_θ(x₀, 0, c) and SecMI's DDIM steps included, calls the model through it)."""
         dtype = next(self.unet.parameters()).dtype
+        alphas, kind = self.alphas, self.prediction_type
 
         def eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
             out = self.unet(x.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample
-            return out.float()
+            return eps_from_output(out.float(), x.float(), alphas[t.to(alphas.device)], kind)
 
         return eps
 
@@ -45,7 +53,7 @@ class Attack(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
-        return asdict(self) if hasattr(self, "__dataclass_fields__") else {}  # type: ignore[call-overload]
+        return asdict(self) if is_dataclass(self) else {}
 
     def check_timesteps(self, num_train_timesteps: int) -> None:
         """A usage error when a timestep setting lies outside the model's training timesteps.

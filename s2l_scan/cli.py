@@ -13,10 +13,15 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, argparse_help, cli_spelling, scan_options
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
+
+if TYPE_CHECKING:  # rich loads only when a progress bar is shown
+    from rich.console import Console
+    from rich.progress import TaskID
 
 EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -31,7 +36,7 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
         self.print_usage(sys.stderr)
         print(f"{self.prog}: error: {message}", file=sys.stderr)
@@ -167,11 +172,11 @@ def _index_build(args: argparse.Namespace) -> int:
 class _progress:
     """A rich progress bar fed by the builder's ``progress(stage, done, total)`` callback."""
 
-    def __init__(self, console: object) -> None:
+    def __init__(self, console: Console | None) -> None:
         from rich.progress import Progress
 
-        self._bar = Progress(console=console, transient=True)  # type: ignore[arg-type]
-        self._tasks: dict[str, object] = {}
+        self._bar = Progress(console=console, transient=True)
+        self._tasks: dict[str, TaskID] = {}
 
     def __enter__(self) -> _progress:
         self._bar.__enter__()
@@ -183,7 +188,7 @@ class _progress:
     def __call__(self, stage: str, done: int, total: int) -> None:
         if stage not in self._tasks:
             self._tasks[stage] = self._bar.add_task(stage, total=total)
-        self._bar.update(self._tasks[stage], completed=done)  # type: ignore[arg-type]
+        self._bar.update(self._tasks[stage], completed=done)
 
 
 def _scan(args: argparse.Namespace) -> int:

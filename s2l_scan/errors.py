@@ -7,6 +7,12 @@ message says what was received, what was expected and how to fix it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
 
 class S2LError(Exception):
     """Base class: a problem s2l-scan can explain to its user."""
@@ -42,3 +48,21 @@ class NothingToScanError(S2LError):
     """The inputs were valid but held nothing to scan (CLI exit 3)."""
 
     exit_code = 3
+
+
+def checked(check: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    """``check(*args, **kwargs)`` at the configuration or data boundary, its ValueError raised
+    again as a :class:`UsageError` with the same message.
+
+    The pure maths of ``s2l_scan.functional`` refuses bad arguments with ValueError; a caller
+    passing the user's input runs that function's validator through this first. Wrap only
+    validators (``as_images``, ``check_delta``, ...), never the maths itself, so that a
+    ValueError from a bug still surfaces as an internal error.
+
+    >>> checked(int, "7")
+    7
+    """
+    try:
+        return check(*args, **kwargs)
+    except ValueError as error:
+        raise UsageError(str(error)) from error

@@ -38,7 +38,7 @@ def main() -> None:
     model = load_pipeline(args.model)
     data = load_audit_data(args.data, model.resolution)
     alphas = model.pipeline.scheduler.alphas_cumprod.double()
-    target = Target(model.pipeline.unet, alphas)
+    target = Target(model.pipeline.unet, alphas, prediction_type=model.prediction_type)
     eps_fn = target.eps_fn()
     ts = list(range(args.k, args.t_max + 1, args.k))
     members: dict[int, list[np.ndarray]] = {t: [] for t in ts}

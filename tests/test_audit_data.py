@@ -130,6 +130,16 @@ def test_one_sided_domain(tmp_path: Path, members: int, nonmembers: int) -> None
     assert "one-sided" in message
 
 
+@pytest.mark.parametrize("members, nonmembers, split", [(1, 2, "members"), (2, 1, "nonmembers")])
+def test_a_split_of_one_image_cannot_be_calibrated(tmp_path: Path, members: int, nonmembers: int,
+                                                    split: str) -> None:
+    # a usage error (exit 4) naming the domain and the minimum
+    make_domain(tmp_path, "single", members, nonmembers)
+    message = raises_naming(UsageError, f"single/{split}",
+                            lambda: load_audit_data(tmp_path, RES))
+    assert "needs at least 2" in message
+
+
 def test_missing_split_folder(tmp_path: Path) -> None:
     folder = make_domain(tmp_path, "dom")
     for path in (folder / "nonmembers").iterdir():

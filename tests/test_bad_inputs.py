@@ -241,6 +241,16 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
      "model_index.json: not readable JSON"),
     ("garbage-scheduler-config", _write("model/scheduler/scheduler_config.json", "[1, 2"), 2,
      "scheduler/scheduler_config.json: not readable JSON"),
+    # model: a scheduler whose outputs the attacks cannot read as ε
+    ("unknown-prediction-type",
+     _edit_json("model/scheduler/scheduler_config.json", prediction_type="flow_prediction"), 2,
+     "scheduler_config.json: DDIMScheduler has prediction_type 'flow_prediction'"),
+    ("zero-terminal-snr",
+     _edit_json("model/scheduler/scheduler_config.json", rescale_betas_zero_snr=True), 2,
+     "scheduler_config.json: DDIMScheduler sets rescale_betas_zero_snr = true"),
+    ("continuous-timesteps",
+     _edit_json("model/scheduler/scheduler_config.json", timestep_type="continuous"), 2,
+     "has timestep_type 'continuous'"),
     # audit data
     ("data-folder-missing", _remove("data"), 2, "audit-data folder does not exist"),
     ("data-folder-empty", _empty_data, 3, "holds no domain folder"),

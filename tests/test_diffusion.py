@@ -130,8 +130,8 @@ def test_scores_do_not_depend_on_batch_size(tiny_reference: object) -> None:
     x0 = torch.randn(5, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     cond = torch.randn(5, 77, unet.config.cross_attention_dim)
     attack = LossAttack(timesteps=(50,), n_noise=2)
-    whole = attack.score(Target(unet, alphas, batch_size=5), x0, cond)[""]
-    pieces = attack.score(Target(unet, alphas, batch_size=2), x0, cond)[""]
+    whole = attack.score(Target(unet, alphas, 5, prediction_type="epsilon"), x0, cond)[""]
+    pieces = attack.score(Target(unet, alphas, 2, prediction_type="epsilon"), x0, cond)[""]
     torch.testing.assert_close(whole, pieces)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from safetensors.torch import load_file
 
 import s2l_scan.probes.methods  # noqa: F401 - registers the methods
 from s2l_scan.errors import ScanError, UsageError
-from s2l_scan.finetune import train
+from s2l_scan.finetune import TrainConfig, TrainingData, train
 from s2l_scan.io.audit_data import load_audit_data
 from s2l_scan.io.model import load_pipeline
 from s2l_scan.probe import PROBES, ModelCopy, ProbeContext
@@ -344,8 +345,13 @@ def test_textual_inversion_refuses_a_copy_it_already_shook(pipe: Any,
     ({"params": []}, "no trainable parameters"),
     ({"steps": 0}, "steps must be an integer ≥ 1"),
     ({"lr": 0.0}, "lr must be a number > 0"),
+    ({"batch_size": 1.5}, "batch_size must be an integer ≥ 1"),
+    ({"seed": "0"}, "seed must be an integer"),
+    ({"prior_weight": -1.0}, "prior_weight must be ≥ 0"),
+    ({"device": "gpu0"}, "not a torch device"),
     ({"latents": torch.empty(0, 4, 16, 16)}, "non-empty SP set"),
     ({"captions": [PROMPT]}, "one caption per latent"),
+    ({"captions": PROMPT}, "one caption per latent"),
     ({"prior": (torch.empty(0, 4, 16, 16), "a photo")}, "prior-preservation set"),
     ({"device": "meta"}, "lives on cpu"),
 ])
@@ -353,26 +359,90 @@ def test_the_loop_refuses_bad_inputs(change: dict[str, Any], match: str, pipe: A
                                      context: ProbeContext) -> None:
     model = ModelCopy.of(pipe)
     latents = context.sp_latents
-    args: dict[str, Any] = {"latents": latents, "captions": [PROMPT] * len(latents),
+    args: dict[str, Any] = {"latents": latents, "captions": [PROMPT] * len(latents), "prior": None,
                             "params": list(model.unet.parameters()), "steps": 1, "lr": 1e-4,
-                            "batch_size": 4, "seed": 0, "device": "cpu", **change}
+                            "batch_size": 4, "seed": 0, "prior_weight": 1.0, "device": "cpu",
+                            **change}
+    data = {k: args.pop(k) for k in ("latents", "captions", "prior")}
+    params = args.pop("params")
     with pytest.raises(UsageError, match=match):
-        train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, **args)
+        train(model, TrainingData(**data), params, TrainConfig(**args))
+
+
+def test_train_config_fields_have_help() -> None:
+    import ast
+    import inspect
+
+    import s2l_scan.finetune.loop as loop
+
+    body = next(node for node in ast.parse(inspect.getsource(loop)).body
+                if isinstance(node, ast.ClassDef) and node.name == "TrainConfig").body
+    documented = {a.target.id for a, doc in itertools.pairwise(body)
+                  if isinstance(a, ast.AnnAssign) and isinstance(a.target, ast.Name)
+                  and isinstance(doc, ast.Expr) and isinstance(doc.value, ast.Constant)}
+    assert documented == {f.name for f in dataclasses.fields(TrainConfig)}
 
 
 def test_the_loop_is_seeded_and_reports_losses(pipe: Any, context: ProbeContext) -> None:
     def run() -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
         model = ModelCopy.of(pipe)
-        latents = context.sp_latents
-        report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
-                       [PROMPT] * len(latents), list(model.unet.parameters()), steps=4, lr=1e-4,
-                       batch_size=4, seed=3, device="cpu")
+        report = train(model, TrainingData.captioned(context.sp_latents, PROMPT),
+                       list(model.unet.parameters()),
+                       TrainConfig(steps=4, lr=1e-4, batch_size=4, seed=3))
         return report, _state(model.unet)
 
     (report, weights), (again, same) = run(), run()
     assert report == again and len(report["losses"]) == 4
     assert report["final_loss"] == report["losses"][-1]  # the mean of the last tenth
     assert all(torch.equal(weights[k], same[k]) for k in weights)
+
+
+def _reference_loop(model: ModelCopy, latents: torch.Tensor, prior: torch.Tensor, *,
+                    steps: int, lr: float, batch: int, prior_weight: float, seed: int) -> None:
+    """DESIGN.md §5.2 written out plainly: the oracle for train()'s maths and draw order.
+
+    One generator draws, per step: SP batch indices, prior batch indices, noise, timesteps.
+    ε-MSE with x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε; AdamW (decay 1e-2); global grad norm clipped to 1.
+    """
+    unet, alphas = model.unet, model.scheduler.alphas_cumprod.float()
+    ids = model.tokenizer([PROMPT, "a photo"], padding="max_length", truncation=True,
+                          max_length=model.tokenizer.model_max_length, return_tensors="pt")
+    with torch.no_grad():
+        sp_cond, prior_cond = model.text_encoder(ids.input_ids)[0].float()
+    params = list(unet.parameters())
+    unet.train().requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x0 = torch.cat([latents[torch.randint(len(latents), (batch,), generator=generator)],
+                        prior[torch.randint(len(prior), (batch,), generator=generator)]])
+        noise = torch.randn(x0.shape, generator=generator)
+        t = torch.randint(0, model.scheduler.config.num_train_timesteps, (2 * batch,),
+                          generator=generator)
+        a = alphas[t].view(-1, 1, 1, 1)
+        cond = torch.stack([sp_cond] * batch + [prior_cond] * batch)
+        pred = unet(a.sqrt() * x0 + (1 - a).sqrt() * noise, t, encoder_hidden_states=cond).sample
+        sp_error = ((pred[:batch] - noise[:batch]) ** 2).mean()
+        prior_error = ((pred[batch:] - noise[batch:]) ** 2).mean()
+        optimizer.zero_grad()
+        (sp_error + prior_weight * prior_error).backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+    unet.eval().requires_grad_(False)
+
+
+def test_the_loop_matches_a_plain_reimplementation(pipe: Any, context: ProbeContext) -> None:
+    latents, prior = context.sp_latents, context.prior_latents
+    assert prior is not None
+    ours, oracle = ModelCopy.of(pipe), ModelCopy.of(pipe)
+    train(ours, TrainingData.captioned(latents, PROMPT, (prior, "a photo")),
+          list(ours.unet.parameters()),
+          TrainConfig(steps=3, lr=1e-3, batch_size=3, seed=7, prior_weight=0.5))
+    _reference_loop(oracle, latents, prior, steps=3, lr=1e-3, batch=3, prior_weight=0.5, seed=7)
+    start, mine, theirs = _state(pipe.unet), _state(ours.unet), _state(oracle.unet)
+    assert _changed(start, mine)  # it trained
+    for key in mine:  # float rounding of a differently ordered sum, not a different draw
+        torch.testing.assert_close(mine[key], theirs[key], atol=1e-6, rtol=1e-5)
 
 
 def test_a_diverging_run_is_an_error_not_nan_weights(pipe: Any, context: ProbeContext) -> None:

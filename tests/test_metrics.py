@@ -12,7 +12,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn import metrics as skm
 
-from s2l_scan.errors import UsageError
 from s2l_scan.functional import metrics as M
 
 FPR_TARGETS = (0.0, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -427,19 +426,19 @@ BAD_SCORES = {
 @pytest.mark.parametrize("index", range(8))
 def test_bad_scores_raise_usage_error(case: str, index: int) -> None:
     call = _calls(*BAD_SCORES[case])[index]
-    with pytest.raises(UsageError, match="member"):
+    with pytest.raises(ValueError, match="member"):
         call()
 
 
 @pytest.mark.parametrize("target", [-0.1, 1.5, math.nan, "high", None])
 @pytest.mark.parametrize("function", [M.tpr_at_fpr, M.threshold_at_fpr])
 def test_bad_target_raises_usage_error(function: Callable[..., float], target: Any) -> None:
-    with pytest.raises(UsageError, match="target_fpr"):
+    with pytest.raises(ValueError, match="target_fpr"):
         function([1.0, 2.0], [0.0], target)
 
 
 def test_nan_threshold_raises_usage_error() -> None:
-    with pytest.raises(UsageError, match="threshold"):
+    with pytest.raises(ValueError, match="threshold"):
         M.tpr_fpr_at_threshold([1.0], [0.0], math.nan)
 
 
@@ -454,20 +453,20 @@ def test_nan_threshold_raises_usage_error() -> None:
 ])
 def test_bad_bootstrap_options_raise_usage_error(options: dict[str, Any], match: str) -> None:
     kwargs = {"statistic": M.auc, "n_resamples": 10, **options}
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(ValueError, match=match):
         M.bootstrap_ci([1.0, 2.0], [0.0, 1.0], **kwargs)
-    with pytest.raises(UsageError, match=match):
+    with pytest.raises(ValueError, match=match):
         M.paired_bootstrap_ci([1.0, 2.0], [0.0, 1.0], [1.0, 2.0], [0.0, 1.0], **kwargs)
 
 
 @pytest.mark.parametrize("probe", [([1.0], [0.0, 1.0]), ([1.0, 2.0], [0.0])])
 def test_paired_length_mismatch_raises_usage_error(probe: tuple[list[float], list[float]],
                                                    ) -> None:
-    with pytest.raises(UsageError, match="aligned"):
+    with pytest.raises(ValueError, match="aligned"):
         M.paired_bootstrap_ci([1.0, 2.0], [0.0, 1.0], *probe, M.auc)
 
 
 @pytest.mark.parametrize("n", [0, 1, -3, 2.5, "10"])
 def test_bad_calibration_split_raises_usage_error(n: Any) -> None:
-    with pytest.raises(UsageError, match="n"):
+    with pytest.raises(ValueError, match="n"):
         M.calibration_split(n)

@@ -67,3 +67,16 @@ def test_malformed_config_tables_are_usage_errors(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(UsageError, match=name):
             read_config_file(path)
+
+
+def test_pure_maths_raises_value_error_not_scan_errors() -> None:
+    # functional/ refuses bad arguments with ValueError; UsageError / ScanError belong to the
+    # configuration and data boundary, which validates first (s2l_scan.errors.checked).
+    import ast
+
+    import s2l_scan.functional as functional
+
+    for path in sorted(Path(functional.__file__).parent.glob("*.py")):
+        imported = {node.module for node in ast.walk(ast.parse(path.read_text()))
+                    if isinstance(node, ast.ImportFrom)}
+        assert "s2l_scan.errors" not in imported, path.name

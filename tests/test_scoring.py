@@ -42,13 +42,14 @@ def _sets() -> list[SampleSet]:
 def test_shared_batches_equal_each_attack_on_each_set(batch_size: int) -> None:
     alphas = DDIMScheduler().alphas_cumprod.double()
     unet = _Linear()
-    target = Target(unet, alphas, batch_size)
+    target = Target(unet, alphas, batch_size, prediction_type="epsilon")
     sets = _sets()
     scored = score_sets(ATTACKS, target, sets)
     assert scored is not None
     for attack, per_set in zip(ATTACKS, scored, strict=True):
         for sample_set, scores in zip(sets, per_set, strict=True):
-            alone = attack.score(Target(unet, alphas, 2), sample_set.latents, sample_set.cond)
+            alone = attack.score(Target(unet, alphas, 2, prediction_type="epsilon"),
+                                 sample_set.latents, sample_set.cond)
             assert scores.keys() == alone.keys()
             for key in scores:
                 torch.testing.assert_close(torch.from_numpy(scores[key]), alone[key])
@@ -56,7 +57,8 @@ def test_shared_batches_equal_each_attack_on_each_set(batch_size: int) -> None:
 
 def test_forward_on_clean_latents_is_computed_once_per_batch() -> None:
     unet = _Linear()
-    target = Target(unet, DDIMScheduler().alphas_cumprod.double(), 32)
+    target = Target(unet, DDIMScheduler().alphas_cumprod.double(), 32,
+                    prediction_type="epsilon")
     sets = _sets()
     score_sets([PIAAttack()], target, sets)
     alone = unet.calls

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from s2l_scan.finetune import check_budget, count_parameters, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, count_parameters, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import prior_note, prior_set, sp_set
 from s2l_scan.probes.methods.dreambooth import check_prior_weight
@@ -49,10 +49,11 @@ class DreamBoothHypernetwork(Probe):
         latents, prior = sp_set(context, self.name), prior_set(context, self.name)
         processors = add_hypernetwork(model.unet, self.hidden, context.seed)
         params = hypernetwork_parameters(processors)
-        report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
-                       [context.prompt] * len(latents), params, steps=self.steps, lr=self.lr,
-                       batch_size=self.batch_size, seed=context.seed, prior=prior,
-                       prior_weight=self.prior_weight, device=context.device)
+        config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                             seed=context.seed, prior_weight=self.prior_weight,
+                             device=context.device)
+        report = train(model, TrainingData.captioned(latents, context.prompt, prior), params,
+                       config)
         save_hypernetwork(processors, context.save_dir)
         model.trainable_parameters = count_parameters(params)
         model.details = {"trained": "hypernetwork MLPs on cross-attention key/value context",

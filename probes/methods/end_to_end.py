@@ -13,18 +13,16 @@ from typing import Any, ClassVar
 
 import torch
 
-from s2l_scan.finetune import check_budget, count_parameters, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, count_parameters, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import sp_set
 
 
-def finetune_all(model: ModelCopy, latents: torch.Tensor, prompt: str, *, steps: int, lr: float,
-                 batch_size: int, seed: int, device: str) -> dict[str, Any]:
+def finetune_all(model: ModelCopy, latents: torch.Tensor, prompt: str,
+                 config: TrainConfig) -> dict[str, Any]:
     """Train every UNet and text-encoder weight of ``model`` on ``latents`` captioned ``prompt``."""
     params = [*model.unet.parameters(), *model.text_encoder.parameters()]
-    report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
-                   [prompt] * len(latents), params, steps=steps, lr=lr, batch_size=batch_size,
-                   seed=seed, device=device)
+    report = train(model, TrainingData.captioned(latents, prompt), params, config)
     model.trainable_parameters = count_parameters(params)
     return report
 
@@ -57,9 +55,9 @@ class EndToEnd(Probe):
         check_budget(self.name, self.steps, self.lr, self.batch_size)
 
     def apply(self, model: ModelCopy, context: ProbeContext) -> ModelCopy:
-        report = finetune_all(model, sp_set(context, self.name), context.prompt, steps=self.steps,
-                              lr=self.lr, batch_size=self.batch_size, seed=context.seed,
-                              device=context.device)
+        config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                             seed=context.seed, device=context.device)
+        report = finetune_all(model, sp_set(context, self.name), context.prompt, config)
         save_full(model, context.save_dir, text_encoder=True)
         model.details = {"trained": "unet+text_encoder (all weights)", "data": "sp",
                          "steps": self.steps, "lr": self.lr, "batch_size": self.batch_size,

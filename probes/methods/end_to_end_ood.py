@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from s2l_scan.errors import UsageError
-from s2l_scan.finetune import check_budget
+from s2l_scan.finetune import TrainConfig, check_budget
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods.end_to_end import finetune_all, save_full
 
@@ -41,9 +41,9 @@ class EndToEndOOD(Probe):
                              "needs generations for ood_prompt.")
         if not context.ood_prompt:
             raise UsageError(f"{self.name}: ood_prompt is empty; set the out-of-domain prompt.")
-        report = finetune_all(model, context.ood_latents, context.ood_prompt, steps=self.steps,
-                              lr=self.lr, batch_size=self.batch_size, seed=context.seed,
-                              device=context.device)
+        config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                             seed=context.seed, device=context.device)
+        report = finetune_all(model, context.ood_latents, context.ood_prompt, config)
         save_full(model, context.save_dir, text_encoder=True)
         model.details = {"trained": "unet+text_encoder (all weights)", "data": "ood",
                          "ood_prompt": context.ood_prompt, "steps": self.steps, "lr": self.lr,

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 
 from s2l_scan.errors import UsageError
-from s2l_scan.finetune import check_budget, count_parameters, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, count_parameters, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import sp_set
 
@@ -157,9 +157,9 @@ class Hypernetwork(Probe):
         latents = sp_set(context, self.name)
         processors = add_hypernetwork(model.unet, self.hidden, context.seed)
         params = hypernetwork_parameters(processors)
-        report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
-                       [context.prompt] * len(latents), params, steps=self.steps, lr=self.lr,
-                       batch_size=self.batch_size, seed=context.seed, device=context.device)
+        config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                             seed=context.seed, device=context.device)
+        report = train(model, TrainingData.captioned(latents, context.prompt), params, config)
         save_hypernetwork(processors, context.save_dir)
         model.trainable_parameters = count_parameters(params)
         model.details = {"trained": "hypernetwork MLPs on cross-attention key/value context",

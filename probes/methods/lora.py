@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import torch
 
 from s2l_scan.errors import UsageError
-from s2l_scan.finetune import check_budget, count_parameters, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, count_parameters, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import sp_set
 
@@ -129,9 +129,9 @@ class LoRA(Probe):
     def apply(self, model: ModelCopy, context: ProbeContext) -> ModelCopy:
         latents = sp_set(context, self.name)
         params = add_lora(model, self.rank, self.alpha, context.seed)
-        report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler, latents,
-                       [context.prompt] * len(latents), params, steps=self.steps, lr=self.lr,
-                       batch_size=self.batch_size, seed=context.seed, device=context.device)
+        config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                             seed=context.seed, device=context.device)
+        report = train(model, TrainingData.captioned(latents, context.prompt), params, config)
         save_lora(model, context.save_dir)
         fuse_lora(model)
         model.trainable_parameters = count_parameters(params)

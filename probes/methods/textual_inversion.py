@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 import torch
 
 from s2l_scan.errors import UsageError
-from s2l_scan.finetune import check_budget, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import sp_set
 
@@ -119,11 +119,10 @@ class TextualInversion(Probe):
         latents = sp_set(context, self.name)
         new = NewTokens(model, self.tokens, context.prompt)
         try:
-            report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler,
-                           latents, [prefixed(new.prefix, context.prompt)] * len(latents),
-                           [new.weight], steps=self.steps, lr=self.lr,
-                           batch_size=self.batch_size, seed=context.seed,
-                           device=context.device, after_step=new.restore)
+            data = TrainingData.captioned(latents, prefixed(new.prefix, context.prompt))
+            config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                                 seed=context.seed, device=context.device)
+            report = train(model, data, [new.weight], config, after_step=new.restore)
         finally:
             new.finish(model)
         new.save(context.save_dir)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from s2l_scan.errors import UsageError
-from s2l_scan.finetune import check_budget, count_parameters, train
+from s2l_scan.finetune import TrainConfig, TrainingData, check_budget, count_parameters, train
 from s2l_scan.probe import PROBES, ModelCopy, Probe, ProbeContext
 from s2l_scan.probes.methods._inputs import sp_set
 from s2l_scan.probes.methods.lora import add_lora, check_lora, fuse_lora, save_lora
@@ -57,10 +57,10 @@ class TextualInversionLoRA(Probe):
         groups = [{"params": adapters, "lr": self.lr},
                   {"params": [new.weight], "lr": self.embedding_lr}]
         try:
-            report = train(model.unet, model.text_encoder, model.tokenizer, model.scheduler,
-                           latents, [prefixed(new.prefix, context.prompt)] * len(latents),
-                           groups, steps=self.steps, lr=self.lr, batch_size=self.batch_size,
-                           seed=context.seed, device=context.device, after_step=new.restore)
+            data = TrainingData.captioned(latents, prefixed(new.prefix, context.prompt))
+            config = TrainConfig(steps=self.steps, lr=self.lr, batch_size=self.batch_size,
+                                 seed=context.seed, device=context.device)
+            report = train(model, data, groups, config, after_step=new.restore)
         finally:
             new.finish(model)
         save_lora(model, context.save_dir)

@@ -49,7 +49,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
-from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.errors import ScanError, UsageError, checked
 from s2l_scan.extraction.embedders import Embedder, PixelEmbedder
 from s2l_scan.functional.eidetic import (
     Images,
@@ -109,7 +109,7 @@ def pooled_embedding(images: npt.ArrayLike, embed_size: int = 8) -> npt.NDArray[
     >>> e.shape, round(float(np.linalg.norm(e[0] - e[1])), 6)
     ((2, 192), 1.0)
     """
-    batch = as_images(images, "images")
+    batch = checked(as_images, images, "images")
     n, height, width, channels = batch.shape
     size = _check_embed_size(batch.shape[1:], embed_size)
     scale = (255.0 if batch.dtype == np.uint8 else 1.0) * math.sqrt(size * size * channels)
@@ -291,7 +291,7 @@ class KnownImageIndex:
         nearest by inner product (approximate).
         """
         gen = self._generated(generated)
-        return self._retrieve(gen, check_delta(delta), check_candidates(candidates))
+        return self._retrieve(gen, checked(check_delta, delta), check_candidates(candidates))
 
     def matches(self, generated: npt.ArrayLike, *, k: int = 10, delta: float = 0.1,
                 tiled: bool = False, tiles: int = 4,
@@ -304,8 +304,8 @@ class KnownImageIndex:
         embedders.
         """
         gen = self._generated(generated)
-        radius, k_max = check_delta(delta), check_k(k)
-        count = check_tiles(self.resolution, tiles) if tiled else 1
+        radius, k_max = checked(check_delta, delta), checked(check_k, k)
+        count = checked(check_tiles, self.resolution, tiles) if tiled else 1
         found = self._retrieve(gen, radius, check_candidates(candidates))
         pairs = [(g, j, d) for g, hits in enumerate(found)
                  for j, d in self._verify(gen[g], hits, radius, count)]
@@ -314,7 +314,7 @@ class KnownImageIndex:
                       key=match_order)
 
     def _generated(self, generated: npt.ArrayLike) -> Images:
-        gen = as_images(generated, "generated")
+        gen = checked(as_images, generated, "generated")
         if gen.shape[1:] != self.resolution:
             raise UsageError(f"generated images are {gen.shape[1:]} (H, W, C) but the index "
                              f"holds {self.resolution}; generate or resize to the index's "
@@ -325,7 +325,7 @@ class KnownImageIndex:
         if not len(gen):
             return []
         if self._embedder.exact:  # pooling takes floats as they are: the bound must hold
-            return self._range(self._embedder.embed(gen), delta)  # type: ignore[arg-type]
+            return self._range(self._embedder.embed(gen), delta)  # type: ignore[arg-type]  # pooling embeds float pixels too
         vectors = self._embedder.embed(_as_uint8(gen))
         _, labels = self._index.search(vectors, min(candidates, len(self)))
         return [sorted(j for j in row.tolist() if j >= 0) for row in labels]

@@ -1,6 +1,6 @@
 """The one training loop every fine-tuning probe calls (DESIGN.md §5.2).
 
-DDPM ε-prediction MSE with t uniform over the scheduler's ``num_train_timesteps`` (the noise
+DDPM MSE on ε, v or x₀ with t uniform over the scheduler's ``num_train_timesteps`` (the noise
 schedule is the scheduler's own ``alphas_cumprod``), AdamW, gradient norm clipped to 1.0. One
 seeded :class:`torch.Generator` draws every batch index, noise and timestep, so the same seed
 gives the same weights. A method decides *what* trains (``params``); the loop decides *how*.
@@ -9,12 +9,14 @@ gives the same weights. A method decides *what* trains (``params``); the loop de
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from s2l_scan.errors import ScanError, UsageError
-from s2l_scan.functional.diffusion import add_noise
+from s2l_scan.functional.diffusion import add_noise, training_target
+from s2l_scan.probe import ModelCopy
 
 WEIGHT_DECAY = 1e-2
 """AdamW's decay, as in the reference model's own training (s2l_scan/reference/build.py)."""
@@ -26,38 +28,102 @@ ParamGroups = Sequence[torch.Tensor] | Sequence[dict[str, Any]]
 """What ``torch.optim.AdamW`` accepts: tensors, or groups ``{"params": [...], "lr": ...}``."""
 
 
-def train(unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any, latents: torch.Tensor,
-          captions: Sequence[str], params: ParamGroups, *, steps: int, lr: float,
-          batch_size: int, seed: int, prior: tuple[torch.Tensor, str] | None = None,
-          prior_weight: float = 1.0, device: str | torch.device = "cpu",
-          after_step: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Fine-tune ``params`` (parameters of ``unet``/``text_encoder``) and return the losses.
+@dataclass(frozen=True)
+class TrainConfig:
+    """How the loop trains: budget, seed, prior-preservation weight and device."""
 
-    ``latents`` are (N, C, h, w) clean latents (VAE mean × scaling factor), ``captions`` one per
-    latent. ``prior = (prior_latents, prior_caption)`` adds DreamBooth's prior-preservation
-    term, weighted by ``prior_weight``. ``after_step`` runs after every optimizer step (textual
-    inversion restores its frozen embedding rows there). Only ``params`` require grad while
-    training; afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``.
+    steps: int
+    """optimizer steps"""
+    lr: float
+    """AdamW learning rate (of the parameter groups that set none)"""
+    batch_size: int
+    """training images per step (and as many prior images when there is a prior set)"""
+    seed: int = 0
+    """seeds the one generator that draws every batch index, noise and timestep"""
+    prior_weight: float = 1.0
+    """weight of the prior-preservation term (DreamBooth's λ); unused without a prior set"""
+    device: str = "cpu"
+    """where the model copy lives and the loop runs (its trained tensors must be there)"""
+
+    def __post_init__(self) -> None:
+        check_budget("fine-tuning", self.steps, self.lr, self.batch_size)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise UsageError(f"fine-tuning: seed must be an integer, got {self.seed!r}.")
+        if isinstance(self.prior_weight, bool) or not isinstance(self.prior_weight, int | float) \
+                or not self.prior_weight >= 0:
+            raise UsageError(f"prior_weight must be ≥ 0, got {self.prior_weight!r}.")
+        try:
+            torch.device(self.device)
+        except (RuntimeError, TypeError) as error:
+            raise UsageError(f"fine-tuning: device {self.device!r} is not a torch device "
+                             "(e.g. 'cpu', 'cuda', 'cuda:1', 'mps').") from error
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: tensors do not compare to one bool
+class TrainingData:
+    """What the loop trains on: clean latents, one caption each, and an optional prior set."""
+
+    latents: torch.Tensor
+    """(N, C, h, w) clean latents: VAE mean × scaling factor"""
+    captions: Sequence[str]
+    """one caption per latent"""
+    prior: tuple[torch.Tensor, str] | None = None
+    """(prior latents, their class prompt): adds DreamBooth's prior-preservation term"""
+
+    def __post_init__(self) -> None:
+        latents, captions, prior = self.latents, self.captions, self.prior
+        if latents.ndim != 4 or len(latents) == 0:
+            raise UsageError(f"fine-tuning needs a non-empty SP set of (N, C, h, w) latents, got "
+                             f"shape {tuple(latents.shape)}; generate the SP set first "
+                             "(sp_samples ≥ 1).")
+        if isinstance(captions, str) or len(captions) != len(latents):
+            raise UsageError(f"fine-tuning needs one caption per latent: {len(latents)} latents, "
+                             f"got {1 if isinstance(captions, str) else len(captions)} captions.")
+        if prior is not None and (prior[0].ndim != 4 or len(prior[0]) == 0
+                                  or prior[0].shape[1:] != latents.shape[1:]):
+            raise UsageError(f"the prior-preservation set must be non-empty latents shaped like "
+                             f"the SP set {tuple(latents.shape[1:])}, got {tuple(prior[0].shape)}.")
+        object.__setattr__(self, "captions", tuple(captions))  # frozen: no list to mutate later
+
+    @classmethod
+    def captioned(cls, latents: torch.Tensor, caption: str,
+                  prior: tuple[torch.Tensor, str] | None = None) -> TrainingData:
+        """``latents`` all captioned ``caption`` (the SP set and its domain prompt)."""
+        return cls(latents, [caption] * len(latents), prior)
+
+
+def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: TrainConfig, *,
+          after_step: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Fine-tune ``params`` (tensors of ``model.unet``/``model.text_encoder``); return the losses.
+
+    ``data.prior`` adds DreamBooth's prior-preservation term, weighted by
+    ``config.prior_weight``. ``after_step`` runs after every optimizer step (textual inversion
+    restores its frozen embedding rows there). Only ``params`` require grad while training;
+    afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``.
 
     Returns ``{"losses": [...], "first_loss": ..., "final_loss": ...}`` where ``final_loss`` is
     the mean of the last tenth of the steps (one step's loss is too noisy to report).
 
     Example (full UNet fine-tuning on an SP set)::
 
-        report = train(pipe.unet, pipe.text_encoder, pipe.tokenizer, pipe.scheduler, latents,
-                       ["a photo"] * len(latents), list(pipe.unet.parameters()),
-                       steps=100, lr=1e-4, batch_size=8, seed=0, device="cpu")
+        copy = ModelCopy.of(pipe)
+        report = train(copy, TrainingData.captioned(latents, "a photo"),
+                       list(copy.unet.parameters()),
+                       TrainConfig(steps=100, lr=1e-4, batch_size=8, seed=0))
     """
-    tensors = _check(latents, captions, params, steps, lr, batch_size, prior, prior_weight)
-    device = torch.device(device)
+    unet, text_encoder = model.unet, model.text_encoder
+    latents, captions, prior = data.latents, data.captions, data.prior
+    steps, lr, batch_size = config.steps, config.lr, config.batch_size
+    tensors = _check(params)
+    device = torch.device(config.device)
     _check_device(tensors, device)
     text_trains = _owns(text_encoder, tensors)
     all_captions = [*captions, *([prior[1]] if prior is not None else [])]
-    ids, caption_row = _tokenize(tokenizer, all_captions, device)
+    ids, caption_row = _tokenize(model.tokenizer, all_captions, device)
     prior_row = caption_row[len(latents):].expand(len(prior[0]) if prior is not None else 0)
-    alphas = scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
-    timesteps = int(scheduler.config.num_train_timesteps)
-    generator = torch.Generator().manual_seed(seed)
+    alphas = model.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
+    timesteps = int(model.scheduler.config.num_train_timesteps)
+    generator = torch.Generator().manual_seed(config.seed)
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
     dtype = next(unet.parameters()).dtype
 
@@ -81,10 +147,11 @@ def train(unet: Any, text_encoder: Any, tokenizer: Any, scheduler: Any, latents:
             cond = _conditioning(text_encoder, ids, rows, table)
             pred = unet(add_noise(x0, noise, alphas[t]).to(dtype), t,
                         encoder_hidden_states=cond.to(dtype)).sample.float()
-            error = ((pred - noise) ** 2).flatten(1).mean(1)
+            error = ((pred - training_target(model.scheduler.config.prediction_type, x0, noise,
+                                             alphas[t])) ** 2).flatten(1).mean(1)
             loss = error[:batch_size].mean()
             if prior is not None:
-                loss = loss + prior_weight * error[batch_size:].mean()
+                loss = loss + config.prior_weight * error[batch_size:].mean()
             if not bool(torch.isfinite(loss)):
                 raise ScanError(f"fine-tuning diverged: loss is {loss.item()} at step {step + 1}"
                                 f" of {steps} (lr={lr}); lower the probe's lr.")
@@ -129,23 +196,7 @@ def _tensors(params: ParamGroups) -> list[torch.Tensor]:
     return list(found.values())
 
 
-def _check(latents: torch.Tensor, captions: Sequence[str], params: ParamGroups, steps: int,
-           lr: float, batch_size: int, prior: tuple[torch.Tensor, str] | None,
-           prior_weight: float) -> list[torch.Tensor]:
-    if latents.ndim != 4 or len(latents) == 0:
-        raise UsageError(f"fine-tuning needs a non-empty SP set of (N, C, h, w) latents, got "
-                         f"shape {tuple(latents.shape)}; generate the SP set first "
-                         "(sp_samples ≥ 1).")
-    if isinstance(captions, str) or len(captions) != len(latents):
-        raise UsageError(f"fine-tuning needs one caption per latent: {len(latents)} latents, "
-                         f"got {1 if isinstance(captions, str) else len(captions)} captions.")
-    check_budget("fine-tuning", steps, lr, batch_size)
-    if prior is not None and (prior[0].ndim != 4 or len(prior[0]) == 0
-                              or prior[0].shape[1:] != latents.shape[1:]):
-        raise UsageError(f"the prior-preservation set must be non-empty latents shaped like the "
-                         f"SP set {tuple(latents.shape[1:])}, got {tuple(prior[0].shape)}.")
-    if prior is not None and not prior_weight >= 0:
-        raise UsageError(f"prior_weight must be ≥ 0, got {prior_weight!r}.")
+def _check(params: ParamGroups) -> list[torch.Tensor]:
     tensors = _tensors(params)
     if sum(t.numel() for t in tensors) == 0:
         raise UsageError("fine-tuning was given no trainable parameters; the method must pass "

@@ -14,6 +14,11 @@ import torch
 
 EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+"""What a UNet's output can mean (a diffusers scheduler's ``prediction_type``): the noise ε,
+the velocity v = √ᾱ_t ε − √(1−ᾱ_t) x₀ (Salimans & Ho 2022; Stable Diffusion 2 at 768 px), or
+the clean sample x₀ itself. Every attack works in ε; :func:`eps_from_output` converts."""
+
 
 def _bcast(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return values.reshape(-1, *([1] * (like.ndim - 1))).to(like)
@@ -32,6 +37,42 @@ def ddim_step(x: torch.Tensor, eps: torch.Tensor, alpha_from: torch.Tensor,
     a_from, a_to = _bcast(alpha_from, x), _bcast(alpha_to, x)
     x0_hat = (x - (1 - a_from).sqrt() * eps) / a_from.sqrt()
     return a_to.sqrt() * x0_hat + (1 - a_to).sqrt() * eps
+
+
+def _check_prediction_type(prediction_type: str) -> None:
+    if prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"prediction_type {prediction_type!r} is not one of {PREDICTION_TYPES}")
+
+
+def eps_from_output(output: torch.Tensor, x_t: torch.Tensor, alpha: torch.Tensor,
+                    prediction_type: str) -> torch.Tensor:
+    """The ε̂ a model's ``output`` at x_t (noise level ᾱ_t, one per sample) stands for.
+
+    ε: itself;  v: ε̂ = √ᾱ_t v + √(1−ᾱ_t) x_t;  sample (x̂₀): ε̂ = (x_t − √ᾱ_t x̂₀)/√(1−ᾱ_t).
+    Needs 0 < ᾱ_t < 1 (a zero-terminal-SNR schedule's ᾱ_T = 0 is refused when it is loaded).
+    """
+    _check_prediction_type(prediction_type)
+    if prediction_type == "epsilon":
+        return output
+    a = _bcast(alpha, x_t)
+    if prediction_type == "v_prediction":
+        return a.sqrt() * output + (1 - a).sqrt() * x_t
+    return (x_t - a.sqrt() * output) / (1 - a).sqrt()
+
+
+def training_target(prediction_type: str, x0: torch.Tensor, noise: torch.Tensor,
+                    alpha: torch.Tensor) -> torch.Tensor:
+    """What a model of ``prediction_type`` is trained to output at x_t = √ᾱ_t x₀ + √(1−ᾱ_t) ε.
+
+    ε: the noise;  v: √ᾱ_t ε − √(1−ᾱ_t) x₀;  sample: x₀. ``alpha`` holds ᾱ_t per sample.
+    """
+    _check_prediction_type(prediction_type)
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "sample":
+        return x0
+    a = _bcast(alpha, x0)
+    return a.sqrt() * noise - (1 - a).sqrt() * x0
 
 
 def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:

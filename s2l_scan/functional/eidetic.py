@@ -17,7 +17,8 @@ indexed search (:mod:`s2l_scan.extraction.index`) agrees with the brute force he
 ties at exactly δ included. Float inputs take a direct-difference path instead, summing each
 pair's differences in one fixed order.
 
-Pure numpy: no torch, no faiss.
+Pure numpy: no torch, no faiss. Bad arguments raise ValueError; callers passing the user's
+input validate it first (:func:`s2l_scan.errors.checked`) so the user gets a UsageError.
 """
 
 from __future__ import annotations
@@ -30,8 +31,6 @@ from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
-
-from s2l_scan.errors import UsageError
 
 __all__ = [
     "Match",
@@ -79,15 +78,15 @@ def as_images(images: npt.ArrayLike, name: str) -> Images:
     """
     arr = np.asarray(images)
     if arr.ndim != 4:
-        raise UsageError(f"{name} must be a batch of images shaped (N, H, W, C), got shape "
+        raise ValueError(f"{name} must be a batch of images shaped (N, H, W, C), got shape "
                          f"{arr.shape}; add a leading axis (x[None]) for a single image")
     if arr.dtype == np.uint8:
         return arr
     if not np.issubdtype(arr.dtype, np.floating):
-        raise UsageError(f"{name} has dtype {arr.dtype}; expected uint8 in [0, 255] or floats "
+        raise ValueError(f"{name} has dtype {arr.dtype}; expected uint8 in [0, 255] or floats "
                          f"in [0, 1]. Convert with x.astype(np.uint8) or x / 255.0")
     if arr.size and not (np.isfinite(arr).all() and arr.min() >= 0.0 and arr.max() <= 1.0):
-        raise UsageError(f"{name} holds float values outside [0, 1] (or NaN/inf); pixels must "
+        raise ValueError(f"{name} holds float values outside [0, 1] (or NaN/inf); pixels must "
                          f"be in [0, 1]. Map [-1, 1] model outputs with (x + 1) / 2 and clip")
     return arr
 
@@ -97,10 +96,10 @@ def check_tiles(shape: tuple[int, ...], tiles: int) -> int:
     try:
         count = operator.index(tiles)
     except TypeError as exc:
-        raise UsageError(f"tiles must be an integer, got {tiles!r}") from exc
+        raise ValueError(f"tiles must be an integer, got {tiles!r}") from exc
     height, width = shape[0], shape[1]
     if count < 1 or height % count or width % count:
-        raise UsageError(f"tiles={count} must be >= 1 and divide the image height and width, "
+        raise ValueError(f"tiles={count} must be >= 1 and divide the image height and width, "
                          f"got images of {height}×{width}; pick a divisor such as "
                          f"{math.gcd(height, width)}")
     return count
@@ -109,7 +108,7 @@ def check_tiles(shape: tuple[int, ...], tiles: int) -> int:
 def _pair(a: npt.ArrayLike, b: npt.ArrayLike, tiles: int) -> tuple[Images, Images, int]:
     left, right = as_images(a, "a"), as_images(b, "b")
     if left.shape[1:] != right.shape[1:]:
-        raise UsageError(f"images must share one resolution, got a: {left.shape[1:]} and b: "
+        raise ValueError(f"images must share one resolution, got a: {left.shape[1:]} and b: "
                          f"{right.shape[1:]} (H, W, C); resize both to a common resolution")
     return left, right, check_tiles(left.shape[1:], tiles)
 
@@ -118,7 +117,7 @@ def check_delta(delta: float) -> float:
     """Validate a match radius δ: a finite distance >= 0."""
     value = float(delta)
     if not 0.0 <= value < math.inf:  # also rejects NaN
-        raise UsageError(f"delta must be a finite distance >= 0 (the paper uses 0.1), "
+        raise ValueError(f"delta must be a finite distance >= 0 (the paper uses 0.1), "
                          f"got {delta!r}")
     return value
 
@@ -128,9 +127,9 @@ def check_k(k: int) -> int:
     try:
         value = operator.index(k)
     except TypeError as exc:
-        raise UsageError(f"k must be an integer (the paper uses 10), got {k!r}") from exc
+        raise ValueError(f"k must be an integer (the paper uses 10), got {k!r}") from exc
     if value < 0:
-        raise UsageError(f"k must be >= 0 (the largest near-duplicate count allowed), got {k}")
+        raise ValueError(f"k must be >= 0 (the largest near-duplicate count allowed), got {k}")
     return value
 
 

@@ -5,7 +5,8 @@ with exact Clopper–Pearson CIs (docs/verdict-maths.md).
 
 Convention: a higher score means "more likely a training member"; a sample is predicted a
 member when its score is ``>= threshold``. Pure numpy, so the report and the tests can use it
-without torch.
+without torch. Bad arguments raise ValueError; callers passing the user's input validate it
+first (:func:`s2l_scan.errors.checked`) so the user gets a UsageError.
 """
 
 from __future__ import annotations
@@ -17,8 +18,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-
-from s2l_scan.errors import UsageError
 
 __all__ = [
     "CrossFit",
@@ -47,9 +46,10 @@ __all__ = [
 
 
 
-class MetricInputError(UsageError, ValueError):
-    """Bad input to a metric. A :class:`ValueError` (these are pure functions, DESIGN.md §9)
-    and a :class:`UsageError`, so the CLI and the pytest plugin map it to exit code 4."""
+class MetricInputError(ValueError):
+    """Bad input to a metric: a :class:`ValueError`, as every pure function here raises
+    (DESIGN.md §9); the configuration and data boundary checks user input first and raises
+    the usage error."""
 
 
 FloatArray = npt.NDArray[np.float64]

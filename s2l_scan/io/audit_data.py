@@ -372,6 +372,10 @@ def _read_text(path: Path) -> str:
                              "readable UTF-8 text file.") from exc
 
 
+MIN_PER_SPLIT = 2
+"""Members (and non-members) a domain needs: one in each cross-fitting half."""
+
+
 def _image_files(domain: Path, split: str, real_root: Path) -> tuple[Path, ...]:
     folder = domain / split
     _inside(folder, real_root)
@@ -383,6 +387,12 @@ def _image_files(domain: Path, split: str, real_root: Path) -> tuple[Path, ...]:
         raise AuditDataError(
             f"{folder}: no .png/.jpg/.jpeg image, so domain {domain.name!r} is one-sided. A "
             "membership test needs both members and non-members; add images to it.")
+    if len(images) < MIN_PER_SPLIT:
+        # a usage error (exit 4): the audit set given cannot be judged at all, whatever the model
+        raise UsageError(
+            f"{folder}: holds {len(images)} image. Domain {domain.name!r} needs at least "
+            f"{MIN_PER_SPLIT} {split}: every figure is cross-fitted, chosen on one half of each "
+            "split and measured on the other, so each half needs one; add images to it.")
     return images
 
 

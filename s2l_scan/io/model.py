@@ -11,7 +11,8 @@ Checkpoints are untrusted input. Before diffusers sees a folder, :func:`inspect_
 checks that every component is a known library class (no custom or remote code) and that
 weights are safetensors; pickled weights (``.bin``, ``.ckpt``, ``.pt``, ...) are refused unless the
 caller opts in with ``allow_pickle=True``, and even then they are read only by loaders that use
-``torch.load(weights_only=True)``. After loading, every weight is checked to be finite.
+``torch.load(weights_only=True)``. After loading, every weight is checked to be finite, and the
+scheduler is checked to be one the attacks can interpret (:func:`check_scheduler`).
 """
 
 from __future__ import annotations
@@ -214,11 +215,20 @@ class LoadedModel:
         return hashlib.sha256(blob).hexdigest()
 
     @property
+    def prediction_type(self) -> str:
+        """What the UNet's output means: ``epsilon``, ``v_prediction`` or ``sample`` (the
+        scheduler's ``prediction_type``; :func:`check_scheduler` has refused anything else)."""
+        return str(self.pipeline.scheduler.config.prediction_type)
+
+    @property
     def platform(self) -> dict[str, str]:
-        """Where the weights compute, as unit-cache keys hold it: the device kind (not its
-        index: each process of a data-parallel scan has its own GPU) and the dtype."""
+        """What, beside the weights, unit-cache keys hold: the device kind (not its index: each
+        process of a data-parallel scan has its own GPU), the dtype, and the prediction type
+        (read from the scheduler config, not the weights: the same weights relabelled score
+        and sample differently)."""
         unet = self.pipeline.unet
-        return {"device": unet.device.type, "dtype": str(unet.dtype).removeprefix("torch.")}
+        return {"device": unet.device.type, "dtype": str(unet.dtype).removeprefix("torch."),
+                "prediction_type": self.prediction_type}
 
 
 def sha256_file(path: Path) -> str:
@@ -239,6 +249,53 @@ def _check_finite(pipeline: Any, source: str) -> None:
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
                 raise ModelLoadError(f"{source}: {name}.{param_name} holds NaN or Inf values; "
                                      "a scan of a broken checkpoint would be meaningless.")
+
+
+def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
+    """Refuse a scheduler whose noise model the attacks cannot interpret, naming the field.
+
+    The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (DESIGN.md
+    §3), so only fields that change what the UNet's output or its timestep input mean matter:
+    ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
+    ``rescale_betas_zero_snr`` (ᾱ_T = 0: x̂₀ from x_T divides by √ᾱ_T = 0), a schedule whose
+    ᾱ_t leaves (0, 1), ``timestep_type`` other than ``discrete`` (the UNet would expect
+    continuous noise levels, not training timesteps) and a learned variance (the UNet's output
+    then holds more than one prediction). Inference-only fields (``timestep_spacing``,
+    ``steps_offset``, ``clip_sample``, Karras sigmas, ...) only change diffusers' own sampling,
+    which honours them.
+    """
+    import torch
+
+    from s2l_scan.functional.diffusion import PREDICTION_TYPES
+
+    config = scheduler.config
+    where = f"{config_file}: {type(scheduler).__name__}"
+    kind = config.get("prediction_type", "epsilon")
+    if kind not in PREDICTION_TYPES:
+        raise ModelLoadError(
+            f"{where} has prediction_type {kind!r}; s2l-scan interprets {list(PREDICTION_TYPES)}"
+            " (converting each to the ε its attacks need). Scanning other outputs as ε would "
+            "measure nothing; set the model's real prediction_type in its scheduler config.")
+    if config.get("rescale_betas_zero_snr", False):
+        raise ModelLoadError(
+            f"{where} sets rescale_betas_zero_snr = true (zero terminal SNR: ᾱ_T = 0), which "
+            "s2l-scan does not support: its DDIM maths divides by √ᾱ_t. Scan a checkpoint whose "
+            "scheduler keeps ᾱ_t > 0.")
+    if config.get("timestep_type", "discrete") != "discrete":
+        raise ModelLoadError(
+            f"{where} has timestep_type {config.get('timestep_type')!r}; the attacks feed the "
+            "UNet discrete training timesteps, so only 'discrete' can be scanned.")
+    if str(config.get("variance_type")).startswith("learned"):
+        raise ModelLoadError(
+            f"{where} has variance_type {config.get('variance_type')!r}: the UNet also predicts "
+            "a variance, which the attacks cannot separate from ε; it is not supported.")
+    alphas = getattr(scheduler, "alphas_cumprod", None)
+    if not isinstance(alphas, torch.Tensor) or alphas.ndim != 1 or not bool(
+            ((alphas > 0) & (alphas < 1)).all()):
+        raise ModelLoadError(
+            f"{where}: its noise schedule (beta_schedule / trained_betas) does not keep every "
+            "ᾱ_t strictly between 0 and 1, which the attacks' DDIM maths and the ε conversion "
+            "need.")
 
 
 def _offline() -> None:
@@ -265,8 +322,10 @@ def _wrap_load_error(source: str, error: Exception) -> ModelLoadError:
                           f"({type(error).__name__}: {first[:400]}).")
 
 
-def _finish(pipeline: Any, source: str, identity: dict[str, str], device: str) -> LoadedModel:
+def _finish(pipeline: Any, source: str, identity: dict[str, str], device: str,
+            config_root: Path) -> LoadedModel:
     _check_finite(pipeline, source)
+    check_scheduler(pipeline.scheduler, config_root / "scheduler" / "scheduler_config.json")
     pipeline.set_progress_bar_config(disable=True)
     pipeline = pipeline.to(device)
     for name in WEIGHT_COMPONENTS:
@@ -304,7 +363,7 @@ def load_pipeline(
     if lora is not None:
         identity.update(_fuse_lora(pipeline, Path(lora)))
         source += f" + LoRA {lora}"
-    return _finish(pipeline, source, identity, device)
+    return _finish(pipeline, source, identity, device, model if config is None else Path(config))
 
 
 def _load_folder(root: Path, allow_pickle: bool, dtype: Any) -> tuple[Any, dict[str, str]]:

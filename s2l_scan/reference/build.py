@@ -21,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from s2l_scan.functional.diffusion import training_target
 from s2l_scan.io.model import sha256_file
 from s2l_scan.reference import images as imgs
 from s2l_scan.reference.presets import ReferencePreset
@@ -182,7 +183,9 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
     latents, context, uncond = latents.to(device), context.to(device), uncond.to(device)
     # Stable Diffusion v1's training schedule.
     noise_schedule: Any = DDPMScheduler(num_train_timesteps=1000, beta_start=0.00085,
-                                   beta_end=0.012, beta_schedule="scaled_linear")
+                                   beta_end=0.012, beta_schedule="scaled_linear",
+                                   prediction_type=preset.prediction_type)
+    alphas = noise_schedule.alphas_cumprod.to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
     schedule = _lr_schedule(preset, optimizer)
     generator = torch.Generator().manual_seed(seed + 3)
@@ -197,7 +200,9 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         x0 = latents[index]
         cond = torch.where(drop[:, None, None], uncond, context[index])
         pred = unet(noise_schedule.add_noise(x0, noise, t), t, encoder_hidden_states=cond).sample
-        loss = torch.nn.functional.mse_loss(pred, noise)
+        # the preset's objective (ε: the noise itself, so ε builds are what they always were)
+        target = training_target(preset.prediction_type, x0, noise, alphas[t])
+        loss = torch.nn.functional.mse_loss(pred, target)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)

@@ -11,6 +11,7 @@ from typing import Any
 from s2l_scan.errors import UsageError
 
 LR_SCHEDULES = ("constant", "cosine")
+PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")  # = functional.diffusion's (no torch)
 
 
 def _help(text: str) -> Any:
@@ -43,6 +44,9 @@ class ReferencePreset:
     vae_lr: float = _help("VAE AdamW learning rate")
     caption_dropout: float = _help("probability of training on the empty prompt (enables CFG)")
     image_size: int = _help("square image side in pixels")
+    prediction_type: str = field(default="epsilon", metadata={"help": (
+        "what the UNet learns to output: 'epsilon' (SD 1.x), 'v_prediction' (SD 2 at 768 px) "
+        "or 'sample'; saved as the scheduler's prediction_type")})
 
     def __post_init__(self) -> None:
         positive = ("n_identities", "members_per_identity", "nonmembers_per_identity",
@@ -60,6 +64,9 @@ class ReferencePreset:
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"reference preset {self.name!r}: lr_schedule must be one of "
                              f"{', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.prediction_type not in PREDICTION_TYPES:
+            raise UsageError(f"reference preset {self.name!r}: prediction_type must be one of "
+                             f"{', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise UsageError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         for width in (*self.vae_channels, *self.unet_channels, self.text_hidden):
@@ -71,8 +78,14 @@ class ReferencePreset:
             raise UsageError(f"image_size {self.image_size} must be divisible by {downsample}")
 
     def fingerprint(self) -> str:
-        """Short hash of every field: the cache key's guarantee that knobs are honoured."""
-        blob = json.dumps(dataclasses.asdict(self), sort_keys=True).encode()
+        """Short hash of every field: the cache key's guarantee that knobs are honoured.
+
+        A knob added after the first release (:data:`LATER_KNOBS`) enters the hash only away
+        from its default, so the builds cached before it existed keep their keys.
+        """
+        fields = {name: value for name, value in dataclasses.asdict(self).items()
+                  if name not in LATER_KNOBS or value != LATER_KNOBS[name]}
+        blob = json.dumps(fields, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
     def with_overrides(self, **overrides: Any) -> ReferencePreset:
@@ -82,6 +95,10 @@ class ReferencePreset:
         if unknown:
             raise UsageError(f"unknown reference knob(s) {unknown}; known: {sorted(known)}")
         return dataclasses.replace(self, **overrides)
+
+
+LATER_KNOBS: dict[str, object] = {"prediction_type": "epsilon"}
+"""Knobs added after presets were first fingerprinted, with the value every older build had."""
 
 
 PRESETS: dict[str, ReferencePreset] = {

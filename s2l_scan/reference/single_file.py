@@ -26,7 +26,7 @@ _UNET_RESNET = {"norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_la
 def _unet_key(key: str, layers: int, attention_up: set[int]) -> str:
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    top: dict[str, str] = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]  # type: ignore[index]
+    top: dict[str, str] = DIFFUSERS_TO_LDM_MAPPING["unet"]["layers"]  # type: ignore[index]  # diffusers: dict[str, object]
     if key in top:
         return top[key]
     head, _, rest = key.partition(".")
@@ -56,7 +56,7 @@ def _unet_key(key: str, layers: int, attention_up: set[int]) -> str:
 def _vae_key(key: str, n_blocks: int) -> str:
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
-    top: dict[str, str] = DIFFUSERS_TO_LDM_MAPPING["vae"]  # type: ignore[assignment]
+    top: dict[str, str] = DIFFUSERS_TO_LDM_MAPPING["vae"]  # type: ignore[assignment]  # diffusers: dict[str, object]
     if key in top:
         return top[key]
     key = key.replace("conv_shortcut", "nin_shortcut")

@@ -39,7 +39,7 @@ def update_model_card(card: str, report: ScanReport, model_name: str | None = No
     return f"---\n{front}---\n{_replace_section(body, section(report))}"
 
 
-class _Dumper(yaml.SafeDumper):
+class _Dumper(yaml.SafeDumper):  # type: ignore[no-any-unimported]  # yaml ships no types
     """Safe dumping without YAML anchors (&id001): Hub metadata readers expect plain data."""
 
     def ignore_aliases(self, data: Any) -> bool:

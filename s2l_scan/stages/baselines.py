@@ -41,7 +41,8 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
     ``runtime`` every score is computed, in this process alone."""
     runtime = Runtime() if runtime is None else runtime
     model, encoded = subject.model, subject.encoded
-    target = Target(model.pipeline.unet, alphas(model), config.batch_size)
+    target = Target(model.pipeline.unet, alphas(model), config.batch_size,
+                    prediction_type=model.prediction_type)
     sets = [SampleSet(latents, cond) for enc in encoded.values()
             for latents, cond in ((enc.members, enc.member_cond),
                                   (enc.nonmembers, enc.nonmember_cond))]

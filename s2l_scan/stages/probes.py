@@ -141,7 +141,8 @@ class _ProbeRun:
             shaken.tokenizer, shaken.text_encoder,
             [shaken.caption_fn(c) for c in enc.member_captions],
             [shaken.caption_fn(c) for c in enc.nonmember_captions])
-        target = Target(shaken.unet, alphas(model), config.batch_size)
+        target = Target(shaken.unet, alphas(model), config.batch_size,
+                        prediction_type=model.prediction_type)
         scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
                                                    SampleSet(enc.nonmembers, nonmember_cond)])
         assert scored is not None  # a local (single-process) scoring always returns
