@@ -66,7 +66,14 @@ class ScanConfig:
                              "where 1% FPR is estimable: ≥ 100 non-members per half)", 0.1)
     ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end",
                           "point")
+    family_alpha: float = _option(
+        "gate: an AUC or amplification check fails only when it is also significant after "
+        "Holm's correction over every such check of the scan at this family-wise error rate "
+        "(the measured false-fail rate on null audits: docs/null-audit.md); 1 turns the "
+        "significance requirement off", 0.05)
     bootstrap: int = _option("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
+    permutations: int = _option("label permutations of each AUC's p-value (its smallest value "
+                                "is 1/(permutations + 1))", 9999, cli=False)
     seed: int = _option("seed of every seeded choice: attack noises, calibration splits, blind "
                         "folds, generations, probes' training and bootstrap; overridden only "
                         "by bootstrap_seed (the bootstrap) and a seed in attack_options "
@@ -160,6 +167,9 @@ class ScanConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not (isinstance(self.family_alpha, int | float) and 0.0 < self.family_alpha <= 1.0):
+            raise UsageError(f"family_alpha must be a number in (0, 1], got "
+                             f"{self.family_alpha!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted"):
@@ -172,8 +182,8 @@ class ScanConfig:
                 and math.isfinite(self.extraction_guidance) and self.extraction_guidance >= 0):
             raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
                              f"{self.extraction_guidance!r}")
-        for name in ("bootstrap", "batch_size", "threads", "extraction_steps", "sp_samples",
-                     "sp_steps", "extraction_candidates"):
+        for name in ("bootstrap", "permutations", "batch_size", "threads", "extraction_steps",
+                     "sp_samples", "sp_steps", "extraction_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")

@@ -42,10 +42,12 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
 def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester,
                                                        tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss",
-                                       "--s2l-max-auc=0", "--s2l-max-tpr=1"))
+                                       "--s2l-max-auc=0", "--s2l-max-tpr=1",
+                                       "--s2l-family-alpha=1"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=6, passed=4)  # baseline and probe rows; extraction passes
-    result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: AUC 0.* > max_auc 0.0 "
+    result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: calibrated AUC 0.* > "
+                                 "max_auc 0.0 "
                                  "(AUC 0.*, 95% CI [[]*, n = 6 members / 6 non-members*"])
     assert "Traceback" not in result.stdout.str()
 
@@ -127,7 +129,8 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
 
 
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
-    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nattacks = ['loss']\n")
+    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nfamily_alpha = 1.0\n"
+                                         "attacks = ['loss']\n")
     result = pytester.runpytest(*_args(tiny_reference))
     result.assert_outcomes(failed=6, passed=4)
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_aucc = 0.5\n")
@@ -153,7 +156,8 @@ def test_a_failing_sweep_row_fails_the_session(pytester: pytest.Pytester,
         f"--s2l-model={tiny_reference / 'model'}", f"--s2l-data={tiny_reference / 'data'}",
         "-p", "no:cacheprovider", "--s2l-attacks=loss", "--s2l-probes=",
         "--s2l-extraction-samples=0", "--s2l-max-auc=1", "--s2l-max-tpr=1",
-        "--s2l-max-amplification=-1", "--s2l-sweep=1h", "--s2l-bootstrap=50")
+        "--s2l-max-amplification=-1", "--s2l-family-alpha=1", "--s2l-sweep=1h",
+        "--s2l-bootstrap=50")
     result.assert_outcomes(passed=3)  # loss × (2 domains + pooled)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*verdict: FAILED*", "*ran as no test item*"
@@ -164,6 +168,7 @@ def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.
                                                                tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
                                        "--s2l-extraction-samples=0", "--s2l-max-auc=0",
+                                       "--s2l-family-alpha=1",
                                        "--s2l-max-tpr=1", "-k", "pooled"))
     result.assert_outcomes(failed=1)  # only baselines::loss[pooled] ran
     assert result.ret == pytest.ExitCode.TESTS_FAILED

@@ -47,7 +47,10 @@ READING = (
     "neighbours) is chosen on one half of the samples and measured on the other, halves "
     "swapped; raw is the paper's fixed-sign AUC. A TPR is shown only at an FPR the calibration "
     "half can estimate (it needs at least 1/FPR non-members per half): '-' means not "
-    "estimable at this n, and the JSON report gives the TPR at the lowest estimable FPR. "
+    "estimable at this n, and the JSON report gives the TPR at the lowest estimable FPR. An "
+    "AUC or ΔAUC check fails only past its threshold and significant after Holm's correction "
+    "over every such check of the scan at family_alpha (permutation p for AUC, paired "
+    "bootstrap p for Δ), which bounds the scan's false-fail rate on data with no signal. "
     "'unstable': the two halves learned a different sign or variant. 'confounded': ")
 """How to read a results table; renderers print it with the confounded meaning appended."""
 

@@ -48,8 +48,12 @@ class ResultRow:
     variant_auc: dict[str, float] = field(default_factory=dict)  # raw AUC, e.g. SecMI at t ± k
     variant_scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     unstable: bool = False  # the two calibration halves chose a different variant or sign
+    p_value: float = 1.0  # permutation p of the calibrated AUC against "no signal"
+    p_adjusted: float | None = None  # Holm-adjusted over every statistical check of the scan
     delta_auc: float | None = None  # calibrated AUC(probe) − calibrated AUC(released)
     delta_auc_ci: tuple[float, float] | None = None
+    delta_p_value: float | None = None  # one-sided paired-bootstrap p of "Δ ≤ 0"
+    delta_p_adjusted: float | None = None
     passed: bool = True
     reasons: list[str] = field(default_factory=list)
 

@@ -59,6 +59,9 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
                               "nonmembers": [float(s) for s in nonmembers[key]]}
                         for key in sorted(members) if key},
         unstable=fit.unstable,
+        p_value=metrics.crossfit_pvalue(members, nonmembers, config.seed,
+                                        permutation_seed=config.resample_seed,
+                                        n_permutations=config.permutations),
     )
 
 
@@ -90,7 +93,7 @@ def probe_row(attack: Attack, base: ResultRow, label: str, members: Candidates,
     delta = metrics.crossfit_delta(members, nonmembers, released_members, released_nonmembers,
                                    config.seed, bootstrap_seed=config.resample_seed,
                                    n_resamples=config.bootstrap)
-    row.delta_auc, row.delta_auc_ci = delta.delta, delta.ci
+    row.delta_auc, row.delta_auc_ci, row.delta_p_value = delta.delta, delta.ci, delta.p_value
     row.settings = {**row.settings, "probe": details}
     return row
 
