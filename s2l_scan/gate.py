@@ -3,10 +3,11 @@
 Stages measure; this module judges. A result row fails past ``max_auc``, ``max_tpr`` or
 ``max_amplification`` — an AUC or Δ check only when it is also significant after Holm's
 correction over every such check of the scan at ``family_alpha``, so the false-fail rate of a
-whole scan on data with no signal stays at or below ``family_alpha``; an extraction record past ``max_extracted``; a regression check when its
-metric rose more than its allowance since the previous report, which also fails the row it
-names. :func:`decide` applies all of it to a finished :class:`ScanReport`, and the report's
-verdict (``ScanReport.passed``) is then the conjunction of every check.
+whole scan on data with no signal stays at or below ``family_alpha``; an extraction record
+fails past ``max_extracted``; a regression check when its metric rose more than its allowance
+since the previous report, which also fails the row it names. :func:`decide` applies all of
+it to a finished :class:`ScanReport`, and the report's verdict (``ScanReport.passed``) is
+then the conjunction of every check.
 """
 
 from __future__ import annotations
