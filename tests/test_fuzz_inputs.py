@@ -142,9 +142,11 @@ _LINES = st.lists(_RECORDS.map(json.dumps) | st.text(max_size=40) | st.just(""),
 
 def _audit_folder(root: Path) -> Path:
     domain = root / "data" / "d"
-    for split, name in (("members", "a.png"), ("nonmembers", "b.png")):
+    # two images per split: the fewest a domain may hold (one per cross-fitting half)
+    for split, names in (("members", ("a.png", "a2.png")), ("nonmembers", ("b.png", "b2.png"))):
         (domain / split).mkdir(parents=True)
-        Image.fromarray(np.full((8, 8, 3), 90, dtype=np.uint8)).save(domain / split / name)
+        for name in names:
+            Image.fromarray(np.full((8, 8, 3), 90, dtype=np.uint8)).save(domain / split / name)
     (domain / "prompt.txt").write_text("photo of d\n")
     return domain
 

@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from s2l_scan.errors import ModelLoadError
-from s2l_scan.finetune import train
+from s2l_scan.finetune import TrainConfig, TrainingData, train
 from s2l_scan.functional.diffusion import (
     PREDICTION_TYPES,
     ddim_step,
@@ -28,6 +28,7 @@ from s2l_scan.functional.diffusion import (
     training_target,
 )
 from s2l_scan.io.model import check_scheduler, load_pipeline
+from s2l_scan.probe import ModelCopy
 from s2l_scan.reference import presets
 from s2l_scan.reference.build import build_reference
 from s2l_scan.reference.presets import get_preset
@@ -169,8 +170,10 @@ def test_finetune_loss_targets_the_schedulers_prediction_type(
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config, prediction_type=kind)
     unet = _Zero()
     latents = torch.full((4, 4, 16, 16), 2.0)
-    report = train(unet, pipe.text_encoder, pipe.tokenizer, scheduler, latents, ["a"] * 4,
-                   [unet.weight], steps=1, lr=1e-9, batch_size=4, seed=0)
+    copy = ModelCopy(unet=unet, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+                     vae=pipe.vae, scheduler=scheduler)
+    report = train(copy, TrainingData.captioned(latents, "a"), [unet.weight],
+                   TrainConfig(steps=1, lr=1e-9, batch_size=4, seed=0))
     if expected is not None:
         assert report["first_loss"] == pytest.approx(expected)
     else:
