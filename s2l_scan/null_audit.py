@@ -285,11 +285,11 @@ def per_check_rates(draws: Sequence[DrawResult]) -> dict[str, Rate]:
     made: dict[str, int] = {}
     failed: dict[str, int] = {}
     for d in draws:
-        for check in d.checks:
+        # a failed item that is no row or record (a regression) was made in this draw too
+        for check in dict.fromkeys([*d.checks, *d.failed_items]):
             made[check] = made.get(check, 0) + 1
-        for item in d.failed_items:
+        for item in set(d.failed_items):
             failed[item] = failed.get(item, 0) + 1
-            made.setdefault(item, 1)
     return {check: Rate.of(failed.get(check, 0), made[check]) for check in made}
 
 
