@@ -25,6 +25,7 @@ from s2l_scan.null_audit import (
     DrawResult,
     NullAuditFolder,
     draw_result,
+    null_config,
     per_check_rates,
     per_kind_rates,
     per_scan_rate,
@@ -257,3 +258,11 @@ def test_too_few_nonmembers_is_a_usage_error_naming_the_domain(
     assert f"≥ {MIN_NONMEMBERS} non-members" in err and "short (7)" in err
     assert "plenty" not in err
     assert _tree_hash(data) == before
+
+
+def test_config_file_reports_and_compare_are_dropped_with_a_note() -> None:
+    config, notes = null_config(make_config(report_json="r.json", compare="prev.json",
+                                            compare_fail="auc:+0.02"))
+    assert config.reports == {} and config.compare is None and config.compare_fail is None
+    assert len(notes) == 2 and "report_json" in notes[0] and "compare" in notes[1]
+    assert null_config(make_config()) == (make_config(), [])
