@@ -117,8 +117,10 @@ def render_null_audit(audit: Any, color: bool = False, width: int = 120) -> str:
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
                       highlight=False)
-    table = Table(title=escape(f"s2l-scan null audit: {audit.model} on {audit.data}"),
-                  show_edge=False)
+    console.print(f"[bold]s2l-scan null audit[/bold] of {escape(audit.model)} on the "
+                  f"non-members of {escape(audit.data)}: {len(audit.draws)} draws",
+                  soft_wrap=True)
+    table = Table(show_edge=False)
     for column in ("false fails of", "failed draws", "rate", "exact 95% CI"):
         table.add_column(column, justify="left" if column == "false fails of" else "right")
 
