@@ -102,3 +102,44 @@ def _print_comparison(report: Any, console: Console) -> None:
                       f"{check.metric} {check.previous:.4g} → {check.current:.4g} "
                       f"(+{check.change:.4g}, allowed {escape(str(check.allowance))})",
                       soft_wrap=True)
+
+
+def render_draw(draw: Any) -> str:
+    """One line per finished null-audit draw (rich markup): its verdict and failed checks."""
+    if draw.passed:
+        return f"draw {draw.draw} (seed {draw.seed}): [green]pass[/green]"
+    kinds = ", ".join(f"{kind} ×{len(items)}" for kind, items in draw.failed_by_kind.items())
+    return (f"draw {draw.draw} (seed {draw.seed}): [bold red]false fail[/bold red] "
+            f"({escape(kinds)}: {escape(', '.join(draw.failed_items))})")
+
+
+def render_null_audit(audit: Any, color: bool = False, width: int = 120) -> str:
+    """The null audit's summary: the false-fail rate per scan and per check kind, as text."""
+    from io import StringIO
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
+                      highlight=False)
+    console.print(f"[bold]s2l-scan null audit[/bold] of {escape(audit.model)} on the "
+                  f"non-members of {escape(audit.data)}: {len(audit.draws)} draws",
+                  soft_wrap=True)
+    table = Table(show_edge=False)
+    for column in ("false fails of", "failed draws", "rate", "exact 95% CI"):
+        table.add_column(column, justify="left" if column == "false fails of" else "right")
+
+    def add(name: str, rate: Any) -> None:
+        if rate is None:
+            table.add_row(escape(name), "-", "not checked", "-")
+            return
+        table.add_row(escape(name), f"{rate.failed}/{rate.draws}", f"{rate.rate:.3f}",
+                      f"[{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]")
+
+    add("the scan (its verdict)", audit.per_scan)
+    for kind, rate in audit.per_kind.items():
+        add(f"  {kind} checks", rate)
+    console.print(table)
+    rate = audit.per_scan
+    console.print(f"false-fail rate per scan: {rate.failed} of {rate.draws} null audits failed "
+                  f"= {rate.rate:.3f} (exact 95% CI [{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]); "
+                  f"{audit.seconds:.0f} s", soft_wrap=True)
+    return buffer.getvalue()
