@@ -45,28 +45,35 @@ def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> 
     console.print(f"model: {folder}/model   data: {folder}/data   manifest: {folder}/manifest.json")
 
 
-def render_results(report: Any, color: bool = False, width: int = 120) -> str:
-    """The summary table that ends a scan, as text (for pytest's terminal reporter)."""
+def render_results(report: Any, color: bool = False, width: int | None = None) -> str:
+    """The summary table that ends a scan, as text (for pytest's terminal reporter).
+
+    ``width`` defaults to the terminal's (``COLUMNS`` when set), at least 120 and 160 when
+    unknown, as in a CI log: the check ids are never cut."""
+    import shutil
     from io import StringIO
 
+    if width is None:
+        width = max(120, shutil.get_terminal_size((160, 24)).columns)
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
                       highlight=False)
     table = Table(title=escape(f"s2l-scan: {report.model['source']}"), show_edge=False)
     for column in ("check", "AUC [95% CI]", "raw", "TPR@1%", "TPR@0.1%", "ASR", "blind AUC",
                    "ΔAUC", "n", "verdict"):
-        table.add_column(column, justify="left" if column in ("check", "verdict") else "right")
+        table.add_column(column, justify="left" if column in ("check", "verdict") else "right",
+                         no_wrap=column != "verdict")
     for row in report.results:
         verdict = "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]"
         if row.confounded:
             verdict += " [yellow](confounded)[/yellow]"
         if row.unstable:
-            swing = ", ".join(f"{k} {v:.2f}" for k, v in row.variant_auc.items())
-            verdict += f" [yellow](unstable: {swing})[/yellow]"
+            verdict += " [yellow](unstable)[/yellow]"
         low, high = row.auc_ci
-        table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.3f}, {high:.3f}]",
-                      f"{fmt(row.tpr_at_1pct_fpr)}", f"{fmt(row.tpr_at_01pct_fpr)}",
-                      f"{row.asr:.3f}", f"{row.blind_auc:.3f}",
+        delta = "" if row.delta_auc is None else f"{row.delta_auc:+.3f}"
+        table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.2f}, {high:.2f}]",
+                      f"{row.auc_raw:.3f}", fmt(row.tpr_at_1pct_fpr), fmt(row.tpr_at_01pct_fpr),
+                      f"{row.asr:.3f}", f"{row.blind_auc:.3f}", delta,
                       f"{row.n_members}/{row.n_nonmembers}", verdict)
     console.print(table)
     config = report.config

@@ -51,7 +51,7 @@ READING = (
     "AUC or ΔAUC check fails only past its threshold and significant after Holm's correction "
     "over every such check of the scan at family_alpha (permutation p for AUC, paired "
     "bootstrap p for Δ), which bounds the scan's false-fail rate on data with no signal. "
-    "'unstable': the two halves learned a different sign or variant. 'confounded': ")
+    "'unstable': the two halves learned a different sign or variant. ")
 """How to read a results table; renderers print it with the confounded meaning appended."""
 
 
