@@ -100,8 +100,9 @@ class ScanConfig:
     negative_prompt: str | None = _option(
         "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
         None)
-    extraction_k: int = _option("eidetic k: a known image with more near-duplicates never counts",
-                                10, cli=False)
+    extraction_k: int = _option("eidetic k (>= 1): a training image counts as extracted only "
+                                "when at most k training images, itself included, lie within "
+                                "δ of it", 10, cli=False)
     extraction_delta: float = _option("eidetic δ: RMS distance of [0, 1] pixels", 0.1, cli=False)
     extraction_tiled: bool = _option("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
                                      False, cli=False)
@@ -120,8 +121,8 @@ class ScanConfig:
         "known_images: for millions of known images (default: none)", None)
     index_cache_dir: str | None = _option(
         "folder of cached known-image indexes (default: <cache>/index)", None)
-    max_extracted: int = _option("gate: fail when more generations than this are eidetic matches",
-                                 0)
+    max_extracted: int = _option("gate: fail when more distinct training images than this are "
+                                 "extracted (eidetic) per check", 0)
     evidence_dir: str | None = _option("folder for a side-by-side PNG (generated | known | "
                                        "difference) of every eidetic match (default: none)", None)
     probes: tuple[str, ...] = _option("S2L probes to run by registered name, "
@@ -176,6 +177,10 @@ class ScanConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.extraction_k < 1:
+            raise UsageError(f"extraction_k must be >= 1, got {self.extraction_k}: k counts an "
+                             f"image's appearances in the training set, itself included, so "
+                             f"k = 0 would let nothing count as extracted (the paper uses 10)")
         if not (isinstance(self.extraction_delta, int | float) and 0 < self.extraction_delta <= 1):
             raise UsageError(f"extraction_delta must be in (0, 1], got {self.extraction_delta!r}")
         if not (isinstance(self.extraction_guidance, int | float)

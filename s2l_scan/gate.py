@@ -99,8 +99,9 @@ def judge_extraction(record: ExtractionRecord, config: ScanConfig) -> None:
     """Set ``record.passed`` / ``record.reasons`` from ``max_extracted``."""
     record.passed = record.extracted <= config.max_extracted
     record.reasons = [] if record.passed else [
-        f"{record.extracted} of {record.n_generated} generations are eidetic matches "
-        f"(k={config.extraction_k}, δ={config.extraction_delta}) > max_extracted "
+        f"{record.extracted} distinct training image(s) extracted ((k, ℓ2, δ)-eidetic, "
+        f"k={config.extraction_k}, δ={config.extraction_delta}; matched by "
+        f"{record.matched_generations} of {record.n_generated} generations) > max_extracted "
         f"{config.max_extracted}"]
 
 

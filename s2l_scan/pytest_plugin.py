@@ -147,7 +147,9 @@ class S2LItem(pytest.Item):
                 self.user_properties.append(("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"))
             reasons = row.reasons  # the gate put any regression of this row here too
         elif record is not None:
-            self.user_properties.append(("extracted", str(record.extracted)))
+            self.user_properties += [("extracted", str(record.extracted)),
+                                     ("matched_generations", str(record.matched_generations)),
+                                     ("nonmember_matches", str(record.nonmember_matches))]
             reasons = [*record.reasons, *_regressions(self.name, report)]
         else:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "

@@ -96,6 +96,18 @@ def test_extraction_counts_compare_per_probe_and_domain() -> None:
     ]
 
 
+def test_extracted_compares_distinct_images_not_generations() -> None:
+    # The same member image, matched by more generations now: no more images were extracted.
+    previous = _body(make_report(extraction=[extraction_record(extracted=1)]))
+    current = _body(make_report(extraction=[extraction_record(extracted=1,
+                                                              matched_generations=4)]))
+    checks = compare(previous, current, parse_allowances("extracted:+0"))
+    assert [(c.previous, c.current, c.status) for c in checks] == [(1.0, 1.0, "ok")]
+    more = _body(make_report(extraction=[extraction_record(extracted=2, matched_generations=2)]))
+    checks = compare(previous, more, parse_allowances("extracted:+0"))
+    assert [(c.previous, c.current, c.status) for c in checks] == [(1.0, 2.0, "regressed")]
+
+
 def test_previous_report_without_extraction_is_no_baseline() -> None:
     previous = _body(make_report())
     del previous["extraction"]

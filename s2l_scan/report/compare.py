@@ -50,7 +50,8 @@ register_metric(Metric("tpr", "calibrated TPR at 1% FPR of a result row (where e
                        "row", lambda row: row["tpr_at_1pct_fpr"]))
 register_metric(Metric("asr", "calibrated balanced accuracy of a result row", "row",
                        lambda row: row["asr"]))
-register_metric(Metric("extracted", "eidetic matches of an extraction record (probe, domain)",
+register_metric(Metric("extracted", "distinct training images extracted ((k, ℓ2, δ)-eidetic) "
+                       "by an extraction record (probe, domain)",
                        "extraction", lambda record: record["extracted"]))
 
 

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from s2l_scan.report.headline import fmt, reading
+from s2l_scan.report.headline import extraction_counts, extraction_reading, fmt, reading
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -85,9 +85,10 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
         where = escape(f"{record.probe or 'released'}[{record.domain}]")
         verdict = ("[green]pass[/green]" if record.passed
                    else "[bold red]FAIL[/bold red]")
-        console.print(f"extraction {where}: {record.extracted} of "
-                      f"{record.n_generated} generations are eidetic matches; {verdict}",
+        console.print(f"extraction {where}: {extraction_counts(record)}; {verdict}",
                       soft_wrap=True)
+    if report.extraction:
+        console.print(extraction_reading(report), style="dim", soft_wrap=True)
     _print_comparison(report, console)
     status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
     failed = len(report.to_dict()["verdict"]["failed_items"])

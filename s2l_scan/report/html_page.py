@@ -18,7 +18,14 @@ from typing import Any
 
 from s2l_scan import __version__
 from s2l_scan.report import charts
-from s2l_scan.report.headline import fmt, gate_text, headline, reading
+from s2l_scan.report.headline import (
+    extraction_counts,
+    extraction_reading,
+    fmt,
+    gate_text,
+    headline,
+    reading,
+)
 from s2l_scan.report.model import ResultRow, ScanReport
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -163,8 +170,7 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         status = ('<span class="pass">pass</span>' if record.passed
                   else '<span class="failtxt">FAIL</span>')
         head = (f"<h3>{escape(str(probe))} · {escape(str(record.domain))}: "
-                f"{int(record.extracted)} of {record.n_generated} "
-                f"generations are eidetic matches {status}</h3>")
+                f"{escape(extraction_counts(record))} {status}</h3>")
         nearest = record.nearest_distance
         facts = (f"<p class=muted>nearest generation to any known image: RMS "
                  f"{fmt(nearest, 4)}; settings "
@@ -176,8 +182,8 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         if more > 0:
             pairs.append(f"<p class=muted>… {more} more matches in the JSON report</p>")
         blocks.append(head + facts + "".join(pairs))
-    return ("<h2>Extraction</h2><p class=muted>Each pair: generated | known (training) image | "
-            "difference ×4.</p>" + "".join(blocks))
+    return (f"<h2>Extraction</h2><p class=muted>{escape(extraction_reading(report))} Each "
+            "pair: generated | known (training) image | difference ×4.</p>" + "".join(blocks))
 
 
 def _pair(match: dict[str, Any], search: Sequence[Path]) -> str:

@@ -84,8 +84,13 @@ class ExtractionRecord:
     probe: str | None
     domain: str
     n_generated: int
-    extracted: int  # generations that are eidetic matches
-    matches: list[dict[str, Any]]  # {"generated_index", "known", "distance"[, "evidence"]}
+    # distinct known training images extracted ((k, ℓ2, δ)-eidetic): what max_extracted gates
+    extracted: int
+    matched_generations: int  # generations within δ of an extracted training image
+    # generations within δ of a known non-member: never extraction, a false-positive indicator
+    nonmember_matches: int
+    # one per (generation, extracted image): {"generated_index", "known", "distance"[, "evidence"]}
+    matches: list[dict[str, Any]]
     nearest_distance: float | None  # the closest any generation came to a known image
     settings: dict[str, Any]
     passed: bool = True
