@@ -163,8 +163,11 @@ def test_failed_checks_are_counted_by_the_kind_the_gate_gave() -> None:
     # the live gate writes the reasons: each rule's reason is read back as its own kind
     rows = [make_row(domain="identity-0", shift=3.0),  # AUC ≈ 1
             make_row(domain="identity-1", probe="noise"), make_row(domain="pooled")]
-    rows[1].delta_auc, rows[1].delta_auc_ci = 0.3, (0.2, 0.4)
+    rows[0].p_value = 1e-4  # significant after Holm over the scan's 4 tests
+    rows[1].delta_auc, rows[1].delta_auc_ci, rows[1].delta_p_value = 0.3, (0.2, 0.4), 1e-4
     rows[2].tpr_at_1pct_fpr = 0.5
+    rows[2].tpr_estimates = [{"alpha": 0.01, "estimable": True, "tpr": 0.5,
+                              "tpr_ci": (0.4, 0.6), "achieved_fpr": 0.01}]
     report = make_report(rows, extraction=None)
     report.extraction = [extraction_record(extracted=2)]
     decide(report, make_config(max_auc=0.9, max_tpr=0.1, max_amplification=0.05))
