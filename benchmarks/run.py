@@ -246,7 +246,7 @@ def index_throughput(count: int, queries: int = 256, repeats: int = 3) -> list[F
         embeddings = pooled_embedding(generated, index.embed_size)
         index._index.range_search(embeddings, _radius(delta, embeddings.shape[1]))
         bare.append(time.perf_counter() - started)
-        index._counts.clear()  # near-duplicate counts are part of the work: no warm cache
+        index._neighbours.clear()  # copy counts are part of the work: no warm cache
         started = time.perf_counter()
         found = index.matches(generated, k=10, delta=delta)
         full.append(time.perf_counter() - started)

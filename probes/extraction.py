@@ -3,16 +3,26 @@
 For each domain, M images are generated (seeded, batched) from the domain prompt by the model
 under scan — the released checkpoint, or an S2L probe's shaken copy — and searched in a FAISS
 index of known images (``known_images``: by default every member of every scanned domain plus
-``known/``; ``nonmembers`` gives the control index without any training image). A generation is an
-eidetic match under (k, ℓ2, δ) when it lies within δ (RMS of [0, 1] pixels) of a known image
-that has at most k near-duplicates among the known images. Each match is saved as a
-side-by-side PNG: generated | known | |difference| (×4, so faint differences show).
+``known/``; ``nonmembers`` gives the control index without any training image).
+
+What counts (Carlini et al. 2023; :mod:`s2l_scan.functional.eidetic`): the known **training**
+images stand in for the training set. Those are the audit data's ``<domain>/members/`` and
+``known/`` images; ``<domain>/nonmembers/`` images are held out, never training. A folder given
+as ``known_images = DIR``, or a prebuilt ``known_index``, carries no membership: every image in
+it is taken as a training image, and the record says so (``settings["training_set"]``). A
+training image is **extracted** when some generation lies within δ (RMS of [0, 1] pixels) of
+it and at most k training images, itself included, lie within δ of it ((k, ℓ2, δ)-eidetic). A
+record counts apart ``extracted`` (distinct training images extracted: what the gate compares),
+``matched_generations`` (generations that extracted one) and ``nonmember_matches``
+(generations within δ of a non-member: never extraction, a false-positive indicator of the
+criterion). Each match of a training image is saved as a side-by-side PNG: generated | known |
+|difference| (×4, so faint differences show).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +34,7 @@ from s2l_scan.config import check_known_images
 from s2l_scan.errors import UsageError
 from s2l_scan.extraction.index import DEFAULT_CANDIDATES, KnownImageIndex
 from s2l_scan.generation import SamplerSettings, generate_images
-from s2l_scan.io.audit_data import image_folder, load_image
+from s2l_scan.io.audit_data import KNOWN_FOLDER, image_folder, load_image
 from s2l_scan.report.model import ExtractionRecord
 
 
@@ -73,6 +83,41 @@ KNOWN_IMAGE_SETS: dict[str, tuple[str, Callable[[Any], Pairs]]] = {  # keys: con
     "nonmembers": ("only the held-out non-members (a control: no training image)", _nonmembers),
     "all": ("members, non-members and DIR/known/", _everything),
 }
+
+
+# What stands in for the training set, per known_images (an audit set) or for a folder/index.
+TRAINING_SET = {
+    "members": "the known member images (<domain>/members/ and known/) stand in for the "
+               "training set",
+    "nonmembers": "the index holds only held-out non-members: no training image, so nothing "
+                  "can be extracted; every match is a non-member match",
+    "all": "the known member images (<domain>/members/ and known/) stand in for the training "
+           "set; held-out non-members in the index are never extracted",
+}
+UNLABELLED_TRAINING_SET = ("every image of the known set is taken as a training image (its "
+                           "membership is not recorded)")
+
+
+def is_nonmember_id(known_id: str) -> bool:
+    """Whether an audit-data id (``<domain>/<split>/...``, relative to the audit folder, as
+    :func:`known_images` names them) is a held-out non-member."""
+    parts = Path(known_id).parts
+    return len(parts) > 2 and parts[0] != KNOWN_FOLDER and parts[1] == "nonmembers"
+
+
+def training_mask(ids: Sequence[str], settings: ExtractionSettings) -> np.ndarray | None:
+    """Which known images are training images: None (every one) for a folder or a prebuilt
+    index, which carry no membership; otherwise all but the audit data's non-members."""
+    if settings.known_index is not None or settings.known_images not in KNOWN_IMAGE_SETS:
+        return None
+    return np.array([not is_nonmember_id(known_id) for known_id in ids], dtype=bool)
+
+
+def training_set(settings: ExtractionSettings) -> str:
+    """One sentence for the report: what stood in for the training set."""
+    if settings.known_index is not None or settings.known_images not in KNOWN_IMAGE_SETS:
+        return UNLABELLED_TRAINING_SET
+    return TRAINING_SET[settings.known_images]
 
 
 def known_images(data: Any, which: str) -> Pairs:
@@ -139,12 +184,20 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         return generate_images(pipeline, prompt, settings.samples, seed=seed, key=key,
                                settings=settings.sampler)
 
+    training = training_mask(index.ids, settings)
     records = []
     for domain in domains:
         prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
         generated = (sample if generate is None else generate)(prompt, domain.name)
         matches = index.matches(generated, k=settings.k, delta=settings.delta,
-                                tiled=settings.tiled, candidates=settings.candidates)
+                                tiled=settings.tiled, candidates=settings.candidates,
+                                training=training)
+        # Only an index holding non-members can have them near a generation.
+        near_nonmembers = (set() if training is None or training.all() else
+                           {m.generated_index for m in index.near(
+                               generated, delta=settings.delta, tiled=settings.tiled,
+                               candidates=settings.candidates)
+                            if not training[m.known_index]})
         found = []
         for match in matches:
             known_id = index.ids[match.known_index]
@@ -160,7 +213,9 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         nearest = _nearest(index, generated)
         records.append(ExtractionRecord(
             probe=probe, domain=domain.name, n_generated=settings.samples,
-            extracted=len({m["generated_index"] for m in found}), matches=found,
+            extracted=len({m["known"] for m in found}),
+            matched_generations=len({m["generated_index"] for m in found}),
+            nonmember_matches=len(near_nonmembers), matches=found,
             nearest_distance=nearest,
             settings={"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
                          "steps": settings.sampler.steps,
@@ -169,6 +224,7 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                             if settings.known_index is None
                             else {"known_index": settings.known_index}),
                          "n_known": len(index),
+                         "training_set": training_set(settings),
                          "embedder": index.embedder.spec,
                          # False: retrieval was k-NN, so a true match could have been missed
                          "exact_retrieval": index.exact,

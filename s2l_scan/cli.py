@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from s2l_scan.errors import S2LError, UsageError
-from s2l_scan.options import SCAN_INPUTS, argparse_help, cli_spelling, scan_options
+from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
 
 if TYPE_CHECKING:  # rich loads only when a progress bar is shown
@@ -96,20 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
                                   "one shard)")
 
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
-    for given in SCAN_INPUTS:
-        parse = Path if given.name == "config" else str
-        if given.positional:
-            scan.add_argument(given.name, type=parse, help=argparse_help(given.help))
-        else:
-            scan.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
-                              metavar=given.metavar, help=argparse_help(given.help))
-    for option in scan_options():  # values None: "not given", so config files still apply
-        if option.type is bool:
-            scan.add_argument(option.cli, dest=option.key, action="store_true", default=None,
-                              help=argparse_help(option.help))
-        else:
-            scan.add_argument(option.cli, dest=option.key, type=option.type, default=None,
-                              metavar=option.metavar, help=argparse_help(option.help))
+    _add_scan_arguments(scan, scan_options())
+
+    null = commands.add_parser(
+        "null-audit", help="measure the gate's false-fail rate on null audits of your data",
+        description="Scan DRAWS null audits: in draw i each domain's non-members are split at "
+                    "random (seed SEED + i) into pseudo-members and pseudo-non-members, in a "
+                    "temporary folder (your data is only read), and scanned with the given "
+                    "options. Every failed check is a false fail; prints the false-fail rate "
+                    "per scan and per check kind with exact 95% CIs. Exit 0 when it ran: it "
+                    "measures, it does not gate. Cost: about DRAWS scans. The unit cache reuses "
+                    "what does not depend on the split (the SP sets and the released model's "
+                    "extraction generations); attack scores and probes are recomputed per "
+                    "draw, since each draw's sample sets are new.")
+    null.add_argument("--draws", type=_positive_int, required=True,
+                      help="null audits to scan (e.g. 20; the CI narrows as 1/sqrt(draws))")
+    _add_scan_arguments(null, null_audit_options())
+    null.add_argument("--report-json", type=Path, metavar="FILE",
+                      help="write the null audit (rates, CIs, every draw's split and failed "
+                           "checks) as JSON")
 
     report = commands.add_parser("report", help="render a JSON report as HTML, Markdown, SARIF "
                                                 "or into a model card")
@@ -123,6 +128,32 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
     return parser
+
+
+def _add_scan_arguments(parser: argparse.ArgumentParser, options: list[Option]) -> None:
+    """The scan's inputs (model, --data, ...) and ``options``, as ``s2l-scan scan`` has them."""
+    for given in SCAN_INPUTS:
+        parse = Path if given.name == "config" else str
+        if given.positional:
+            parser.add_argument(given.name, type=parse, help=argparse_help(given.help))
+        else:
+            parser.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
+                                metavar=given.metavar, help=argparse_help(given.help))
+    for option in options:  # values None: "not given", so config files still apply
+        if option.type is bool:
+            parser.add_argument(option.cli, dest=option.key, action="store_true", default=None,
+                                help=argparse_help(option.help))
+        else:
+            parser.add_argument(option.cli, dest=option.key, type=option.type, default=None,
+                                metavar=option.metavar, help=argparse_help(option.help))
+
+
+def null_audit_options() -> list[Option]:
+    """The scan options ``s2l-scan null-audit`` offers: all but the per-scan report files
+    (it writes its own report) and the regression compare (a null audit is no release)."""
+    reports = {renderer.config_key for renderer in RENDERERS.values()}
+    return [option for option in scan_options()
+            if option.key not in reports and option.key not in ("compare", "compare_fail")]
 
 
 def _reference_build(args: argparse.Namespace) -> int:
@@ -224,6 +255,34 @@ def _scan(args: argparse.Namespace) -> int:
         finish()
 
 
+def _null_audit(args: argparse.Namespace) -> int:
+    from s2l_scan.config import make_config, read_config_file
+    from s2l_scan.null_audit import run_null_audit
+    from s2l_scan.plan import ScanInputs
+    from s2l_scan.report.console import make_console, render_draw, render_null_audit
+    from s2l_scan.report.files import check_outputs, write_text_atomic
+
+    overrides = {option.key: getattr(args, option.key) for option in null_audit_options()}
+    config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
+    protected = [args.config] if args.config else []
+    if args.report_json is not None:
+        check_outputs({"--report-json": args.report_json}, protected)
+    console = make_console()
+    with _progress(console) as progress:
+        audit = run_null_audit(ScanInputs(model=args.model, data=args.data,
+                                          model_config=args.model_config, lora=args.lora),
+                               config, args.draws, protected=protected, progress=progress,
+                               on_draw=lambda draw: console.print(render_draw(draw),
+                                                                  soft_wrap=True))
+    for note in audit.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    sys.stdout.write(render_null_audit(audit, color=not console.no_color))
+    if args.report_json is not None:
+        write_text_atomic(args.report_json, json.dumps(audit.to_dict(), indent=2) + "\n")
+        console.print(f"null-audit report: {args.report_json}")
+    return EXIT_OK
+
+
 def _report(args: argparse.Namespace) -> int:
     from s2l_scan.report.files import check_outputs, load_report, write_text_atomic
     from s2l_scan.report.outputs import write_reports
@@ -280,6 +339,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return _index_build(args)
         if args.command == "scan":
             return _scan(args)
+        if args.command == "null-audit":
+            return _null_audit(args)
         if args.command == "report":
             return _report(args)
     except S2LError as error:

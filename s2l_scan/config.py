@@ -60,15 +60,20 @@ class ScanConfig:
         "per-attack settings, e.g. {secmi = {t_sec = 150}}", {}, cli=False)
     domains: tuple[str, ...] | None = _option("domains to scan, comma-separated in options "
                                               "(default: all)", None)
-    max_auc: float = _option("gate: fail when AUC exceeds this", 0.6)
-    max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this", 0.1)
+    max_auc: float = _option("gate: fail when the calibrated AUC (direction learned on a "
+                             "calibration half) exceeds this", 0.6)
+    max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this (only "
+                             "where 1% FPR is estimable: ≥ 100 non-members per half)", 0.1)
     ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end",
                           "point")
-    confound_margin: float = _option("flag confounded when blind AUC ≥ AUC − margin", 0.02,
-                                     cli=False)
-    unstable_margin: float = _option("flag unstable when a neighbouring-t AUC differs by more",
-                                     0.1, cli=False)
+    family_alpha: float = _option(
+        "gate: an AUC or amplification check fails only when it is also significant after "
+        "Holm's correction over every such check of the scan at this family-wise error rate "
+        "(the measured false-fail rate on null audits: docs/null-audit.md); 1 turns the "
+        "significance requirement off", 0.05)
     bootstrap: int = _option("bootstrap resamples for CIs (≥ 1000 for reports)", 1000)
+    permutations: int = _option("label permutations of each AUC's p-value (its smallest value "
+                                "is 1/(permutations + 1))", 9999, cli=False)
     seed: int = _option("seed of every seeded choice: attack noises, calibration splits, blind "
                         "folds, generations, probes' training and bootstrap; overridden only "
                         "by bootstrap_seed (the bootstrap) and a seed in attack_options "
@@ -95,8 +100,9 @@ class ScanConfig:
     negative_prompt: str | None = _option(
         "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
         None)
-    extraction_k: int = _option("eidetic k: a known image with more near-duplicates never counts",
-                                10, cli=False)
+    extraction_k: int = _option("eidetic k (>= 1): a training image counts as extracted only "
+                                "when at most k training images, itself included, lie within "
+                                "δ of it", 10, cli=False)
     extraction_delta: float = _option("eidetic δ: RMS distance of [0, 1] pixels", 0.1, cli=False)
     extraction_tiled: bool = _option("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
                                      False, cli=False)
@@ -115,8 +121,8 @@ class ScanConfig:
         "known_images: for millions of known images (default: none)", None)
     index_cache_dir: str | None = _option(
         "folder of cached known-image indexes (default: <cache>/index)", None)
-    max_extracted: int = _option("gate: fail when more generations than this are eidetic matches",
-                                 0)
+    max_extracted: int = _option("gate: fail when more distinct training images than this are "
+                                 "extracted (eidetic) per check", 0)
     evidence_dir: str | None = _option("folder for a side-by-side PNG (generated | known | "
                                        "difference) of every eidetic match (default: none)", None)
     probes: tuple[str, ...] = _option("S2L probes to run by registered name, "
@@ -162,24 +168,27 @@ class ScanConfig:
             value = getattr(self, name)
             if not (isinstance(value, int | float) and 0.0 <= value <= 1.0):
                 raise UsageError(f"{name} must be a number in [0, 1], got {value!r}")
+        if not (isinstance(self.family_alpha, int | float) and 0.0 < self.family_alpha <= 1.0):
+            raise UsageError(f"family_alpha must be a number in (0, 1], got "
+                             f"{self.family_alpha!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
-        for name in ("confound_margin", "unstable_margin"):
-            value = getattr(self, name)
-            if not (isinstance(value, int | float) and math.isfinite(value) and 0 <= value <= 1):
-                raise UsageError(f"{name} must be in [0, 1], got {value!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
+        if self.extraction_k < 1:
+            raise UsageError(f"extraction_k must be >= 1, got {self.extraction_k}: k counts an "
+                             f"image's appearances in the training set, itself included, so "
+                             f"k = 0 would let nothing count as extracted (the paper uses 10)")
         if not (isinstance(self.extraction_delta, int | float) and 0 < self.extraction_delta <= 1):
             raise UsageError(f"extraction_delta must be in (0, 1], got {self.extraction_delta!r}")
         if not (isinstance(self.extraction_guidance, int | float)
                 and math.isfinite(self.extraction_guidance) and self.extraction_guidance >= 0):
             raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
                              f"{self.extraction_guidance!r}")
-        for name in ("bootstrap", "batch_size", "threads", "extraction_steps", "sp_samples",
-                     "sp_steps", "extraction_candidates"):
+        for name in ("bootstrap", "permutations", "batch_size", "threads", "extraction_steps",
+                     "sp_samples", "sp_steps", "extraction_candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")

@@ -1,10 +1,13 @@
 """The gate: every pass/fail decision of a scan, made here and nowhere else.
 
 Stages measure; this module judges. A result row fails past ``max_auc``, ``max_tpr`` or
-``max_amplification``; an extraction record past ``max_extracted``; a regression check when its
-metric rose more than its allowance since the previous report, which also fails the row it
-names. :func:`decide` applies all of it to a finished :class:`ScanReport`, and the report's
-verdict (``ScanReport.passed``) is then the conjunction of every check.
+``max_amplification`` — an AUC or Δ check only when it is also significant after Holm's
+correction over every such check of the scan at ``family_alpha``, so the false-fail rate of a
+whole scan on data with no signal stays at or below ``family_alpha``; an extraction record
+fails past ``max_extracted``; a regression check when its metric rose more than its allowance
+since the previous report, which also fails the row it names. :func:`decide` applies all of
+it to a finished :class:`ScanReport`, and the report's verdict (``ScanReport.passed``) is
+then the conjunction of every check.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from s2l_scan.config import ScanConfig
+from s2l_scan.functional.metrics import holm
 from s2l_scan.report.compare import Allowance, compare
 from s2l_scan.report.model import ComparisonCheck, ExtractionRecord, ResultRow, ScanReport
 
@@ -21,36 +25,83 @@ _SLACK = 1e-9
 
 
 def judge_row(row: ResultRow, config: ScanConfig) -> None:
-    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds."""
-    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[config.ci_end]
+    """Set ``row.passed`` / ``row.reasons`` from the gate thresholds.
+
+    Every number compared is cross-fitted: the calibrated AUC (direction and variant learned
+    on a calibration half), Δ between two calibrated AUCs, and the TPR at 1 % FPR only where
+    the calibration half can estimate that FPR (otherwise no TPR is gated, and the row says
+    so in ``tpr_estimates``)."""
+    end = config.ci_end
+    alpha = config.family_alpha
+    compared = {"point": row.auc, "lower": row.auc_ci[0], "upper": row.auc_ci[1]}[end]
     ci = f"95% CI [{row.auc_ci[0]:.3f}, {row.auc_ci[1]:.3f}]"
     n = f"n = {row.n_members} members / {row.n_nonmembers} non-members"
     row.reasons = []
-    if compared > config.max_auc:
-        which = "AUC" if config.ci_end == "point" else f"AUC CI {config.ci_end} end"
-        row.reasons.append(f"{which} {compared:.3f} > max_auc {config.max_auc} "
-                           f"(AUC {row.auc:.3f}, {ci}, {n}, blind AUC {row.blind_auc:.3f}"
-                           f"{', confounded' if row.confounded else ''})")
+    if compared > config.max_auc and _significant(row.p_adjusted, alpha):
+        which = "calibrated AUC" if end == "point" else f"calibrated AUC CI {end} end"
+        row.reasons.append(
+            f"{which} {compared:.3f} > max_auc {config.max_auc} (AUC {row.auc:.3f}, {ci}, "
+            f"{_p_text(row.p_value, row.p_adjusted, alpha)}, raw fixed-sign AUC "
+            f"{row.auc_raw:.3f}, {n}, blind AUC {row.blind_auc:.3f}"
+            f"{', confounded' if row.confounded else ''})")
     if row.delta_auc is not None and row.delta_auc_ci is not None:
         delta = {"point": row.delta_auc, "lower": row.delta_auc_ci[0],
-                 "upper": row.delta_auc_ci[1]}[config.ci_end]
-        if delta > config.max_amplification:
+                 "upper": row.delta_auc_ci[1]}[end]
+        if delta > config.max_amplification and _significant(row.delta_p_adjusted, alpha):
             row.reasons.append(
-                f"amplification ΔAUC {row.delta_auc:+.3f} (paired 95% CI "
-                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}]) > max_amplification "
-                f"{config.max_amplification} after probe {row.probe}")
-    if row.tpr_at_1pct_fpr > config.max_tpr:
-        row.reasons.append(f"TPR at 1% FPR {row.tpr_at_1pct_fpr:.3f} > max_tpr {config.max_tpr} "
-                           f"(threshold calibrated on half the data, measured on the other; {n})")
+                f"amplification ΔAUC {row.delta_auc:+.3f} (calibrated; paired 95% CI "
+                f"[{row.delta_auc_ci[0]:+.3f}, {row.delta_auc_ci[1]:+.3f}], "
+                f"{_p_text(row.delta_p_value or 1.0, row.delta_p_adjusted, alpha)}) > "
+                f"max_amplification {config.max_amplification} after probe {row.probe}")
+    estimate = _tpr_estimate(row, 0.01)
+    if estimate is not None and estimate.get("estimable"):
+        low, high = estimate["tpr_ci"]
+        tpr = {"point": estimate["tpr"], "lower": low, "upper": high}[end]
+        if tpr > config.max_tpr:
+            row.reasons.append(
+                f"TPR {estimate['tpr']:.3f} (exact 95% CI [{low:.3f}, {high:.3f}]) at 1% FPR "
+                f"(achieved {estimate['achieved_fpr']:.3f} on the test halves) > max_tpr "
+                f"{config.max_tpr} (thresholds calibrated on half the data, measured on the "
+                f"other; {n})")
     row.passed = not row.reasons
+
+
+def _significant(adjusted: float | None, alpha: float) -> bool:
+    """Whether a check's family-wise adjusted p-value clears ``family_alpha`` (1: always;
+    unadjusted rows, e.g. judged alone outside a scan, count as significant)."""
+    return alpha >= 1.0 or adjusted is None or adjusted <= alpha
+
+
+def _p_text(p: float, adjusted: float | None, alpha: float) -> str:
+    if adjusted is None:
+        return f"p {p:.2g}"
+    return f"p {p:.2g}, Holm-adjusted {adjusted:.2g} ≤ family_alpha {alpha}"
+
+
+def adjust_family(rows: list[ResultRow]) -> None:
+    """Holm-adjust every statistical check of a scan together: each row's AUC p-value and each
+    probe row's Δ p-value (one family, so the false-fail rate of the whole scan is bounded)."""
+    p_values = [row.p_value for row in rows] + [row.delta_p_value for row in rows
+                                                if row.delta_p_value is not None]
+    adjusted = iter(holm(p_values))
+    for row in rows:
+        row.p_adjusted = next(adjusted)
+    for row in rows:
+        if row.delta_p_value is not None:
+            row.delta_p_adjusted = next(adjusted)
+
+
+def _tpr_estimate(row: ResultRow, alpha: float) -> dict[str, Any] | None:
+    return next((e for e in row.tpr_estimates if e.get("alpha") == alpha), None)
 
 
 def judge_extraction(record: ExtractionRecord, config: ScanConfig) -> None:
     """Set ``record.passed`` / ``record.reasons`` from ``max_extracted``."""
     record.passed = record.extracted <= config.max_extracted
     record.reasons = [] if record.passed else [
-        f"{record.extracted} of {record.n_generated} generations are eidetic matches "
-        f"(k={config.extraction_k}, δ={config.extraction_delta}) > max_extracted "
+        f"{record.extracted} distinct training image(s) extracted ((k, ℓ2, δ)-eidetic, "
+        f"k={config.extraction_k}, δ={config.extraction_delta}; matched by "
+        f"{record.matched_generations} of {record.n_generated} generations) > max_extracted "
         f"{config.max_extracted}"]
 
 
@@ -99,6 +150,7 @@ def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | No
            allowances: Iterable[Allowance] = (), source: str = "") -> ScanReport:
     """Judge every check of ``report`` in place (rows, extraction, then the regression compare
     against ``previous``, named ``source`` in reasons) and return it."""
+    adjust_family(report.results)
     for row in report.results:
         judge_row(row, config)
     for record in report.extraction:

@@ -141,11 +141,15 @@ class S2LItem(pytest.Item):
             # shown as <properties> of this <testcase> in --junitxml
             self.user_properties += [("auc", f"{row.auc:.6g}"),
                                      ("auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
-                                     ("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"),
+                                     ("auc_raw", f"{row.auc_raw:.6g}"),
                                      ("blind_auc", f"{row.blind_auc:.6g}")]
+            if row.tpr_at_1pct_fpr is not None:
+                self.user_properties.append(("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"))
             reasons = row.reasons  # the gate put any regression of this row here too
         elif record is not None:
-            self.user_properties.append(("extracted", str(record.extracted)))
+            self.user_properties += [("extracted", str(record.extracted)),
+                                     ("matched_generations", str(record.matched_generations)),
+                                     ("nonmember_matches", str(record.nonmember_matches))]
             reasons = [*record.reasons, *_regressions(self.name, report)]
         else:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "

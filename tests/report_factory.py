@@ -25,8 +25,9 @@ def make_row(attack: str = "loss", domain: str = "identity-0", *, shift: float =
     nonmembers = [rng.gauss(0.0, 1.0) for _ in range(n)]
     auc = float(roc_auc_score([1] * n + [0] * n, members + nonmembers))
     row = ResultRow(attack=attack, probe=probe, domain=domain, auc=auc,
-                    auc_ci=(max(0.0, auc - 0.2), min(1.0, auc + 0.2)), tpr_at_1pct_fpr=0.0,
-                    tpr_at_01pct_fpr=0.0, asr=0.5, blind_auc=0.5, confounded=False,
+                    auc_ci=(max(0.0, auc - 0.2), min(1.0, auc + 0.2)), auc_raw=auc,
+                    tpr_at_1pct_fpr=0.0, tpr_at_01pct_fpr=None, asr=0.5, blind_auc=0.5,
+                    blind_auc_ci=(0.3, 0.7), confounded=False,
                     n_members=n, n_nonmembers=n, member_scores=members,
                     nonmember_scores=nonmembers, settings={"t": 100})
     if auc > max_auc:
@@ -56,17 +57,25 @@ def make_report(rows: list[ResultRow] | None = None, *, model_path: str = "/mode
 
 
 def extraction_record(domain: str = "identity-0", extracted: int = 0,
-                      evidence: list[str] | None = None, max_extracted: int = 0
+                      evidence: list[str] | None = None, max_extracted: int = 0,
+                      matched_generations: int | None = None, nonmember_matches: int = 0,
                       ) -> ExtractionRecord:
-    """An extraction record like s2l_scan.probes.extraction.run_extraction's, judged."""
-    matches = [{"generated_index": i, "known": f"{domain}/members/000{i}.png", "distance": 0.05,
-                **({"evidence": evidence[i]} if evidence else {})} for i in range(extracted)]
+    """An extraction record like s2l_scan.probes.extraction.run_extraction's, judged:
+    ``matched_generations`` generations (default: ``extracted``) match ``extracted`` distinct
+    member images, cycling through them."""
+    matched = extracted if matched_generations is None else matched_generations
+    assert (matched == 0) == (extracted == 0) and matched >= extracted
+    matches = [{"generated_index": i, "known": f"{domain}/members/000{i % extracted}.png",
+                "distance": 0.05, **({"evidence": evidence[i]} if evidence else {})}
+               for i in range(matched)]
     passed = extracted <= max_extracted
     return ExtractionRecord(
-        probe=None, domain=domain, n_generated=4, extracted=extracted, matches=matches,
-        nearest_distance=0.05 if extracted else 0.2, settings={"k": 10, "delta": 0.1},
+        probe=None, domain=domain, n_generated=max(4, matched), extracted=extracted,
+        matched_generations=matched, nonmember_matches=nonmember_matches, matches=matches,
+        nearest_distance=0.05 if extracted else 0.2,
+        settings={"k": 10, "delta": 0.1, "training_set": "the known member images stand in"},
         passed=passed,
-        reasons=[] if passed else [f"{extracted} of 4 generations are eidetic matches"])
+        reasons=[] if passed else [f"{extracted} distinct training image(s) extracted"])
 
 
 def sarif_validator() -> jsonschema.Draft4Validator:

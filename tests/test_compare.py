@@ -96,6 +96,18 @@ def test_extraction_counts_compare_per_probe_and_domain() -> None:
     ]
 
 
+def test_extracted_compares_distinct_images_not_generations() -> None:
+    # The same member image, matched by more generations now: no more images were extracted.
+    previous = _body(make_report(extraction=[extraction_record(extracted=1)]))
+    current = _body(make_report(extraction=[extraction_record(extracted=1,
+                                                              matched_generations=4)]))
+    checks = compare(previous, current, parse_allowances("extracted:+0"))
+    assert [(c.previous, c.current, c.status) for c in checks] == [(1.0, 1.0, "ok")]
+    more = _body(make_report(extraction=[extraction_record(extracted=2, matched_generations=2)]))
+    checks = compare(previous, more, parse_allowances("extracted:+0"))
+    assert [(c.previous, c.current, c.status) for c in checks] == [(1.0, 2.0, "regressed")]
+
+
 def test_previous_report_without_extraction_is_no_baseline() -> None:
     previous = _body(make_report())
     del previous["extraction"]
@@ -137,9 +149,9 @@ def test_extraction_regression_fails_the_verdict_once() -> None:
     (None, "does not exist"),
     ("{not json", "is not JSON"),
     ("[1, 2]", "no schema_version"),
-    ('{"schema_version": "0"}', "schema version '0'; this s2l-scan reads version '1'"),
-    ('{"schema_version": "1", "model": {}, "config": {}}', "missing 'results'"),
-    ('{"schema_version": "1", "model": {}, "config": {}, "results": [{"attack": "x"}]}',
+    ('{"schema_version": "1"}', "schema version '1'; this s2l-scan reads version '2'"),
+    ('{"schema_version": "2", "model": {}, "config": {}}', "missing 'results'"),
+    ('{"schema_version": "2", "model": {}, "config": {}, "results": [{"attack": "x"}]}',
      "results\\[0\\] lacks"),
 ])
 def test_unreadable_previous_reports_are_usage_errors_naming_the_file(

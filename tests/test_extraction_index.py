@@ -13,14 +13,22 @@ import pytest
 
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.extraction.index import KnownImageIndex, pooled_embedding
-from s2l_scan.functional.eidetic import Match, eidetic_matches, rms_distance, tiled_rms_distance
+from s2l_scan.functional.eidetic import (
+    Match,
+    eidetic_matches,
+    pairs_within,
+    rms_distance,
+    tiled_rms_distance,
+)
 
 SHAPE = (16, 16, 3)
 K, DELTA = 10, 0.1
 # Perturbation sizes (exact RMS, floored to a whole uint8 squared-error) straddling δ = 0.1.
 RADII = (0.02, 0.05, 0.08, 0.0999, 0.1, 0.1001, 0.105, 0.12, 0.15)
-REFUSED_CLUSTER = range(0, 12)  # 12 near-copies: 11 near-duplicates each > K
-ALLOWED_CLUSTER = range(20, 31)  # 11 near-copies: 10 near-duplicates each = K
+# The k rule counts the image itself (Carlini et al.): an image present K times is eidetic,
+# one present K + 1 times is not.
+REFUSED_CLUSTER = range(0, 11)  # 11 near-copies: each appears 11 times > K
+ALLOWED_CLUSTER = range(20, 30)  # 10 near-copies: each appears 10 times = K
 
 
 def _perturb(image: np.ndarray, rms: float, rng: np.random.Generator) -> np.ndarray:
@@ -134,10 +142,40 @@ def test_cached_counts_serve_other_k(flat: KnownImageIndex,
     generated = scene[1][27:81]  # near the allowed cluster, the pair and random images
     first = flat.matches(generated, k=K, delta=DELTA)
     assert flat.matches(generated, k=K, delta=DELTA) == first
-    # k = 0 refuses every image with a near-duplicate, and only those.
+    # k = 1 refuses every image with a near-copy besides itself, and only those.
     unique = [m for m in first if m.known_index not in (*ALLOWED_CLUSTER, 40, 41)]
-    assert flat.matches(generated, k=0, delta=DELTA) == unique
+    assert flat.matches(generated, k=1, delta=DELTA) == unique
     assert unique and len(unique) < len(first)
+
+
+def test_training_mask_equals_brute_force(flat: KnownImageIndex,
+                                         scene: tuple[np.ndarray, ...]) -> None:
+    known, generated = scene
+    # Half the allowed cluster and one of the pair held out: fewer copies, and no match to them.
+    training = np.ones(len(known), dtype=bool)
+    training[[20, 22, 24, 26, 28, 41]] = False
+    generated = generated[:60]
+    for tiled in (False, True):
+        expected = eidetic_matches(generated, known, k=K, delta=DELTA, tiled=tiled,
+                                   training=training)
+        assert flat.matches(generated, k=K, delta=DELTA, tiled=tiled,
+                            training=training) == expected
+        assert not {m.known_index for m in expected} & {20, 22, 24, 26, 28, 41}
+    # k = 5: the allowed cluster appears 10 times in all, but only 5 times as training images.
+    kept = flat.matches(generated, k=5, delta=DELTA, training=training)
+    assert {m.known_index for m in kept} & {21, 23, 25, 27, 29}
+    assert not {m.known_index for m in flat.matches(generated, k=5, delta=DELTA)} & set(
+        ALLOWED_CLUSTER)
+
+
+def test_near_equals_brute_force(flat: KnownImageIndex, scene: tuple[np.ndarray, ...]) -> None:
+    known, generated = scene
+    for tiled in (False, True):
+        expected = pairs_within(generated, known, delta=DELTA, tiled=tiled)
+        assert flat.near(generated, delta=DELTA, tiled=tiled) == expected
+        # every eidetic match is a near pair, and the refused cluster is near but never matched
+        assert set(flat.matches(generated, k=K, delta=DELTA, tiled=tiled)) <= set(expected)
+    assert {m.known_index for m in expected} & set(REFUSED_CLUSTER)
 
 
 # ---------------------------------------------------------------------------------------------

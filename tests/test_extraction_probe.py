@@ -43,7 +43,15 @@ def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_
     records = report.extraction  # type: ignore[attr-defined]
     assert [r.domain for r in records] == ["identity-0", "identity-1"]
     for record in records:
-        assert record.extracted == 3 and not record.passed
+        # δ = 1 puts every generation within δ of every known image: all of them (the members
+        # of both domains) are extracted, by all 3 generations; no non-member is indexed.
+        members = len(list((tiny_reference / "data").glob("identity-*/members/*.png")))
+        assert record.settings["n_known"] == members
+        assert (record.extracted, record.matched_generations, record.nonmember_matches) == (
+            members, 3, 0)
+        assert len(record.matches) == 3 * members and not record.passed
+        assert f"{members} distinct training image(s) extracted" in record.reasons[0]
+        assert "matched by 3 of 3 generations" in record.reasons[0]
         assert "max_extracted 0" in record.reasons[0]
         for match in record.matches:
             assert match["known"].startswith("identity-") and "/members/" in match["known"]
@@ -55,7 +63,8 @@ def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_
 def test_nothing_matches_when_delta_is_tight(tiny_reference: Path) -> None:
     report = _scan(tiny_reference, extraction_delta=1e-4, max_extracted=0, max_auc=1.0,
                    max_tpr=1.0)
-    assert all(r.extracted == 0 and r.passed for r in report.extraction)  # type: ignore[attr-defined]
+    assert all(r.extracted == r.matched_generations == r.nonmember_matches == 0 and r.passed
+               for r in report.extraction)  # type: ignore[attr-defined]
     assert all(r.nearest_distance > 1e-4 for r in report.extraction)  # type: ignore[attr-defined]
     assert report.passed  # type: ignore[attr-defined]
 
@@ -75,7 +84,8 @@ def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
     records = {(r.probe, r.domain): r for r in report.extraction}  # type: ignore[attr-defined]
     assert set(records) == {(p, d) for p in (None, "noise")
                             for d in ("identity-0", "identity-1")}
-    assert all(r.extracted == 3 for r in records.values())
+    members = len(list((tiny_reference / "data").glob("identity-*/members/*.png")))
+    assert all(r.matched_generations == 3 and r.extracted == members for r in records.values())
     quiet = _scan(tiny_reference, probes=["noise"], extraction_on_probes=False)
     assert {r.probe for r in quiet.extraction} == {None}  # type: ignore[attr-defined]
 
@@ -84,28 +94,34 @@ def test_extraction_runs_on_each_probe_copy(tiny_reference: Path) -> None:
 # which images are known, and the index cache across scans
 
 
-@pytest.fixture
-def planted(monkeypatch: pytest.MonkeyPatch, tiny_reference: Path) -> np.ndarray:
-    """Generation 0 of every domain is replaced by the first member of identity-0.
+def _first_image(reference: Path, split: str) -> np.ndarray:
+    path = sorted((reference / "data" / "identity-0" / split).iterdir())[0]
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(params=["members"])
+def planted(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
+            tiny_reference: Path) -> np.ndarray:
+    """Generation 0 of every domain is replaced by the first image of identity-0's split
+    ``request.param`` (default: members).
 
     Scans using it must run with ``cache="off"``: the unit store would hand back the
     generations of an earlier scan of the same model instead of sampling (and planting)."""
     import s2l_scan.generation
     import s2l_scan.probes.extraction as probe
 
-    member = np.asarray(Image.open(sorted(
-        (tiny_reference / "data" / "identity-0" / "members").iterdir())[0]).convert("RGB"))
+    image = _first_image(tiny_reference, request.param)
     real = s2l_scan.generation.generate_images
 
     def generate(*args: object, **kwargs: object) -> np.ndarray:
         images = real(*args, **kwargs)  # type: ignore[arg-type]
-        images[0] = member
+        images[0] = image
         return images
 
     # The scan samples through the unit store (s2l_scan.generation), the probe module directly.
     monkeypatch.setattr(s2l_scan.generation, "generate_images", generate)
     monkeypatch.setattr(probe, "generate_images", generate)
-    return member
+    return image
 
 
 @pytest.mark.parametrize(("known", "extracted"), [("members", 1), ("all", 1),
@@ -117,14 +133,55 @@ def test_control_index_of_nonmembers_finds_no_member_copy(
     report = _scan(tiny_reference, known_images=known, index_cache_dir=str(tmp_path),
                    domains=["identity-0"], cache="off")
     (record,) = report.extraction  # type: ignore[attr-defined]
-    assert record.extracted == extracted
+    assert (record.extracted, record.matched_generations) == (extracted, extracted)
+    assert record.nonmember_matches == 0  # the planted image is a member
     assert record.settings["known_images"] == known
     if extracted:
         assert record.matches[0]["generated_index"] == 0
         assert record.matches[0]["distance"] == 0.0
         assert "/members/" in record.matches[0]["known"]
+        assert "stand in for the training set" in record.settings["training_set"]
     else:
         assert record.nearest_distance > record.settings["delta"]
+        assert "no training image" in record.settings["training_set"]
+
+
+@pytest.mark.parametrize("planted", ["nonmembers"], indirect=True)
+@pytest.mark.parametrize("known", ["all", "nonmembers"])
+def test_a_generation_copying_a_nonmember_is_never_extraction(
+        planted: np.ndarray, tiny_reference: Path, tmp_path: Path, known: str) -> None:
+    report = _scan(tiny_reference, known_images=known, index_cache_dir=str(tmp_path),
+                   domains=["identity-0"], cache="off")
+    (record,) = report.extraction  # type: ignore[attr-defined]
+    assert record.nearest_distance == 0.0  # generation 0 is a held-out image, exactly
+    assert (record.extracted, record.matched_generations, record.matches) == (0, 0, [])
+    assert record.nonmember_matches == 1
+    assert record.passed
+
+
+def test_training_mask_marks_exactly_the_audit_nonmembers(tiny_reference: Path) -> None:
+    from s2l_scan.io.audit_data import load_audit_data
+    from s2l_scan.probes.extraction import (
+        UNLABELLED_TRAINING_SET,
+        ExtractionSettings,
+        known_images,
+        training_mask,
+        training_set,
+    )
+
+    data = load_audit_data(tiny_reference / "data", 32)
+    ids = [key for key, _ in known_images(data, "all")]
+    nonmembers = {key for key, _ in known_images(data, "nonmembers")}
+    members = {key for key, _ in known_images(data, "members")}
+    assert nonmembers and members and set(ids) == nonmembers | members
+    mask = training_mask(ids, ExtractionSettings(known_images="all"))
+    assert mask is not None
+    assert {key for key, train in zip(ids, mask.tolist(), strict=True) if not train} == nonmembers
+    unlabelled = [ExtractionSettings(known_images=str(tiny_reference)),
+                  ExtractionSettings(known_index=str(tiny_reference))]
+    for settings in unlabelled:  # a user folder or a prebuilt index: every image is training
+        assert training_mask(ids, settings) is None
+        assert training_set(settings) == UNLABELLED_TRAINING_SET
 
 
 def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
@@ -139,6 +196,9 @@ def test_known_images_from_a_folder(planted: np.ndarray, tiny_reference: Path,
     (record,) = report.extraction  # type: ignore[attr-defined]
     assert record.settings["n_known"] == 2
     assert [m["known"] for m in record.matches] == [str(tmp_path / "extra/nested/copy.png")]
+    assert (record.extracted, record.matched_generations, record.nonmember_matches) == (1, 1, 0)
+    assert "every image of the known set is taken as a training image" in (
+        record.settings["training_set"])
 
 
 def test_known_index_gives_the_matches_of_the_same_folder_in_memory(
@@ -161,7 +221,11 @@ def test_known_index_gives_the_matches_of_the_same_folder_in_memory(
     memory = _scan(tiny_reference, known_images=str(folder), **options)
     disk = _scan(tiny_reference, known_index=str(tmp_path / "idx"), **options)
     (expected,), (record,) = memory.extraction, disk.extraction  # type: ignore[attr-defined]
-    assert expected.extracted == 3 and record.extracted == 3
+    # δ = 0.5: each generation lies within δ of some of the 40 images, which are all taken as
+    # training images (a folder and an index carry no membership), non-members included.
+    assert expected.matched_generations == record.matched_generations == 3
+    assert record.extracted == expected.extracted == len({m["known"] for m in record.matches})
+    assert record.nonmember_matches == expected.nonmember_matches == 0
     assert record.settings["known_index"] == str(tmp_path / "idx")
     assert record.settings["n_known"] == expected.settings["n_known"] == 40
     assert "known_images" not in record.settings

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
@@ -40,10 +42,12 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
 def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester,
                                                        tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss",
-                                       "--s2l-max-auc=0", "--s2l-max-tpr=1"))
+                                       "--s2l-max-auc=0", "--s2l-max-tpr=1",
+                                       "--s2l-family-alpha=1"))
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.assert_outcomes(failed=6, passed=4)  # baseline and probe rows; extraction passes
-    result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: AUC 0.* > max_auc 0.0 "
+    result.stdout.fnmatch_lines(["*baselines::loss[[]identity-0[]]: calibrated AUC 0.* > "
+                                 "max_auc 0.0 "
                                  "(AUC 0.*, 95% CI [[]*, n = 6 members / 6 non-members*"])
     assert "Traceback" not in result.stdout.str()
 
@@ -56,14 +60,35 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
                                        f"--s2l-report-json={out}"))
     result.assert_outcomes(passed=16)
     report = json.loads(out.read_text())
-    assert report["schema_version"] == "1"
+    assert report["schema_version"] == "2"
     assert report["verdict"]["passed"] is True
     for row in report["results"]:
         labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
         scores = row["member_scores"] + row["nonmember_scores"]
-        assert row["auc"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert row["auc_raw"] == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
+        assert row["auc"] == pytest.approx(_crossfit_oracle(row, seed=0), abs=1e-12)
         assert row["probe"] in (None, "noise")
         assert {"auc_ci", "tpr_at_1pct_fpr", "tpr_at_01pct_fpr", "blind_auc"} <= set(row)
+
+
+def _crossfit_oracle(row: dict[str, Any], seed: int) -> float:
+    """The calibrated AUC from a row's scores with sklearn: on each half the sign whose AUC is
+    ≥ ½ (+ on ties), measured on the other half; the mean of the two (loss and PIA have one
+    candidate; the halves are the product's seeded split, an input, not a result)."""
+    from s2l_scan.functional.metrics import crossfit_halves
+
+    members, nonmembers = np.asarray(row["member_scores"]), np.asarray(row["nonmember_scores"])
+    halves = crossfit_halves(len(members), len(nonmembers), seed)
+
+    def half_auc(half: tuple[np.ndarray, np.ndarray], sign: float) -> float:
+        m, n = sign * members[half[0]], sign * nonmembers[half[1]]
+        return float(roc_auc_score([1] * len(m) + [0] * len(n), np.r_[m, n]))
+
+    tests = []
+    for calibration, test in ((halves[0], halves[1]), (halves[1], halves[0])):
+        sign = 1.0 if half_auc(calibration, 1.0) >= 0.5 else -1.0
+        tests.append(half_auc(test, sign))
+    return float(np.mean(tests))
 
 
 @pytest.mark.parametrize(("option", "message"), [
@@ -104,7 +129,8 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
 
 
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
-    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nattacks = ['loss']\n")
+    pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nfamily_alpha = 1.0\n"
+                                         "attacks = ['loss']\n")
     result = pytester.runpytest(*_args(tiny_reference))
     result.assert_outcomes(failed=6, passed=4)
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_aucc = 0.5\n")
@@ -130,7 +156,8 @@ def test_a_failing_sweep_row_fails_the_session(pytester: pytest.Pytester,
         f"--s2l-model={tiny_reference / 'model'}", f"--s2l-data={tiny_reference / 'data'}",
         "-p", "no:cacheprovider", "--s2l-attacks=loss", "--s2l-probes=",
         "--s2l-extraction-samples=0", "--s2l-max-auc=1", "--s2l-max-tpr=1",
-        "--s2l-max-amplification=-1", "--s2l-sweep=1h", "--s2l-bootstrap=50")
+        "--s2l-max-amplification=-1", "--s2l-family-alpha=1", "--s2l-sweep=1h",
+        "--s2l-bootstrap=50")
     result.assert_outcomes(passed=3)  # loss × (2 domains + pooled)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*verdict: FAILED*", "*ran as no test item*"
@@ -141,6 +168,7 @@ def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.
                                                                tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
                                        "--s2l-extraction-samples=0", "--s2l-max-auc=0",
+                                       "--s2l-family-alpha=1",
                                        "--s2l-max-tpr=1", "-k", "pooled"))
     result.assert_outcomes(failed=1)  # only baselines::loss[pooled] ran
     assert result.ret == pytest.ExitCode.TESTS_FAILED

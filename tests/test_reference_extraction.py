@@ -13,6 +13,7 @@ import pytest
 from s2l_scan.config import make_config
 from s2l_scan.reference.cache import cached_reference
 from s2l_scan.reference.presets import get_preset
+from s2l_scan.report.model import ExtractionRecord
 from s2l_scan.session import ScanInputs, run_scan
 
 
@@ -25,13 +26,18 @@ def test_default_reference_regenerates_its_planted_members_and_the_control_finds
                for name in record["duplicated_members"]}
     inputs = ScanInputs(model=str(folder / "model"), data=str(folder / "data"))
 
-    def matches(known_images: str) -> list[dict[str, object]]:
+    def records(known_images: str) -> list[ExtractionRecord]:
         config = make_config(attacks=["loss"], probes=[], known_images=known_images)
-        report = run_scan(inputs, config)
-        return [match for record in report.extraction for match in record["matches"]]
+        return run_scan(inputs, config).extraction
 
-    found = matches("members")
-    assert found, "the default scan finds no eidetic match of any planted member"
-    assert {match["known"] for match in found} <= planted
-    assert all(float(str(match["distance"])) <= 0.1 for match in found)
-    assert matches("nonmembers") == []
+    found = records("members")
+    matches = [match for record in found for match in record.matches]
+    assert matches, "the default scan finds no eidetic match of any planted member"
+    assert {match["known"] for match in matches} <= planted
+    assert all(float(str(match["distance"])) <= 0.1 for match in matches)
+    for record in found:  # distinct images apart from the generations that matched them
+        assert record.extracted == len({match["known"] for match in record.matches})
+        assert record.matched_generations == len({m["generated_index"] for m in record.matches})
+        assert record.nonmember_matches == 0  # the index holds no non-member
+    control = records("nonmembers")
+    assert all(r.extracted == r.matched_generations == 0 and r.matches == [] for r in control)

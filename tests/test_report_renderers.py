@@ -96,7 +96,44 @@ def test_markdown_states_verdict_failures_and_escapes_cells() -> None:
     assert "### Failures" in text and "`baselines::loss[identity-1]`: AUC" in text
     assert "baselines::loss[a\\|b]" in text  # a pipe would split the table row
     table = [line for line in text.splitlines() if line.startswith("| `baselines")]
-    assert len(table) == 2 and all(line.count(" | ") == 7 for line in table)
+    assert len(table) == 2 and all(line.count(" | ") == 8 for line in table)
+
+
+def test_extraction_counts_images_generations_and_nonmember_matches_apart() -> None:
+    from s2l_scan.report.console import render_results
+    from s2l_scan.report.headline import headline
+
+    # 2 distinct member images, matched by 7 generations; 3 generations near a non-member.
+    record = extraction_record(extracted=2, matched_generations=7, nonmember_matches=3)
+    report = make_report(extraction=[record, extraction_record(domain="identity-1")])
+    row = next(line for line in render_markdown(report).splitlines()
+               if line.startswith("| released | identity-0"))
+    assert [cell.strip() for cell in row.split("|")[3:7]] == ["2", "7", "7", "3"]
+    printed = " ".join(render_results(report, width=400).split())
+    assert ("2 training images extracted (matched by 7 of 7 generations); 3 generations "
+            "within δ of a non-member") in printed
+    assert "itself included" in printed and "the known member images stand in" in printed
+    html = render_html(report, search=[])
+    assert "2 training images extracted (matched by 7 of 7 generations)" in html
+    top = headline(report)
+    assert (top["extracted"], top["matched_generations"], top["nonmember_matches"]) == (2, 7, 3)
+    jsonschema.Draft202012Validator(schema()).validate(_as_json(report))
+
+
+def test_headline_counts_an_image_extracted_by_two_checks_once() -> None:
+    from s2l_scan.report.headline import headline
+
+    first, second = extraction_record(extracted=1), extraction_record(extracted=2)
+    second.probe = "noise"  # the same identity-0 member 0000 is extracted by both copies
+    assert headline(make_report(extraction=[first, second]))["extracted"] == 2
+
+
+@pytest.mark.parametrize("field", ["matched_generations", "nonmember_matches"])
+def test_schema_requires_the_separate_extraction_counts(field: str) -> None:
+    body = _as_json(make_report(extraction=[extraction_record(extracted=1)]))
+    del body["extraction"][0][field]
+    with pytest.raises(jsonschema.ValidationError, match=field):
+        jsonschema.Draft202012Validator(schema()).validate(body)
 
 
 def test_markdown_is_cut_under_the_limit_with_a_note() -> None:
@@ -214,5 +251,7 @@ def test_junit_properties_carry_the_headline() -> None:
         extracted=3)])))
     assert properties["s2l.verdict"] == "failed"
     assert properties["s2l.extracted"] == "3"
+    assert properties["s2l.matched_generations"] == "3"
+    assert properties["s2l.nonmember_matches"] == "0"
     assert properties["s2l.max_auc_item"] == "baselines::loss[identity-1]"
     assert float(properties["s2l.auc.baselines::loss[pooled]"]) > 0.5

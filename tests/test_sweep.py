@@ -87,7 +87,7 @@ def test_an_unknown_knob_in_the_sweep_space_names_the_knobs() -> None:
 def test_sweep_rows_are_probe_rows_gated_like_the_rest(tiny_reference: Path) -> None:
     config = make_config(
         attacks=["loss"], extraction_samples=0, probes=[], sweep="1h", bootstrap=50,
-        sweep_space={"noise": {"sigma": [1e-3, 1e-2]}}, max_amplification=-1.0)
+        sweep_space={"noise": {"sigma": [1e-3, 1e-2]}}, max_amplification=-1.0, family_alpha=1.0)
     report = run_scan(ScanInputs(model=str(tiny_reference / "model"),
                                  data=str(tiny_reference / "data")), config)
     labels = {row.probe for row in report.results if row.probe}

@@ -25,8 +25,9 @@ their index is an inner-product one on L2-normalised features, each generation r
 ``candidates`` nearest known images by k-NN, and those are verified with the same exact pixel
 distance. Matches found are real, but a true match outside the candidates is missed; with
 ``candidates ≥ len(index)`` every known image is verified and the answer is brute force again.
-Near-duplicate counts (the k rule) are always exact: for such embedders they are computed by
-brute force over the known pixels, for the few known images that some generation matched.
+Copy counts (the k rule: training images within δ of a matched image, itself included) are
+always exact: for such embedders they are computed by brute force over the known pixels, for
+the few known images that some generation matched.
 
 Saved indexes carry the embedder's fingerprint (spec, weights hash, versions) and a sha256 of
 each file, checked on load, so a corrupt or mismatched folder is an error, never an answer.
@@ -58,6 +59,7 @@ from s2l_scan.functional.eidetic import (
     check_delta,
     check_k,
     check_tiles,
+    check_training,
     match_order,
     rms_distance,
     tiled_rms_distance,
@@ -214,9 +216,10 @@ class KnownImageIndex:
         self._pixels = pixels
         self._index = index
         self._embedder = embedder
-        # Near-duplicate counts per (delta, tiles), filled lazily: only known images that some
-        # generation lands near ever need one, and each is computed once.
-        self._counts: dict[tuple[float, int], dict[int, int]] = {}
+        # The known images within delta of a known image (itself included), per (delta,
+        # tiles), filled lazily: only known images that some generation lands near ever need
+        # them, each is computed once, and any training mask then counts its copies.
+        self._neighbours: dict[tuple[float, int], dict[int, npt.NDArray[np.int64]]] = {}
 
     @classmethod
     def build(cls, images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]], *,
@@ -293,25 +296,46 @@ class KnownImageIndex:
         gen = self._generated(generated)
         return self._retrieve(gen, checked(check_delta, delta), check_candidates(candidates))
 
+    def near(self, generated: npt.ArrayLike, *, delta: float = 0.1, tiled: bool = False,
+             tiles: int = 4, candidates: int = DEFAULT_CANDIDATES) -> list[Match]:
+        """Every verified (generation, known image) pair within ``delta``, training image or
+        not, whatever its copy count; with the pixel embedder equal to ``pairs_within(generated,
+        index.pixels, ...)``, with others a subset of it. Sorted like :meth:`matches`."""
+        gen = self._generated(generated)
+        radius = checked(check_delta, delta)
+        count = checked(check_tiles, self.resolution, tiles) if tiled else 1
+        return sorted((Match(g, j, d) for g, j, d in
+                       self._pairs(gen, radius, count, check_candidates(candidates))),
+                      key=match_order)
+
     def matches(self, generated: npt.ArrayLike, *, k: int = 10, delta: float = 0.1,
-                tiled: bool = False, tiles: int = 4,
-                candidates: int = DEFAULT_CANDIDATES) -> list[Match]:
+                tiled: bool = False, tiles: int = 4, candidates: int = DEFAULT_CANDIDATES,
+                training: npt.ArrayLike | None = None) -> list[Match]:
         """Eidetic matches; with the pixel embedder equal to ``eidetic_matches(generated,
         index.pixels, ...)``, with others a subset of it (see the module docstring).
 
-        Retrieval, exact verification, then the k-near-duplicate rule. Sorted by
-        (generated_index, distance, known_index). ``candidates`` only matters for k-NN
-        embedders.
+        Retrieval, exact verification, then the k rule: a known image counts only when it is
+        a training image (``training``, one bool per known image; None: every one) and at most
+        k training images, itself included, lie within δ of it. Sorted by (generated_index,
+        distance, known_index). ``candidates`` only matters for k-NN embedders.
         """
         gen = self._generated(generated)
         radius, k_max = checked(check_delta, delta), checked(check_k, k)
         count = checked(check_tiles, self.resolution, tiles) if tiled else 1
-        found = self._retrieve(gen, radius, check_candidates(candidates))
-        pairs = [(g, j, d) for g, hits in enumerate(found)
-                 for j, d in self._verify(gen[g], hits, radius, count)]
-        counts = self._duplicate_counts({j for _, j, _ in pairs}, radius, count)
-        return sorted((Match(g, j, d) for g, j, d in pairs if counts[j] <= k_max),
+        mask = None if training is None else checked(check_training, training, len(self))
+        pairs = [(g, j, d) for g, j, d in self._pairs(gen, radius, count,
+                                                      check_candidates(candidates))
+                 if mask is None or mask[j]]
+        near = self._near_known({j for _, j, _ in pairs}, radius, count)
+        copies = {j: len(rows) if mask is None else int(mask[rows].sum())
+                  for j, rows in near.items()}
+        return sorted((Match(g, j, d) for g, j, d in pairs if copies[j] <= k_max),
                       key=match_order)
+
+    def _pairs(self, gen: Images, radius: float, tiles: int, candidates: int) -> _Pairs:
+        found = self._retrieve(gen, radius, candidates)
+        return [(g, j, d) for g, hits in enumerate(found)
+                for j, d in self._verify(gen[g], hits, radius, tiles)]
 
     def _generated(self, generated: npt.ArrayLike) -> Images:
         gen = checked(as_images, generated, "generated")
@@ -347,24 +371,26 @@ class KnownImageIndex:
                 else rms_distance(image[None], known))[0]
         return [(j, float(d)) for j, d in zip(hits, dist.tolist(), strict=True) if d <= delta]
 
-    def _duplicate_counts(self, rows: set[int], delta: float, tiles: int) -> dict[int, int]:
-        cache = self._counts.setdefault((delta, tiles), {})
+    def _near_known(self, rows: set[int], delta: float, tiles: int
+                    ) -> dict[int, npt.NDArray[np.int64]]:
+        """For each known image in ``rows``, the known images within delta, itself included."""
+        cache = self._neighbours.setdefault((delta, tiles), {})
         missing = sorted(rows - cache.keys())
         if missing and self._embedder.exact:
             embeddings = self._embedder.embed(self._pixels[missing])
             for j, hits in zip(missing, self._range(embeddings, delta), strict=True):
                 near = self._verify(self._pixels[j], hits, delta, tiles)
-                cache[j] = sum(1 for other, _ in near if other != j)
+                cache[j] = np.array([other for other, _ in near], dtype=np.int64)
         else:
-            # No bound from this embedding: count exactly against every known image, in
+            # No bound from this embedding: compare exactly against every known image, in
             # chunks so that memory stays flat in the size of the known set.
             step = max(1, _CHUNK_BYTES // max(1, self._pixels[0].size * 8))
             for j in missing:
-                cache[j] = sum(
-                    sum(1 for other, _ in self._verify(
-                        self._pixels[j], list(range(start, min(start + step, len(self)))),
-                        delta, tiles) if other != j)
-                    for start in range(0, len(self), step))
+                cache[j] = np.array([other for start in range(0, len(self), step)
+                                     for other, _ in self._verify(
+                                         self._pixels[j],
+                                         list(range(start, min(start + step, len(self)))),
+                                         delta, tiles)], dtype=np.int64)
         return {j: cache[j] for j in rows}
 
     # -- persistence ---------------------------------------------------------------------------

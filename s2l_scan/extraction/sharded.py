@@ -11,7 +11,7 @@ pixels read from memory-mapped files only for the candidates being verified.
 
 Exactness is the in-memory index's: every shard's range search is exact, the union of exact
 range searches over a partition is the exact range search of the whole, and verification and
-the k-near-duplicate rule are shared code. A sharded index and an in-memory one over the same
+the k rule (copy counts) are shared code. A sharded index and an in-memory one over the same
 images give identical matches (tested).
 """
 

@@ -1,14 +1,26 @@
-"""Eidetic-memorization maths (DESIGN.md §6): pixel distances and the (k, ℓ2, δ) match rule.
+"""Eidetic-memorization maths (DESIGN.md §6): pixel distances and the (k, ℓ2, δ) rule.
 
-Carlini et al. (2023), *Extracting Training Data from Diffusion Models*: a generation is an
-**eidetic match** under (k, ℓ2, δ) when it lies within δ of a known image that has at most k
-near-duplicates (other known images within δ) among the known images. The rule keeps heavily
-duplicated images (logos, stock backgrounds) from counting as extraction.
+Carlini et al. (2023), *Extracting Training Data from Diffusion Models*, Definitions 1-2: a
+training image x is **extracted** when some generation lies within δ of it, and it is
+(k, ℓ2, δ)-**eidetic memorized** when, in addition, x appears at most k times in the training
+set: ``|{x' ∈ D : ℓ2(x, x') ≤ δ}| ≤ k``. The count includes x itself (ℓ2(x, x) = 0), so an
+image with k − 1 near-copies besides itself is still eidetic, and one with k near-copies is not.
+Here the known **training** images stand in for D: :func:`copy_counts` counts, for each known
+image, the training images within δ of it, itself included; :func:`eidetic_matches` keeps a
+(generation, known image) pair when the known image is a training image, the generation lies
+within δ of it, and its count is at most k. A known image that is not a training image (a
+held-out non-member in the index) is never extracted, however close a generation comes, and
+never counts as a copy of anything. The rule keeps heavily duplicated images (logos, stock
+backgrounds) from counting as extraction; k >= 1, since every image is one of its own copies.
 
 Images are ``(N, H, W, C)`` arrays, uint8 in [0, 255] or floats in [0, 1]. ℓ2 is the
-root-mean-square difference of [0, 1] pixels; the tiled flavour cuts each image into a
-``tiles × tiles`` grid and takes the largest per-tile RMS, so a small copied region is not
-diluted by a differing background.
+root-mean-square difference of [0, 1] pixels. The tiled flavour cuts each image into a
+``tiles × tiles`` grid and takes the **largest** per-tile RMS. The full mean square is the
+average of the tile ones, so the tiled distance is never below the plain one: a pair is within
+δ only when *every* tile is. That makes it the stricter criterion — it never adds a match, and
+it refuses a pair whose difference sits in one region (a different subject on the same large
+background), which the plain RMS would average away over the matching rest of the image and
+call a copy. It guards against false matches; it does not find more copies.
 
 Exactness: when both sides are uint8 the squared differences are integers and every partial
 sum stays far below 2⁵³, so the float64 matrix products below are exact whatever order BLAS
@@ -38,9 +50,11 @@ __all__ = [
     "check_delta",
     "check_k",
     "check_tiles",
+    "check_training",
+    "copy_counts",
     "eidetic_matches",
     "match_order",
-    "near_duplicate_counts",
+    "pairs_within",
     "rms_distance",
     "tiled_rms_distance",
 ]
@@ -58,8 +72,9 @@ _UINT8_SCALE = 255.0**2
 
 @dataclass(frozen=True, slots=True)
 class Match:
-    """One eidetic match: ``generated[generated_index]`` lies ``distance`` from
-    ``known[known_index]``, and that known image has at most k near-duplicates."""
+    """A (generation, known image) pair: ``generated[generated_index]`` lies ``distance``
+    (<= δ) from ``known[known_index]``. From :func:`eidetic_matches`, the known image is also
+    a training image that appears at most k times; from :func:`pairs_within`, no more."""
 
     generated_index: int
     known_index: int
@@ -123,14 +138,27 @@ def check_delta(delta: float) -> float:
 
 
 def check_k(k: int) -> int:
-    """Validate k, the largest near-duplicate count a matched known image may have."""
+    """Validate k, the most times (itself included) an eidetic image may appear: >= 1."""
     try:
         value = operator.index(k)
     except TypeError as exc:
         raise ValueError(f"k must be an integer (the paper uses 10), got {k!r}") from exc
-    if value < 0:
-        raise ValueError(f"k must be >= 0 (the largest near-duplicate count allowed), got {k}")
+    if value < 1:
+        raise ValueError(f"k must be >= 1, got {k}: k is the most times an image may appear in "
+                         f"the training set, itself included, so k = {value} would let no "
+                         f"image count as extracted; k = 1 allows no near-copy at all")
     return value
+
+
+def check_training(training: npt.ArrayLike | None, count: int) -> npt.NDArray[np.bool_]:
+    """Validate a training mask over ``count`` known images (None: every one is training)."""
+    if training is None:
+        return np.ones(count, dtype=bool)
+    mask = np.asarray(training)
+    if mask.dtype != np.bool_ or mask.shape != (count,):
+        raise ValueError(f"training must be a boolean mask with one entry per known image "
+                         f"({count}), got dtype {mask.dtype} and shape {mask.shape}")
+    return mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,6 +253,9 @@ def tiled_rms_distance(a: npt.ArrayLike, b: npt.ArrayLike, tiles: int = 4) -> Fl
     """(N, M) largest per-tile RMS over a ``tiles × tiles`` grid (Carlini et al.'s tiled ℓ2).
 
     Never below :func:`rms_distance`: the full mean square is the average of the tile ones.
+    So under the same δ it is the stricter test: a pair is within δ only when every tile is,
+    and a difference concentrated in one tile (here one white pixel) counts in full there
+    instead of being averaged over the whole image.
 
     >>> a = np.zeros((1, 4, 4, 1), np.uint8)
     >>> b = a.copy(); b[0, 0, 0, 0] = 255  # one white pixel in the top-left 2×2 tile
@@ -248,51 +279,83 @@ def _within(a: Images, b: Images, delta: float, tiles: int,
         yield i + rows.start, j, dist[i, j]
 
 
-def _counts_of(rows: IntArray, known: Images, delta: float, tiles: int) -> IntArray:
-    """Near-duplicate count of each ``known[rows]``: other known images within delta."""
+def _copies_of(rows: IntArray, known: Images, delta: float, tiles: int,
+               training: npt.NDArray[np.bool_]) -> IntArray:
+    """Copy count of each ``known[rows]``: training images within delta, itself included."""
     counts = np.zeros(len(rows), dtype=np.int64)
     for i, j, _ in _within(known[rows], known, delta, tiles):
-        other = rows[i] != j  # the image itself is not its own near-duplicate
-        np.add.at(counts, i[other], 1)
+        np.add.at(counts, i[training[j]], 1)
     return counts
 
 
-def near_duplicate_counts(known: npt.ArrayLike, delta: float, tiled: bool = False,
-                          tiles: int = 4) -> IntArray:
-    """For each known image, how many *other* known images lie within ``delta`` (≤).
+def copy_counts(known: npt.ArrayLike, delta: float, tiled: bool = False, tiles: int = 4,
+                training: npt.ArrayLike | None = None) -> IntArray:
+    """For each known image, how many **training** known images lie within ``delta`` (≤) of
+    it, the image itself included when it is one: how often it appears in the training set.
+
+    ``training`` marks which known images are training images (default: all).
 
     >>> x = np.zeros((1, 4, 4, 3), np.uint8)
-    >>> near_duplicate_counts(np.concatenate([x, x, x + 200]), delta=0.1).tolist()
-    [1, 1, 0]
+    >>> copy_counts(np.concatenate([x, x, x + 200]), delta=0.1).tolist()
+    [2, 2, 1]
+    >>> copy_counts(np.concatenate([x, x, x + 200]), delta=0.1,
+    ...             training=np.array([True, False, True])).tolist()
+    [1, 1, 1]
     """
     images = as_images(known, "known")
     count = check_tiles(images.shape[1:], tiles) if tiled else 1
-    return _counts_of(np.arange(len(images)), images, check_delta(delta), count)
+    mask = check_training(training, len(images))
+    return _copies_of(np.arange(len(images)), images, check_delta(delta), count, mask)
+
+
+def pairs_within(generated: npt.ArrayLike, known: npt.ArrayLike, *, delta: float = 0.1,
+                 tiled: bool = False, tiles: int = 4) -> list[Match]:
+    """Every (generated, known) pair within ``delta``, training image or not, whatever its
+    copy count. Sorted by (generated_index, distance, known_index).
+
+    >>> x = np.zeros((1, 4, 4, 3), np.uint8)
+    >>> pairs_within(x, np.concatenate([x, x]), delta=0.0)
+    [Match(generated_index=0, known_index=0, distance=0.0), \
+Match(generated_index=0, known_index=1, distance=0.0)]
+    """
+    gen, ref, _ = _pair(generated, known, 1)
+    count = check_tiles(ref.shape[1:], tiles) if tiled else 1
+    radius = check_delta(delta)
+    found = [Match(int(g), int(j), float(d)) for i, j_, d_ in _within(gen, ref, radius, count)
+             for g, j, d in zip(i, j_, d_, strict=True)]
+    return sorted(found, key=match_order)
 
 
 def eidetic_matches(generated: npt.ArrayLike, known: npt.ArrayLike, *, k: int = 10,
-                    delta: float = 0.1, tiled: bool = False, tiles: int = 4) -> list[Match]:
-    """Every (generated, known) pair within ``delta`` whose known image has <= k near-duplicates.
+                    delta: float = 0.1, tiled: bool = False, tiles: int = 4,
+                    training: npt.ArrayLike | None = None) -> list[Match]:
+    """Every (generated, known) pair within ``delta`` whose known image is a training image
+    that appears at most ``k`` times in the training set (:func:`copy_counts`, itself counted).
 
-    Brute force over all pairs (the oracle for the indexed search). Sorted by
-    (generated_index, distance, known_index).
+    ``training`` marks which known images are training images (default: all); the others are
+    never matched and never counted as copies. Brute force over all pairs (the oracle for the
+    indexed search). Sorted by (generated_index, distance, known_index).
 
     >>> x = np.zeros((1, 4, 4, 3), np.uint8)
-    >>> eidetic_matches(x, np.concatenate([x + 1, x + 200]), k=0, delta=0.1)
+    >>> eidetic_matches(x, np.concatenate([x + 1, x + 200]), k=1, delta=0.1)
     [Match(generated_index=0, known_index=0, distance=0.00392156862745098)]
+    >>> eidetic_matches(x, np.concatenate([x + 1, x + 2]), k=1, delta=0.1)  # two copies > k
+    []
     """
     gen, ref, _ = _pair(generated, known, 1)
     count = check_tiles(ref.shape[1:], tiles) if tiled else 1
     k_max, radius = check_k(k), check_delta(delta)
+    mask = check_training(training, len(ref))
     pairs = [np.concatenate(parts) for parts in zip(*_within(gen, ref, radius, count),
                                                     strict=True)]
     if not pairs or not pairs[0].size:
         return []
-    hit = np.unique(pairs[1])
-    allowed = dict(zip(hit.tolist(), (_counts_of(hit, ref, radius, count) <= k_max).tolist(),
+    hit = np.unique(pairs[1][mask[pairs[1]]])
+    allowed = dict(zip(hit.tolist(),
+                       (_copies_of(hit, ref, radius, count, mask) <= k_max).tolist(),
                        strict=True))
     found = [Match(int(g), int(j), float(d)) for g, j, d in zip(*pairs, strict=True)
-             if allowed[int(j)]]
+             if allowed.get(int(j), False)]
     return sorted(found, key=match_order)
 
 

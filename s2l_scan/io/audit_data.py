@@ -333,19 +333,46 @@ def _select(root: Path, found: dict[str, Path], wanted: Sequence[str] | None) ->
     return sorted(set(wanted))
 
 
-def _load_domain(folder: Path, real_root: Path, resolution: int, max_pixels: int) -> Domain:
+@dataclass(frozen=True)
+class DomainFiles:
+    """A domain's layout, checked but not decoded: its prompt, image files and captions."""
+
+    name: str
+    prompt: str
+    members: tuple[Path, ...]
+    nonmembers: tuple[Path, ...]
+    captions: dict[Path, str]  # only the images captions.jsonl names; the rest use the prompt
+
+
+def list_domain_files(root: Path, domains: Sequence[str] | None = None
+                      ) -> tuple[DomainFiles, ...]:
+    """Every (selected) domain's files by the rules of :func:`load_audit_data`, without
+    decoding an image: cheap, for tools that rearrange a folder (the null audit)."""
+    root = _check_root(Path(root))
+    real_root = root.resolve()
+    found = _domain_folders(root, real_root)
+    return tuple(_domain_files(found[name], real_root)
+                 for name in _select(root, found, domains))
+
+
+def _domain_files(folder: Path, real_root: Path) -> DomainFiles:
     prompt = _read_prompt(folder / "prompt.txt", real_root)
     files = {split: _image_files(folder, split, real_root) for split in SPLITS}
     captions = _read_captions(folder / "captions.jsonl", real_root, files)
+    return DomainFiles(folder.name, prompt, files["members"], files["nonmembers"], captions)
 
-    def load(split: str) -> tuple[AuditImage, ...]:
+
+def _load_domain(folder: Path, real_root: Path, resolution: int, max_pixels: int) -> Domain:
+    files = _domain_files(folder, real_root)
+
+    def load(paths: tuple[Path, ...]) -> tuple[AuditImage, ...]:
         return tuple(
-            AuditImage(path=path, caption=captions.get(path, prompt),
+            AuditImage(path=path, caption=files.captions.get(path, files.prompt),
                        pixels=load_image(path, resolution, max_image_pixels=max_pixels))
-            for path in files[split])
+            for path in paths)
 
-    return Domain(name=folder.name, prompt=prompt, members=load("members"),
-                  nonmembers=load("nonmembers"))
+    return Domain(name=folder.name, prompt=files.prompt, members=load(files.members),
+                  nonmembers=load(files.nonmembers))
 
 
 def _read_prompt(path: Path, real_root: Path) -> str:

@@ -31,7 +31,7 @@ class Metric:
     name: str
     help: str
     kind: str  # "row": read from a result row; "extraction": from an extraction record
-    read: Callable[[dict[str, Any]], float]
+    read: Callable[[dict[str, Any]], float | None]  # None: not measured in that report
 
 
 METRICS: dict[str, Metric] = {}
@@ -45,12 +45,13 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
-register_metric(Metric("auc", "point AUC of a result row", "row", lambda row: row["auc"]))
-register_metric(Metric("tpr", "calibrated TPR at 1% FPR of a result row", "row",
-                       lambda row: row["tpr_at_1pct_fpr"]))
+register_metric(Metric("auc", "calibrated AUC of a result row", "row", lambda row: row["auc"]))
+register_metric(Metric("tpr", "calibrated TPR at 1% FPR of a result row (where estimable)",
+                       "row", lambda row: row["tpr_at_1pct_fpr"]))
 register_metric(Metric("asr", "calibrated balanced accuracy of a result row", "row",
                        lambda row: row["asr"]))
-register_metric(Metric("extracted", "eidetic matches of an extraction record (probe, domain)",
+register_metric(Metric("extracted", "distinct training images extracted ((k, ℓ2, δ)-eidetic) "
+                       "by an extraction record (probe, domain)",
                        "extraction", lambda record: record["extracted"]))
 
 
@@ -157,16 +158,21 @@ def _compare_rows(previous: list[dict[str, Any]], current: list[dict[str, Any]],
     checks = []
     for k in [*now, *(k for k in before if k not in now)]:
         old, new = before.get(k), now.get(k)
-        checks.append(_check(_row_item(*k), metric, k,
-                             None if old is None else float(metric.read(old)),
-                             None if new is None else float(metric.read(new)), allowance))
+        checks.append(_check(_row_item(*k), metric, k, _read(metric, old), _read(metric, new),
+                             allowance))
     return checks
+
+
+def _read(metric: Metric, item: dict[str, Any] | None) -> float | None:
+    value = None if item is None else metric.read(item)
+    return None if value is None else float(value)
 
 
 def _compare_extraction(previous: dict[str, Any], current: dict[str, Any], metric: Metric,
                         allowance: Allowance | None) -> list[ComparisonCheck]:
     def counts(records: list[dict[str, Any]]) -> dict[tuple[str | None, str], float]:
-        return {(r.get("probe"), r.get("domain", "all")): float(metric.read(r)) for r in records}
+        return {(r.get("probe"), r.get("domain", "all")): float(metric.read(r) or 0)
+                for r in records}
 
     now = counts(current.get("extraction") or [])
     if "extraction" not in previous:  # a report from before extraction was measured

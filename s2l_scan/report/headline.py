@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from s2l_scan.report.model import ScanReport
+from s2l_scan.report.model import ExtractionRecord, ScanReport
 
 
 def headline(report: ScanReport) -> dict[str, Any]:
     """Verdict, counts and the worst numbers of a report, as plain JSON-ready values."""
     rows = report.results
     worst_auc = max(rows, key=lambda row: row.auc, default=None)
-    worst_tpr = max(rows, key=lambda row: row.tpr_at_1pct_fpr, default=None)
+    worst_tpr = max((row for row in rows if row.tpr_at_1pct_fpr is not None),
+                    key=lambda row: float(row.tpr_at_1pct_fpr or 0.0), default=None)
     failed = report.to_dict()["verdict"]["failed_items"]
     return {
         "verdict": "passed" if report.passed else "failed",
@@ -22,11 +23,46 @@ def headline(report: ScanReport) -> dict[str, Any]:
         "max_auc_item": None if worst_auc is None else worst_auc.item_id,
         "max_tpr_at_1pct_fpr": None if worst_tpr is None else worst_tpr.tpr_at_1pct_fpr,
         "max_tpr_item": None if worst_tpr is None else worst_tpr.item_id,
-        "extracted": sum(int(record.extracted) for record in report.extraction),
+        # distinct training images extracted by any check (one image found by two checks
+        # counts once); the per-check counts are each record's ``extracted``
+        "extracted": len({str(match["known"]) for record in report.extraction
+                          for match in record.matches}),
+        "matched_generations": sum(int(record.matched_generations)
+                                   for record in report.extraction),
+        "nonmember_matches": sum(int(record.nonmember_matches) for record in report.extraction),
         "generated": sum(int(record.n_generated) for record in report.extraction),
         "regressions": sum(not check.passed for check in report.comparison),
         "model_hash": report.model.get("model_hash"),
     }
+
+
+def extraction_counts(record: ExtractionRecord) -> str:
+    """One check's extraction numbers in words, e.g. ``2 training images extracted (matched by
+    13 of 32 generations); 0 generations within δ of a non-member``."""
+    return (f"{record.extracted} training image{_s(record.extracted)} extracted (matched by "
+            f"{record.matched_generations} of {record.n_generated} generations); "
+            f"{record.nonmember_matches} generation{_s(record.nonmember_matches)} within δ of a "
+            f"non-member")
+
+
+def _s(count: int) -> str:
+    return "" if count == 1 else "s"
+
+
+EXTRACTION_READING = (
+    "Extraction counts distinct training images that are (k, ℓ2, δ)-eidetic (Carlini et al. "
+    "2023): some generation lies within δ (RMS of [0, 1] pixels) of the image, and at most k "
+    "training images, itself included, lie within δ of it. A generation within δ of a "
+    "held-out non-member is never extraction; it is counted apart as a false-positive "
+    "indicator of the criterion, and not gated.")
+
+
+def extraction_reading(report: ScanReport) -> str:
+    """:data:`EXTRACTION_READING` and what stood in for the training set in this report."""
+    stand_ins = dict.fromkeys(str(record.settings["training_set"])
+                              for record in report.extraction
+                              if record.settings.get("training_set"))
+    return " ".join([EXTRACTION_READING, *(f"Here {text}." for text in stand_ins)])
 
 
 def gate_text(report: ScanReport) -> str:
@@ -39,6 +75,26 @@ def gate_text(report: ScanReport) -> str:
     if config.get("compare_fail"):
         parts.append(f"compare_fail {config['compare_fail']} against {config.get('compare')}")
     return ", ".join(parts)
+
+
+READING = (
+    "AUC is calibrated: the score's direction (and, for SecMI, the compared timestep among its "
+    "neighbours) is chosen on one half of the samples and measured on the other, halves "
+    "swapped; raw is the paper's fixed-sign AUC. A TPR is shown only at an FPR the calibration "
+    "half can estimate (it needs at least 1/FPR non-members per half): '-' means not "
+    "estimable at this n, and the JSON report gives the TPR at the lowest estimable FPR. An "
+    "AUC or ΔAUC check fails only past its threshold and significant after Holm's correction "
+    "over every such check of the scan at family_alpha (permutation p for AUC, paired "
+    "bootstrap p for Δ), which bounds the scan's false-fail rate on data with no signal. "
+    "'unstable': the two halves learned a different sign or variant. ")
+"""How to read a results table; renderers print it with the confounded meaning appended."""
+
+
+def reading() -> str:
+    """:data:`READING` with what a confounded row means."""
+    from s2l_scan.baselines.blind import CONFOUNDED_MEANING
+
+    return READING + CONFOUNDED_MEANING
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

@@ -18,7 +18,14 @@ from typing import Any
 
 from s2l_scan import __version__
 from s2l_scan.report import charts
-from s2l_scan.report.headline import fmt, gate_text, headline
+from s2l_scan.report.headline import (
+    extraction_counts,
+    extraction_reading,
+    fmt,
+    gate_text,
+    headline,
+    reading,
+)
 from s2l_scan.report.model import ResultRow, ScanReport
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -78,13 +85,11 @@ def _banner(report: ScanReport, top: dict[str, Any]) -> str:
     text = (f"Release gate {verdict.upper()}: {top['failed']} of {top['checks']} checks failed"
             if verdict == "failed" else f"Release gate PASSED: all {top['checks']} checks passed")
     return (f'<div class="banner {verdict}">{escape(text)}</div>'
-            f'<p class="muted">gate: {escape(gate_text(report))}; TPR thresholds are calibrated '
-            "on half of each set and measured on the other half; a row is <em>confounded</em> "
-            "when the blind (model-free) AUC is within the margin of its AUC.</p>")
+            f'<p class="muted">gate: {escape(gate_text(report))}. {escape(reading())}</p>')
 
 
 def _results_table(report: ScanReport) -> str:
-    head = ("<tr><th class=l>check</th><th>AUC</th><th>95% CI</th><th>TPR@1%</th>"
+    head = ("<tr><th class=l>check</th><th>AUC</th><th>95% CI</th><th>raw AUC</th><th>TPR@1%</th>"
             "<th>TPR@0.1%</th><th>ASR</th><th>blind AUC</th><th>ΔAUC</th><th>n</th>"
             "<th class=l>verdict</th></tr>")
     rows = []
@@ -99,8 +104,9 @@ def _results_table(report: ScanReport) -> str:
         rows.append(
             f'<tr class="{"ok" if row.passed else "fail"}"><td class=l><code>'
             f"{escape(row.item_id)}</code></td><td>{row.auc:.3f}</td>"
-            f"<td>[{low:.3f}, {high:.3f}]</td><td>{row.tpr_at_1pct_fpr:.3f}</td>"
-            f"<td>{row.tpr_at_01pct_fpr:.3f}</td><td>{row.asr:.3f}</td>"
+            f"<td>[{low:.3f}, {high:.3f}]</td><td>{row.auc_raw:.3f}</td>"
+            f"<td>{fmt(row.tpr_at_1pct_fpr)}</td>"
+            f"<td>{fmt(row.tpr_at_01pct_fpr)}</td><td>{row.asr:.3f}</td>"
             f"<td>{row.blind_auc:.3f}</td><td>{fmt(row.delta_auc)}</td>"
             f"<td>{row.n_members}/{row.n_nonmembers}</td>"
             f'<td class="l verdict">{verdict}{tags}{reasons}</td></tr>')
@@ -164,8 +170,7 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         status = ('<span class="pass">pass</span>' if record.passed
                   else '<span class="failtxt">FAIL</span>')
         head = (f"<h3>{escape(str(probe))} · {escape(str(record.domain))}: "
-                f"{int(record.extracted)} of {record.n_generated} "
-                f"generations are eidetic matches {status}</h3>")
+                f"{escape(extraction_counts(record))} {status}</h3>")
         nearest = record.nearest_distance
         facts = (f"<p class=muted>nearest generation to any known image: RMS "
                  f"{fmt(nearest, 4)}; settings "
@@ -177,8 +182,8 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         if more > 0:
             pairs.append(f"<p class=muted>… {more} more matches in the JSON report</p>")
         blocks.append(head + facts + "".join(pairs))
-    return ("<h2>Extraction</h2><p class=muted>Each pair: generated | known (training) image | "
-            "difference ×4.</p>" + "".join(blocks))
+    return (f"<h2>Extraction</h2><p class=muted>{escape(extraction_reading(report))} Each "
+            "pair: generated | known (training) image | difference ×4.</p>" + "".join(blocks))
 
 
 def _pair(match: dict[str, Any], search: Sequence[Path]) -> str:

@@ -19,6 +19,8 @@ def junit_properties(report: ScanReport) -> list[tuple[str, str]]:
              ("s2l.max_auc_item", str(top["max_auc_item"])),
              ("s2l.max_tpr_at_1pct_fpr", _number(top["max_tpr_at_1pct_fpr"])),
              ("s2l.extracted", str(top["extracted"])),
+             ("s2l.matched_generations", str(top["matched_generations"])),
+             ("s2l.nonmember_matches", str(top["nonmember_matches"])),
              ("s2l.regressions", str(top["regressions"])),
              ("s2l.model_hash", str(top["model_hash"])),
              ("s2l.schema_version", report.schema_version)]

@@ -6,7 +6,7 @@ with a note saying how much was left out and where the rest is (the JSON report)
 
 from __future__ import annotations
 
-from s2l_scan.report.headline import fmt, gate_text, headline
+from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
 from s2l_scan.report.model import ScanReport
 
 MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
@@ -35,26 +35,29 @@ def markdown_lines(report: ScanReport) -> list[str]:
         lines += [f"- `{item}`: {_cell(reason)}" for item, reason in failures]
         lines.append("")
     lines += ["### Results", "",
-              "| check | AUC [95% CI] | TPR@1% | TPR@0.1% | ASR | blind AUC | n | verdict |",
-              "|---|---:|---:|---:|---:|---:|---:|---|"]
+              "| check | AUC [95% CI] | raw AUC | TPR@1% | TPR@0.1% | ASR | blind AUC | n | "
+              "verdict |",
+              "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in report.results:
         flags = "".join(f" ({name})" for name, on in (("confounded", row.confounded),
                                                        ("unstable", row.unstable)) if on)
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
-                     f"{row.tpr_at_1pct_fpr:.3f} | {row.tpr_at_01pct_fpr:.3f} | {row.asr:.3f} | "
+                     f"{row.auc_raw:.3f} | "
+                     f"{fmt(row.tpr_at_1pct_fpr)} | {fmt(row.tpr_at_01pct_fpr)} | {row.asr:.3f} | "
                      f"{row.blind_auc:.3f} | {row.n_members}/{row.n_nonmembers} | "
                      f"{'pass' if row.passed else '**FAIL**'}{flags} |")
-    lines.append("")
+    lines += ["", _cell(reading()), ""]
     if report.extraction:
-        lines += ["### Extraction", "", "| model | domain | eidetic matches | generated | "
-                  "nearest RMS | verdict |", "|---|---|---:|---:|---:|---|"]
+        lines += ["### Extraction", "", "| model | domain | training images extracted | "
+                  "generations matched | generated | non-member matches | nearest RMS | "
+                  "verdict |", "|---|---|---:|---:|---:|---:|---:|---|"]
         lines += [f"| {_cell(r.probe or 'released')} | {_cell(r.domain)} | "
-                  f"{r.extracted} | {r.n_generated} | "
-                  f"{fmt(r.nearest_distance, 4)} | "
+                  f"{r.extracted} | {r.matched_generations} | {r.n_generated} | "
+                  f"{r.nonmember_matches} | {fmt(r.nearest_distance, 4)} | "
                   f"{'pass' if r.passed else '**FAIL**'} |"
                   for r in report.extraction]
-        lines.append("")
+        lines += ["", _cell(extraction_reading(report)), ""]
     if report.comparison:
         lines += [f"### Compared with `{_cell(report.config.get('compare'))}`", "",
                   "| check | metric | previous | current | change | allowed | status |",

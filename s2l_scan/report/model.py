@@ -11,34 +11,60 @@ from typing import Any
 from s2l_scan.checks import CheckId
 from s2l_scan.errors import UsageError
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"
 
 
 @dataclass
 class ResultRow:
-    """One (attack, probe, domain) measurement with everything needed to recompute it."""
+    """One (attack, probe, domain) measurement with everything needed to recompute it.
+
+    ``auc`` is the **calibrated** (cross-fitted) AUC: the score's direction, and the candidate
+    among the attack's variants (e.g. SecMI's compared timestep), are chosen on one half of the
+    samples and measured on the other, halves swapped (``choices``). ``auc_raw`` is the paper's
+    fixed-sign AUC of the attack's own score on all samples. TPRs at 1 % / 0.1 % FPR are None
+    where the calibration half cannot estimate that FPR; ``tpr_estimates`` says why and gives
+    the TPR at the lowest FPR it can estimate.
+    """
 
     attack: str
     probe: str | None
     domain: str  # a domain name, or "pooled"
-    auc: float
-    auc_ci: tuple[float, float]
-    tpr_at_1pct_fpr: float  # threshold chosen on the calibration half, measured on the test half
-    tpr_at_01pct_fpr: float
-    asr: float  # balanced accuracy, calibrated the same way
+    auc: float  # calibrated: direction and variant learned on a calibration half
+    auc_ci: tuple[float, float]  # stratified bootstrap of the whole cross-fitted procedure
+    auc_raw: float  # fixed sign ("higher = member"), the attack's own score, all samples
+    tpr_at_1pct_fpr: float | None  # None: 1 % FPR is not estimable at this n (see estimates)
+    tpr_at_01pct_fpr: float | None
+    asr: float  # balanced accuracy: direction and threshold from the calibration half
     blind_auc: float
+    blind_auc_ci: tuple[float, float]
     confounded: bool
     n_members: int
     n_nonmembers: int
     member_scores: list[float]
     nonmember_scores: list[float]
     settings: dict[str, Any] = field(default_factory=dict)
-    variant_auc: dict[str, float] = field(default_factory=dict)  # e.g. SecMI at t ± k
-    unstable: bool = False  # a variant's AUC differs from this one's by more than the margin
-    delta_auc: float | None = None
+    choices: list[dict[str, Any]] = field(default_factory=list)  # per calibration half
+    tpr_estimates: list[dict[str, Any]] = field(default_factory=list)  # 1 %, 0.1 %; CIs, reasons
+    variant_auc: dict[str, float] = field(default_factory=dict)  # raw AUC, e.g. SecMI at t ± k
+    variant_scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    unstable: bool = False  # the two calibration halves chose a different variant or sign
+    p_value: float = 1.0  # permutation p of the calibrated AUC against "no signal"
+    p_adjusted: float | None = None  # Holm-adjusted over every statistical check of the scan
+    delta_auc: float | None = None  # calibrated AUC(probe) − calibrated AUC(released)
     delta_auc_ci: tuple[float, float] | None = None
+    delta_p_value: float | None = None  # one-sided paired-bootstrap p of "Δ ≤ 0"
+    delta_p_adjusted: float | None = None
     passed: bool = True
     reasons: list[str] = field(default_factory=list)
+
+    def candidates(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+        """Members' and non-members' scores of every candidate: the attack's own (key "")
+        and its variants."""
+        members = {"": self.member_scores, **{k: v["members"]
+                                              for k, v in self.variant_scores.items()}}
+        nonmembers = {"": self.nonmember_scores, **{k: v["nonmembers"]
+                                                    for k, v in self.variant_scores.items()}}
+        return members, nonmembers
 
     @property
     def check_id(self) -> CheckId:
@@ -58,8 +84,13 @@ class ExtractionRecord:
     probe: str | None
     domain: str
     n_generated: int
-    extracted: int  # generations that are eidetic matches
-    matches: list[dict[str, Any]]  # {"generated_index", "known", "distance"[, "evidence"]}
+    # distinct known training images extracted ((k, ℓ2, δ)-eidetic): what max_extracted gates
+    extracted: int
+    matched_generations: int  # generations within δ of an extracted training image
+    # generations within δ of a known non-member: never extraction, a false-positive indicator
+    nonmember_matches: int
+    # one per (generation, extracted image): {"generated_index", "known", "distance"[, "evidence"]}
+    matches: list[dict[str, Any]]
     nearest_distance: float | None  # the closest any generation came to a known image
     settings: dict[str, Any]
     passed: bool = True

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from s2l_scan.errors import UsageError
-from s2l_scan.report.headline import gate_text, headline
+from s2l_scan.report.headline import fmt, gate_text, headline
 from s2l_scan.report.markdown import _cell
 from s2l_scan.report.model import ScanReport
 
@@ -94,8 +94,11 @@ def _results(report: ScanReport) -> list[dict[str, Any]]:
         results.append({
             "task": {"type": "training-data-extraction", "name": "Training image extraction"},
             "dataset": dataset, "source": source,
-            "metrics": [{"type": "eidetic_matches", "name": "eidetic matches",
+            "metrics": [{"type": "extracted_images",
+                         "name": "distinct training images extracted (eidetic)",
                          "value": top["extracted"]},
+                        {"type": "matched_generations", "name": "generations that matched",
+                         "value": top["matched_generations"]},
                         {"type": "generated", "name": "generated images",
                          "value": top["generated"]}]})
     return results
@@ -162,11 +165,12 @@ def section(report: ScanReport) -> str:
     for row in pooled:
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
-                     f"{row.tpr_at_1pct_fpr:.3f} | {row.blind_auc:.3f} | "
+                     f"{fmt(row.tpr_at_1pct_fpr)} | {row.blind_auc:.3f} | "
                      f"{'pass' if row.passed else 'FAIL'} |")
     if report.extraction:
-        lines += ["", f"Extraction: {top['extracted']} of {top['generated']} generated images "
-                      "reproduce a training image (eidetic matches)."]
+        lines += ["", f"Extraction: {top['extracted']} distinct training image(s) reproduced "
+                      f"((k, ℓ2, δ)-eidetic), matched by {top['matched_generations']} of "
+                      f"{top['generated']} generated images."]
     lines += ["", f"Model hash (SHA-256 of the weight files): `{top['model_hash']}`. An AUC "
               "near 0.5 means the attacks cannot tell training images from held-out ones; "
               "the blind AUC is a model-free control for distribution shift.", ""]

@@ -49,9 +49,11 @@ def _membership_rule(attack: str, probe: str | None) -> dict[str, Any]:
 def _extraction_rule() -> dict[str, Any]:
     return _rule("s2l/extraction", "TrainingImageExtraction",
                  "Generated images reproduce training images",
-                 "Images generated from the domain prompt are eidetic matches of known training "
-                 "images (within RMS δ of an image with at most k near-duplicates): the model "
-                 "regurgitates training data.", "8.5", ["extraction"])
+                 "Images generated from the domain prompt reproduce known training images: "
+                 "more distinct training images than max_extracted are (k, ℓ2, δ)-eidetic "
+                 "(some generation within RMS δ of the image, and at most k training images, "
+                 "itself included, within δ of it): the model regurgitates training data.",
+                 "8.5", ["extraction"])
 
 
 def _regression_rule(metric: str) -> dict[str, Any]:
@@ -110,7 +112,7 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
         rules.setdefault("s2l/extraction", _extraction_rule())
         if not record.passed:
             add(_extraction_rule(), record.item_id, "; ".join(record.reasons) or
-                f"{record.extracted} eidetic matches")
+                f"{record.extracted} training images extracted")
     row_items = {row.item_id for row in report.results}
     for check in report.comparison:
         if not check.passed and check.item not in row_items:

@@ -17,7 +17,7 @@ from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import ResultRow
 from s2l_scan.scoring import SampleSet, Scores, score_sets
 from s2l_scan.stages.encode import Subject
-from s2l_scan.stages.rows import scored_row
+from s2l_scan.stages.rows import result_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, digest, unit_key
 
@@ -56,14 +56,14 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
         pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
         for i, name in enumerate(encoded):
             members, nonmembers = per_set[2 * i], per_set[2 * i + 1]
-            rows.append(scored_row(attack, name, members, nonmembers, subject.blind[name],
+            rows.append(result_row(attack, name, members, nonmembers, subject.blind[name],
                                    config))
             for key in members:
                 pooled.setdefault(key, ([], []))
                 pooled[key][0].append(members[key])
                 pooled[key][1].append(nonmembers[key])
         if len(encoded) > 1:
-            rows.append(scored_row(attack, "pooled",
+            rows.append(result_row(attack, "pooled",
                                    {k: np.concatenate(v[0]) for k, v in pooled.items()},
                                    {k: np.concatenate(v[1]) for k, v in pooled.items()},
                                    subject.blind["pooled"], config))

@@ -40,7 +40,7 @@ class Subject:
     model: LoadedModel
     data: AuditData
     encoded: dict[str, Encoded]
-    blind: dict[str, float]
+    blind: dict[str, Any]  # domain or "pooled" → baselines.blind.BlindResult
 
 
 def encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
@@ -122,17 +122,22 @@ def encode_subject(model: LoadedModel, data: AuditData, batch: int, seed: int,
     """Every domain encoded (through :data:`ENCODINGS`), with its blind baseline when asked
     (rank 0 of a data-parallel scan; the others never report)."""
     encoded = {d.name: ENCODINGS.get(model, d, batch) for d in data.domains}
-    return Subject(model, data, encoded, blind_aucs(encoded, seed) if with_blind else {})
+    return Subject(model, data, encoded, blind_baselines(encoded, seed) if with_blind else {})
 
 
-def blind_aucs(encoded: dict[str, Encoded], seed: int) -> dict[str, float]:
-    """The blind baseline's AUC per domain and ``pooled``: a model-free classifier of members
-    against non-members (the distribution-shift control)."""
-    from s2l_scan.baselines.blind import blind_auc
+def blind_baselines(encoded: dict[str, Encoded], seed: int) -> dict[str, Any]:
+    """The blind baseline per domain and ``pooled``: a model-free classifier of members against
+    non-members on pixels, high frequencies, colour and captions (the distribution-shift
+    control), as :class:`~s2l_scan.baselines.blind.BlindResult` with its CI."""
+    from s2l_scan.baselines.blind import blind_baseline
 
-    blind = {name: blind_auc(enc.member_pixels, enc.nonmember_pixels, seed=seed)
-             for name, enc in encoded.items()}
-    blind["pooled"] = blind_auc(np.concatenate([e.member_pixels for e in encoded.values()]),
-                                np.concatenate([e.nonmember_pixels for e in encoded.values()]),
-                                seed=seed)
-    return blind
+    def blind(parts: list[Encoded]) -> Any:
+        return blind_baseline(
+            np.concatenate([e.member_pixels for e in parts]),
+            np.concatenate([e.nonmember_pixels for e in parts]),
+            member_captions=[c for e in parts for c in e.member_captions],
+            nonmember_captions=[c for e in parts for c in e.nonmember_captions], seed=seed)
+
+    results = {name: blind([enc]) for name, enc in encoded.items()}
+    results["pooled"] = blind(list(encoded.values()))
+    return results

@@ -30,7 +30,7 @@ from s2l_scan.scoring import SampleSet, score_sets
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import Encoded, Subject, encode_images, encode_text_pair
 from s2l_scan.stages.extraction import extraction_records, sampler, stored
-from s2l_scan.stages.rows import check_finite, probe_row
+from s2l_scan.stages.rows import Candidates, probe_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, UnitStore, digest, unit_key
 
@@ -109,7 +109,8 @@ class _ProbeRun:
         enc = self.subject.encoded[domain]
         settings = sampler(config)
         return unit_key(
-            "probe", model=model.model_hash, probe=type(spec.probe).__name__, label=spec.label,
+            "probe", layout=2,  # 2: every candidate's scores (was: the attack's own only)
+            model=model.model_hash, probe=type(spec.probe).__name__, label=spec.label,
             options=spec.probe.describe(), domain=domain,
             prompt=self.subject.data.domain(domain).prompt, seed=config.seed,
             sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
@@ -147,10 +148,9 @@ class _ProbeRun:
         assert scored is not None  # a local (single-process) scoring always returns
         arrays: dict[str, np.ndarray] = {}
         for attack, (members, nonmembers) in zip(self.attacks, scored, strict=True):
-            check_finite(f"{attack.name} after {spec.label}", domain, members[""],
-                         nonmembers[""])
-            arrays[f"{attack.name}/members"] = members[""]
-            arrays[f"{attack.name}/nonmembers"] = nonmembers[""]
+            for key in members:  # the attack's score ("") and its variants, as candidates
+                arrays[f"{attack.name}/members/{key}"] = members[key]
+                arrays[f"{attack.name}/nonmembers/{key}"] = nonmembers[key]
         if self.extract:
             arrays["generated"] = generate_images(
                 _pipeline_of(model.pipeline, shaken), shaken.caption_fn(prompt),
@@ -165,11 +165,11 @@ class _ProbeRun:
         blind, data = self.subject.blind, self.subject.data
         rows: list[ResultRow] = []
         records: list[ExtractionRecord] = []
-        pooled: dict[str, tuple[list[np.ndarray], list[np.ndarray]]] = {}
+        pooled: dict[str, tuple[list[Candidates], list[Candidates]]] = {}
         for name, (arrays, details) in outcomes.items():
             for attack in self.attacks:
-                members = arrays[f"{attack.name}/members"]
-                nonmembers = arrays[f"{attack.name}/nonmembers"]
+                members = _candidates(arrays, f"{attack.name}/members/")
+                nonmembers = _candidates(arrays, f"{attack.name}/nonmembers/")
                 rows.append(probe_row(attack, base[(attack.name, name)], spec.label, members,
                                       nonmembers, blind[name], self.config, details))
                 pooled.setdefault(attack.name, ([], []))
@@ -181,7 +181,7 @@ class _ProbeRun:
                                               generate=stored({name: arrays["generated"]}))
         if len(outcomes) > 1:
             for attack in self.attacks:
-                members, nonmembers = (np.concatenate(part) for part in pooled[attack.name])
+                members, nonmembers = (_concatenated(part) for part in pooled[attack.name])
                 rows.append(probe_row(attack, base[(attack.name, "pooled")], spec.label,
                                       members, nonmembers, blind["pooled"], self.config,
                                       {"label": spec.label, **spec.probe.describe()}))
@@ -232,6 +232,17 @@ def run_probes(subject: Subject, attacks: Sequence[Attack], selection: ProbeSele
             if row.probe and row.probe.startswith("sweep:"):
                 row.settings["probe"]["sweep"] = summary
     return rows, records
+
+
+def _candidates(arrays: Arrays, prefix: str) -> Candidates:
+    """The candidate score arrays stored under ``prefix`` + key."""
+    return {key.removeprefix(prefix): value for key, value in arrays.items()
+            if key.startswith(prefix)}
+
+
+def _concatenated(parts: list[Candidates]) -> Candidates:
+    """Each candidate's scores over several domains, in domain order."""
+    return {key: np.concatenate([part[key] for part in parts]) for key in parts[0]}
 
 
 def _pipeline_of(released: Any, shaken: Any) -> Any:

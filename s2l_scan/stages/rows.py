@@ -1,7 +1,14 @@
-"""Result rows from scores: the metrics of one (attack, probe, domain), measured, not judged."""
+"""Result rows from scores: the metrics of one (attack, probe, domain), measured, not judged.
+
+Every figure an attacker could tune is cross-fitted (DESIGN.md §4, docs/verdict-maths.md):
+the score's direction and the variant among the attack's candidates are chosen on one half of
+the samples and measured on the other, halves swapped. TPRs are reported only at FPRs the
+calibration half can estimate.
+"""
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import numpy as np
@@ -12,68 +19,81 @@ from s2l_scan.errors import ScanError
 from s2l_scan.functional import metrics
 from s2l_scan.report.model import ResultRow
 
+Candidates = dict[str, np.ndarray]
+"""Scores per candidate: key "" is the attack's own score, other keys its variants."""
 
-def result_row(attack: Attack, domain: str, members: np.ndarray, nonmembers: np.ndarray,
-               blind: float, config: ScanConfig) -> ResultRow:
-    """The row of one attack's scores on one domain (or ``pooled``) of the released model."""
-    auc = metrics.auc(members, nonmembers)
-    ci = metrics.bootstrap_ci(members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-                              seed=config.resample_seed)
-    calibrated = _calibrated(members, nonmembers, config.seed)
+TPR_TARGETS = (0.01, 0.001)
+"""The FPRs of the report's two TPR columns."""
+
+
+def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Candidates,
+               blind: Any, config: ScanConfig) -> ResultRow:
+    """The row of one attack's scores on one domain (or ``pooled``); ``blind`` is the domain's
+    :class:`~s2l_scan.baselines.blind.BlindResult`."""
+    from s2l_scan.baselines.blind import confounded
+
+    for key in members:
+        check_finite(f"{attack.name}{f' ({key})' if key else ''}", domain, members[key],
+                     nonmembers[key])
+    fit = metrics.crossfit_auc(members, nonmembers, config.seed, default="")
+    ci = metrics.crossfit_auc_ci(members, nonmembers, config.seed,
+                                 bootstrap_seed=config.resample_seed,
+                                 n_resamples=config.bootstrap)
+    estimates = [metrics.tpr_at_fpr_crossfit(members, nonmembers, alpha, config.seed)
+                 for alpha in TPR_TARGETS]
     return ResultRow(
-        attack=attack.name, probe=None, domain=domain, auc=auc, auc_ci=ci,
-        tpr_at_1pct_fpr=calibrated["tpr@0.01"], tpr_at_01pct_fpr=calibrated["tpr@0.001"],
-        asr=calibrated["asr"], blind_auc=blind,
-        confounded=bool(blind >= auc - config.confound_margin),
-        n_members=len(members), n_nonmembers=len(nonmembers),
-        member_scores=[float(s) for s in members],
-        nonmember_scores=[float(s) for s in nonmembers],
+        attack=attack.name, probe=None, domain=domain, auc=fit.auc, auc_ci=ci,
+        auc_raw=fit.auc_raw,
+        tpr_at_1pct_fpr=estimates[0].tpr, tpr_at_01pct_fpr=estimates[1].tpr,
+        asr=_crossfit_asr(members, nonmembers, fit, config.seed),
+        blind_auc=blind.auc, blind_auc_ci=blind.ci, confounded=confounded(fit.auc, blind),
+        n_members=len(members[""]), n_nonmembers=len(nonmembers[""]),
+        member_scores=[float(s) for s in members[""]],
+        nonmember_scores=[float(s) for s in nonmembers[""]],
         settings=attack.describe(),
+        choices=[asdict(choice) for choice in fit.choices],
+        tpr_estimates=[asdict(estimate) for estimate in estimates],
+        variant_auc={key: metrics.auc(members[key], nonmembers[key])
+                     for key in sorted(members) if key},
+        variant_scores={key: {"members": [float(s) for s in members[key]],
+                              "nonmembers": [float(s) for s in nonmembers[key]]}
+                        for key in sorted(members) if key},
+        unstable=fit.unstable,
+        p_value=metrics.crossfit_pvalue(members, nonmembers, config.seed,
+                                        permutation_seed=config.resample_seed,
+                                        n_permutations=config.permutations),
     )
 
 
-def _calibrated(members: np.ndarray, nonmembers: np.ndarray, seed: int) -> dict[str, float]:
-    """Thresholds chosen on a calibration half, numbers measured on the disjoint test half."""
-    m_cal, m_test = metrics.calibration_split(len(members), seed=seed)
-    n_cal, n_test = metrics.calibration_split(len(nonmembers), seed=seed + 1)
-    out = {}
-    for target in (0.01, 0.001):
-        threshold = metrics.threshold_at_fpr(members[m_cal], nonmembers[n_cal], target)
-        tpr, _ = metrics.tpr_fpr_at_threshold(members[m_test], nonmembers[n_test], threshold)
-        out[f"tpr@{target}"] = tpr
-    _, threshold = metrics.best_balanced_accuracy(members[m_cal], nonmembers[n_cal])
-    tpr, fpr = metrics.tpr_fpr_at_threshold(members[m_test], nonmembers[n_test], threshold)
-    out["asr"] = (tpr + 1 - fpr) / 2
-    return out
+def _crossfit_asr(members: Candidates, nonmembers: Candidates, fit: metrics.CrossFit,
+                  seed: int) -> float:
+    """Balanced accuracy with the direction, variant and threshold of each calibration half
+    applied to the other half; true and false positives pooled over the two test halves."""
+    halves = metrics.crossfit_halves(len(members[""]), len(nonmembers[""]), seed)
+    tp = fp = 0
+    for (calibration, test), choice in zip(((halves[0], halves[1]), (halves[1], halves[0])),
+                                           fit.choices, strict=True):
+        m = choice.direction * np.asarray(members[choice.candidate], dtype=float)
+        n = choice.direction * np.asarray(nonmembers[choice.candidate], dtype=float)
+        _, threshold = metrics.best_balanced_accuracy(m[calibration[0]], n[calibration[1]])
+        tp += int((m[test[0]] >= threshold).sum())
+        fp += int((n[test[1]] >= threshold).sum())
+    return (tp / len(m) + 1 - fp / len(n)) / 2
 
 
-def scored_row(attack: Attack, domain: str, members: dict[str, np.ndarray],
-               nonmembers: dict[str, np.ndarray], blind: float,
-               config: ScanConfig) -> ResultRow:
-    """The row of the attack's scores (key ``""``), with the AUC of each diagnostic variant;
-    flagged unstable when a variant disagrees by more than the margin."""
-    check_finite(attack.name, domain, members[""], nonmembers[""])
-    row = result_row(attack, domain, members[""], nonmembers[""], blind, config)
-    for key in sorted(k for k in members if k):
-        check_finite(f"{attack.name} ({key})", domain, members[key], nonmembers[key])
-        row.variant_auc[key] = metrics.auc(members[key], nonmembers[key])
-    row.unstable = any(abs(value - row.auc) > config.unstable_margin
-                       for value in row.variant_auc.values())
-    return row
-
-
-def probe_row(attack: Attack, base: ResultRow, label: str, members: np.ndarray,
-              nonmembers: np.ndarray, blind: float, config: ScanConfig,
+def probe_row(attack: Attack, base: ResultRow, label: str, members: Candidates,
+              nonmembers: Candidates, blind: Any, config: ScanConfig,
               details: dict[str, Any]) -> ResultRow:
     """A probe's row on the same samples as ``base`` (the released model's row), with
-    Δ AUC = AUC(probe) − AUC(released) and its paired bootstrap CI."""
+    Δ = calibrated AUC(probe) − calibrated AUC(released), each direction learned on its own
+    calibration half, and its paired bootstrap CI."""
     row = result_row(attack, base.domain, members, nonmembers, blind, config)
     row.probe = label
-    base_m, base_n = np.asarray(base.member_scores), np.asarray(base.nonmember_scores)
-    row.delta_auc = row.auc - base.auc
-    row.delta_auc_ci = metrics.paired_bootstrap_ci(
-        base_m, base_n, members, nonmembers, metrics.auc, n_resamples=config.bootstrap,
-        seed=config.resample_seed)
+    released_members, released_nonmembers = base.candidates()
+    delta = metrics.crossfit_delta(members, nonmembers, released_members, released_nonmembers,
+                                   config.seed, bootstrap_seed=config.resample_seed,
+                                   n_resamples=config.bootstrap)
+    row.delta_auc, row.delta_auc_ci, row.delta_p_value = delta.delta, delta.ci, delta.p_value
     row.settings = {**row.settings, "probe": details}
     return row
 

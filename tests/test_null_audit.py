@@ -1,0 +1,271 @@
+"""The null audit: its folders, its rates, its exit codes, and the null probe's Δ."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from scipy.stats import beta
+
+import s2l_scan.extraction.index  # noqa: F401 - load faiss once, before any scan
+from s2l_scan.cli import main
+from s2l_scan.config import make_config
+from s2l_scan.gate import decide
+from s2l_scan.io.audit_data import list_domain_files, load_audit_data
+from s2l_scan.null_audit import (
+    KINDS,
+    MIN_NONMEMBERS,
+    DrawResult,
+    NullAuditFolder,
+    draw_result,
+    null_config,
+    per_check_rates,
+    per_kind_rates,
+    per_scan_rate,
+    reason_kind,
+)
+from s2l_scan.plan import ScanInputs
+from s2l_scan.session import run_scan
+from tests.report_factory import extraction_record, make_report, make_row
+
+# ---- folders ------------------------------------------------------------------------------------
+
+
+def _audit_folder(root: Path, sizes: dict[str, tuple[int, int]]) -> Path:
+    """DIR/<domain>/{prompt.txt, members/, nonmembers/, captions.jsonl}: random 32×32 PNGs,
+    members and non-members sharing file names (so only content tells them apart), captions
+    for one member and every other non-member."""
+    rng = np.random.default_rng(0)
+    for domain, (n_members, n_nonmembers) in sizes.items():
+        folder = root / domain
+        captions = []
+        for split, count in (("members", n_members), ("nonmembers", n_nonmembers)):
+            (folder / split).mkdir(parents=True)
+            for i in range(count):
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / split / f"{i:04d}.png")
+                if (split == "members" and i == 0) or (split == "nonmembers" and i % 2):
+                    captions.append({"file": f"{split}/{i:04d}.png",
+                                     "caption": f"{domain} {split} {i}"})
+        (folder / "prompt.txt").write_text(f"a photo of {domain}\n")
+        (folder / "captions.jsonl").write_text("".join(json.dumps(c) + "\n" for c in captions))
+    return root
+
+
+def _tree_hash(root: Path) -> str:
+    """Every path, file content and symlink target under ``root``."""
+    hasher = hashlib.sha256()
+    for path in sorted(root.rglob("*")):
+        hasher.update(str(path.relative_to(root)).encode())
+        if path.is_symlink():
+            hasher.update(os.readlink(path).encode())
+        elif path.is_file():
+            hasher.update(path.read_bytes())
+    return hasher.hexdigest()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_draws_split_only_nonmembers_into_disjoint_halves(tmp_path: Path, seed: int) -> None:
+    data = _audit_folder(tmp_path / "data", {"a": (3, 9), "b": (2, 10)})
+    files = list_domain_files(data)
+    with NullAuditFolder(files, data, tmp_path) as folder:
+        assert not folder.root.resolve().is_relative_to(data.resolve())
+        splits = {s.domain: s for s in folder.draw(seed)}
+        drawn = {d.name: d for d in list_domain_files(folder.root)}
+        loaded = load_audit_data(folder.root, 32)
+        for original in files:
+            split, here = splits[original.name], drawn[original.name]
+            members = {p.name for p in here.members}
+            nonmembers = {p.name for p in here.nonmembers}
+            assert members == set(split.members) and nonmembers == set(split.nonmembers)
+            assert not members & nonmembers
+            assert members | nonmembers == {p.name for p in original.nonmembers}
+            assert len(members) == len(original.nonmembers) // 2
+            source = {p.name: p.read_bytes() for p in original.nonmembers}
+            for path in (*here.members, *here.nonmembers):  # non-members' bytes, never members'
+                assert path.read_bytes() == source[path.name]
+            # captions follow their images; the rest fall back to the prompt
+            by_name = {p.name: c for p, c in original.captions.items()
+                       if p.parent.name == "nonmembers"}
+            domain = loaded.domain(original.name)
+            for image in (*domain.members, *domain.nonmembers):
+                assert image.caption == by_name.get(image.path.name, original.prompt)
+        root = folder.root
+    assert not root.exists()
+
+
+def test_draws_differ_by_seed_and_repeat_by_seed(tmp_path: Path) -> None:
+    data = _audit_folder(tmp_path / "data", {"a": (2, 12)})
+    with NullAuditFolder(list_domain_files(data), data, tmp_path) as folder:
+        first, again, other = folder.draw(3), folder.draw(3), folder.draw(4)
+    assert first == again and first != other
+
+
+# ---- rates --------------------------------------------------------------------------------------
+
+
+def _oracle_ci(k: int, n: int) -> tuple[float, float]:
+    """Clopper–Pearson from beta quantiles (scipy), independent of the bisection."""
+    low = 0.0 if k == 0 else float(beta.ppf(0.025, k, n - k + 1))
+    high = 1.0 if k == n else float(beta.ppf(0.975, k + 1, n - k))
+    return low, high
+
+
+_KIND_SETS = st.lists(st.sampled_from([*KINDS, "other"]), unique=True, max_size=3)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_KIND_SETS, min_size=1, max_size=40))
+def test_rates_are_counts_of_failed_draws_with_exact_cis(draws_kinds: list[list[str]]) -> None:
+    draws = [DrawResult(draw=i, seed=i, passed=not kinds,
+                        failed_items=tuple(f"{kind}::check" for kind in kinds),
+                        failed_by_kind={kind: (f"{kind}::check",) for kind in kinds},
+                        checks_by_kind=dict.fromkeys(KINDS, 1),
+                        checks=tuple(f"{kind}::check" for kind in KINDS))
+             for i, kinds in enumerate(draws_kinds)]
+    n = len(draws)
+    failed = 0
+    for kinds in draws_kinds:  # brute force: a draw fails when any check failed
+        if len(kinds) > 0:
+            failed += 1
+    rate = per_scan_rate(draws)
+    assert (rate.failed, rate.draws) == (failed, n)
+    assert rate.rate == failed / n
+    assert rate.ci == pytest.approx(_oracle_ci(failed, n), abs=1e-6)
+    per_kind = per_kind_rates(draws)
+    for kind in KINDS:
+        count = sum(kind in kinds for kinds in draws_kinds)
+        kind_rate = per_kind[kind]
+        assert kind_rate is not None and kind_rate.failed == count
+        assert kind_rate.ci == pytest.approx(_oracle_ci(count, n), abs=1e-6)
+    per_check = per_check_rates(draws)
+    assert {k: r.failed for k, r in per_check.items()} == {
+        f"{kind}::check": sum(kind in kinds for kinds in draws_kinds)
+        for kind in (*KINDS, *(["other"] if any("other" in k for k in draws_kinds) else []))}
+
+
+def test_a_kind_no_scan_checked_has_no_rate() -> None:
+    draw = DrawResult(0, 0, True, (), {}, {"auc": 3, "tpr": 3, "amplification": 0,
+                                          "extraction": 0}, ("a",))
+    rates = per_kind_rates([draw])
+    assert rates["amplification"] is None and rates["extraction"] is None
+    assert rates["auc"] is not None and rates["auc"].failed == 0
+
+
+def test_failed_checks_are_counted_by_the_kind_the_gate_gave() -> None:
+    # the live gate writes the reasons: each rule's reason is read back as its own kind
+    rows = [make_row(domain="identity-0", shift=3.0),  # AUC ≈ 1
+            make_row(domain="identity-1", probe="noise"), make_row(domain="pooled")]
+    rows[0].p_value = 1e-4  # significant after Holm over the scan's 4 tests
+    rows[1].delta_auc, rows[1].delta_auc_ci, rows[1].delta_p_value = 0.3, (0.2, 0.4), 1e-4
+    rows[2].tpr_at_1pct_fpr = 0.5
+    rows[2].tpr_estimates = [{"alpha": 0.01, "estimable": True, "tpr": 0.5,
+                              "tpr_ci": (0.4, 0.6), "achieved_fpr": 0.01}]
+    report = make_report(rows, extraction=None)
+    report.extraction = [extraction_record(extracted=2)]
+    decide(report, make_config(max_auc=0.9, max_tpr=0.1, max_amplification=0.05))
+    for row in report.results:
+        assert len(row.reasons) == 1, row.reasons
+    result = draw_result(0, 5, report)
+    assert not result.passed
+    assert result.failed_by_kind == {
+        "amplification": ("probes::noise/loss[identity-1]",),
+        "auc": ("baselines::loss[identity-0]",),
+        "extraction": ("extraction::released[identity-0]",),
+        "tpr": ("baselines::loss[pooled]",)}
+    assert result.checks_by_kind == {"auc": 3, "tpr": 3, "amplification": 1, "extraction": 1}
+    assert reason_kind("something new") == "other"
+
+
+# ---- the command --------------------------------------------------------------------------------
+
+FAST = ["--attacks", "loss", "--bootstrap", "50", "--extraction-samples", "0"]
+
+
+def test_null_audit_runs_measures_and_leaves_the_data_alone(
+        tiny_reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _audit_folder(tmp_path / "data", {"identity-0": (2, 8), "identity-1": (2, 9)})
+    before = _tree_hash(data)
+    out = tmp_path / "null.json"
+    code = main(["null-audit", str(tiny_reference / "model"), "--data", str(data), "--draws",
+                 "3", "--probes", "identity", *FAST, "--max-auc", "0.55",
+                 "--report-json", str(out)])
+    assert code == 0
+    assert _tree_hash(data) == before
+    body = json.loads(out.read_text())
+    draws = body["draws"]
+    assert [d["seed"] for d in draws] == [0, 1, 2]
+    failed = sum(not d["passed"] for d in draws)
+    assert body["false_fail_rate"]["failed"] == failed and body["n_draws"] == 3
+    assert body["false_fail_rate"]["ci95"] == pytest.approx(_oracle_ci(failed, 3), abs=1e-6)
+    for d in draws:
+        assert d["passed"] == (not d["failed_items"])
+        assert {s: len(v["members"]) for s, v in d["split"].items()} == {
+            "identity-0": 4, "identity-1": 4}
+    # the identity probe leaves the model unchanged: its amplification checks never fail
+    assert body["per_kind"]["amplification"]["failed"] == 0
+    assert body["per_kind"]["extraction"] is None
+    printed = capsys.readouterr().out
+    assert "false-fail rate per scan" in printed and "draw 2 (seed 2)" in printed
+
+
+def test_null_probe_delta_is_exactly_zero(tiny_reference: Path) -> None:
+    report = run_scan(ScanInputs(str(tiny_reference / "model"), str(tiny_reference / "data")),
+                      make_config(attacks=("loss", "pia"), probes=("identity",), bootstrap=50,
+                                  extraction_samples=0, max_amplification=0.0))
+    probed = [row for row in report.results if row.probe == "identity"]
+    assert len(probed) == 2 * 3  # two attacks × (two domains + pooled)
+    for row in probed:
+        assert row.delta_auc == 0.0 and row.delta_auc_ci == (0.0, 0.0)
+        assert not any(reason_kind(r) == "amplification" for r in row.reasons)
+
+
+def test_identity_probe_is_never_a_default_or_swept() -> None:
+    config = make_config()
+    assert "identity" not in config.probes and "identity" not in config.sweep_space
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--draws", "0"], "expected a positive integer"),
+    (["--draws", "2", "--known-images", "{tmp}"], "must hold only the audit's own images"),
+])
+def test_bad_options_are_usage_errors(tiny_reference: Path, tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str], extra: list[str],
+                                      message: str) -> None:
+    data = _audit_folder(tmp_path / "data", {"a": (2, 8)})
+    argv = ["null-audit", str(tiny_reference / "model"), "--data", str(data),
+            *(e.format(tmp=tmp_path) for e in extra)]
+    try:
+        code = main(argv)
+    except SystemExit as exit:  # argparse's own errors exit 4 from the parser
+        code = exit.code
+    assert code == 4
+    assert message in capsys.readouterr().err
+
+
+def test_too_few_nonmembers_is_a_usage_error_naming_the_domain(
+        tiny_reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = _audit_folder(tmp_path / "data", {"plenty": (2, 12), "short": (2, 7)})
+    before = _tree_hash(data)
+    code = main(["null-audit", str(tiny_reference / "model"), "--data", str(data),
+                 "--draws", "2", *FAST])
+    err = capsys.readouterr().err
+    assert code == 4
+    assert f"≥ {MIN_NONMEMBERS} non-members" in err and "short (7)" in err
+    assert "plenty" not in err
+    assert _tree_hash(data) == before
+
+
+def test_config_file_reports_and_compare_are_dropped_with_a_note() -> None:
+    config, notes = null_config(make_config(report_json="r.json", compare="prev.json",
+                                            compare_fail="auc:+0.02"))
+    assert config.reports == {} and config.compare is None and config.compare_fail is None
+    assert len(notes) == 2 and "report_json" in notes[0] and "compare" in notes[1]
+    assert null_config(make_config()) == (make_config(), [])
