@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from s2l_scan.config import ScanConfig
-from s2l_scan.functional.metrics import holm
+from s2l_scan.functional.metrics import holm, smallest_pvalue
 from s2l_scan.report.compare import Allowance, compare
 from s2l_scan.report.model import ComparisonCheck, ExtractionRecord, ResultRow, ScanReport
 
@@ -78,14 +78,21 @@ def _p_text(p: float, adjusted: float | None, alpha: float) -> str:
     return f"p {p:.2g}, Holm-adjusted {adjusted:.2g} ≤ family_alpha {alpha}"
 
 
-def adjust_family(rows: list[ResultRow]) -> None:
+def adjust_family(rows: list[ResultRow], config: ScanConfig) -> None:
     """Holm-adjust every statistical check of a scan together: each row's AUC p-value and each
-    probe row's Δ p-value (one family, so the false-fail rate of the whole scan is bounded)."""
+    probe row's Δ p-value (one family, so the false-fail rate of the whole scan is bounded).
+
+    A row whose smallest attainable p-value, times the family's size, exceeds ``family_alpha``
+    is marked ``underpowered``: its AUC check could not fail however strong the signal, so its
+    pass is no evidence of safety (the renderers say so)."""
     p_values = [row.p_value for row in rows] + [row.delta_p_value for row in rows
                                                 if row.delta_p_value is not None]
     adjusted = iter(holm(p_values))
     for row in rows:
         row.p_adjusted = next(adjusted)
+        smallest = smallest_pvalue(row.n_members, row.n_nonmembers, config.permutations)
+        row.underpowered = config.family_alpha < 1.0 and \
+            smallest * len(p_values) > config.family_alpha
     for row in rows:
         if row.delta_p_value is not None:
             row.delta_p_adjusted = next(adjusted)
@@ -150,7 +157,7 @@ def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | No
            allowances: Iterable[Allowance] = (), source: str = "") -> ScanReport:
     """Judge every check of ``report`` in place (rows, extraction, then the regression compare
     against ``previous``, named ``source`` in reasons) and return it."""
-    adjust_family(report.results)
+    adjust_family(report.results, config)
     for row in report.results:
         judge_row(row, config)
     for record in report.extraction:

@@ -4,6 +4,7 @@ scipy's exact binomial CI, null-distribution theory."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from typing import Any
@@ -393,3 +394,41 @@ def test_bad_input_raises_a_value_error_with_a_message(case: str) -> None:
     with pytest.raises(ValueError) as info:
         BAD_CALLS[case]()
     assert not isinstance(info.value, UsageError) and str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# the smallest attainable p-value, and rows that can never fail
+
+
+@pytest.mark.parametrize(("n", "labelings"), [(4, 6 * 6), (6, 20 * 20), (8, 70 * 70)])
+def test_smallest_pvalue_counts_the_halves_labelings(n: int, labelings: int) -> None:
+    # halves of n/2 + n/2 samples each: C(n, n/2) labelings per half (a brute-force count)
+    half = n // 2
+    brute = sum(1 for _ in itertools.combinations(range(2 * half), half)) ** 2
+    assert brute == labelings
+    assert M.smallest_pvalue(n, n, 10**9) == pytest.approx(1 / labelings)
+    assert M.smallest_pvalue(48, 48, 999) == pytest.approx(1 / 1000)
+
+
+def test_perfect_separation_reaches_the_smallest_pvalue_at_tiny_n() -> None:
+    members, nonmembers = np.arange(6.0) + 10, np.arange(6.0)
+    p = M.crossfit_pvalue(members, nonmembers, n_permutations=20_000)
+    assert M.smallest_pvalue(6, 6, 20_000) <= p < 3 * M.smallest_pvalue(6, 6, 20_000)
+
+
+def test_a_row_too_small_to_ever_fail_is_marked_underpowered() -> None:
+    from report_factory import make_row
+
+    from s2l_scan.config import make_config
+    from s2l_scan.gate import adjust_family
+
+    tiny = [make_row(domain=f"d{i}", n=6) for i in range(30)]
+    adjust_family(tiny, make_config())  # 30 checks × 1/400 = 0.075 > 0.05
+    assert all(row.underpowered for row in tiny)
+    adjust_family(tiny[:10], make_config())  # 10 checks × 1/400 = 0.025: one can still fail
+    assert not any(row.underpowered for row in tiny[:10])
+    large = [make_row(domain=f"d{i}", n=48) for i in range(30)]
+    adjust_family(large, make_config())  # 30 checks × 1/10,000 ≤ 0.05
+    assert not any(row.underpowered for row in large)
+    adjust_family(tiny, make_config(family_alpha=1.0))  # no significance asked: nothing to miss
+    assert not any(row.underpowered for row in tiny)

@@ -40,6 +40,7 @@ __all__ = [
     "lowest_estimable_fpr",
     "paired_bootstrap_ci",
     "roc_curve",
+    "smallest_pvalue",
     "threshold_at_fpr",
     "tpr_at_fpr",
     "tpr_at_fpr_crossfit",
@@ -691,6 +692,21 @@ def crossfit_pvalue(members: Candidates, nonmembers: Candidates, seed: int = 0, 
     permuted = (_oriented(on_b, choice_a, direction_a)
                 + _oriented(on_a, choice_b, direction_b)) / 2.0
     return float((1 + np.sum(permuted >= observed - 1e-12)) / (count + 1))
+
+
+def smallest_pvalue(n_members: int, n_nonmembers: int, n_permutations: int) -> float:
+    """The smallest value :func:`crossfit_pvalue` can take at these sample sizes: the larger
+    of 1/(n_permutations + 1) and one over the number of distinct labelings of the two halves
+    (with few samples, many permutations repeat the observed labeling and tie with it).
+
+    >>> smallest_pvalue(6, 6, 9999)  # halves of 3 + 3: 20 × 20 labelings
+    0.0025
+    """
+    halves = crossfit_halves(n_members, n_nonmembers)
+    labelings = 1
+    for members, nonmembers in halves:
+        labelings *= math.comb(members.size + nonmembers.size, members.size)
+    return max(1.0 / (_count(n_permutations, "n_permutations", 1) + 1), 1.0 / labelings)
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

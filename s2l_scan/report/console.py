@@ -69,6 +69,8 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
             verdict += " [yellow](confounded)[/yellow]"
         if row.unstable:
             verdict += " [yellow](unstable)[/yellow]"
+        if row.underpowered:
+            verdict += " [yellow](underpowered)[/yellow]"
         low, high = row.auc_ci
         delta = "" if row.delta_auc is None else f"{row.delta_auc:+.3f}"
         table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.2f}, {high:.2f}]",

@@ -86,7 +86,9 @@ READING = (
     "AUC or ΔAUC check fails only past its threshold and significant after Holm's correction "
     "over every such check of the scan at family_alpha (permutation p for AUC, paired "
     "bootstrap p for Δ), which bounds the scan's false-fail rate on data with no signal. "
-    "'unstable': the two halves learned a different sign or variant. ")
+    "'unstable': the two halves learned a different sign or variant. 'underpowered': too few "
+    "samples for that check ever to be significant at family_alpha, however strong the "
+    "signal; its pass is no evidence of safety: add members and non-members. ")
 """How to read a results table; renderers print it with the confounded meaning appended."""
 
 

@@ -95,7 +95,8 @@ def _results_table(report: ScanReport) -> str:
     rows = []
     for row in report.results:
         tags = "".join(f'<span class="tag">{t}</span>' for t, on in
-                       (("confounded", row.confounded), ("unstable", row.unstable)) if on)
+                       (("confounded", row.confounded), ("unstable", row.unstable),
+                                                       ("underpowered", row.underpowered)) if on)
         verdict = ('<span class="pass">pass</span>' if row.passed
                    else '<span class="failtxt">FAIL</span>')
         reasons = ("" if not row.reasons else '<ul class="reasons">'

@@ -40,7 +40,8 @@ def markdown_lines(report: ScanReport) -> list[str]:
               "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for row in report.results:
         flags = "".join(f" ({name})" for name, on in (("confounded", row.confounded),
-                                                       ("unstable", row.unstable)) if on)
+                                                       ("unstable", row.unstable),
+                                                       ("underpowered", row.underpowered)) if on)
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{row.auc_raw:.3f} | "

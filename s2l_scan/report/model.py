@@ -50,6 +50,7 @@ class ResultRow:
     unstable: bool = False  # the two calibration halves chose a different variant or sign
     p_value: float = 1.0  # permutation p of the calibrated AUC against "no signal"
     p_adjusted: float | None = None  # Holm-adjusted over every statistical check of the scan
+    underpowered: bool = False  # too few samples for its AUC check ever to reach family_alpha
     delta_auc: float | None = None  # calibrated AUC(probe) − calibrated AUC(released)
     delta_auc_ci: tuple[float, float] | None = None
     delta_p_value: float | None = None  # one-sided paired-bootstrap p of "Δ ≤ 0"
