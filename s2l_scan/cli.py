@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     index_build = index_actions.add_parser(
         "build", help="index a folder of images (millions) into a new sharded folder")
     index_build.add_argument("--images", type=Path, required=True,
-                             help="folder of .png/.jpg/.jpeg images, searched recursively")
+                             help="folder of .png/.jpg/.jpeg/.webp images, searched recursively")
     index_build.add_argument("--out", type=Path, required=True,
                              help="write the sharded index here (must not exist)")
     index_build.add_argument("--resolution", type=_positive_int, required=True,

@@ -159,12 +159,18 @@ def test_split_with_only_ignored_files_counts_as_empty(tmp_path: Path) -> None:
 def test_other_extensions_and_hidden_files_are_ignored(data: Path) -> None:
     members = data / "alpha" / "members"
     (members / "notes.txt").write_text("x")
-    (members / "image.webp").write_bytes(b"junk")
+    (members / "image.tiff").write_bytes(b"junk")
     (members / "._0000.png").write_bytes(b"AppleDouble junk")
     (members / ".DS_Store").write_bytes(b"junk")
     write_png(members / "UPPER.PNG")
     names = [im.path.name for im in load_audit_data(data, RES).domain("alpha").members]
     assert names == ["0000.png", "0001.png", "0002.png", "UPPER.PNG"]
+
+
+def test_a_webp_that_does_not_decode_is_an_error_naming_it(data: Path) -> None:
+    junk = data / "alpha" / "members" / "image.webp"  # .webp is an image suffix now
+    junk.write_bytes(b"junk")
+    raises_naming(AuditDataError, junk, lambda: load_audit_data(data, RES))
 
 
 def test_reserved_domain_name(tmp_path: Path) -> None:
@@ -217,6 +223,16 @@ def test_other_format_behind_png_extension(data: Path) -> None:
     bad = data / "zeta" / "members" / "0000.png"
     Image.new("RGB", (RES, RES)).save(bad, format="GIF")
     raises_naming(AuditDataError, bad, lambda: load_audit_data(data, RES))
+
+
+def test_webp_images_load_with_the_pixels_they_hold(data: Path) -> None:
+    # a lossless WebP member decodes to exactly the pixels written (Pillow's own decoder)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, size=(RES, RES, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(data / "zeta" / "members" / "extra.webp", lossless=True)
+    zeta = load_audit_data(data, RES).domain("zeta")
+    (loaded,) = [image for image in zeta.members if image.path.suffix == ".webp"]
+    np.testing.assert_array_equal(loaded.pixels, pixels)
 
 
 def test_jpeg_content_behind_png_extension_is_fine(data: Path) -> None:

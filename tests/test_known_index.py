@@ -81,7 +81,7 @@ BAD: list[tuple[str, Callable[[Path], Path], list[str], int, str]] = [
     ("not-a-folder", lambda images: images / "part-1" / "001.png", R32, 4,
      "001.png is not a folder of images"),
     ("empty-folder", _empty, R32, 4,
-     "empty: holds no .png/.jpg/.jpeg image"),
+     "empty: holds no .png/.jpg/.jpeg/.webp image"),
     ("non-image", _bad_file(lambda body: b"not pixels"), R32, 2,
      "004.png: cannot be read as a PNG or JPEG"),
     ("truncated-image", _bad_file(lambda body: body[:60]), R32, 2,

@@ -41,6 +41,7 @@ from s2l_scan.extraction.index import (
 )
 from s2l_scan.io.audit_data import (
     DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_KINDS,
     _check_resolution,
     image_folder,
     load_image,
@@ -287,7 +288,7 @@ def build_from_folder(images: str | os.PathLike[str], folder: str | os.PathLike[
                       max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                       progress: Callable[[str, int, int], None] | None = None
                       ) -> dict[str, Any]:
-    """Index every .png/.jpg/.jpeg under ``images`` (recursively, by the rules of the audit
+    """Index every .png/.jpg/.jpeg/.webp under ``images`` (recursively, by the rules of the audit
     data's ``known/``) into a new sharded ``folder``; returns its checked meta.
 
     Each file is decoded with the audit-data image policy at ``resolution`` while it streams
@@ -305,10 +306,10 @@ def build_from_folder(images: str | os.PathLike[str], folder: str | os.PathLike[
                          f"folder. Choose a new path or remove it yourself.")
     if not source.exists():
         raise UsageError(f"image folder {source}: does not exist; give a folder of "
-                         f".png/.jpg/.jpeg images")
+                         f"{IMAGE_KINDS} images")
     files = image_folder(source)
     if not files:
-        raise UsageError(f"image folder {source}: holds no .png/.jpg/.jpeg image (searched "
+        raise UsageError(f"image folder {source}: holds no {IMAGE_KINDS} image (searched "
                          f"recursively; hidden files are skipped); the index needs at least one")
 
     def stream() -> Iterator[tuple[str, PixelArray]]:

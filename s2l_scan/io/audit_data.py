@@ -3,7 +3,7 @@
 Layout::
 
     DIR/<domain>/prompt.txt              the domain prompt, one non-empty line
-    DIR/<domain>/members/*.png|jpg|jpeg  images known to be in the training set
+    DIR/<domain>/members/*.png|jpg|jpeg|webp  images known to be in the training set
     DIR/<domain>/nonmembers/*.png|...    held-out images of the same distribution
     DIR/<domain>/captions.jsonl          optional {"file": ..., "caption": ...} per line
     DIR/known/...                        optional extra images for the extraction index
@@ -52,7 +52,10 @@ from PIL import Image, ImageOps
 
 from s2l_scan.errors import AuditDataError, NothingToScanError, UsageError
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg"})
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")  # decoded by Pillow's own decoders only
+IMAGE_SUFFIXES = frozenset(_IMAGE_SUFFIXES)
+IMAGE_KINDS = "/".join(_IMAGE_SUFFIXES)
+"""The accepted image files, for messages: ".png/.jpg/.jpeg/.webp"."""
 KNOWN_FOLDER = "known"
 SPLITS = ("members", "nonmembers")
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
@@ -60,7 +63,7 @@ DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
 # would be indistinguishable from it.
 RESERVED_DOMAIN_NAMES = frozenset({KNOWN_FOLDER, "pooled"})
 
-_PILLOW_FORMATS = ("PNG", "JPEG")
+_PILLOW_FORMATS = ("PNG", "JPEG", "WEBP")
 _TRANSPARENT_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _SIXTEEN_BIT_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N"})
 _WHITE = (255, 255, 255, 255)
@@ -408,11 +411,11 @@ def _image_files(domain: Path, split: str, real_root: Path) -> tuple[Path, ...]:
     _inside(folder, real_root)
     if not folder.is_dir():
         raise AuditDataError(f"{folder}: missing. Domain {domain.name!r} needs a {split}/ "
-                             "folder of .png/.jpg images; create it and add images.")
+                             f"folder of {IMAGE_KINDS} images; create it and add images.")
     images = tuple(path for path in _entries(folder, real_root) if _is_image_file(path))
     if not images:
         raise AuditDataError(
-            f"{folder}: no .png/.jpg/.jpeg image, so domain {domain.name!r} is one-sided. A "
+            f"{folder}: no {IMAGE_KINDS} image, so domain {domain.name!r} is one-sided. A "
             "membership test needs both members and non-members; add images to it.")
     if len(images) < MIN_PER_SPLIT:
         # a usage error (exit 4): the audit set given cannot be judged at all, whatever the model
