@@ -228,3 +228,32 @@ def test_single_file_needs_a_config_and_refuses_pickles(single_file: tuple[Path,
     pickled.write_bytes(b"pickle")
     with pytest.raises(UnsafeCheckpointError, match=r"model\.ckpt"):
         load_pipeline(pickled, config=config)
+
+
+def _set_scheduler_class(model: Path, name: str) -> None:
+    """Name ``name`` as the scheduler in model_index.json and in the scheduler's config."""
+    _edit_index(model, scheduler=["diffusers", name])
+    config = model / "scheduler" / "scheduler_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "_class_name": name}))
+
+
+@pytest.mark.parametrize("name", ["LCMScheduler", "TCDScheduler", "DDIMScheduler"])
+def test_any_ddpm_family_scheduler_diffusers_ships_loads(tiny_model_copy: Path, name: str
+                                                          ) -> None:
+    # the refusal is for code, not for diffusers' own classes (LCM was refused as custom code)
+    _set_scheduler_class(tiny_model_copy, name)
+    loaded = load_pipeline(tiny_model_copy)
+    assert type(loaded.pipeline.scheduler).__name__ == name
+    assert loaded.pipeline.scheduler.alphas_cumprod.ndim == 1
+
+
+@pytest.mark.parametrize(("name", "error", "message"), [
+    ("FlowMatchEulerDiscreteScheduler", ModelLoadError, "defines no discrete noise schedule"),
+    ("EvilScheduler", UnsafeCheckpointError, "'scheduler' is diffusers.EvilScheduler"),
+    ("SchedulerMixin", UnsafeCheckpointError, "'scheduler' is diffusers.SchedulerMixin"),
+])
+def test_schedulers_the_attacks_cannot_read_are_refused_by_name(
+        tiny_model_copy: Path, name: str, error: type[Exception], message: str) -> None:
+    _set_scheduler_class(tiny_model_copy, name)
+    with pytest.raises(error, match=message):
+        load_pipeline(tiny_model_copy)

@@ -78,6 +78,8 @@ def _check_component_entry(root: Path, name: str, entry: Any) -> None:
         raise ModelLoadError(f"{root / 'model_index.json'}: component {name!r} should be "
                              f"[library, class], got {entry!r}.")
     library, class_name = entry
+    if name == "scheduler" and library == "diffusers" and is_diffusers_scheduler(class_name):
+        return  # any scheduler diffusers ships; check_scheduler judges its noise model
     allowed = ALLOWED_CLASSES.get(name)
     if allowed is None:
         raise UnsafeCheckpointError(
@@ -87,8 +89,29 @@ def _check_component_entry(root: Path, name: str, entry: Any) -> None:
     if (library, class_name) not in allowed:
         raise UnsafeCheckpointError(
             f"{root / 'model_index.json'}: component {name!r} is {library}.{class_name}; "
-            f"expected one of {sorted(f'{a}.{b}' for a, b in allowed)}. Custom or remote "
-            "classes are refused because loading them would run code from the checkpoint.")
+            f"expected one of {sorted(f'{a}.{b}' for a, b in allowed)}"
+            f"{' or any scheduler class shipped in diffusers' if name == 'scheduler' else ''}. "
+            "Custom or remote classes are refused because loading them would run code from "
+            "the checkpoint.")
+
+
+def is_diffusers_scheduler(name: object) -> bool:
+    """Whether ``name`` names a scheduler class shipped in diffusers itself: loading one by
+    name runs no code from the checkpoint (whether its noise model can be attacked is
+    :func:`check_scheduler`'s question, not this one's)."""
+    if not isinstance(name, str) or not name.isidentifier():
+        return False
+    import diffusers
+    from diffusers.configuration_utils import ConfigMixin
+    from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+    try:
+        cls = getattr(diffusers, name)
+    except (AttributeError, ImportError, RuntimeError):  # unknown, or an optional dependency
+        return False
+    # a concrete scheduler is both mixins (SchedulerMixin alone is the abstract base)
+    return (isinstance(cls, type) and issubclass(cls, SchedulerMixin)
+            and issubclass(cls, ConfigMixin) and cls.__module__.startswith("diffusers."))
 
 
 # The config files diffusers and transformers read for each component; any of them could ask
@@ -119,7 +142,8 @@ def _check_component_configs(root: Path) -> None:
                                             "never runs code shipped with a model.")
             for (where, key), allowed in _DECLARED_CLASSES.items():
                 declared = config.get(key)
-                if where == f"{name}/{file}" and declared is not None and declared not in allowed:
+                if where == f"{name}/{file}" and declared is not None and declared not in allowed \
+                        and not (name == "scheduler" and is_diffusers_scheduler(declared)):
                     raise UnsafeCheckpointError(
                         f"{path}: {key} is {declared!r}; expected one of {sorted(allowed)}. "
                         "Custom classes are refused because loading them could run code "
@@ -290,7 +314,13 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
             f"{where} has variance_type {config.get('variance_type')!r}: the UNet also predicts "
             "a variance, which the attacks cannot separate from ε; it is not supported.")
     alphas = getattr(scheduler, "alphas_cumprod", None)
-    if not isinstance(alphas, torch.Tensor) or alphas.ndim != 1 or not bool(
+    if not isinstance(alphas, torch.Tensor):
+        raise ModelLoadError(
+            f"{where} defines no discrete noise schedule (alphas_cumprod over training "
+            "timesteps): its model is not a DDPM-family ε/v/x₀ predictor (flow matching, "
+            "continuous-time or variance-exploding schedulers are), so the attacks' maths does "
+            "not apply and s2l-scan does not scan it.")
+    if alphas.ndim != 1 or not bool(
             ((alphas > 0) & (alphas < 1)).all()):
         raise ModelLoadError(
             f"{where}: its noise schedule (beta_schedule / trained_betas) does not keep every "
