@@ -37,6 +37,13 @@ class ScanInputs:
     model_config: str | None = None
     lora: str | None = None
 
+    def check(self) -> None:
+        """A usage error when a model other than the reference comes without audit data."""
+        if self.model != REFERENCE and self.data is None:
+            raise UsageError(f"model {self.model} needs audit data: pass --data DIR "
+                             "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
+                             "nonmembers/}")
+
 
 @dataclass(frozen=True)
 class Outputs:
@@ -99,10 +106,7 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
     import s2l_scan.baselines  # noqa: F401 - registers the built-in attacks
     from s2l_scan.devices import resolve_device
 
-    if inputs.model != REFERENCE and inputs.data is None:
-        raise UsageError(f"model {inputs.model} needs audit data: pass --data DIR "
-                         "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
-                         "nonmembers/}")
+    inputs.check()
     attacks = tuple(make_attack(name, config.attack_options.get(name, {}), seed=config.seed)
                     for name in config.attacks)
     for attack in attacks:  # types and signs now; the model's own range once it is loaded

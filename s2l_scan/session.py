@@ -17,7 +17,6 @@ import torch
 from s2l_scan import __version__
 from s2l_scan.config import ScanConfig
 from s2l_scan.devices import resolve_device, torch_dtype
-from s2l_scan.errors import UsageError
 from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
@@ -55,10 +54,8 @@ def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn 
                                   threads=config.threads, progress=progress)
         data = Path(inputs.data) if inputs.data else folder / "data"
         return folder / "model", data
-    if inputs.data is None:
-        raise UsageError(f"model {inputs.model} needs audit data: pass --data DIR "
-                         "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
-                         "nonmembers/}")
+    inputs.check()
+    assert inputs.data is not None  # check() refused a model without data
     return Path(inputs.model), Path(inputs.data)
 
 

@@ -16,10 +16,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # (line of a snippet that misuses first-party code, the error mypy must report for it)
 MISUSES = [
-    ('auc: int = blind_auc(members, members)',
+    ('auc: int = blind_baseline(members, members).auc',
      'Incompatible types in assignment (expression has type "float", variable has type "int")'),
-    ('blind_auc("not", members)',
-     'Argument 1 to "blind_auc" has incompatible type "str"'),
+    ('blind_baseline("not", members)',
+     'Argument 1 to "blind_baseline" has incompatible type "str"'),
     ('add_lora("a model", rank=4, alpha=4.0, seed=0)',
      'Argument 1 to "add_lora" has incompatible type "str"; expected "ModelCopy"'),
     ('NoiseProbe().apply(None, None)',
@@ -28,7 +28,7 @@ MISUSES = [
 
 HEADER = """\
 import numpy as np
-from s2l_scan.baselines.blind import blind_auc
+from s2l_scan.baselines.blind import blind_baseline
 from s2l_scan.probes.methods.lora import add_lora
 from s2l_scan.probes.noise import NoiseProbe
 
