@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
                              help="images per shard (default 250000; memory while building is "
                                   "one shard)")
 
+    _add_data_commands(commands)
+
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
     _add_scan_arguments(scan, scan_options())
 
@@ -128,6 +130,49 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
     return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    data = commands.add_parser("data", help="audit data from a fine-tuning set and a held-out "
+                                            "set (docs/audit-data.md)")
+    actions = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = actions.add_parser(
+        "build", help="check and write an audit-data folder",
+        description="Read the training set (--members) and a held-out set (--nonmembers) in "
+                    "any common convention (imagefolder metadata.jsonl/csv, image + .txt "
+                    "caption files, a CSV/JSONL manifest, plain folders), drop duplicates "
+                    "within and across the sets, draw balanced seeded sets per domain, check "
+                    "the held-out set for distribution shift, then write DIR/<domain>/... "
+                    "and audit-manifest.json. Nothing is written when a check fails.")
+    build.add_argument("--members", type=Path, required=True, metavar="SRC",
+                       help="the training set: a folder or a .csv/.jsonl manifest")
+    build.add_argument("--nonmembers", type=Path, required=True, metavar="SRC",
+                       help="held-out images of the same kind, never trained on")
+    build.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="the audit folder to write (must not exist or be empty)")
+    build.add_argument("--resolution", type=_positive_int, required=True,
+                       help="the model's image side in pixels (duplicates and shift are "
+                            "checked at it)")
+    build.add_argument("--prompt", required=True,
+                       help="the domain prompt; {domain} is replaced by the domain's name")
+    build.add_argument("--domains", choices=("single", "subfolders", "keywords"),
+                       default="single", help="one domain (default), one per first-level "
+                                              "sub-folder, or one per --keyword")
+    build.add_argument("--keyword", dest="keywords", action="append", default=[],
+                       metavar="WORD", help="a trigger word naming a domain (repeat; with "
+                                            "--domains keywords)")
+    build.add_argument("--domain-name", default="main", help="the single domain's name")
+    build.add_argument("--per-domain", type=_positive_int, metavar="N",
+                       help="at most N members and N non-members per domain (default: all "
+                            "that pair)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the draws and the check")
+    build.add_argument("--known", choices=("rest", "none"), default="rest",
+                       help="rest: training images not drawn go to known/ for extraction")
+    build.add_argument("--strict", action="store_true",
+                       help="exit 1 and write nothing when the held-out set is shifted")
+    build.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    build.add_argument("--force", action="store_true",
+                       help="replace --out if an earlier data build wrote it")
 
 
 def _add_scan_arguments(parser: argparse.ArgumentParser, options: list[Option]) -> None:
@@ -183,6 +228,21 @@ def _reference_build(args: argparse.Namespace) -> int:
     else:
         render_manifest(manifest, str(folder), console)
     return EXIT_OK
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from s2l_scan.audit_build import BuildOptions, build_audit, render_build
+    from s2l_scan.report.console import make_console
+
+    options = BuildOptions(resolution=args.resolution, prompt=args.prompt, domains=args.domains,
+                           keywords=tuple(args.keywords), domain_name=args.domain_name,
+                           per_domain=args.per_domain, seed=args.seed, known=args.known,
+                           strict=args.strict)
+    with _progress(make_console(stderr=True)) as progress:
+        result = build_audit(args.members, args.nonmembers, args.out, options, force=args.force,
+                             dry_run=args.dry_run, progress=progress)
+    sys.stdout.write(render_build(result))
+    return EXIT_GATE if args.strict and result.shifted else EXIT_OK
 
 
 def _index_build(args: argparse.Namespace) -> int:
@@ -335,6 +395,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.command == "reference":
             return _reference_build(args)
+        if args.command == "data":
+            return _data_build(args)
         if args.command == "index":
             return _index_build(args)
         if args.command == "scan":
