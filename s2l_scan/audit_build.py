@@ -82,7 +82,8 @@ class BuildOptions:
     resolution: int
     """Image side in pixels at which duplicates and shift are checked: the model's."""
     prompt: str
-    """The domain prompt; ``{domain}`` is replaced by each domain's name."""
+    """The domain prompt; ``{domain}`` is replaced by each domain's name and ``{concept}`` by
+    its sub-folder name without kohya's repeat count, or its keyword."""
     domains: str = "single"
     """single (one domain, ``domain_name``), subfolders (each source's first sub-folder) or
     keywords (the one keyword of ``keywords`` a caption holds)."""
@@ -153,7 +154,7 @@ class ShiftCheck:
 
 @dataclass(frozen=True, eq=False)
 class _Item:
-    domain: str
+    domain: str | None  # None: a member in no domain, still a training image
     image: SourceImage
     pixels: Pixels
     sha256: str
@@ -210,7 +211,10 @@ def build_audit(members: Path, nonmembers: Path, out: Path, options: BuildOption
     assigned = {split: _assign(source, split, options) for split, source in sources.items()}
     dropped = [drop for _, drops in assigned.values() for drop in drops]
     _check_domains_match({split: taken for split, (taken, _) in assigned.items()}, sources)
-    decoded = {split: _decode(taken, options, split, report)
+    # Members in no domain are decoded too: they are training images, so a held-out copy of
+    # one is no non-member, and they belong in the extraction index (known/).
+    decoded = {split: _decode([(d, i) for d, i in taken if d is not None or split == "members"],
+                              options, split, report)
                for split, (taken, _) in assigned.items()}
     member_items, nonmember_items = decoded["members"], decoded["nonmembers"]
     members_kept, member_copies = _dedup_within(member_items, "members", options.delta)
@@ -281,7 +285,7 @@ def _check_disjoint(sources: dict[str, Source]) -> None:
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 _KOHYA_REPEATS = re.compile(r"^\d+_(?=.)")
-Assigned = list[tuple[str, SourceImage]]
+Assigned = list[tuple[str | None, SourceImage]]  # (domain or None, image)
 
 
 def domain_folder_name(name: str) -> str:
@@ -295,12 +299,19 @@ def domain_folder_name(name: str) -> str:
 
 
 def _assign(source: Source, split: str, options: BuildOptions) -> tuple[Assigned, list[Dropped]]:
+    """Each image with its domain, or None (and a reason in the dropped list) when it has none.
+    """
     if options.domains == "single":
         name = _check_domain_name(options.domain_name, "--domain-name")
         return [(name, image) for image in source.images], []
     if options.domains == "subfolders":
         return _by_subfolder(source), []
     return _by_keyword(source, split, options.keywords)
+
+
+def _concept(folder: str) -> str:
+    """A sub-folder's concept: its name without kohya's repeat count (``10_ohwx man``)."""
+    return _KOHYA_REPEATS.sub("", folder)
 
 
 def _check_domain_name(name: str, where: str) -> str:
@@ -352,7 +363,8 @@ def _by_keyword(source: Source, split: str, keywords: Sequence[str]
         else:
             reason = ("its caption holds no keyword" if not found else
                       f"its caption holds several keywords ({', '.join(found)})")
-            dropped.append(Dropped(image.path, split, reason))
+            taken.append((None, image))
+            dropped.append(Dropped(image.path, split, f"in no domain: {reason}"))
     for keyword, name in names.items():
         if not any(domain == name for domain, _ in taken):
             raise AuditDataError(f"{source.root}: no caption holds the keyword {keyword!r} "
@@ -363,7 +375,8 @@ def _by_keyword(source: Source, split: str, keywords: Sequence[str]
 
 
 def _check_domains_match(taken: dict[str, Assigned], sources: dict[str, Source]) -> None:
-    found = {split: {domain for domain, _ in pairs} for split, pairs in taken.items()}
+    found = {split: {domain for domain, _ in pairs if domain is not None}
+             for split, pairs in taken.items()}
     for split, other in (("members", "nonmembers"), ("nonmembers", "members")):
         for domain in sorted(found[split] - found[other]):
             raise AuditDataError(
@@ -467,7 +480,8 @@ def _draw(members: list[_Item], nonmembers: list[_Item], options: BuildOptions,
     adding a domain does not change another's draw); the members not drawn come back too."""
     drawn: list[_Drawn] = []
     surplus: list[_Item] = []
-    for name in sorted({item.domain for item in read["members"]}):
+    names = {item.domain for item in read["members"] if item.domain is not None}
+    for name in sorted(names):
         sides = {"members": [i for i in members if i.domain == name],
                  "nonmembers": [i for i in nonmembers if i.domain == name]}
         available = {f"{split}_read": sum(i.domain == name for i in read[split])
@@ -482,11 +496,24 @@ def _draw(members: list[_Item], nonmembers: list[_Item], options: BuildOptions,
         picked = {split: [sides[split][i] for i in chosen[split]] for split in sides}
         surplus += [item for i, item in enumerate(sides["members"])
                     if i not in set(chosen["members"])]
-        prompt = options.prompt.replace("{domain}", name)
+        concept = _concept_of(name, read["members"], options)
+        prompt = options.prompt.replace("{domain}", name).replace("{concept}", concept)
         plan = DomainPlan(name, prompt, tuple(i.image for i in picked["members"]),
                           tuple(i.image for i in picked["nonmembers"]), available)
         drawn.append((plan, picked["members"], picked["nonmembers"]))
+    surplus += [item for item in members if item.domain is None]
     return drawn, surplus
+
+
+def _concept_of(name: str, members: list[_Item], options: BuildOptions) -> str:
+    """What ``{concept}`` stands for in domain ``name``'s prompt (see BuildOptions.prompt)."""
+    if options.domains == "subfolders":
+        return next(_concept(item.image.relative.parts[0]) for item in members
+                    if item.domain == name)
+    if options.domains == "keywords":
+        return next(keyword for keyword in options.keywords
+                    if domain_folder_name(keyword) == name)
+    return name
 
 
 def _check_enough(name: str, available: dict[str, int]) -> None:
@@ -514,7 +541,7 @@ def _shift_checks(drawn: list[_Drawn], options: BuildOptions) -> list[ShiftCheck
     prompts = {plan.name: plan.prompt for plan, _, _ in drawn}
     for name, members, nonmembers in groups:
         def captions(items: list[_Item]) -> list[str]:
-            return [item.image.caption or prompts[item.domain] for item in items]
+            return [item.image.caption or prompts[str(item.domain)] for item in items]
 
         result = blind_baseline(np.stack([i.pixels for i in members]),
                                 np.stack([i.pixels for i in nonmembers]),

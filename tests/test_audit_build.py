@@ -128,13 +128,15 @@ def test_each_convention_reads_files_and_captions(tmp_path: Path, convention: st
 
 
 @pytest.mark.parametrize(("domains", "keywords", "expected"), [
-    ("single", (), {"main": 4}),
-    ("subfolders", (), {"ohwx-man": 2, "sks-dog": 2}),
-    ("keywords", ("ohwx", "sks"), {"ohwx": 2, "sks": 2}),
+    ("single", (), {"main": (4, "photo of main (main)")}),
+    ("subfolders", (), {"ohwx-man": (2, "photo of ohwx man (ohwx-man)"),
+                        "sks-dog": (2, "photo of sks dog (sks-dog)")}),
+    ("keywords", ("ohwx", "SKS"), {"ohwx": (2, "photo of ohwx (ohwx)"),
+                                   "SKS": (2, "photo of SKS (SKS)")}),
 ])
 def test_domains_from_subfolders_keywords_or_one(tmp_path: Path, domains: str,
                                                  keywords: tuple[str, ...],
-                                                 expected: dict[str, int]) -> None:
+                                                 expected: dict[str, tuple[int, str]]) -> None:
     def source(root: Path, offset: int) -> Path:
         # kohya folder names: a repeat count, then the concept
         concepts = ["ohwx man", "sks dog"]
@@ -149,13 +151,12 @@ def test_domains_from_subfolders_keywords_or_one(tmp_path: Path, domains: str,
     prefix = ""  # the held-out set has no repeat counts
     nonmembers = source(tmp_path / "held", 500)
     result = build_audit(members, nonmembers, tmp_path / "audit",
-                         BuildOptions(resolution=RES, prompt="photo of {domain}",
+                         BuildOptions(resolution=RES, prompt="photo of {concept} ({domain})",
                                       domains=domains, keywords=keywords))
-    assert {plan.name: len(plan.members) for plan in result.domains} == expected
+    assert {plan.name: (len(plan.members), plan.prompt) for plan in result.domains} == expected
     data = load_audit_data(tmp_path / "audit", RES)
-    assert {d.name: (len(d.members), len(d.nonmembers)) for d in data.domains} == {
-        name: (n, n) for name, n in expected.items()}
-    assert {d.prompt for d in data.domains} == {f"photo of {name}" for name in expected}
+    assert {d.name: (len(d.members), len(d.nonmembers), d.prompt) for d in data.domains} == {
+        name: (n, n, prompt) for name, (n, prompt) in expected.items()}
 
 
 def test_kohya_folder_names_become_domain_names() -> None:
@@ -198,6 +199,22 @@ def test_copies_within_a_set_keep_the_first_and_send_member_copies_to_known(
     assert [image.path.name for image in result.known] == ["m9-again.png"]
     data = load_audit_data(tmp_path / "audit", RES)
     assert len(data.known) == 1 and len(data.domains[0].members) == 4
+
+
+def test_a_member_in_no_domain_still_counts_as_a_training_image(tmp_path: Path) -> None:
+    members = {f"m{i}.png": pixels(i) for i in range(3)} | {"plain.png": pixels(50)}
+    captions: Images = {f"m{i}.png": f"sks {i}" for i in range(3)} | {"plain.png": "a dog"}
+    held = {f"n{i}.png": pixels(100 + i) for i in range(3)} | {"copy.png": pixels(50)}
+    held_captions: Images = {name: "sks" for name in held}
+    result = build_audit(make_source(tmp_path / "m", "caption-files", members, captions),
+                         make_source(tmp_path / "n", "caption-files", held, held_captions),
+                         tmp_path / "audit", BuildOptions(resolution=RES, prompt="{concept}",
+                                                          domains="keywords",
+                                                          keywords=("sks",)))
+    reasons = {d.source.name: d.reason for d in result.dropped}
+    assert reasons["plain.png"].startswith("in no domain")
+    assert reasons["copy.png"] == "exact copy of a member (a training image)"
+    assert [image.path.name for image in result.known] == ["plain.png"]
 
 
 def test_balanced_draw_is_seeded(tmp_path: Path) -> None:
