@@ -206,7 +206,7 @@ def build_audit(members: Path, nonmembers: Path, out: Path, options: BuildOption
     out = Path(out).expanduser().absolute()
     sources = {"members": read_source(members, "--members"),
                "nonmembers": read_source(nonmembers, "--nonmembers")}
-    _check_out(out, [source.root for source in sources.values()], force)
+    _check_out(out, list(sources.values()), force)
     _check_disjoint(sources)
     assigned = {split: _assign(source, split, options) for split, source in sources.items()}
     dropped = [drop for _, drops in assigned.values() for drop in drops]
@@ -243,14 +243,19 @@ def build_audit(members: Path, nonmembers: Path, out: Path, options: BuildOption
 # the output folder
 
 
-def _check_out(out: Path, roots: Sequence[Path], force: bool) -> None:
+def _check_out(out: Path, sources: Sequence[Source], force: bool) -> None:
     real = out.resolve()
-    for root in roots:
-        real_root = root.resolve()
-        folder = real_root if real_root.is_dir() else real_root.parent
-        if real.is_relative_to(folder) or folder.is_relative_to(real):
-            raise UsageError(f"--out {out}: overlaps the source {root}; the sources are never "
-                             "written to. Choose an output folder outside both sources.")
+    for source in sources:
+        # A folder source may not hold --out (a rerun would read the audit as source data) nor
+        # lie in it; a manifest, its folder aside, only its own file and images.
+        root = source.root.resolve()
+        inside = (real.is_relative_to(root) or root.is_relative_to(real)) if root.is_dir() \
+            else any(path.is_relative_to(real) for path in
+                     [root, *(image.path.resolve() for image in source.images)])
+        if inside:
+            raise UsageError(f"--out {out}: overlaps the source {source.root}; the sources "
+                             "are never written to. Choose an output folder outside both "
+                             "sources.")
     if not out.exists() and not out.is_symlink():
         if not out.parent.is_dir():
             raise UsageError(f"--out {out}: its parent folder does not exist; create it first.")

@@ -203,7 +203,8 @@ def test_copies_within_a_set_keep_the_first_and_send_member_copies_to_known(
 
 def test_a_member_in_no_domain_still_counts_as_a_training_image(tmp_path: Path) -> None:
     members = {f"m{i}.png": pixels(i) for i in range(3)} | {"plain.png": pixels(50)}
-    captions: Images = {f"m{i}.png": f"sks {i}" for i in range(3)} | {"plain.png": "a dog"}
+    captions: Images = {f"m{i}.png": f"sks {i}" for i in range(3)}
+    captions["plain.png"] = "a dog"
     held = {f"n{i}.png": pixels(100 + i) for i in range(3)} | {"copy.png": pixels(50)}
     held_captions: Images = {name: "sks" for name in held}
     result = build_audit(make_source(tmp_path / "m", "caption-files", members, captions),
@@ -412,3 +413,12 @@ def test_built_folder_loads_and_the_tiny_reference_scans_it(
                  "loss", "--bootstrap", "50", "--extraction-samples", "0", "--probes", ""])
     assert code in (0, 1), capsys.readouterr().err
     assert "identity-0" in capsys.readouterr().out
+
+
+def test_out_may_sit_beside_a_manifest_but_not_hold_its_images(tmp_path: Path) -> None:
+    members = make_source(tmp_path / "m", "jsonl", {f"{i}.png": pixels(i) for i in range(2)})
+    held = make_source(tmp_path / "n", "folder", {f"{i}.png": pixels(100 + i) for i in range(2)})
+    options = BuildOptions(resolution=RES, prompt="p")
+    assert build_audit(members, held, tmp_path / "m" / "audit", options).written
+    with pytest.raises(UsageError, match="overlaps the source"):
+        build_audit(members, held, tmp_path, options, force=True)
