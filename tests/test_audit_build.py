@@ -422,3 +422,24 @@ def test_out_may_sit_beside_a_manifest_but_not_hold_its_images(tmp_path: Path) -
     assert build_audit(members, held, tmp_path / "m" / "audit", options).written
     with pytest.raises(UsageError, match="overlaps the source"):
         build_audit(members, held, tmp_path, options, force=True)
+
+
+@pytest.mark.slow
+def test_the_shift_check_rarely_fires_on_sets_drawn_alike(tmp_path: Path) -> None:
+    # 200 null audits: members and non-members drawn from one pool. The check claims a false
+    # alarm rate of at most 2.5 %; Binomial(200, 0.025) exceeds 12 with probability < 0.001.
+    pool = [save(tmp_path / "pool" / f"{i}.png", pixels(i)) for i in range(400)]
+
+    def manifest(name: str, paths: list[Path]) -> Path:
+        path = tmp_path / f"{name}.jsonl"
+        path.write_text("".join(json.dumps({"file": str(p)}) + "\n" for p in paths))
+        return path
+
+    fired = 0
+    for draw in range(200):
+        picked = np.random.default_rng(draw).choice(len(pool), 48, replace=False)
+        result = build_audit(manifest("m", [pool[i] for i in picked[:24]]),
+                             manifest("n", [pool[i] for i in picked[24:]]), tmp_path / "out",
+                             BuildOptions(resolution=RES, prompt="p", seed=draw), dry_run=True)
+        fired += bool(result.shifted)
+    assert fired <= 12
