@@ -166,6 +166,9 @@ def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
                        help="at most N members and N non-members per domain (default: all "
                             "that pair)")
     build.add_argument("--seed", type=int, default=0, help="seed of the draws and the check")
+    build.add_argument("--delta", type=float, default=None,
+                       help="near-copy radius, RMS of [0, 1] pixels (default: the extraction "
+                            "δ, extraction_delta; set both alike)")
     build.add_argument("--known", choices=("rest", "none"), default="rest",
                        help="rest: training images not drawn go to known/ for extraction")
     build.add_argument("--strict", action="store_true",
@@ -237,7 +240,8 @@ def _data_build(args: argparse.Namespace) -> int:
     options = BuildOptions(resolution=args.resolution, prompt=args.prompt, domains=args.domains,
                            keywords=tuple(args.keywords), domain_name=args.domain_name,
                            per_domain=args.per_domain, seed=args.seed, known=args.known,
-                           strict=args.strict)
+                           strict=args.strict,
+                           **({} if args.delta is None else {"delta": args.delta}))
     with _progress(make_console(stderr=True)) as progress:
         result = build_audit(args.members, args.nonmembers, args.out, options, force=args.force,
                              dry_run=args.dry_run, progress=progress)

@@ -327,6 +327,7 @@ BAD = [  # (case, change to the valid sources, extra argv, exit code, words of t
      ["overlaps the source"]),
     ("keywords without keyword", lambda root: None, ["--domains", "keywords"], 4,
      ["--keyword"]),
+    ("a radius outside (0, 1]", lambda root: None, ["--delta", "0"], 4, ["delta must be in"]),
 ]
 
 
@@ -443,3 +444,15 @@ def test_the_shift_check_rarely_fires_on_sets_drawn_alike(tmp_path: Path) -> Non
                              BuildOptions(resolution=RES, prompt="p", seed=draw), dry_run=True)
         fired += bool(result.shifted)
     assert fired <= 12
+
+
+def test_the_radius_is_the_one_given(tmp_path: Path) -> None:
+    near = np.clip(pixels(1).astype(int) + 6, 0, 255).astype(np.uint8)
+    distance = rms(near, pixels(1))
+    members = make_source(tmp_path / "m", "folder", {f"m{i}.png": pixels(i) for i in range(3)})
+    held = make_source(tmp_path / "n", "folder", {"near.png": near} | {
+        f"n{i}.png": pixels(100 + i) for i in range(3)})
+    for delta, dropped in ((distance * 0.99, set()), (distance * 1.01, {"near.png"})):
+        result = build_audit(members, held, tmp_path / "out", BuildOptions(
+            resolution=RES, prompt="p", delta=delta), dry_run=True)
+        assert {d.source.name for d in result.dropped} == dropped
