@@ -26,12 +26,13 @@ reader's policy at the scan resolution, and only then checks, before writing any
    sets drawn alike the chance that any check fires is at most ``shift_alpha`` / 2 (one-sided).
    A shift is a warning; under ``strict`` the build stops and writes nothing.
 
-The folder is written to a temporary sibling of ``out`` and renamed into place once complete,
-then it is checked with the audit reader. It holds the layout of :mod:`s2l_scan.io.audit_data`
-(``<domain>/prompt.txt``, ``members/``, ``nonmembers/``, ``captions.jsonl``, ``known/``) and
-``audit-manifest.json``: every file written with its source file and sha256, every image left
-out and why, the duplicate pairs and the shift checks. Files are copied byte for byte; the
-sources are only read.
+The folder is written to a hidden temporary sibling of ``out``, checked with the audit
+reader's layout rules (:func:`~s2l_scan.io.audit_data.list_domain_files`) and only then renamed
+into place; on any error the temporary folder is removed. It holds the layout of
+:mod:`s2l_scan.io.audit_data` (``<domain>/prompt.txt``, ``members/``, ``nonmembers/``,
+``captions.jsonl``, ``known/``) and ``audit-manifest.json``: every file written with its source
+file and sha256, every image left out and why, the duplicate pairs and the shift checks.
+Files are copied byte for byte; the sources are only read.
 """
 
 from __future__ import annotations

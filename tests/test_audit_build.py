@@ -278,6 +278,11 @@ def _missing_named(root: Path) -> None:
         handle.write(json.dumps({"file_name": "gone.png", "text": "x"}) + "\n")
 
 
+def _bad_json(root: Path) -> None:
+    with open(root / "m" / "metadata.jsonl", "a") as handle:
+        handle.write("{not json\n")
+
+
 def _orphan_caption(root: Path) -> None:
     (root / "n" / "lost.txt").write_text("a caption without its image")
 
@@ -312,6 +317,7 @@ BAD = [  # (case, change to the valid sources, extra argv, exit code, words of t
     ("unreadable image", _garbage, [], 2, ["broken.png", "cannot be read"]),
     ("caption names a missing file", _missing_named, [], 2, ["metadata.jsonl, line 5",
                                                              "gone.png"]),
+    ("manifest line not JSON", _bad_json, [], 2, ["metadata.jsonl, line 5", "not valid JSON"]),
     ("caption file without image", _orphan_caption, [], 2, ["lost.txt", "image is missing"]),
     ("empty source", _empty_members, [], 2, ["--members", "holds no"]),
     ("missing source", lambda root: shutil.rmtree(root / "n"), [], 2, ["--nonmembers",
