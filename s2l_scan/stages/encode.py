@@ -45,16 +45,27 @@ class Subject:
 
 
 def encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) → latents (VAE posterior mean × scaling factor), float32."""
+    """uint8 images (N, H, W, 3) → latents (VAE posterior mean × scaling factor), float32.
+
+    An SDXL VAE in float16 that asks for ``force_upcast`` (SDXL's overflows in float16) encodes
+    in float32, as ``StableDiffusionXLPipeline`` decodes."""
     vae = model.pipeline.vae
-    device, dtype = vae.device, vae.dtype
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(pixels), batch):
-            chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
-            chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
-            mean = vae.encode(chunk).latent_dist.mean
-            out.append(mean.float() * float(vae.config.scaling_factor))
+    upcast = (model.family == "sdxl" and vae.dtype == torch.float16
+              and bool(vae.config.get("force_upcast", False)))
+    if upcast:
+        vae.to(dtype=torch.float32)
+    try:
+        device, dtype = vae.device, vae.dtype
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(pixels), batch):
+                chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
+                chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
+                mean = vae.encode(chunk).latent_dist.mean
+                out.append(mean.float() * float(vae.config.scaling_factor))
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
     return torch.cat(out)
 
 
