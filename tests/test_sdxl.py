@@ -10,6 +10,7 @@ import itertools
 import json
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,8 +37,18 @@ from s2l_scan.units import digest
 
 CAPTIONS = ["a photo of identity 0", "a painting of a dog", "a photo of identity 0"]
 SIZE = (16, 16)
-FAST = ["--bootstrap", "20", "--permutations", "20", "--cache", "off", "--max-auc", "1",
+FAST = ["--bootstrap", "20", "--cache", "off", "--max-auc", "1",
         "--max-tpr", "1"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread() -> Iterator[None]:
+    """One torch thread, as a scan uses (two threads on a shared 2-core machine are ~50× slower
+    here, not faster)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +129,7 @@ def test_every_attack_scores_sdxl_with_finite_numbers(sdxl: LoadedModel, name: s
 def _small(cls: Any) -> dict[str, Any]:
     """Options that make any fine-tuning probe take a couple of steps."""
     fields = {f.name for f in dataclasses.fields(cls)}
-    return {k: v for k, v in {"steps": 2, "batch_size": 2, "tokens": 1}.items() if k in fields}
+    return {k: v for k, v in {"steps": 1, "batch_size": 2, "tokens": 1}.items() if k in fields}
 
 
 @pytest.mark.parametrize("name", PROBES.names())
@@ -162,7 +173,7 @@ def test_sdxl_scan_end_to_end(sdxl_folder: Path, tmp_path: Path,
     """Every built-in attack, noise + LoRA probes, extraction on the release and the copies."""
     config = tmp_path / "s2l.toml"
     config.write_text('probes = ["noise", "lora"]\nsp_samples = 2\nsp_steps = 2\n'
-                      "[probe_options.lora]\nsteps = 2\nbatch_size = 2\n")
+                      "permutations = 20\n[probe_options.lora]\nsteps = 2\nbatch_size = 2\n")
     out = tmp_path / "report.json"
     code = main(["scan", str(sdxl_folder / "model"), "--data", str(sdxl_folder / "data"),
                  "--config", str(config), "--attacks", ",".join(ATTACKS.names()),
