@@ -269,3 +269,28 @@ def test_any_split_of_a_conditioning_joins_back_to_it(sizes: list[int], sdxl: bo
     joined = Conditioning.cat(parts)
     assert joined.family == cond.family
     assert all(torch.equal(a, b) for a, b in zip(joined.tensors(), cond.tensors(), strict=True))
+
+
+def test_a_sweep_on_sdxl_leaves_out_and_names_the_probes_it_cannot_run(
+        sdxl_folder: Path) -> None:
+    config = ScanConfig(probes=(), attacks=("loss",), sweep="1m")
+    plan = build_plan(ScanInputs(str(sdxl_folder / "model"), str(sdxl_folder / "data")), config)
+    kept = {spec.probe.name for spec in plan.probes.sweep}
+    assert kept and all("sdxl" in PROBES.get(name).families for name in kept)
+    assert plan.probes.unsupported
+    assert all(label.startswith("sweep:textual_inversion") for label in plan.probes.unsupported)
+
+
+def test_a_v_prediction_sdxl_model_is_read_as_such(tmp_path: Path) -> None:
+    model = load_pipeline(write_sdxl_model(tmp_path / "model", prediction_type="v_prediction"))
+    assert model.prediction_type == "v_prediction" and model.family == "sdxl"
+    cond = TextEncoders.of(model.pipeline).encode(CAPTIONS, SIZE)
+    x, steps = _latents(), torch.full((3,), 500)
+    with torch.inference_mode():
+        out = model.pipeline.unet(x, steps, **cond.unet_kwargs(torch.float32)).sample
+        eps = _target(model).eps_fn()(x, steps, cond)
+    # diffusers' own reading of a v output: x̂₀ = √ᾱ x_t − √(1−ᾱ) v, ε̂ = (x_t − √ᾱ x̂₀)/√(1−ᾱ)
+    a = model.pipeline.scheduler.alphas_cumprod[500]
+    x0_hat = a.sqrt() * x - (1 - a).sqrt() * out
+    torch.testing.assert_close(eps, (x - a.sqrt() * x0_hat) / (1 - a).sqrt(), rtol=1e-4,
+                               atol=1e-5)
