@@ -294,3 +294,28 @@ def test_a_v_prediction_sdxl_model_is_read_as_such(tmp_path: Path) -> None:
     x0_hat = a.sqrt() * x - (1 - a).sqrt() * out
     torch.testing.assert_close(eps, (x - a.sqrt() * x0_hat) / (1 - a).sqrt(), rtol=1e-4,
                                atol=1e-5)
+
+
+def test_remote_code_in_an_sdxl_only_config_is_refused(sdxl_folder: Path,
+                                                       tmp_path: Path) -> None:
+    from s2l_scan.errors import UnsafeCheckpointError
+
+    model = Path(shutil.copytree(sdxl_folder / "model", tmp_path / "model"))
+    _edit_json(model / "text_encoder_2" / "config.json", auto_map={"AutoModel": "evil.Evil"})
+    with pytest.raises(UnsafeCheckpointError, match=re.escape("text_encoder_2/config.json: declares")):
+        load_pipeline(model)
+
+
+def test_an_sdxl_lora_from_the_probe_fuses_into_the_sdxl_model(sdxl: LoadedModel,
+                                                                sdxl_folder: Path,
+                                                                tmp_path: Path) -> None:
+    from s2l_scan.probes.methods.lora import LoRA
+
+    context = ProbeContext(domain="d", prompt="a photo of identity 0",
+                           sp_latents=_latents(4), save_dir=str(tmp_path / "lora"))
+    LoRA(steps=2, batch_size=2, lr=1e-2).apply(ModelCopy.of(sdxl.pipeline), context)
+    fused = load_pipeline(sdxl_folder / "model", lora=tmp_path / "lora")
+    assert "lora/pytorch_lora_weights.safetensors" in fused.identity
+    for name in ("unet", "text_encoder", "text_encoder_2"):
+        base, moved = (getattr(m.pipeline, name).state_dict() for m in (sdxl, fused))
+        assert any(not torch.equal(base[k], moved[k]) for k in base), name
