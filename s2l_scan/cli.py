@@ -127,6 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this Hugging Face model card (created when missing)")
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
+    report.add_argument("--card-license", metavar="ID",
+                        help="Hub license id (e.g. apache-2.0) for a card that has none; an "
+                             "existing license is kept. Without it a new card has no license")
     return parser
 
 
@@ -303,7 +306,8 @@ def _report(args: argparse.Namespace) -> int:
         from s2l_scan.report.model_card import update_model_card
 
         card = _read_card(args.model_card)
-        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name))
+        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name,
+                                                                  args.card_license))
         print(f"model card updated: {args.model_card}")
     return EXIT_OK
 
