@@ -13,7 +13,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
@@ -127,6 +127,15 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this Hugging Face model card (created when missing)")
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
+    report.add_argument("--compare", type=Path, metavar="PREVIOUS.json",
+                        help="compare with an earlier report: regressions, dropped and new "
+                             "checks, configuration changes; exit 1 when the comparison fails")
+    report.add_argument("--compare-fail", metavar="METRIC:+AMOUNT,...",
+                        help="with --compare: fail when a metric rose more than this, e.g. "
+                             "auc:+0.02,extracted:+0 (default: compare only)")
+    report.add_argument("--allow-dropped-checks", action="store_true",
+                        help="with --compare: accept checks of PREVIOUS.json this report lacks "
+                             "(default: a dropped check fails the comparison)")
     report.add_argument("--card-license", metavar="ID",
                         help="Hub license id (e.g. apache-2.0) for a card that has none; an "
                              "existing license is kept. Without it a new card has no license")
@@ -156,7 +165,8 @@ def null_audit_options() -> list[Option]:
     (it writes its own report) and the regression compare (a null audit is no release)."""
     reports = {renderer.config_key for renderer in RENDERERS.values()}
     return [option for option in scan_options()
-            if option.key not in reports and option.key not in ("compare", "compare_fail")]
+            if option.key not in reports and option.key not in ("compare", "compare_fail",
+                                                    "allow_dropped_checks")]
 
 
 def _reference_build(args: argparse.Namespace) -> int:
@@ -291,13 +301,16 @@ def _report(args: argparse.Namespace) -> int:
     from s2l_scan.report.outputs import write_reports
 
     wanted = {kind: getattr(args, kind) for kind in RENDERERS if getattr(args, kind) is not None}
-    if not wanted and args.model_card is None:
+    if not wanted and args.model_card is None and args.compare is None:
         files = ", ".join(f"--{kind} FILE" for kind in RENDERERS)
-        raise UsageError(f"nothing to write: give {files} and/or --model-card README.md")
-    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, [args.report])
+        raise UsageError(f"nothing to write: give {files}, --model-card README.md and/or "
+                         "--compare PREVIOUS.json")
+    inputs = [args.report, *([args.compare] if args.compare is not None else [])]
+    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, inputs)
     if args.model_card is not None:
-        check_outputs({"--model-card": args.model_card}, [args.report, *wanted.values()])
+        check_outputs({"--model-card": args.model_card}, [*inputs, *wanted.values()])
     report = load_report(args.report)
+    compared = _report_compare(args, report)
     # relative evidence paths were written relative to where the scan ran; try the report's
     # own folder first, then the current one
     for kind, path in write_reports(report, wanted, base=args.report.parent):
@@ -307,9 +320,32 @@ def _report(args: argparse.Namespace) -> int:
 
         card = _read_card(args.model_card)
         write_text_atomic(args.model_card, update_model_card(card, report, args.model_name,
-                                                                  args.card_license))
+                                                              args.card_license))
         print(f"model card updated: {args.model_card}")
-    return EXIT_OK
+    return EXIT_OK if compared else EXIT_GATE
+
+
+def _report_compare(args: argparse.Namespace, report: Any) -> bool:
+    """``report --compare``: the comparison stored in ``report`` and printed; True unless it
+    failed (always True without --compare)."""
+    if args.compare is None:
+        if args.compare_fail is not None or args.allow_dropped_checks:
+            raise UsageError("--compare-fail and --allow-dropped-checks need --compare "
+                             "PREVIOUS.json")
+        return True
+    from s2l_scan.gate import compare_saved
+    from s2l_scan.report.compare import parse_allowances, summary
+    from s2l_scan.report.files import read_report_dict
+
+    allowances = parse_allowances(args.compare_fail) if args.compare_fail is not None else ()
+    previous = read_report_dict(args.compare, what="previous report (compare)")
+    passed = compare_saved(report, previous, str(args.compare), allowances,
+                           args.allow_dropped_checks)
+    for line in summary(report.comparison, report.config_changes, str(args.compare),
+                        args.compare_fail, args.allow_dropped_checks):
+        print(line)
+    print(f"comparison: {'passed' if passed else 'FAILED'}")
+    return passed
 
 
 def _read_card(path: Path) -> str:

@@ -157,6 +157,9 @@ class ScanConfig:
         "fail when a metric rose more than this since compare, e.g. auc:+0.02,extracted:+0 "
         "(metrics: auc, tpr, asr, extracted; default: no limit)", None,
         metavar="METRIC:+AMOUNT,...")
+    allow_dropped_checks: bool = _option(
+        "accept checks of the compared report that this scan no longer runs (default: a "
+        "dropped check fails the compare)", False)
     # Report files, {config key: path}. Each report format declares its key (the TOML key,
     # e.g. report_json) and its options in its Renderer (s2l_scan/report/outputs.py), so a new
     # format needs no field here; to_dict() lists them flat, one key per format.
