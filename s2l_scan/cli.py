@@ -1,6 +1,6 @@
 """The ``s2l-scan`` command line. Thin: parses, calls the engine, maps errors to exit codes.
 
-Exit codes (DESIGN.md §7): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
+Exit codes (README, exit codes): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
 error. A crash never passes: an unexpected exception exits 2 with a one-line message.
 """
 

@@ -134,7 +134,8 @@ def regression_reason(check: ComparisonCheck, source: str) -> str:
     check was dropped)."""
     if check.status == "missing":
         return (f"dropped: checked in the previous report {source} but not in this scan (a "
-                "scan that runs fewer checks cannot show there was no regression). Restore the check, or accept it with --allow-dropped-checks "
+                "scan that runs fewer checks cannot show there was no regression). Restore "
+                "the check, or accept it with --allow-dropped-checks "
                 "(pytest: --s2l-allow-dropped-checks; config: allow_dropped_checks = true)")
     return (f"{check.metric} rose from {check.previous:.4g} to {check.current:.4g} "
             f"(+{check.change:.4g}) since the previous report {source}; allowed "
