@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from s2l_scan import __version__
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
@@ -36,6 +37,16 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 4, and every (sub)command takes ``--debug``, before or after its
+    name: error messages say "rerun with --debug" without knowing where it goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser sets ``debug`` only when given, so it never resets
+        # a --debug given before the subcommand
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks of internal errors")
+
     def error(self, message: str) -> NoReturn:
         # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
         self.print_usage(sys.stderr)
@@ -63,7 +74,7 @@ def _knob(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``s2l-scan`` (also used to document the CLI)."""
     parser = _Parser(prog="s2l-scan", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     reference = commands.add_parser("reference", help="the offline reference model")
@@ -395,7 +406,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"s2l-scan: internal error ({type(error).__name__}: {error}). Nothing was "
               "judged. Rerun with --debug for the traceback and please report it.",

@@ -88,8 +88,9 @@ class ScanConfig:
                          "(half precision is an opt-in; see docs/performance.md)", "float32")
     allow_pickle: bool = _option("opt in to pickled weights (read with torch.load("
                                  "weights_only=True))", False)
-    reference_preset: str = _option("preset used when the model is 'reference'", "default",
-                                    cli=False)
+    reference_preset: str = _option("preset of the reference model when the model is "
+                                    "'reference', as `s2l-scan reference build --preset` takes "
+                                    "it: default, or tiny (seconds)", "default", metavar="NAME")
     reference_seed: int = _option("build seed of the reference model when the model is "
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
@@ -204,6 +205,9 @@ class ScanConfig:
                                                  or not self.negative_prompt.strip()):
             raise UsageError(f"negative_prompt must be a non-empty string (or left out for "
                              f"none), got {self.negative_prompt!r}")
+        from s2l_scan.reference.presets import get_preset  # stdlib only: cheap
+
+        get_preset(self.reference_preset)  # a usage error that lists the presets
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():
