@@ -292,11 +292,33 @@ def test_sarif_reports_a_dropped_check(tmp_path: Path) -> None:
 # JUnit properties
 
 def test_junit_properties_carry_the_headline() -> None:
-    properties = dict(junit_properties(make_report(extraction=[extraction_record(
-        extracted=3)])))
+    report = make_report(extraction=[extraction_record(extracted=3)])
+    properties = dict(junit_properties(report))
     assert properties["s2l.verdict"] == "failed"
-    assert properties["s2l.extracted"] == "3"
-    assert properties["s2l.matched_generations"] == "3"
-    assert properties["s2l.nonmember_matches"] == "0"
-    assert properties["s2l.max_auc_item"] == "baselines::loss[identity-1]"
-    assert float(properties["s2l.auc.baselines::loss[pooled]"]) > 0.5
+    assert properties["s2l.observed_extracted"] == "3"
+    assert properties["s2l.observed_matched_generations"] == "3"
+    assert properties["s2l.observed_nonmember_matches"] == "0"
+    assert properties["s2l.observed_max_auc_check"] == "baselines::loss[identity-1]"
+    assert float(properties["s2l.observed_max_auc"]) == pytest.approx(
+        max(row.auc for row in report.results), rel=1e-5)
+    assert float(properties["s2l.observed_auc.baselines::loss[pooled]"]) > 0.5
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("s2l.threshold_max_auc", "max_auc"),
+    ("s2l.threshold_max_tpr_at_1pct_fpr", "max_tpr"),
+    ("s2l.threshold_max_extracted", "max_extracted"),
+    ("s2l.threshold_max_amplification", "max_amplification"),
+])
+def test_junit_thresholds_are_the_configured_limits(name: str, key: str) -> None:
+    report = make_report()
+    report.config[key] = 7  # a limit no measurement could produce
+    properties = dict(junit_properties(report))
+    assert float(properties[name]) == 7
+
+
+def test_junit_numbers_say_whether_they_were_observed_or_allowed() -> None:
+    # the finding: "s2l.max_auc" was the largest AUC seen but read like the gate's max_auc
+    names = [name for name, _ in junit_properties(make_report())]
+    numeric = [n for n in names if "auc" in n or "tpr" in n or "extracted" in n]
+    assert numeric and all(n.startswith(("s2l.observed_", "s2l.threshold_")) for n in numeric)
