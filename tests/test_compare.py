@@ -285,3 +285,19 @@ def test_report_compare_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     args = [a.format(tmp=tmp_path) for a in argv]
     assert main(["report", str(tmp_path / report), *args]) == 4
     assert message in capsys.readouterr().err
+
+
+def test_a_compared_report_matches_the_json_schema() -> None:
+    import jsonschema
+
+    from s2l_scan.report.files import schema
+
+    previous = _body(make_report([make_row(domain="identity-0"), make_row(domain="gone")]))
+    previous["config"]["seed"] = 5
+    config = make_config({"compare": "v1.json"})
+    report = make_report([make_row(domain="identity-0")])
+    report.config = config.to_dict()
+    decide(report, config, previous, (), "v1.json")
+    body = _body(report)
+    assert body["config_changes"] and body["comparison"]
+    jsonschema.Draft202012Validator(schema()).validate(body)
