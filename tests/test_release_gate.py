@@ -61,7 +61,7 @@ def test_passing_gate_writes_every_report_and_junit_properties(
     assert properties["s2l.model_hash"] == body["model"]["model_hash"]
     assert float(properties["s2l.threshold_max_auc"]) == 1  # --s2l-max-auc=1
     cases = ET.parse(out / "j.xml").getroot().iter("testcase")
-    pooled = next(c for c in cases if c.get("name") == "baselines::loss[pooled]")
+    pooled = next(c for c in cases if c.get("name") == "loss[pooled]")  # junit drops "::"
     case_properties = {p.get("name"): p.get("value") for p in pooled.iter("property")}
     assert {"observed_auc", "observed_blind_auc", "threshold_max_auc"} <= set(case_properties)
     assert float(properties["s2l.observed_auc.baselines::loss[pooled]"]) == pytest.approx(
