@@ -209,3 +209,12 @@ def test_report_command_refuses_a_mismatched_schema(tmp_path: Path,
     err = capsys.readouterr().err
     assert str(report) in err and "schema version '0'" in err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_crlf_card_keeps_its_line_endings(tmp_path: Path) -> None:
+    card = "---\r\nlicense: mit\r\ndate: 2024-01-02\r\n---\r\n# Title\r\n\r\nText.\r\n"
+    updated = update_model_card(card, make_report())
+    assert "\n" not in updated.replace("\r\n", "")  # no bare \n mixed in
+    loaded = _load(tmp_path, updated)
+    assert card_data(loaded).license == "mit" and "Text." in loaded.text
+    assert update_model_card(updated, make_report()) == updated

@@ -42,11 +42,12 @@ def update_model_card(card: str, report: ScanReport, model_name: str | None = No
 
     ``license`` fills a card that has none (an SPDX-style Hub id such as ``apache-2.0``); an
     existing license is never changed."""
-    data, text, line_break = _parse(card)
+    crlf = "\r\n" in card  # worked on with "\n", written back with the card's own endings
+    data, text = _parse(card.replace("\r\n", "\n"))
     name = model_name or _model_name(data, report)
     if "model-index" in data:
         data["model-index"] = _without_ours(data["model-index"])
-    parsed = _model_card(data, text, line_break)
+    parsed = _model_card(data, text)
     meta = card_data(parsed)
     meta.eval_results = list(meta.eval_results or []) + results(report)
     meta.model_name = name
@@ -57,7 +58,7 @@ def update_model_card(card: str, report: ScanReport, model_name: str | None = No
     if meta.license is None and license:
         meta.license = license
     parsed.text = _replace_section(parsed.text, section(report))
-    return str(parsed)
+    return str(parsed).replace("\n", "\r\n") if crlf else str(parsed)
 
 
 def card_data(card: ModelCard) -> ModelCardData:
@@ -66,14 +67,11 @@ def card_data(card: ModelCard) -> ModelCardData:
     return card.data
 
 
-def _parse(card: str) -> tuple[dict[str, Any], str, str]:
-    """Front matter, body and line break of ``card``, split
-    with the Hub's own regular expression."""
-    line_break = "\r\n" if "\r\n" in card else "\n"
+def _parse(card: str) -> tuple[dict[str, Any], str]:
+    """Front matter and body of ``card``, split with the Hub's own regular expression."""
     match = REGEX_YAML_BLOCK.search(card)
     if match is None:
-        return {}, (card if card.startswith(("\n", "\r")) or not card else line_break + card), \
-            line_break
+        return {}, card if card.startswith("\n") or not card else "\n" + card
     try:
         data = yaml.safe_load(match.group(2))
     except yaml.YAMLError as error:
@@ -83,7 +81,7 @@ def _parse(card: str) -> tuple[dict[str, Any], str, str]:
         data = {}
     if not isinstance(data, dict):
         raise UsageError("the model card's YAML front matter is not a mapping")
-    return data, card[match.end():], line_break
+    return data, card[match.end():]
 
 
 def _without_ours(index: Any) -> Any:
@@ -113,10 +111,10 @@ def _ours(result: Any) -> bool:
                 and not source.get("url")))
 
 
-def _model_card(data: dict[str, Any], text: str, line_break: str) -> ModelCard:
+def _model_card(data: dict[str, Any], text: str) -> ModelCard:
     front = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)  # "{}" when empty
     try:
-        return ModelCard(f"---{line_break}{front}---{line_break}{text}")
+        return ModelCard(f"---\n{front}---\n{text}")
     except ValueError as error:
         raise UsageError(f"the model card's metadata cannot be read by huggingface_hub "
                          f"({error}); fix the front matter by hand") from None
