@@ -20,6 +20,10 @@ check_fail_on() {
 }
 
 install() {
+  case "${S2L_CACHE_INPUT:-true}" in
+    true | false) ;;
+    *) die "cache must be true or false; got '${S2L_CACHE_INPUT}'" ;;
+  esac
   local python="${S2L_PYTHON:-python}"
   if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
     # the default torch wheel pulls CUDA (gigabytes); the scan runs on the CPU

@@ -183,11 +183,13 @@ def test_action_passes_threads_device_evidence_and_extra_args_as_single_argument
     ({"S2L_EVIDENCE": "yes"}, "evidence must be true or false"),
     ({"S2L_EXTRA_ARGS": "--seed=1\n--report-json=/tmp/x"}, "--report-json is set by the Action"),
     ({"S2L_EXTRA_ARGS": "--threads\n8"}, "--threads is set by the Action; use its input"),
+    ({"S2L_CACHE_INPUT": "on", "step": "install"}, "cache must be true or false"),
 ])
 def test_bad_action_inputs_are_usage_errors(tmp_path: Path, inputs: dict[str, str],
                                             message: str) -> None:
+    step = inputs.pop("step", "scan")
     env = {**os.environ, "S2L_MODEL": "m", "S2L_OUTPUT_DIR": str(tmp_path / "out"), **inputs}
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "scan"], env=env,
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), step], env=env,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 4 and message in result.stderr
 
