@@ -187,8 +187,9 @@ def test_action_passes_threads_device_evidence_and_extra_args_as_single_argument
 ])
 def test_bad_action_inputs_are_usage_errors(tmp_path: Path, inputs: dict[str, str],
                                             message: str) -> None:
-    step = inputs.pop("step", "scan")
-    env = {**os.environ, "S2L_MODEL": "m", "S2L_OUTPUT_DIR": str(tmp_path / "out"), **inputs}
+    step = inputs.get("step", "scan")
+    env = {**os.environ, "S2L_MODEL": "m", "S2L_OUTPUT_DIR": str(tmp_path / "out"),
+           **{name: value for name, value in inputs.items() if name != "step"}}
     result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), step], env=env,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 4 and message in result.stderr
