@@ -1,6 +1,6 @@
 """The ``s2l-scan`` command line. Thin: parses, calls the engine, maps errors to exit codes.
 
-Exit codes (DESIGN.md §7): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
+Exit codes (README, exit codes): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
 error. A crash never passes: an unexpected exception exits 2 with a one-line message.
 """
 
@@ -13,8 +13,9 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from s2l_scan import __version__
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
@@ -36,6 +37,16 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 4, and every (sub)command takes ``--debug``, before or after its
+    name: error messages say "rerun with --debug" without knowing where it goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser sets ``debug`` only when given, so it never resets
+        # a --debug given before the subcommand
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks of internal errors")
+
     def error(self, message: str) -> NoReturn:
         # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
         self.print_usage(sys.stderr)
@@ -63,7 +74,7 @@ def _knob(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``s2l-scan`` (also used to document the CLI)."""
     parser = _Parser(prog="s2l-scan", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     reference = commands.add_parser("reference", help="the offline reference model")
@@ -129,6 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this Hugging Face model card (created when missing)")
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
+    report.add_argument("--compare", type=Path, metavar="PREVIOUS.json",
+                        help="compare with an earlier report: regressions, dropped and new "
+                             "checks, configuration changes; exit 1 when the comparison fails")
+    report.add_argument("--compare-fail", metavar="METRIC:+AMOUNT,...",
+                        help="with --compare: fail when a metric rose more than this, e.g. "
+                             "auc:+0.02,extracted:+0 (default: compare only)")
+    report.add_argument("--allow-dropped-checks", action="store_true",
+                        help="with --compare: accept checks of PREVIOUS.json this report lacks "
+                             "(default: a dropped check fails the comparison)")
+    report.add_argument("--card-license", metavar="ID",
+                        help="Hub license id (e.g. apache-2.0) for a card that has none; an "
+                             "existing license is kept. Without it a new card has no license")
     return parser
 
 
@@ -201,7 +224,8 @@ def null_audit_options() -> list[Option]:
     (it writes its own report) and the regression compare (a null audit is no release)."""
     reports = {renderer.config_key for renderer in RENDERERS.values()}
     return [option for option in scan_options()
-            if option.key not in reports and option.key not in ("compare", "compare_fail")]
+            if option.key not in reports and option.key not in ("compare", "compare_fail",
+                                                    "allow_dropped_checks")]
 
 
 def _reference_build(args: argparse.Namespace) -> int:
@@ -352,13 +376,16 @@ def _report(args: argparse.Namespace) -> int:
     from s2l_scan.report.outputs import write_reports
 
     wanted = {kind: getattr(args, kind) for kind in RENDERERS if getattr(args, kind) is not None}
-    if not wanted and args.model_card is None:
+    if not wanted and args.model_card is None and args.compare is None:
         files = ", ".join(f"--{kind} FILE" for kind in RENDERERS)
-        raise UsageError(f"nothing to write: give {files} and/or --model-card README.md")
-    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, [args.report])
+        raise UsageError(f"nothing to write: give {files}, --model-card README.md and/or "
+                         "--compare PREVIOUS.json")
+    inputs = [args.report, *([args.compare] if args.compare is not None else [])]
+    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, inputs)
     if args.model_card is not None:
-        check_outputs({"--model-card": args.model_card}, [args.report, *wanted.values()])
+        check_outputs({"--model-card": args.model_card}, [*inputs, *wanted.values()])
     report = load_report(args.report)
+    compared = _report_compare(args, report)
     # relative evidence paths were written relative to where the scan ran; try the report's
     # own folder first, then the current one
     for kind, path in write_reports(report, wanted, base=args.report.parent):
@@ -367,9 +394,33 @@ def _report(args: argparse.Namespace) -> int:
         from s2l_scan.report.model_card import update_model_card
 
         card = _read_card(args.model_card)
-        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name))
+        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name,
+                                                              args.card_license))
         print(f"model card updated: {args.model_card}")
-    return EXIT_OK
+    return EXIT_OK if compared else EXIT_GATE
+
+
+def _report_compare(args: argparse.Namespace, report: Any) -> bool:
+    """``report --compare``: the comparison stored in ``report`` and printed; True unless it
+    failed (always True without --compare)."""
+    if args.compare is None:
+        if args.compare_fail is not None or args.allow_dropped_checks:
+            raise UsageError("--compare-fail and --allow-dropped-checks need --compare "
+                             "PREVIOUS.json")
+        return True
+    from s2l_scan.gate import compare_saved
+    from s2l_scan.report.compare import parse_allowances, summary
+    from s2l_scan.report.files import read_report_dict
+
+    allowances = parse_allowances(args.compare_fail) if args.compare_fail is not None else ()
+    previous = read_report_dict(args.compare, what="previous report (compare)")
+    passed = compare_saved(report, previous, str(args.compare), allowances,
+                           args.allow_dropped_checks)
+    for line in summary(report.comparison, report.config_changes, str(args.compare),
+                        args.compare_fail, args.allow_dropped_checks):
+        print(line)
+    print(f"comparison: {'passed' if passed else 'FAILED'}")
+    return passed
 
 
 def _read_card(path: Path) -> str:
@@ -421,7 +472,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"s2l-scan: internal error ({type(error).__name__}: {error}). Nothing was "
               "judged. Rerun with --debug for the traceback and please report it.",

@@ -1,4 +1,4 @@
-"""What every S2L probe is: a named way to shake a *copy* of the model (DESIGN.md §5).
+"""What every S2L probe is: a named way to shake a *copy* of the model (README, probes).
 
 A probe receives a :class:`ModelCopy` (deep copies of the UNet and text encoder, the shared
 frozen VAE, tokenizer and scheduler) and a :class:`ProbeContext` (the domain prompt and the

@@ -1,4 +1,4 @@
-"""The one training loop every fine-tuning probe calls (DESIGN.md §5.2).
+"""The one training loop every fine-tuning probe calls (README, probes).
 
 DDPM MSE on ε, v or x₀ with t uniform over the scheduler's ``num_train_timesteps`` (the noise
 schedule is the scheduler's own ``alphas_cumprod``), AdamW, gradient norm clipped to 1.0. One

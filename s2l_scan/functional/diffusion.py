@@ -1,4 +1,4 @@
-"""Pure diffusion maths for the attacks (DESIGN.md §3): DDIM steps and per-sample scores.
+"""Pure diffusion maths for the attacks (README, scanning): DDIM steps and per-sample scores.
 
 Every function takes an ``eps_fn(x, t, cond) -> ε̂`` (the UNet, already bound to the model),
 a batch of clean latents ``x0`` (VAE posterior mean × scaling factor), the text conditioning

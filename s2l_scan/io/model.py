@@ -1,6 +1,6 @@
 """Load a checkpoint to scan: offline, safetensors-first, and never running the checkpoint's code.
 
-Three forms are accepted (DESIGN.md §2):
+Three forms are accepted (README, loading):
 
 * a diffusers pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
   ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/`` and ``tokenizer_2/``);
@@ -311,8 +311,8 @@ def _check_finite(pipeline: Any, source: str, family: Family) -> None:
 def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
     """Refuse a scheduler whose noise model the attacks cannot interpret, naming the field.
 
-    The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (DESIGN.md
-    §3), so only fields that change what the UNet's output or its timestep input mean matter:
+    The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (README,
+    scanning), so only fields that change what the UNet's output or its timestep input mean matter:
     ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
     ``rescale_betas_zero_snr`` (ᾱ_T = 0: x̂₀ from x_T divides by √ᾱ_T = 0), a schedule whose
     ᾱ_t leaves (0, 1), ``timestep_type`` other than ``discrete`` (the UNet would expect

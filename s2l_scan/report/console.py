@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from s2l_scan.report.headline import extraction_counts, extraction_reading, fmt, reading
+from s2l_scan.report.headline import extraction_counts, extraction_reading, fmt, headline, reading
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -94,23 +94,25 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
     _print_comparison(report, console)
     status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
     failed = len(report.to_dict()["verdict"]["failed_items"])
-    checks = len(report.results) + len(report.extraction)
+    checks = headline(report)["checks"]
     console.print(f"verdict: {status} ({failed} of {checks} checks failed)")
     return buffer.getvalue()
 
 
 def _print_comparison(report: Any, console: Console) -> None:
-    """One line for the comparison, then one per regression (the rest is in the reports)."""
-    if not report.comparison:
+    """The comparison's count line, then each regression, dropped and new check and
+    configuration change (the numbers of every check are in the reports)."""
+    if not report.comparison and not report.config_changes:
         return
-    regressed = [c for c in report.comparison if not c.passed]
-    allowed = report.config.get("compare_fail") or "nothing (compare only)"
-    console.print(f"compared with {escape(str(report.config.get('compare')))}: "
-                  f"{len(regressed)} regression(s) past {escape(allowed)}", soft_wrap=True)
-    for check in regressed:
-        console.print(f"  [bold red]regressed[/bold red] {escape(check.item)}: "
-                      f"{check.metric} {check.previous:.4g} → {check.current:.4g} "
-                      f"(+{check.change:.4g}, allowed {escape(str(check.allowance))})",
+    from s2l_scan.report.compare import summary
+
+    lines = summary(report.comparison, report.config_changes, str(report.config.get("compare")),
+                    report.config.get("compare_fail"),
+                    bool(report.config.get("allow_dropped_checks")))
+    for line in lines:
+        failing = line.startswith(("  regressed", "  dropped")) and not (
+            line.startswith("  dropped") and report.config.get("allow_dropped_checks"))
+        console.print(f"[bold red]{escape(line)}[/bold red]" if failing else escape(line),
                       soft_wrap=True)
 
 
