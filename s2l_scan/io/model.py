@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
+from s2l_scan.io.weights import add_variant, choose_variant, loaded_files
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
@@ -157,6 +158,11 @@ def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return safetensors, pickles
 
 
+def _expected_weights(library: str, variant: str | None) -> str:
+    stem = "diffusion_pytorch_model" if library == "diffusers" else "model"
+    return f"{add_variant(stem + '.safetensors', variant)} or a shard index"
+
+
 def _check_safetensors(path: Path) -> None:
     from safetensors import safe_open
 
@@ -200,24 +206,29 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     _check_component_configs(root)
     safe: list[Path] = []
     pickled: list[Path] = []
-    variant: str | None = None
+    # exactly the files diffusers will read (s2l_scan/io/weights.py), nothing else in the folder
+    libraries = {name: str(index[name][0]) for name in WEIGHT_COMPONENTS}
+    variant = choose_variant(root, libraries) if weights else None
     for name in WEIGHT_COMPONENTS:
         if not weights:
             continue
-        safetensors, pickles = _weight_files(root / name)
-        if safetensors:
-            plain = [p for p in safetensors if p.name.count(".") == 1]
-            if not plain:
-                variant = safetensors[0].name.split(".")[-2]
-            safe += safetensors
-        elif pickles and not allow_pickle:
+        files = loaded_files(root / name, libraries[name], variant)
+        if files:
+            safe += files
+            continue
+        _, pickles = _weight_files(root / name)
+        if pickles and not allow_pickle:
             raise UnsafeCheckpointError(
                 f"{pickles[0]}: pickled weights can run arbitrary code when loaded, so s2l-scan "
                 f"refuses them. Convert the checkpoint to safetensors, or pass {PICKLE_OPT_IN} "
                 "to load it with torch.load(weights_only=True).")
-        elif not pickles:
-            raise ModelLoadError(f"{root / name}: no weight file (expected *.safetensors).")
-        pickled += pickles
+        files = loaded_files(root / name, libraries[name], variant, pickles=True)
+        if not files:
+            present = sorted(p.name for p in (root / name).iterdir() if p.is_file())
+            raise ModelLoadError(
+                f"{root / name}: no weight file {libraries[name]} would load (expected "
+                f"{_expected_weights(libraries[name], variant)}; found {present}).")
+        pickled += files
     for path in safe:
         _check_safetensors(path)
     return FolderReport(root, str(pipeline_class), variant, tuple(safe), tuple(pickled))
@@ -400,8 +411,7 @@ def _load_folder(root: Path, allow_pickle: bool, dtype: Any) -> tuple[Any, dict[
     from diffusers import StableDiffusionPipeline
 
     report = inspect_pipeline_folder(root, allow_pickle=allow_pickle)
-    safe_dirs = {p.parent for p in report.safetensors}
-    pickles = tuple(p for p in report.pickles if p.parent not in safe_dirs)
+    pickles = report.pickles  # only those of components without safetensors
     # None lets diffusers fall back to pickles (read with weights_only=True) where a component
     # has no safetensors; inspect_pipeline_folder has already refused that without the opt-in.
     use_safetensors = None if pickles else True
