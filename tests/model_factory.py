@@ -34,7 +34,8 @@ ATTENTION = ["to_q", "to_k", "to_v", "to_out.0"]
 
 
 def components(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon",
-               vae_attention: bool = True) -> dict[str, Any]:
+               vae_attention: bool = True, unet_channels: tuple[int, int] = (16, 32)
+               ) -> dict[str, Any]:
     """The five components of a tiny SD pipeline; the tokenizer is written under ``folder``.
 
     ``vae_attention``: the VAE has SD's mid-block self-attention (the reference VAE has none).
@@ -54,7 +55,7 @@ def components(folder: Path, *, seed: int = 0, prediction_type: str = "epsilon",
         sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        block_out_channels=(16, 32), layers_per_block=1, cross_attention_dim=32,
+        block_out_channels=unet_channels, layers_per_block=1, cross_attention_dim=32,
         attention_head_dim=8, norm_num_groups=8)
     text_encoder = CLIPTextModel(CLIPTextConfig(
         vocab_size=len(vocab), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -74,10 +75,11 @@ def _pipeline(parts: dict[str, Any]) -> Any:
 
 
 def _save(out: Path, seed: int = 0, prediction_type: str = "epsilon",
-          vae_attention: bool = True, **save: Any) -> Path:
+          vae_attention: bool = True, unet_channels: tuple[int, int] = (16, 32),
+          **save: Any) -> Path:
     work = out.parent / f".{out.name}-work"
     pipeline = _pipeline(components(work, seed=seed, prediction_type=prediction_type,
-                                    vae_attention=vae_attention))
+                                    vae_attention=vae_attention, unet_channels=unet_channels))
     pipeline.save_pretrained(out, safe_serialization=True, **save)
     shutil.rmtree(work)
     return out
@@ -88,6 +90,12 @@ def _save(out: Path, seed: int = 0, prediction_type: str = "epsilon",
 def sd1_folder(out: Path, seed: int = 0) -> Path:
     """SD-1.x diffusers folder (epsilon, ``safety_checker: [null, null]``)."""
     return _save(out, seed)
+
+
+def wide_sd1_folder(out: Path, seed: int = 0) -> Path:
+    """An SD-1.x folder with wider UNet blocks: the same layer names, other shapes (the base an
+    adapter of :func:`sd1_folder` does not fit)."""
+    return _save(out, seed, unet_channels=(24, 48))
 
 
 def sd2_v_folder(out: Path, seed: int = 0) -> Path:
@@ -234,9 +242,9 @@ def _kohya_name(module: str) -> str:
     return "lora_unet_" + module.replace(".", "_")
 
 
-def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 1.0) -> Path:
+def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 2.0) -> Path:
     """A kohya-ss (sd-scripts) LoRA as one bare file: ``lora_unet_<module>.lora_down.weight``,
-    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank)."""
+    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank: 1 by default, like the others)."""
     state = _adapter_state(peft_unet(model, seed=seed))
     kohya: dict[str, torch.Tensor] = {}
     for key, value in state.items():
