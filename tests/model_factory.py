@@ -271,7 +271,8 @@ def lycoris_loha_file(model: Path, out: Path, seed: int = 0) -> Path:
 
 ADAPTERS: dict[str, Callable[[Path, Path], Path]] = {
     "diffusers-folder": diffusers_lora,
-    "diffusers-file": lambda model, out: diffusers_lora_file(model, out.with_suffix(".safetensors")),
+    "diffusers-file": lambda model, out: diffusers_lora_file(model,
+                                                             out.with_suffix(".safetensors")),
     "peft-lora": peft_adapter,
     "peft-loha": lambda model, out: peft_adapter(model, out, "loha"),
     "kohya-file": lambda model, out: kohya_lora_file(model, out.with_suffix(".safetensors")),

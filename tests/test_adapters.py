@@ -11,10 +11,10 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import model_factory as factory
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError, UsageError
 from s2l_scan.io.adapters import NO_MATCH, AdapterSpec
 from s2l_scan.io.model import LoadedModel, load_pipeline, sha256_file
+from tests import model_factory as factory
 
 
 @pytest.fixture(scope="module")

@@ -261,7 +261,6 @@ def _peft_target(pipeline: Any, keys: list[str]) -> tuple[str, Any]:
 def _fuse_with_peft(pipeline: Any, weights: Path, config_file: Path, weight: float,
                     name: str) -> None:
     from peft import PeftConfig, inject_adapter_in_model, set_peft_model_state_dict
-    from peft.tuners.tuners_utils import BaseTunerLayer
     from safetensors.torch import load_file
 
     try:
@@ -288,21 +287,23 @@ def _fuse_with_peft(pipeline: Any, weights: Path, config_file: Path, weight: flo
     inject_adapter_in_model(config, module, adapter_name=name)
     try:
         set_peft_model_state_dict(module, state, adapter_name=name)
-        layers = [(parent, child_name, child)
-                  for parent in list(module.modules())
-                  for child_name, child in list(parent.named_children())
-                  if isinstance(child, BaseTunerLayer)]
-        for _, _, layer in layers:
+        for _, _, layer in _tuner_layers(module):
             layer.scale_layer(weight)
             layer.merge(adapter_names=[name])
-    finally:
-        for parent, child_name, layer in [
-                (parent, child_name, child) for parent in list(module.modules())
-                for child_name, child in list(parent.named_children())
-                if isinstance(child, BaseTunerLayer)]:
+    finally:  # back to plain layers, the merged weights in them (peft's merge_and_unload)
+        for parent, child_name, layer in _tuner_layers(module):
             setattr(parent, child_name, layer.get_base_layer())
-        if hasattr(module, "peft_config"):
+        if isinstance(getattr(module, "peft_config", None), dict):
             module.peft_config.pop(name, None)
+
+
+def _tuner_layers(module: Any) -> list[tuple[Any, str, Any]]:
+    """(parent, attribute, layer) of every peft adapter layer injected in ``module``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [(parent, child_name, child) for parent in list(module.modules())
+            for child_name, child in list(parent.named_children())
+            if isinstance(child, BaseTunerLayer)]
 
 
 def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapter]:
