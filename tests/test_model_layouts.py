@@ -160,6 +160,11 @@ def test_every_adapter_format_changes_the_scores(tiny_reference: Path, tmp_path:
     folder, base = scanned_base
     adapter = factory.ADAPTERS[name](folder, tmp_path / "adapter")
     tuned = _scan(folder, tiny_reference / "data", tmp_path / "scan", "--lora", f"{adapter}:0.7")
+    import jsonschema
+
+    from s2l_scan.report.files import schema
+
+    jsonschema.Draft202012Validator(schema()).validate(tuned)
     (record,) = tuned["model"]["adapters"]
     assert record["path"] == str(adapter) and record["weight"] == 0.7
     assert record["layers_changed"] > 0 and len(record["sha256"]) == 64
