@@ -134,8 +134,9 @@ def sharded_fp16_beside_plain(out: Path, seed: int = 0) -> Path:
 
 def full_repo_clone(out: Path, seed: int = 0) -> Path:
     """The plain weights plus the extras a full clone of an SD-1.5 repository holds: an
-    ``.fp16`` copy of each component and a ``.non_ema`` UNet, none of which diffusers loads
-    by default (different content, so hashing them would move the model hash)."""
+    ``.fp16`` copy of each component, a ``.non_ema`` UNet, pickled ``.bin`` copies, original
+    single-file checkpoints at the root and a safety checker, none of which a scan loads
+    (different content, so hashing them would move the model hash)."""
     _save(out, seed)
     for name, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
                        ("text_encoder", "model")):
@@ -144,6 +145,19 @@ def full_repo_clone(out: Path, seed: int = 0) -> Path:
         if name == "unet":
             save_file({k: v + 0.01 for k, v in state.items()},
                       out / name / f"{stem}.non_ema.safetensors")
+        pickled = "pytorch_model" if name == "text_encoder" else stem
+        torch.save(state, out / name / f"{pickled}.bin")  # the legacy pickled copies
+    # the root's original-layout checkpoints and the safety checker a real clone has
+    from s2l_scan.reference.single_file import export_single_file
+
+    export_single_file(out, out / "v1-5-pruned-emaonly.safetensors")
+    (out / "v1-5-pruned-emaonly.ckpt").write_bytes(b"a pickle never opened")
+    (out / "safety_checker").mkdir()
+    (out / "safety_checker" / "config.json").write_text("{}")
+    (out / "safety_checker" / "model.safetensors").write_bytes(b"never opened")
+    edit_json(out / "model_index.json", requires_safety_checker=True,
+              safety_checker=["stable_diffusion", "StableDiffusionSafetyChecker"],
+              feature_extractor=["transformers", "CLIPImageProcessor"])
     return out
 
 

@@ -29,7 +29,8 @@ def _diffusers_would_download(folder: Path, variant: str | None) -> set[str]:
     names = {str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()}
     usable, _ = variant_compatible_siblings(names, variant=variant,
                                             ignore_patterns=list(NON_WEIGHTS))
-    return {name for name in usable if name.endswith(".safetensors") and "/" in name}
+    return {name for name in usable if name.endswith(".safetensors")
+            and name.split("/")[0] in ("unet", "vae", "text_encoder")}
 
 
 # layout → the variant diffusers must be asked for (what a user would pass it by hand)
@@ -224,3 +225,18 @@ def test_schedule_and_adapter_changes_share_no_cached_unit(
         tuned = _scan(folder, data, tmp_path / f"e{weight}", "--lora", f"{adapter}:{weight}",
                       cache=cache)
         assert tuned["timestamps"]["units_reused"] == "0", weight
+
+
+def test_fp16_safetensors_are_preferred_to_plain_pickles(tmp_path: Path) -> None:
+    """Without --allow-pickle, an ``.fp16.safetensors`` copy beside plain ``.bin`` weights is
+    what loads (the pickles are never opened); with it, diffusers' default, the plain ones."""
+    folder = factory.fp16_folder(tmp_path / "fp16")
+    for name, stem in (("unet", "diffusion_pytorch_model"), ("vae", "diffusion_pytorch_model"),
+                       ("text_encoder", "pytorch_model")):
+        fp16 = next((folder / name).glob("*.fp16.safetensors"))
+        torch.save({k: v.float() for k, v in load_file(fp16).items()},
+                   folder / name / f"{stem}.bin")
+    safe = load_pipeline(folder)
+    assert all(file.endswith(".fp16.safetensors") for file in safe.identity)
+    pickled = load_pipeline(folder, allow_pickle=True)
+    assert all(file.endswith(".bin") for file in pickled.identity)

@@ -208,7 +208,7 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     pickled: list[Path] = []
     # exactly the files diffusers will read (s2l_scan/io/weights.py), nothing else in the folder
     libraries = {name: str(index[name][0]) for name in WEIGHT_COMPONENTS}
-    variant = choose_variant(root, libraries) if weights else None
+    variant = choose_variant(root, libraries, pickles=allow_pickle) if weights else None
     for name in WEIGHT_COMPONENTS:
         if not weights:
             continue

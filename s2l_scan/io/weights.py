@@ -115,18 +115,20 @@ def loaded_files(folder: Path, library: str, variant: str | None, *, pickles: bo
     return files
 
 
-def choose_variant(root: Path, components: dict[str, str]) -> str | None:
+def choose_variant(root: Path, components: dict[str, str], *, pickles: bool = False
+                   ) -> str | None:
     """The variant to load ``root`` with: None when every component (name → library) has
-    plain weights, else the one variant that every component lacking them has."""
+    plain weights (plain pickles count only when ``pickles`` are allowed), else the one
+    variant that every component lacking them has."""
     lacking = {name: library for name, library in components.items()
-               if not loaded_files(root / name, library, None, pickles=True)}
+               if not loaded_files(root / name, library, None, pickles=pickles)}
     if not lacking:
         return None
     shared: set[str] | None = None
     for name, library in lacking.items():
         folder = root / name
         offered = {v for p in folder.iterdir() if (v := file_variant(p.name)) is not None
-                   and loaded_files(folder, library, v, pickles=True)}
+                   and loaded_files(folder, library, v, pickles=pickles)}
         shared = offered if shared is None else shared & offered
         if not offered:
             return None  # the caller names the component with no weights
