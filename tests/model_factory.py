@@ -161,19 +161,26 @@ def full_repo_clone(out: Path, seed: int = 0) -> Path:
     return out
 
 
-def single_file(out: Path, seed: int = 0, vae_attention: bool = True) -> tuple[Path, Path]:
-    """The original (LDM) single-file layout: ``out/model.safetensors`` and ``out/config``, a
-    weight-less diffusers folder for it. Returns (checkpoint, config folder)."""
+def single_file_of(folder: Path, checkpoint: Path, config: Path) -> tuple[Path, Path]:
+    """``folder`` (a diffusers SD folder) in the original (LDM) single-file layout: one
+    ``checkpoint`` file plus ``config``, a weight-less copy of the folder for it."""
     from s2l_scan.reference.single_file import export_single_file
 
-    out.mkdir(parents=True)
-    folder = _save(out / "folder", seed, vae_attention=vae_attention)
-    checkpoint = export_single_file(folder, out / "model.safetensors")
-    config = Path(shutil.copytree(folder, out / "config"))
+    export_single_file(folder, checkpoint)
+    shutil.copytree(folder, config)
     for weights in config.rglob("*.safetensors"):
         weights.unlink()
-    shutil.rmtree(folder)
     return checkpoint, config
+
+
+def single_file(out: Path, seed: int = 0, vae_attention: bool = True) -> tuple[Path, Path]:
+    """A tiny model in the original single-file layout: ``out/model.safetensors`` and
+    ``out/config``. Returns (checkpoint, config folder)."""
+    out.mkdir(parents=True)
+    folder = _save(out / "folder", seed, vae_attention=vae_attention)
+    single_file_of(folder, out / "model.safetensors", out / "config")
+    shutil.rmtree(folder)
+    return out / "model.safetensors", out / "config"
 
 
 BASES: dict[str, Callable[[Path], Path]] = {

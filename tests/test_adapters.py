@@ -187,3 +187,17 @@ def test_adapter_spec_parses_an_optional_weight(text: str, path: str, weight: fl
 def test_a_non_finite_weight_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="finite"):
         AdapterSpec.parse("lora.safetensors:nan")
+
+
+def test_lora_is_repeatable_and_a_bad_weight_is_a_usage_error_before_loading(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from s2l_scan.cli import build_parser, main
+    from s2l_scan.plan import ScanInputs
+
+    args = build_parser().parse_args(["scan", "m", "--lora", "a", "--lora", "b.safetensors:0.5"])
+    assert args.lora == ["a", "b.safetensors:0.5"]
+    assert ScanInputs(model="m", data="d", lora=("a", "b:0.5")).adapters == ("a", "b:0.5")
+    assert ScanInputs(model="m", data="d", lora="a").adapters == ("a",)
+    code = main(["scan", str(tmp_path / "nowhere"), "--data", str(tmp_path), "--lora",
+                 "a.safetensors:inf"])
+    assert code == 4 and "finite" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
 from s2l_scan.io.model import load_pipeline
+from tests.model_factory import single_file_of
 
 UNET_WEIGHTS = Path("unet/diffusion_pytorch_model.safetensors")
 
@@ -155,15 +156,8 @@ def test_loading_never_modifies_the_folder(tiny_model_copy: Path) -> None:
 @pytest.fixture
 def single_file(tiny_reference: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The tiny model as one original-layout safetensors file, plus a config-only folder."""
-    import shutil
-
-    from s2l_scan.reference.single_file import export_single_file
-
-    checkpoint = export_single_file(tiny_reference / "model", tmp_path / "tiny.safetensors")
-    config = Path(shutil.copytree(tiny_reference / "model", tmp_path / "config"))
-    for weights in config.rglob("*.safetensors"):
-        weights.unlink()
-    return checkpoint, config
+    return single_file_of(tiny_reference / "model", tmp_path / "tiny.safetensors",
+                          tmp_path / "config")
 
 
 def test_single_file_checkpoint_loads_with_local_config(tiny_reference: Path,
