@@ -13,7 +13,7 @@ An adapter is a folder or a bare ``.safetensors`` file, in one of the formats pe
 LyCORIS LoHa / LoKr files in kohya naming (``hada_w1_a``, ``lokr_w1``) are refused by name: no
 library here reads them, and guessing their maths would be a silent wrong answer.
 
-Every adapter is verified: a fingerprint of every weight tensor is taken before and after fusing,
+Every adapter is verified: each layer it was placed in is fingerprinted before and after fusing,
 and an adapter that changed none is refused ("matched no layer of this model"). diffusers skips
 keys it cannot place with a log warning only, which is how a peft folder used to be "applied"
 while the scan measured the base model.
@@ -176,18 +176,31 @@ def _modules(pipeline: Any) -> dict[str, Any]:
             if isinstance(module, torch.nn.Module)}
 
 
-def fingerprint(pipeline: Any) -> dict[str, str]:
-    """``component.parameter`` → a digest of its bytes, for every floating tensor."""
+def layer_print(layer: Any) -> str:
+    """A digest of a layer's own floating tensors (weight, bias), bytes and all."""
     import torch
 
-    prints: dict[str, str] = {}
-    for name, module in _modules(pipeline).items():
-        for key, tensor in module.state_dict().items():
-            if tensor.is_floating_point():
-                raw = tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8)
-                prints[f"{name}.{key}"] = hashlib.blake2b(raw.numpy().data,
-                                                          digest_size=16).hexdigest()
-    return prints
+    digest = hashlib.blake2b(digest_size=16)
+    for key, tensor in sorted(layer.state_dict().items()):
+        if tensor.is_floating_point():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1)
+                          .view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _adapted_layers(pipeline: Any) -> dict[str, Any]:
+    """``component.module`` → each peft adapter layer now injected in the pipeline: the
+    layers fusing may change, and the only ones it can."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return {f"{name}.{path}": layer for name, module in _modules(pipeline).items()
+            for path, layer in module.named_modules() if isinstance(layer, BaseTunerLayer)}
+
+
+def _layer_at(pipeline: Any, name: str) -> Any:
+    component, _, path = name.partition(".")
+    return _modules(pipeline)[component].get_submodule(path)
 
 
 _TARGET = re.compile(r"(\.lora_[AB]\b|\.lora_(down|up|mid)\b|[._]lora\.(down|up)\b|\.alpha$|"
@@ -197,12 +210,6 @@ _TARGET = re.compile(r"(\.lora_[AB]\b|\.lora_(down|up|mid)\b|[._]lora\.(down|up)
 def targeted_layers(keys: list[str]) -> list[str]:
     """The distinct layers an adapter's tensors update (``…to_q.lora_A.weight`` → ``…to_q``)."""
     return sorted({_TARGET.split(key, maxsplit=1)[0] for key in keys if _TARGET.search(key)})
-
-
-def changed_layers(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Layers (``component.module``) one of whose tensors differs between two fingerprints."""
-    keys = set(before) | set(after)
-    return sorted({key.rsplit(".", 1)[0] for key in keys if before.get(key) != after.get(key)})
 
 
 # --- fusing ---
@@ -234,10 +241,13 @@ def _mismatch(adapter: Path, error: Exception) -> ModelLoadError:
                           f"{first[:400]}).")
 
 
-def _fuse_with_diffusers(pipeline: Any, weights: Path, weight: float, name: str) -> None:
+def _load_with_diffusers(pipeline: Any, weights: Path, name: str) -> None:
     pipeline.load_lora_weights(str(weights.parent), weight_name=weights.name, adapter_name=name)
+
+
+def _merge_with_diffusers(pipeline: Any, weight: float, name: str) -> None:
     loaded = {n for names in pipeline.get_list_adapters().values() for n in names}
-    if name in loaded:  # else diffusers placed no key: the fingerprint says so, by name
+    if name in loaded:  # else diffusers placed no key: nothing changes, and that is refused
         pipeline.fuse_lora(lora_scale=weight, adapter_names=[name])
     pipeline.unload_lora_weights()
 
@@ -258,8 +268,8 @@ def _peft_target(pipeline: Any, keys: list[str]) -> tuple[str, Any]:
     return best[1], best[2]
 
 
-def _fuse_with_peft(pipeline: Any, weights: Path, config_file: Path, weight: float,
-                    name: str) -> None:
+def _load_with_peft(pipeline: Any, weights: Path, config_file: Path, name: str) -> Any:
+    """Inject the adapter into the component it names; returns that component."""
     from peft import PeftConfig, inject_adapter_in_model, set_peft_model_state_dict
     from safetensors.torch import load_file
 
@@ -285,12 +295,17 @@ def _fuse_with_peft(pipeline: Any, weights: Path, config_file: Path, weight: flo
     _, module = _peft_target(pipeline, list(state))
     state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
     inject_adapter_in_model(config, module, adapter_name=name)
+    set_peft_model_state_dict(module, state, adapter_name=name)
+    return module
+
+
+def _merge_with_peft(module: Any, weight: float, name: str) -> None:
+    """Scale, merge and unload (peft's merge_and_unload, on a plain module)."""
     try:
-        set_peft_model_state_dict(module, state, adapter_name=name)
         for _, _, layer in _tuner_layers(module):
             layer.scale_layer(weight)
             layer.merge(adapter_names=[name])
-    finally:  # back to plain layers, the merged weights in them (peft's merge_and_unload)
+    finally:  # back to plain layers, the merged weights in them
         for parent, child_name, layer in _tuner_layers(module):
             setattr(parent, child_name, layer.get_base_layer())
         if isinstance(getattr(module, "peft_config", None), dict):
@@ -312,19 +327,29 @@ def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapte
     applied: list[AppliedAdapter] = []
     for number, spec in enumerate(specs):
         weights, form, config = find_adapter(spec.path)
-        before = fingerprint(pipeline)
         name = f"s2l_scan_{number}"
         try:
             if form == "peft":
                 assert config is not None
-                _fuse_with_peft(pipeline, weights, config, spec.weight, name)
+                module = _load_with_peft(pipeline, weights, config, name)
             else:
-                _fuse_with_diffusers(pipeline, weights, spec.weight, name)
+                _load_with_diffusers(pipeline, weights, name)
+            # fingerprints of the layers the adapter was placed in, before and after fusing
+            layers = _adapted_layers(pipeline)
+            before = {key: layer_print(layer.get_base_layer()) for key, layer in layers.items()}
+            if form == "peft":
+                _merge_with_peft(module, spec.weight, name)
+            else:
+                _merge_with_diffusers(pipeline, spec.weight, name)
         except ModelLoadError as error:
             raise ModelLoadError(f"{spec.path}: {error}") from None
         except Exception as error:  # diffusers / peft raise many unrelated types
             raise _mismatch(spec.path, error) from None
-        changed = changed_layers(before, fingerprint(pipeline))
+        if _adapted_layers(pipeline):
+            raise ModelLoadError(f"{spec.path}: adapter layers are left after fusing; "
+                                 "s2l-scan scans plain, merged weights only.")
+        changed = sorted(key for key in before
+                         if layer_print(_layer_at(pipeline, key)) != before[key])
         targeted = targeted_layers(_keys(weights))
         if changed and len(changed) < len(targeted):
             short = {name.split(".", 1)[-1] for name in changed}
