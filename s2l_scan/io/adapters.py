@@ -135,14 +135,8 @@ def _classify(path: Path) -> str:
 def find_adapter(path: Path) -> tuple[Path, str, Path | None]:
     """(weights file, format, peft config or None) of an adapter folder or bare file."""
     if path.is_dir():
-        if (path / PEFT_CONFIG).is_file():
-            weights = path / PEFT_WEIGHTS
-            if not weights.is_file():
-                pickled = path / "adapter_model.bin"
-                if pickled.is_file():
-                    _refuse_pickle(pickled)
-                raise ModelLoadError(f"{path}: a peft adapter folder ({PEFT_CONFIG}) without "
-                                     f"{PEFT_WEIGHTS}.")
+        weights = path / PEFT_WEIGHTS
+        if (path / PEFT_CONFIG).is_file() and weights.is_file():
             _keys(weights)
             return weights, "peft", path / PEFT_CONFIG
         files = sorted(path.glob("*.safetensors"))
