@@ -209,7 +209,8 @@ def _add_scan_arguments(parser: argparse.ArgumentParser, options: list[Option]) 
             parser.add_argument(given.name, type=parse, help=argparse_help(given.help))
         else:
             parser.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
-                                metavar=given.metavar, help=argparse_help(given.help))
+                                metavar=given.metavar, help=argparse_help(given.help),
+                                action="append" if given.repeated else "store")
     for option in options:  # values None: "not given", so config files still apply
         if option.type is bool:
             parser.add_argument(option.cli, dest=option.key, action="store_true", default=None,
@@ -310,6 +311,11 @@ class _progress:
         self._bar.update(self._tasks[stage], completed=done)
 
 
+def _listed(values: list[str] | None) -> tuple[str, ...] | None:
+    """A repeated option's values as a tuple (None: not given)."""
+    return None if values is None else tuple(values)
+
+
 def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.config import make_config, read_config_file
     from s2l_scan.parallel import finish, world
@@ -320,7 +326,7 @@ def _scan(args: argparse.Namespace) -> int:
     overrides = {option.key: getattr(args, option.key) for option in scan_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
-                                 model_config=args.model_config, lora=args.lora),
+                                 model_config=args.model_config, lora=_listed(args.lora)),
                       config, protected=[args.config] if args.config else [])
     console = make_console()
     here = world()
@@ -358,7 +364,7 @@ def _null_audit(args: argparse.Namespace) -> int:
     console = make_console()
     with _progress(console) as progress:
         audit = run_null_audit(ScanInputs(model=args.model, data=args.data,
-                                          model_config=args.model_config, lora=args.lora),
+                                          model_config=args.model_config, lora=_listed(args.lora)),
                                config, args.draws, protected=protected, progress=progress,
                                on_draw=lambda draw: console.print(render_draw(draw),
                                                                   soft_wrap=True))

@@ -37,6 +37,7 @@ class ScanInput:
     metavar: str
     help: str
     positional: bool = False  # s2l-scan scan takes it as a positional argument
+    repeated: bool = False  # may be given several times (a list, in order)
 
 
 # model, data, model_config and lora fill session.ScanInputs; config is the config file.
@@ -47,7 +48,10 @@ SCAN_INPUTS: tuple[ScanInput, ...] = (
                              "(default for 'reference': its data)"),
     ScanInput("model_config", "DIR", "local diffusers config folder for a single-file "
                                      "checkpoint"),
-    ScanInput("lora", "DIR", "LoRA adapter folder fused into the model before scanning"),
+    ScanInput("lora", "PATH[:WEIGHT]", "adapter fused into the model before scanning: a folder "
+                                       "or a .safetensors file (diffusers, peft or kohya LoRA; "
+                                       "peft LoHa/LoKr), at WEIGHT (default 1); repeatable",
+              repeated=True),
     ScanInput("config", "FILE", "s2l.toml or pyproject.toml with [tool.s2l] (default: the one "
                                 "in the current folder, pytest: in rootdir)"),
 )

@@ -35,10 +35,21 @@ class ScanInputs:
     model: str
     data: str | None = None
     model_config: str | None = None
-    lora: str | None = None
+    lora: str | tuple[str, ...] | None = None  # adapter(s), each PATH or PATH:WEIGHT
+
+    @property
+    def adapters(self) -> tuple[str, ...]:
+        """The adapters to fuse, in order (``lora`` as a tuple)."""
+        return () if self.lora is None else (self.lora,) if isinstance(self.lora, str) \
+            else tuple(self.lora)
 
     def check(self) -> None:
-        """A usage error when a model other than the reference comes without audit data."""
+        """A usage error when a model other than the reference comes without audit data, or
+        an adapter's weight is not a number."""
+        from s2l_scan.io.adapters import AdapterSpec  # no torch at import
+
+        for adapter in self.adapters:
+            AdapterSpec.parse(adapter)
         if self.model != REFERENCE and self.data is None:
             raise UsageError(f"model {self.model} needs audit data: pass --data DIR "
                              "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"

@@ -35,7 +35,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("s2l", "s2l-scan: diffusion-model privacy gate")
     for given in SCAN_INPUTS:
         group.addoption(plugin_spelling(given.name), metavar=given.metavar, default=None,
-                        help=argparse_help(given.help))
+                        help=argparse_help(given.help),
+                        action="append" if given.repeated else "store")
     for option in scan_options():  # values None: "not given", so config files still apply
         if option.type is bool:
             group.addoption(option.pytest, action="store_true", default=None,
@@ -84,12 +85,16 @@ def pytest_configure(config: pytest.Config) -> None:
         overrides = {option.key: config.getoption(option.pytest) for option in scan_options()}
         inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
                             model_config=config.getoption("--s2l-model-config"),
-                            lora=config.getoption("--s2l-lora"))
+                            lora=_listed(config.getoption("--s2l-lora")))
         plan = build_plan(inputs, make_config(file_values, **overrides),
                           protected=[config_file] if config_file else [])
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     config.stash[_STATE] = _ScanState(plan)
+
+
+def _listed(values: list[str] | None) -> tuple[str, ...] | None:
+    return None if values is None else tuple(values)
 
 
 def _opt_path(config: pytest.Config, name: str) -> Path | None:

@@ -82,7 +82,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         model_dir, data_dir = resolve_inputs(plan.inputs, config, progress)
         check_evidence_dir(config, [model_dir, data_dir])
         model = load_pipeline(model_dir, config=_path(plan.inputs.model_config),
-                              lora=_path(plan.inputs.lora), allow_pickle=config.allow_pickle,
+                              lora=list(plan.inputs.adapters), allow_pickle=config.allow_pickle,
                               device=resolve_device(config.device),
                               dtype=torch_dtype(config.dtype))
         data = load_audit_data(data_dir, model.resolution, domains=config.domains)
@@ -123,7 +123,8 @@ def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData
                f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution,
-               "prediction_type": model.prediction_type, "family": model.family},
+               "prediction_type": model.prediction_type, "family": model.family,
+               **({"adapters": model.adapters} if model.adapters else {})},
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},

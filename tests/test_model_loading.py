@@ -12,6 +12,7 @@ from safetensors.torch import load_file, save_file
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
 from s2l_scan.io.model import load_pipeline
+from tests.model_factory import single_file_of
 
 UNET_WEIGHTS = Path("unet/diffusion_pytorch_model.safetensors")
 
@@ -152,58 +153,11 @@ def test_loading_never_modifies_the_folder(tiny_model_copy: Path) -> None:
     assert before == after
 
 
-def _save_random_lora(model: Path, out: Path) -> None:
-    """A trivial LoRA adapter on the UNet's attention, with non-zero weights."""
-    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
-    from peft import LoraConfig
-    from peft.utils import get_peft_model_state_dict
-
-    unet = UNet2DConditionModel.from_pretrained(model / "unet")
-    unet.add_adapter(LoraConfig(r=2, lora_alpha=2, init_lora_weights="gaussian",
-                                target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
-    with torch.no_grad():
-        for name, param in unet.named_parameters():
-            if "lora_B" in name:
-                param.normal_(0, 0.5, generator=torch.Generator().manual_seed(0))
-    StableDiffusionPipeline.save_lora_weights(out, unet_lora_layers=get_peft_model_state_dict(unet),
-                                              safe_serialization=True)
-
-
-def test_lora_adapter_is_fused_into_the_scanned_weights(tiny_model_copy: Path, tmp_path: Path
-                                                        ) -> None:
-    adapter = tmp_path / "adapter"
-    _save_random_lora(tiny_model_copy, adapter)
-    base = load_pipeline(tiny_model_copy)
-    tuned = load_pipeline(tiny_model_copy, lora=adapter)
-    assert "lora/pytorch_lora_weights.safetensors" in tuned.identity
-    assert tuned.model_hash != base.model_hash
-    base_state, tuned_state = base.pipeline.unet.state_dict(), tuned.pipeline.unet.state_dict()
-    assert set(base_state) == set(tuned_state)  # fused: no adapter layers left behind
-    changed = [k for k in base_state if not torch.equal(base_state[k], tuned_state[k])]
-    assert changed and all("attn" in k for k in changed)
-
-
-def test_lora_folder_without_safetensors_is_refused(tiny_model_copy: Path, tmp_path: Path
-                                                    ) -> None:
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "pytorch_lora_weights.bin").write_bytes(b"pickle")
-    with pytest.raises(ModelLoadError, match=r"no \*\.safetensors LoRA weights.*pickled"):
-        load_pipeline(tiny_model_copy, lora=adapter)
-
-
 @pytest.fixture
 def single_file(tiny_reference: Path, tmp_path: Path) -> tuple[Path, Path]:
     """The tiny model as one original-layout safetensors file, plus a config-only folder."""
-    import shutil
-
-    from s2l_scan.reference.single_file import export_single_file
-
-    checkpoint = export_single_file(tiny_reference / "model", tmp_path / "tiny.safetensors")
-    config = Path(shutil.copytree(tiny_reference / "model", tmp_path / "config"))
-    for weights in config.rglob("*.safetensors"):
-        weights.unlink()
-    return checkpoint, config
+    return single_file_of(tiny_reference / "model", tmp_path / "tiny.safetensors",
+                          tmp_path / "config")
 
 
 def test_single_file_checkpoint_loads_with_local_config(tiny_reference: Path,

@@ -283,12 +283,10 @@ def test_every_attack_reads_the_prediction_type(tiny_v: Path, tmp_path: Path) ->
 
 def test_single_file_takes_the_prediction_type_of_its_config_folder(tiny_v: Path,
                                                                     tmp_path: Path) -> None:
-    from s2l_scan.reference.single_file import export_single_file
+    from tests.model_factory import single_file_of
 
-    checkpoint = export_single_file(tiny_v / "model", tmp_path / "v.safetensors")
-    config = Path(shutil.copytree(tiny_v / "model", tmp_path / "config"))
-    for weights in config.rglob("*.safetensors"):
-        weights.unlink()
+    checkpoint, config = single_file_of(tiny_v / "model", tmp_path / "v.safetensors",
+                                        tmp_path / "config")
     assert load_pipeline(checkpoint, config=config).prediction_type == "v_prediction"
     _relabel(config, "flow_prediction", tmp_path / "flow")
     with pytest.raises(ModelLoadError, match=r"flow/scheduler/scheduler_config\.json: "

@@ -316,7 +316,9 @@ def test_an_sdxl_lora_from_the_probe_fuses_into_the_sdxl_model(sdxl: LoadedModel
                            sp_latents=_latents(4), save_dir=str(tmp_path / "lora"))
     LoRA(steps=2, batch_size=2, lr=1e-2).apply(ModelCopy.of(sdxl.pipeline), context)
     fused = load_pipeline(sdxl_folder / "model", lora=tmp_path / "lora")
-    assert "lora/pytorch_lora_weights.safetensors" in fused.identity
+    [adapter] = fused.adapters
+    assert adapter["file"] == "pytorch_lora_weights.safetensors" and adapter["layers_changed"] > 0
+    assert fused.model_hash != sdxl.model_hash
     for name in ("unet", "text_encoder", "text_encoder_2"):
         base, moved = (getattr(m.pipeline, name).state_dict() for m in (sdxl, fused))
         assert any(not torch.equal(base[k], moved[k]) for k in base), name

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
+from s2l_scan.io.weights import add_variant, choose_variant, loaded_files
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
@@ -186,6 +187,11 @@ def _weight_files(folder: Path) -> tuple[list[Path], list[Path]]:
     return safetensors, pickles
 
 
+def _expected_weights(library: str, variant: str | None) -> str:
+    stem = "diffusion_pytorch_model" if library == "diffusers" else "model"
+    return f"{add_variant(stem + '.safetensors', variant)} or a shard index"
+
+
 def _check_safetensors(path: Path) -> None:
     from safetensors import safe_open
 
@@ -232,24 +238,29 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     _check_component_configs(root, family)
     safe: list[Path] = []
     pickled: list[Path] = []
-    variant: str | None = None
+    # exactly the files diffusers will read (s2l_scan/io/weights.py), nothing else in the folder
+    libraries = {name: str(index[name][0]) for name in family.weights}
+    variant = choose_variant(root, libraries, pickles=allow_pickle) if weights else None
     for name in family.weights:
         if not weights:
             continue
-        safetensors, pickles = _weight_files(root / name)
-        if safetensors:
-            plain = [p for p in safetensors if p.name.count(".") == 1]
-            if not plain:
-                variant = safetensors[0].name.split(".")[-2]
-            safe += safetensors
-        elif pickles and not allow_pickle:
+        files = loaded_files(root / name, libraries[name], variant)
+        if files:
+            safe += files
+            continue
+        _, pickles = _weight_files(root / name)
+        if pickles and not allow_pickle:
             raise UnsafeCheckpointError(
                 f"{pickles[0]}: pickled weights can run arbitrary code when loaded, so s2l-scan "
                 f"refuses them. Convert the checkpoint to safetensors, or pass {PICKLE_OPT_IN} "
                 "to load it with torch.load(weights_only=True).")
-        elif not pickles:
-            raise ModelLoadError(f"{root / name}: no weight file (expected *.safetensors).")
-        pickled += pickles
+        files = loaded_files(root / name, libraries[name], variant, pickles=True)
+        if not files:
+            present = sorted(p.name for p in (root / name).iterdir() if p.is_file())
+            raise ModelLoadError(
+                f"{root / name}: no weight file {libraries[name]} would load (expected "
+                f"{_expected_weights(libraries[name], variant)}; found {present}).")
+        pickled += files
     for path in safe:
         _check_safetensors(path)
     return FolderReport(root, str(pipeline_class), variant, tuple(safe), tuple(pickled))
@@ -264,11 +275,18 @@ class LoadedModel:
     identity: dict[str, str]  # file name → sha256, for every weight file read
     resolution: int
     family: str = "sd"  # "sd" (SD-1.x / SD-2.x) or "sdxl" (s2l_scan.conditioning.FAMILIES)
+    # each fused adapter: path, format, weight, sha256, file, layers_changed (io/adapters.py)
+    adapters: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def model_hash(self) -> str:
-        """One hash over all weight hashes: the cache key of everything derived from this model."""
+        """One hash over all weight hashes, and each fused adapter's hash and weight: the cache
+        key of everything derived from this model."""
         blob = json.dumps(self.identity, sort_keys=True).encode()
+        if self.adapters:
+            fused = [(a["sha256"], a["weight"], a["format"]) for a in self.adapters]
+            blob = json.dumps({"files": self.identity, "adapters": fused},
+                              sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
     @property
@@ -282,10 +300,21 @@ class LoadedModel:
         """What, beside the weights, unit-cache keys hold: the device kind (not its index: each
         process of a data-parallel scan has its own GPU), the dtype, and the prediction type
         (read from the scheduler config, not the weights: the same weights relabelled score
-        and sample differently)."""
+        and sample differently), and the scheduler (:func:`scheduler_identity`: its class and
+        every config field, betas included: the same weights under another noise schedule
+        score and sample differently too)."""
         unet = self.pipeline.unet
         return {"device": unet.device.type, "dtype": str(unet.dtype).removeprefix("torch."),
-                "prediction_type": self.prediction_type}
+                "prediction_type": self.prediction_type,
+                "scheduler": scheduler_identity(self.pipeline.scheduler)}
+
+
+def scheduler_identity(scheduler: Any) -> str:
+    """``Class:digest`` of a scheduler's class and full config (betas, schedule, timestep
+    spacing, ...): part of every unit key, so two models that differ only there share none."""
+    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return f"{type(scheduler).__name__}:{hashlib.sha256(blob).hexdigest()[:16]}"
 
 
 def sha256_file(path: Path) -> str:
@@ -450,7 +479,7 @@ def load_pipeline(
     model: Path,
     *,
     config: Path | None = None,
-    lora: Path | None = None,
+    lora: Any = None,
     allow_pickle: bool = False,
     device: str = "cpu",
     dtype: Any = None,
@@ -458,7 +487,9 @@ def load_pipeline(
     """Load a checkpoint to scan.
 
     ``model`` is a diffusers folder, or a single ``.safetensors`` file when ``config`` names a
-    local diffusers config folder for it. ``lora`` is an adapter folder fused into the weights.
+    local diffusers config folder for it. ``lora`` is an adapter (folder or bare file, ``PATH`` or
+    ``PATH:WEIGHT``, or an :class:`~s2l_scan.io.adapters.AdapterSpec`) or a list of them, fused
+    into the weights in order; each must change the model.
     Raises :class:`ModelLoadError` / :class:`UnsafeCheckpointError` with a message naming the
     culprit file; never downloads anything.
     """
@@ -472,11 +503,14 @@ def load_pipeline(
     else:
         pipeline, identity, family = _load_folder(model, allow_pickle, dtype)
     source = str(model)
-    if lora is not None:
-        identity.update(_fuse_lora(pipeline, Path(lora)))
-        source += f" + LoRA {lora}"
-    return _finish(pipeline, source, identity, device, model if config is None else Path(config),
-                   family)
+    adapters = [] if lora is None else list(lora) if isinstance(lora, list | tuple) else [lora]
+    applied = _fuse_lora(pipeline, adapters) if adapters else []
+    for adapter in applied:
+        source += f" + adapter {adapter.path} (×{adapter.weight:g})"
+    loaded = _finish(pipeline, source, identity, device,
+                     model if config is None else Path(config), family)
+    loaded.adapters = [adapter.to_dict() for adapter in applied]
+    return loaded
 
 
 def _pipeline_kwargs(family: Family) -> dict[str, Any]:
@@ -492,8 +526,7 @@ def _load_folder(root: Path, allow_pickle: bool, dtype: Any
     import diffusers
 
     report = inspect_pipeline_folder(root, allow_pickle=allow_pickle)
-    safe_dirs = {p.parent for p in report.safetensors}
-    pickles = tuple(p for p in report.pickles if p.parent not in safe_dirs)
+    pickles = report.pickles  # only those of components without safetensors
     # None lets diffusers fall back to pickles (read with weights_only=True) where a component
     # has no safetensors; inspect_pipeline_folder has already refused that without the opt-in.
     use_safetensors = None if pickles else True
@@ -540,23 +573,10 @@ def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
     return pipeline, {path.name: sha256_file(path)}, family
 
 
-def _fuse_lora(pipeline: Any, adapter: Path) -> dict[str, str]:
-    if not adapter.is_dir():
-        raise ModelLoadError(f"{adapter}: not a folder; expected a LoRA adapter folder "
-                             "(pytorch_lora_weights.safetensors).")
-    weights = sorted(adapter.glob("*.safetensors"))
-    if not weights:
-        pickles = [p for p in adapter.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
-        culprit = f" (found pickled {pickles[0].name}; convert it)" if pickles else ""
-        raise ModelLoadError(f"{adapter}: no *.safetensors LoRA weights{culprit}.")
-    if len(weights) > 1:
-        raise ModelLoadError(f"{adapter}: several .safetensors files {[p.name for p in weights]}; "
-                             "keep exactly one adapter per folder.")
-    _check_safetensors(weights[0])
-    try:
-        pipeline.load_lora_weights(str(adapter), weight_name=weights[0].name, adapter_name="scan")
-        pipeline.fuse_lora(adapter_names=["scan"])
-        pipeline.unload_lora_weights()
-    except Exception as error:  # diffusers/peft raise many unrelated types
-        raise _wrap_load_error(str(adapter), error) from None
-    return {f"lora/{weights[0].name}": sha256_file(weights[0])}
+def _fuse_lora(pipeline: Any, adapters: list[Any]) -> list[Any]:
+    """Fuse adapters (:mod:`s2l_scan.io.adapters`: folder or bare file; diffusers, peft or
+    kohya format), refusing one that changed no weight."""
+    from s2l_scan.io.adapters import AdapterSpec, fuse_adapters
+
+    return fuse_adapters(pipeline, [a if isinstance(a, AdapterSpec) else AdapterSpec.parse(a)
+                                    for a in adapters])

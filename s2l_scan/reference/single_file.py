@@ -53,6 +53,11 @@ def _unet_key(key: str, layers: int, attention_up: set[int]) -> str:
     raise ValueError(f"no single-file name for UNet weight {key!r}")
 
 
+# diffusers' VAE mid-block attention layer → the original's (1×1 convolutions, not linears)
+_VAE_ATTENTION = {"group_norm": "norm", "to_q": "q", "to_k": "k", "to_v": "v",
+                  "to_out.0": "proj_out"}
+
+
 def _vae_key(key: str, n_blocks: int) -> str:
     from diffusers.loaders.single_file_utils import DIFFUSERS_TO_LDM_MAPPING
 
@@ -61,7 +66,10 @@ def _vae_key(key: str, n_blocks: int) -> str:
         return top[key]
     key = key.replace("conv_shortcut", "nin_shortcut")
     key = re.sub(r"mid_block\.resnets\.(\d)", lambda m: f"mid.block_{int(m[1]) + 1}", key)
-    key = key.replace("mid_block.attentions.0", "mid.attn_1")
+    if "mid_block.attentions.0." in key:
+        head, _, tail = key.partition("mid_block.attentions.0.")
+        layer, _, kind = tail.rpartition(".")
+        return f"{head}mid.attn_1.{_VAE_ATTENTION[layer]}.{kind}"
     key = re.sub(r"encoder\.down_blocks\.(\d+)\.resnets", r"encoder.down.\1.block", key)
     key = re.sub(r"encoder\.down_blocks\.(\d+)\.downsamplers\.0", r"encoder.down.\1.downsample",
                  key)
@@ -90,7 +98,10 @@ def export_single_file(model_dir: Path, out_file: Path) -> Path:
         state[UNET_PREFIX + _unet_key(key, layers, attention_up)] = value
     n_blocks = len(vae_config["block_out_channels"])
     for key, value in load_file(model_dir / "vae" / "diffusion_pytorch_model.safetensors").items():
-        state[VAE_PREFIX + _vae_key(key, n_blocks)] = value
+        name = _vae_key(key, n_blocks)
+        if ".mid.attn_1." in name and name.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # the original's q, k, v, proj_out are 1×1 convs
+        state[VAE_PREFIX + name] = value
     for key, value in load_file(model_dir / "text_encoder" / "model.safetensors").items():
         # transformers 5 saves CLIPTextModel without the ``text_model.`` level the LDM layout has
         name = key if key.startswith("text_model.") else f"text_model.{key}"

@@ -1,0 +1,366 @@
+"""Fuse adapters (LoRA and kin) into a loaded pipeline, and prove that they changed it.
+
+An adapter is a folder or a bare ``.safetensors`` file, in one of the formats people share:
+
+* ``diffusers``: ``pytorch_lora_weights.safetensors`` (keys ``unet.…lora_A.weight``, or the
+  older ``…to_q_lora.down.weight``), fused by diffusers' ``load_lora_weights``;
+* ``kohya``: the kohya-ss / civitai layout (``lora_unet_…lora_down.weight`` with ``.alpha``),
+  converted and fused by diffusers;
+* ``peft``: ``adapter_model.safetensors`` + ``adapter_config.json`` as ``PeftModel.save_pretrained``
+  writes them, LoRA, LoHa or LoKr (peft's own types), fused by peft into the component whose
+  module names the adapter's keys match.
+
+LyCORIS LoHa / LoKr files in kohya naming (``hada_w1_a``, ``lokr_w1``) are refused by name: no
+library here reads them, and guessing their maths would be a silent wrong answer.
+
+Every adapter is verified: each layer it was placed in is fingerprinted before and after fusing,
+and an adapter that changed none is refused ("matched no layer of this model"). diffusers skips
+keys it cannot place with a log warning only, which is how a peft folder used to be "applied"
+while the scan measured the base model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError, UsageError
+
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+PEFT_CONFIG = "adapter_config.json"
+PEFT_WEIGHTS = "adapter_model.safetensors"
+PEFT_TYPES = ("LORA", "LOHA", "LOKR")
+FORMATS = ("diffusers", "kohya", "peft")
+NO_MATCH = "the adapter matched no layer of this model"
+# key fragments of LyCORIS algorithms that no library here can fuse from a bare file
+_LYCORIS = {"hada_w1": "LyCORIS LoHa", "lokr_w1": "LyCORIS LoKr", "oft_blocks": "LyCORIS OFT",
+            "oft_diag": "LyCORIS OFT", "lora_mid": "LyCORIS LoCon (Tucker)",
+            "diff_b": "LyCORIS full/diff", "dora_scale": "DoRA (kohya naming)"}
+
+
+@dataclass(frozen=True)
+class AdapterSpec:
+    """One adapter to fuse: its path and weight (``PATH`` or ``PATH:WEIGHT``)."""
+
+    path: Path
+    weight: float = 1.0
+
+    @classmethod
+    def parse(cls, text: str | Path) -> AdapterSpec:
+        """``lora.safetensors:0.8`` → (lora.safetensors, 0.8); a plain path has weight 1."""
+        text = str(text)
+        head, sep, tail = text.rpartition(":")
+        if sep and head:
+            try:
+                weight = float(tail)
+            except ValueError:
+                return cls(Path(text))
+            if weight != weight or weight in (float("inf"), float("-inf")):
+                raise UsageError(f"--lora {text}: the weight after ':' must be a finite number.")
+            return cls(Path(head), weight)
+        return cls(Path(text))
+
+
+@dataclass(frozen=True)
+class AppliedAdapter:
+    """What the report records of one fused adapter."""
+
+    path: str
+    format: str
+    weight: float
+    sha256: str
+    file: str
+    layers_changed: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "format": self.format, "weight": self.weight,
+                "sha256": self.sha256, "file": self.file, "layers_changed": self.layers_changed}
+
+
+@dataclass(frozen=True)
+class _Found:
+    weights: Path  # the safetensors file
+    format: str
+    config: Path | None = None  # adapter_config.json (peft)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _keys(path: Path) -> list[str]:
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return list(handle.keys())
+    except Exception as error:  # safetensors raises its own untyped errors
+        raise ModelLoadError(f"{path}: not a valid safetensors file ({error}). The file may be "
+                             "truncated or corrupted; re-export or re-download it.") from None
+
+
+def _refuse_pickle(path: Path) -> None:
+    raise UnsafeCheckpointError(f"{path}: a pickled adapter can run arbitrary code when loaded; "
+                                "s2l-scan reads adapters only as .safetensors. Convert it.")
+
+
+def _classify(path: Path) -> str:
+    keys = _keys(path)
+    if not keys:
+        raise ModelLoadError(f"{path}: the adapter file holds no tensors.")
+    for fragment, name in _LYCORIS.items():
+        if any(fragment in key for key in keys):
+            raise ModelLoadError(
+                f"{path}: a {name} adapter ({fragment}* weights in kohya naming). s2l-scan fuses "
+                "LoRA in diffusers, peft or kohya format, and LoHa / LoKr only as a peft adapter "
+                f"folder ({PEFT_WEIGHTS} + {PEFT_CONFIG} with peft_type LOHA or LOKR). Convert "
+                "it, or scan the model with the adapter already merged.")
+    if any(key.startswith("base_model.model.") for key in keys):
+        raise ModelLoadError(f"{path}: peft adapter weights without their {PEFT_CONFIG}; peft "
+                             "needs it for the adapter's rank and scale. Pass the folder that "
+                             "holds both.")
+    if any(key.startswith(("lora_unet_", "lora_te_", "lora_te1_", "lora_te2_")) for key in keys):
+        return "kohya"
+    return "diffusers"
+
+
+def find_adapter(path: Path) -> tuple[Path, str, Path | None]:
+    """(weights file, format, peft config or None) of an adapter folder or bare file."""
+    if path.is_dir():
+        weights = path / PEFT_WEIGHTS
+        if (path / PEFT_CONFIG).is_file() and weights.is_file():
+            _keys(weights)
+            return weights, "peft", path / PEFT_CONFIG
+        files = sorted(path.glob("*.safetensors"))
+        if not files:
+            pickles = [p for p in path.iterdir() if p.suffix.lower() in PICKLE_SUFFIXES]
+            culprit = f" (found pickled {pickles[0].name}; convert it)" if pickles else ""
+            raise ModelLoadError(f"{path}: no *.safetensors LoRA weights{culprit}.")
+        if len(files) > 1:
+            raise ModelLoadError(f"{path}: several .safetensors files {[p.name for p in files]};"
+                                 " keep exactly one adapter per folder, or pass the file.")
+        return files[0], _classify(files[0]), None
+    if path.is_file():
+        if path.suffix.lower() in PICKLE_SUFFIXES:
+            _refuse_pickle(path)
+        if path.suffix.lower() != ".safetensors":
+            raise ModelLoadError(f"{path}: not an adapter; expected a .safetensors file or an "
+                                 "adapter folder.")
+        if path.name == PEFT_WEIGHTS and (path.parent / PEFT_CONFIG).is_file():
+            return find_adapter(path.parent)
+        return path, _classify(path), None
+    raise ModelLoadError(f"{path}: no such adapter file or folder.")
+
+
+# --- fingerprints: which layers did fusing change ---
+
+def _modules(pipeline: Any) -> dict[str, Any]:
+    import torch
+
+    components = getattr(pipeline, "components", {}) or {}
+    return {name: module for name, module in sorted(components.items())
+            if isinstance(module, torch.nn.Module)}
+
+
+def layer_print(layer: Any) -> str:
+    """A digest of a layer's own floating tensors (weight, bias), bytes and all."""
+    import torch
+
+    digest = hashlib.blake2b(digest_size=16)
+    for key, tensor in sorted(layer.state_dict().items()):
+        if tensor.is_floating_point():
+            digest.update(key.encode())
+            digest.update(tensor.detach().cpu().contiguous().reshape(-1)
+                          .view(torch.uint8).numpy().data)
+    return digest.hexdigest()
+
+
+def _adapted_layers(pipeline: Any) -> dict[str, Any]:
+    """``component.module`` → each peft adapter layer now injected in the pipeline: the
+    layers fusing may change, and the only ones it can."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return {f"{name}.{path}": layer for name, module in _modules(pipeline).items()
+            for path, layer in module.named_modules() if isinstance(layer, BaseTunerLayer)}
+
+
+def _layer_at(pipeline: Any, name: str) -> Any:
+    component, _, path = name.partition(".")
+    return _modules(pipeline)[component].get_submodule(path)
+
+
+_TARGET = re.compile(r"(\.lora_[AB]\b|\.lora_(down|up|mid)\b|[._]lora\.(down|up)\b|\.alpha$|"
+                     r"\.lora_magnitude_vector|\.dora_scale|\.(hada|lokr)_\w+)")
+
+
+def targeted_layers(keys: list[str]) -> list[str]:
+    """The distinct layers an adapter's tensors update (``…to_q.lora_A.weight`` → ``…to_q``)."""
+    return sorted({_TARGET.split(key, maxsplit=1)[0] for key in keys if _TARGET.search(key)})
+
+
+# --- fusing ---
+
+def _split_param(name: str) -> tuple[str, str]:
+    """``m.to_q.lora_A.s2l_scan_0.weight`` → (``m.to_q``, ``lora_A``)."""
+    found = re.search(r"\.((lora|hada|lokr)_\w+?)(\.s2l_scan_\d+)?(\.weight)?$", name)
+    return (name[:found.start()], found[1]) if found else (name, "weight")
+
+
+def _shape(text: str) -> str:
+    return "[" + text.removeprefix("torch.Size([").removesuffix("])") + "]"
+
+
+def _mismatch(adapter: Path, error: Exception) -> ModelLoadError:
+    text = str(error)
+    found = re.search(r"size mismatch for ([\w.\[\]]+): copying a param with shape "
+                      r"(torch\.Size\(\[[^\]]*\]\)) from checkpoint, the shape in current model "
+                      r"is (torch\.Size\(\[[^\]]*\]\))", text)
+    if found:
+        layer, theirs, ours = found.groups()
+        module, part = _split_param(layer)
+        return ModelLoadError(
+            f"{adapter}: the adapter does not fit this model: at layer {module} its {part} has "
+            f"shape {_shape(theirs)} but this model needs {_shape(ours)}. It was made for "
+            "another base model; scan it with the base it belongs to.")
+    first = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return ModelLoadError(f"{adapter}: could not fuse this adapter ({type(error).__name__}: "
+                          f"{first[:400]}).")
+
+
+def _load_with_diffusers(pipeline: Any, weights: Path, name: str) -> None:
+    pipeline.load_lora_weights(str(weights.parent), weight_name=weights.name, adapter_name=name)
+
+
+def _merge_with_diffusers(pipeline: Any, weight: float, name: str) -> None:
+    loaded = {n for names in pipeline.get_list_adapters().values() for n in names}
+    if name in loaded:  # else diffusers placed no key: nothing changes, and that is refused
+        pipeline.fuse_lora(lora_scale=weight, adapter_names=[name])
+    pipeline.unload_lora_weights()
+
+
+def _peft_target(pipeline: Any, keys: list[str]) -> tuple[str, Any]:
+    """The component whose module names the most adapter keys match."""
+    paths = {re.split(r"\.(lora_|hada_|lokr_|oft_|boft_|ia3_)", key.removeprefix(
+        "base_model.model."), maxsplit=1)[0] for key in keys}
+    best: tuple[int, str, Any] | None = None
+    for name, module in _modules(pipeline).items():
+        names = {n for n, _ in module.named_modules()}
+        hits = len(paths & names)
+        if hits and (best is None or hits > best[0]):
+            best = (hits, name, module)
+    if best is None:
+        raise ModelLoadError(f"{NO_MATCH} (none of its {len(paths)} target module(s), e.g. "
+                             f"{sorted(paths)[0]!r}, is a module of {sorted(_modules(pipeline))}).")
+    return best[1], best[2]
+
+
+def _load_with_peft(pipeline: Any, weights: Path, config_file: Path, name: str) -> Any:
+    """Inject the adapter into the component it names; returns that component."""
+    from peft import PeftConfig, inject_adapter_in_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    try:
+        body = json.loads(config_file.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ModelLoadError(f"{config_file}: not readable JSON ({error}).") from None
+    kind = str(body.get("peft_type", "")).upper()
+    if kind not in PEFT_TYPES:
+        raise ModelLoadError(f"{config_file}: peft_type {body.get('peft_type')!r}; s2l-scan fuses "
+                             f"{list(PEFT_TYPES)} adapters.")
+    if body.get("modules_to_save"):
+        raise ModelLoadError(f"{config_file}: modules_to_save {body['modules_to_save']} (whole "
+                             "layers stored beside the adapter) is not supported; merge them "
+                             "into the model first.")
+    for field in ("base_model_name_or_path", "revision", "auto_mapping"):
+        body.pop(field, None)  # never fetch or resolve anything named there
+    try:
+        config = PeftConfig.from_peft_type(**body)
+    except (TypeError, ValueError) as error:
+        raise ModelLoadError(f"{config_file}: not a valid {kind} config ({error}).") from None
+    state = load_file(weights)
+    _, module = _peft_target(pipeline, list(state))
+    state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
+    inject_adapter_in_model(config, module, adapter_name=name)
+    set_peft_model_state_dict(module, state, adapter_name=name)
+    return module
+
+
+def _merge_with_peft(module: Any, weight: float, name: str) -> None:
+    """Scale, merge and unload (peft's merge_and_unload, on a plain module)."""
+    try:
+        for _, _, layer in _tuner_layers(module):
+            layer.scale_layer(weight)
+            layer.merge(adapter_names=[name])
+    finally:  # back to plain layers, the merged weights in them
+        for parent, child_name, layer in _tuner_layers(module):
+            setattr(parent, child_name, layer.get_base_layer())
+        if isinstance(getattr(module, "peft_config", None), dict):
+            module.peft_config.pop(name, None)
+
+
+def _tuner_layers(module: Any) -> list[tuple[Any, str, Any]]:
+    """(parent, attribute, layer) of every peft adapter layer injected in ``module``."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    return [(parent, child_name, child) for parent in list(module.modules())
+            for child_name, child in list(parent.named_children())
+            if isinstance(child, BaseTunerLayer)]
+
+
+def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapter]:
+    """Fuse each adapter into ``pipeline`` (in order, each at its weight); refuse one that
+    changes no weight, or that does not fit the model, naming it."""
+    applied: list[AppliedAdapter] = []
+    for number, spec in enumerate(specs):
+        weights, form, config = find_adapter(spec.path)
+        name = f"s2l_scan_{number}"
+        try:
+            if form == "peft":
+                assert config is not None
+                module = _load_with_peft(pipeline, weights, config, name)
+            else:
+                _load_with_diffusers(pipeline, weights, name)
+            # fingerprints of the layers the adapter was placed in, before and after fusing
+            layers = _adapted_layers(pipeline)
+            before = {key: layer_print(layer.get_base_layer()) for key, layer in layers.items()}
+            if form == "peft":
+                _merge_with_peft(module, spec.weight, name)
+            else:
+                _merge_with_diffusers(pipeline, spec.weight, name)
+        except ModelLoadError as error:
+            raise ModelLoadError(f"{spec.path}: {error}") from None
+        except Exception as error:  # diffusers / peft raise many unrelated types
+            raise _mismatch(spec.path, error) from None
+        if _adapted_layers(pipeline):
+            raise ModelLoadError(f"{spec.path}: adapter layers are left after fusing; "
+                                 "s2l-scan scans plain, merged weights only.")
+        changed = sorted(key for key in before
+                         if layer_print(_layer_at(pipeline, key)) != before[key])
+        targeted = targeted_layers(_keys(weights))
+        if changed and len(changed) < len(targeted):
+            short = {name.split(".", 1)[-1] for name in changed}
+            missed = [t for t in targeted if t.split(".", 1)[-1] not in short
+                      and t.removeprefix("base_model.model.") not in short]
+            example = f" (e.g. {missed[0]!r})" if missed else ""
+            raise ModelLoadError(
+                f"{spec.path}: only {len(changed)} of the {len(targeted)} layers this {form} "
+                f"adapter updates changed in this model; the others{example} name no layer of "
+                "it (or hold an all-zero update). Fusing part of an adapter would scan a model "
+                "nobody released; use the base model it was made for.")
+        if not changed:
+            raise ModelLoadError(
+                f"{spec.path}: {NO_MATCH} ({form} format: none of its weights names a layer "
+                "of this model, so fusing it changed nothing). It was made for another base "
+                "model or in a layout s2l-scan does not read; scanning on would measure the "
+                "base model, not the adapted one.")
+        applied.append(AppliedAdapter(str(spec.path), form, spec.weight, _sha256(weights),
+                                      weights.name, len(changed)))
+    return applied
