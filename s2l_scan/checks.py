@@ -20,6 +20,16 @@ ROOMS = ("baselines", "probes", "extraction")
 RELEASED = "released"
 """The extraction source name of the model as released (a probe's copy is named by its label)."""
 
+CALIBRATED = "+base"
+"""Suffix of a base-calibrated attack's name: ``loss+base`` is loss on the model minus loss on
+the base model (``--base-model``), so its checks read ``baselines::loss+base[identity-3]``."""
+
+
+def calibrated(attack: str) -> str:
+    """The name of ``attack``'s base-calibrated variant."""
+    return attack + CALIBRATED
+
+
 _PATTERN = re.compile(r"^(?P<room>[a-z]+)::(?P<name>.+)\[(?P<domain>[^\[\]]+)\]$")
 
 

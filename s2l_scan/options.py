@@ -39,7 +39,7 @@ class ScanInput:
     positional: bool = False  # s2l-scan scan takes it as a positional argument
 
 
-# model, data, model_config and lora fill session.ScanInputs; config is the config file.
+# model, data, model_config, lora and base_model fill session.ScanInputs; config is the config file.
 SCAN_INPUTS: tuple[ScanInput, ...] = (
     ScanInput("model", "PATH", "checkpoint to scan: a diffusers folder, a .safetensors file "
                                "(with a model config), or 'reference'", positional=True),
@@ -48,6 +48,10 @@ SCAN_INPUTS: tuple[ScanInput, ...] = (
     ScanInput("model_config", "DIR", "local diffusers config folder for a single-file "
                                      "checkpoint"),
     ScanInput("lora", "DIR", "LoRA adapter folder fused into the model before scanning"),
+    ScanInput("base_model", "PATH", "the public base checkpoint a fine-tune release started "
+                                    "from (a diffusers folder; 'reference': the reference "
+                                    "build's base): every attack also runs base-calibrated "
+                                    "(its score on the model minus on the base, rows NAME+base)"),
     ScanInput("config", "FILE", "s2l.toml or pyproject.toml with [tool.s2l] (default: the one "
                                 "in the current folder, pytest: in rootdir)"),
 )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.attack import Attack, make_attack
-from s2l_scan.checks import CheckId
+from s2l_scan.checks import CheckId, calibrated
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import UsageError
 from s2l_scan.probing import ProbeSelection, select_probes
@@ -36,13 +36,27 @@ class ScanInputs:
     data: str | None = None
     model_config: str | None = None
     lora: str | None = None
+    base_model: str | None = None  # the fine-tune's base: calibrates every attack
 
     def check(self) -> None:
-        """A usage error when a model other than the reference comes without audit data."""
+        """A usage error when a model other than the reference comes without audit data, or a
+        base model ('reference' is the reference build's own base) that cannot serve as the
+        scanned model's base (:func:`~s2l_scan.io.model.check_base_model`, configs only)."""
         if self.model != REFERENCE and self.data is None:
             raise UsageError(f"model {self.model} needs audit data: pass --data DIR "
                              "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
                              "nonmembers/}")
+        if self.base_model is None:
+            return
+        if (self.base_model == REFERENCE) != (self.model == REFERENCE):
+            raise UsageError(f"base model {self.base_model!r}: 'reference' is the base of the "
+                             "reference build only, and the reference build's base is "
+                             "'reference'; give a base that matches the scanned model")
+        if self.model != REFERENCE:
+            from s2l_scan.io.model import check_base_model
+
+            check_base_model(Path(self.model), Path(self.base_model),
+                             None if self.model_config is None else Path(self.model_config))
 
 
 @dataclass(frozen=True)
@@ -80,11 +94,15 @@ class ScanPlan:
 
     def checks(self, domains: Sequence[str]) -> list[CheckId]:
         """Every check known before the scan, in report order: each attack per domain (and
-        ``pooled`` with several domains), the same per planned probe, then extraction per
+        ``pooled`` with several domains), then each base-calibrated attack (with a base model),
+        the same per planned probe, then extraction per
         source and domain. Sweep checks are named at run time."""
         checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
         ids = [CheckId.baseline(attack.name, domain)
                for attack in self.attacks for domain in checked]
+        if self.inputs.base_model is not None:  # each attack calibrated on the base model
+            ids += [CheckId.baseline(calibrated(attack.name), domain)
+                    for attack in self.attacks for domain in checked]
         ids += [CheckId.probe(spec.label, attack.name, domain) for spec in self.probes.planned
                 for attack in self.attacks for domain in checked]
         ids += [CheckId.extraction(source, domain)

@@ -84,7 +84,8 @@ def pytest_configure(config: pytest.Config) -> None:
         overrides = {option.key: config.getoption(option.pytest) for option in scan_options()}
         inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
                             model_config=config.getoption("--s2l-model-config"),
-                            lora=config.getoption("--s2l-lora"))
+                            lora=config.getoption("--s2l-lora"),
+                            base_model=config.getoption("--s2l-base-model"))
         plan = build_plan(inputs, make_config(file_values, **overrides),
                           protected=[config_file] if config_file else [])
     except S2LError as error:

@@ -17,6 +17,7 @@ import torch
 from s2l_scan import __version__
 from s2l_scan.config import ScanConfig
 from s2l_scan.devices import resolve_device, torch_dtype
+from s2l_scan.errors import UsageError
 from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
@@ -59,6 +60,26 @@ def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn 
     return Path(inputs.model), Path(inputs.data)
 
 
+def resolve_base(inputs: ScanInputs, model_dir: Path) -> Path | None:
+    """The base model's folder (None without one): ``'reference'`` is the reference build's
+    ``base/``, which only a preset with ``base_steps`` builds. Checked against the model
+    (configs only) before any weight is read."""
+    if inputs.base_model is None:
+        return None
+    from s2l_scan.io.model import check_base_model
+
+    if inputs.base_model == REFERENCE:
+        base = model_dir.parent / "base"
+        if not (base / "model_index.json").is_file():
+            raise UsageError("base model 'reference': this reference build has no base model; "
+                             "build one whose preset sets base_steps and base_per_identity "
+                             "(a base, then a fine-tune of it on the members)")
+    else:
+        base = Path(inputs.base_model)
+    check_base_model(model_dir, base, _path(inputs.model_config))
+    return base
+
+
 def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
              ) -> ScanReport:
     """Plan (validating everything first) and run a scan: :func:`run` of :func:`build_plan`."""
@@ -81,6 +102,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         runtime.store.check()
         model_dir, data_dir = resolve_inputs(plan.inputs, config, progress)
         check_evidence_dir(config, [model_dir, data_dir])
+        base_dir = resolve_base(plan.inputs, model_dir)
         model = load_pipeline(model_dir, config=_path(plan.inputs.model_config),
                               lora=_path(plan.inputs.lora), allow_pickle=config.allow_pickle,
                               device=resolve_device(config.device),
@@ -90,7 +112,11 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
         subject = encode_subject(model, data, config.batch_size, config.seed,
                                  with_blind=runtime.is_main)
-        results = run_baselines(subject, plan.attacks, config, runtime, progress)
+        base = None if base_dir is None else load_pipeline(
+            base_dir, allow_pickle=config.allow_pickle, device=resolve_device(config.device),
+            dtype=torch_dtype(config.dtype))
+        results = run_baselines(subject, plan.attacks, config, runtime, progress, base=base)
+        del base  # the base calibrates the released model's rows only; free its weights
         index = known_index(data, config)
         extraction = run_released_extraction(subject, index, config, runtime)
         probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes, config,

@@ -34,22 +34,49 @@ def alphas(model: LoadedModel) -> torch.Tensor:
 
 
 def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
-                  runtime: Runtime | None = None, progress: ProgressFn = _quiet
-                  ) -> list[ResultRow]:
+                  runtime: Runtime | None = None, progress: ProgressFn = _quiet, *,
+                  base: LoadedModel | None = None) -> list[ResultRow]:
     """Baseline rows: every attack on every domain's members and non-members, and ``pooled``
     when there are several domains (rank 0 gets the rows; other ranks an empty list). Without
-    ``runtime`` every score is computed, in this process alone."""
+    ``runtime`` every score is computed, in this process alone.
+
+    With a ``base`` model (the checkpoint the release was fine-tuned from) every attack also
+    gets a calibrated row, ``NAME+base`` (reference-model calibration: Carlini et al. 2022,
+    Watson et al. 2022): its score on the released model minus its score on the base, each
+    candidate (variant) alike, from the same latents, conditioning, seeded noises and
+    timesteps. Each model's scores are their own units (keyed on that model's hash and the
+    samples), so the calibrated score rests on both models."""
     runtime = Runtime() if runtime is None else runtime
     model, encoded = subject.model, subject.encoded
-    target = Target(model.pipeline.unet, alphas(model), config.batch_size,
-                    prediction_type=model.prediction_type)
     sets = [SampleSet(latents, cond) for enc in encoded.values()
             for latents, cond in ((enc.members, enc.member_cond),
                                   (enc.nonmembers, enc.nonmember_cond))]
-    scored = _stored_scores(model, list(attacks), target, sets, config, runtime)
+    scored = _model_scores(model, attacks, sets, config, runtime)
+    base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime)
     progress("attacks", len(attacks) * len(encoded), len(attacks) * len(encoded))
     if scored is None:
         return []
+    rows = _rows(subject, attacks, scored, config)
+    if base is not None and base_scored is not None:
+        difference = [[{key: target[key] - reference[key] for key in target}
+                       for target, reference in zip(on_model, on_base, strict=True)]
+                      for on_model, on_base in zip(scored, base_scored, strict=True)]
+        rows += _rows(subject, attacks, difference, config, calibration={
+            "base_model": base.source, "base_model_hash": base.model_hash,
+            "score": "attack score on the model − the same score on the base model"})
+    return rows
+
+
+def _model_scores(model: LoadedModel, attacks: Sequence[Attack], sets: list[SampleSet],
+                  config: ScanConfig, runtime: Runtime) -> list[list[Scores]] | None:
+    target = Target(model.pipeline.unet, alphas(model), config.batch_size,
+                    prediction_type=model.prediction_type)
+    return _stored_scores(model, list(attacks), target, sets, config, runtime)
+
+
+def _rows(subject: Subject, attacks: Sequence[Attack], scored: list[list[Scores]],
+          config: ScanConfig, calibration: dict[str, str] | None = None) -> list[ResultRow]:
+    encoded = subject.encoded
     rows: list[ResultRow] = []
     for attack, per_set in zip(attacks, scored, strict=True):
         # score sets by key: "" is the attack's score, other keys its diagnostic variants
@@ -57,7 +84,7 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
         for i, name in enumerate(encoded):
             members, nonmembers = per_set[2 * i], per_set[2 * i + 1]
             rows.append(result_row(attack, name, members, nonmembers, subject.blind[name],
-                                   config))
+                                   config, calibration=calibration))
             for key in members:
                 pooled.setdefault(key, ([], []))
                 pooled[key][0].append(members[key])
@@ -66,7 +93,7 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
             rows.append(result_row(attack, "pooled",
                                    {k: np.concatenate(v[0]) for k, v in pooled.items()},
                                    {k: np.concatenate(v[1]) for k, v in pooled.items()},
-                                   subject.blind["pooled"], config))
+                                   subject.blind["pooled"], config, calibration=calibration))
     return rows
 
 
