@@ -16,7 +16,7 @@ from s2l_scan.config import ScanConfig
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import ResultRow
 from s2l_scan.scoring import SampleSet, Scores, score_sets
-from s2l_scan.stages.encode import Subject
+from s2l_scan.stages.encode import Subject, null_conditioning
 from s2l_scan.stages.rows import result_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, digest, unit_key
@@ -51,8 +51,11 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
     sets = [SampleSet(latents, cond) for enc in encoded.values()
             for latents, cond in ((enc.members, enc.member_cond),
                                   (enc.nonmembers, enc.nonmember_cond))]
-    scored = _model_scores(model, attacks, sets, config, runtime)
-    base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime)
+    # the released model's own empty prompt, for both models: the same inputs through both
+    uncond = null_conditioning(model) if any(a.needs_uncond for a in attacks) else None
+    scored = _model_scores(model, attacks, sets, config, runtime, uncond)
+    base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime,
+                                                          uncond)
     progress("attacks", len(attacks) * len(encoded), len(attacks) * len(encoded))
     if scored is None:
         return []
@@ -68,9 +71,10 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
 
 
 def _model_scores(model: LoadedModel, attacks: Sequence[Attack], sets: list[SampleSet],
-                  config: ScanConfig, runtime: Runtime) -> list[list[Scores]] | None:
+                  config: ScanConfig, runtime: Runtime, uncond: torch.Tensor | None
+                  ) -> list[list[Scores]] | None:
     target = Target(model.pipeline.unet, alphas(model), config.batch_size,
-                    prediction_type=model.prediction_type)
+                    prediction_type=model.prediction_type, uncond=uncond)
     return _stored_scores(model, list(attacks), target, sets, config, runtime)
 
 

@@ -68,6 +68,11 @@ def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tens
     return embedded[torch.tensor([position[c] for c in captions])]
 
 
+def null_conditioning(model: LoadedModel) -> torch.Tensor:
+    """The empty prompt's conditioning (1, L, D): what ε(x_t, ∅) is conditioned on."""
+    return encode_text(model.pipeline.tokenizer, model.pipeline.text_encoder, [""])
+
+
 def encode_text_pair(tokenizer: Any, encoder: Any, first: list[str], second: list[str]
                      ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two caption lists through one text-encoder pass over their distinct captions."""

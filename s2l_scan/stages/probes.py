@@ -28,7 +28,7 @@ from s2l_scan.probing import ProbeSelection, ProbeSpec
 from s2l_scan.report.model import ExtractionRecord, ResultRow
 from s2l_scan.scoring import SampleSet, score_sets
 from s2l_scan.stages.baselines import alphas
-from s2l_scan.stages.encode import Encoded, Subject, encode_images, encode_text_pair
+from s2l_scan.stages.encode import Encoded, Subject, encode_images, encode_text, encode_text_pair
 from s2l_scan.stages.extraction import extraction_records, sampler, stored
 from s2l_scan.stages.rows import Candidates, probe_row
 from s2l_scan.stages.runtime import Runtime
@@ -141,8 +141,10 @@ class _ProbeRun:
             shaken.tokenizer, shaken.text_encoder,
             [shaken.caption_fn(c) for c in enc.member_captions],
             [shaken.caption_fn(c) for c in enc.nonmember_captions])
+        uncond = None if not any(a.needs_uncond for a in self.attacks) else encode_text(
+            shaken.tokenizer, shaken.text_encoder, [""])
         target = Target(shaken.unet, alphas(model), config.batch_size,
-                        prediction_type=model.prediction_type)
+                        prediction_type=model.prediction_type, uncond=uncond)
         scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
                                                    SampleSet(enc.nonmembers, nonmember_cond)])
         assert scored is not None  # a local (single-process) scoring always returns
