@@ -105,3 +105,16 @@ def test_base_model_usage_errors(finetune: Path, model: str, base: str, named: s
     with pytest.raises(UsageError, match=named):
         build_plan(ScanInputs(model, str(finetune / "data"), base_model=base),
                    make_config(**FAST))
+
+
+def test_reference_base_needs_a_build_with_one() -> None:
+    config = make_config(reference_preset="tiny", **FAST)
+    with pytest.raises(UsageError, match="has no base model"):
+        run_scan(ScanInputs("reference", base_model="reference"), config)
+
+
+def test_the_finetune_preset_builds_a_base() -> None:
+    preset = get_preset("finetune")
+    assert preset.base_steps > 0 and preset.base_per_identity > 0
+    assert preset.fingerprint() != get_preset("finetune").with_overrides(
+        base_steps=0, base_per_identity=0).fingerprint()

@@ -140,6 +140,17 @@ PRESETS: dict[str, ReferencePreset] = {
         text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, lr_schedule="constant",
         vae_lr=1e-3, caption_dropout=0.1, image_size=32,
     ),
+    # A fine-tune release and its base, small enough for a busy CPU (minutes): a base UNet
+    # trained on 32 public images per identity, then fine-tuned on the 32 members of each;
+    # base/ is saved beside model/ (studies/calibration.py, --base-model reference).
+    "finetune": ReferencePreset(
+        name="finetune", n_identities=2, members_per_identity=32, nonmembers_per_identity=32,
+        duplicated_per_identity=0, duplication_factor=1, n_public=64,
+        vae_channels=(16, 32), vae_steps=150, latent_channels=4, vae_crop=16,
+        unet_channels=(16, 32), unet_steps=250,
+        text_hidden=32, norm_groups=8, batch_size=16, lr=1e-3, lr_schedule="cosine",
+        vae_lr=1e-3, caption_dropout=0.1, image_size=32, base_steps=250, base_per_identity=32,
+    ),
 }
 
 
