@@ -4,7 +4,10 @@
   Models"): a memorized prompt steers the sampler hard from the first steps, so the magnitude
   of the text-conditional noise prediction, ‖ε_θ(x_t, c) − ε_θ(x_t, ∅)‖₂, averaged over the
   first few sampling steps and several seeded starts, is large. Computed along the sampler's
-  own classifier-free-guided DDIM trajectory, as the paper does.
+  own classifier-free-guided DDIM trajectory (η = 0), as the authors' code does
+  (``local_sd_pipeline.py``, ``track_noise_norm``: ``(noise_pred_text − noise_pred_uncond)
+  .norm(p=2)`` per generation and step, the latents moved by the guided prediction); the
+  detection reads the mean over the first steps.
 * Carlini et al. (USENIX Security 2023, "Extracting Training Data from Diffusion Models"): a
   prompt whose many generations contain a *clique* of near-copies of one another (every pair
   within δ) is likely regenerating a training image, with no index of training images.
