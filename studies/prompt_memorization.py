@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--detect-steps", type=int, default=1)
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--min-clique", type=int, default=4)
+    parser.add_argument("--tiles", type=int, default=4)
     parser.add_argument("--control", nargs="*", default=["a photo of", "identity of photo a"])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -43,6 +44,7 @@ def main() -> None:
     prompts += [("control", c, "control") for c in args.control]
     settings = MemorizationSettings(starts=args.starts, detect_steps=args.detect_steps,
                                     generations=args.generations, delta=args.delta,
+                                    tiles=args.tiles,
                                     min_clique=args.min_clique)
     records = run_memorization(model, prompts, settings, evidence_dir=args.out)
     rows = []
