@@ -101,13 +101,16 @@ def _rows(subject: Subject, attacks: Sequence[Attack], scored: list[list[Scores]
     return rows
 
 
-def _scores_key(model: LoadedModel, attack: Attack, samples: str, config: ScanConfig) -> str:
+def _scores_key(model: LoadedModel, attack: Attack, samples: str, config: ScanConfig,
+                uncond: str | None = None) -> str:
     """Unit key of an attack's scores (and variants) on one sample set, whatever other sets or
     processes shared its batches. Batch size, thread count, device kind and dtype are in the
-    key: they move scores in the last digits."""
+    key: they move scores in the last digits. An attack that reads the empty prompt's
+    conditioning keys on it too (``uncond``, its digest)."""
+    extra = {"uncond": uncond} if attack.needs_uncond else {}
     return unit_key("scores", model=model.model_hash, attack=attack.name,
                     settings=attack.describe(), samples=samples, batch_size=config.batch_size,
-                    threads=config.threads, **model.platform)
+                    threads=config.threads, **model.platform, **extra)
 
 
 def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
@@ -116,7 +119,9 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
     """:func:`~s2l_scan.scoring.score_sets` through the unit store: each (attack, sample set)
     is one unit, and only the units missing from the store are scored, in shared batches."""
     samples = [digest(s.latents, s.cond) for s in sets]
-    keys = [_scores_key(model, attack, sample, config) for attack in attacks for sample in samples]
+    uncond = None if target.uncond is None else digest(target.uncond)
+    keys = [_scores_key(model, attack, sample, config, uncond)
+            for attack in attacks for sample in samples]
     units = runtime.shared_units("scores", keys, lambda missing: _score_missing(
         attacks, target, sets, missing, runtime))
     if units is None:
