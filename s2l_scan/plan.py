@@ -95,8 +95,8 @@ class ScanPlan:
     def checks(self, domains: Sequence[str]) -> list[CheckId]:
         """Every check known before the scan, in report order: each attack per domain (and
         ``pooled`` with several domains), then each base-calibrated attack (with a base model),
-        the same per planned probe, then extraction per
-        source and domain. Sweep checks are named at run time."""
+        the same per planned probe, then extraction per source and domain, then prompt-level
+        memorization per detector and domain. Sweep checks are named at run time."""
         checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
         ids = [CheckId.baseline(attack.name, domain)
                for attack in self.attacks for domain in checked]
@@ -107,6 +107,9 @@ class ScanPlan:
                 for attack in self.attacks for domain in checked]
         ids += [CheckId.extraction(source, domain)
                 for source in self.extraction_sources for domain in domains]
+        ids += [CheckId.memorization(detector, domain) for detector, on in (
+            ("wen", self.config.memorization_starts), ("clique", self.config.clique_generations))
+                if on for domain in domains]
         return ids
 
     def check_model(self, num_train_timesteps: int) -> None:

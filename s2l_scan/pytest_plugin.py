@@ -138,6 +138,7 @@ class S2LItem(pytest.Item):
         report = state.run()
         row = next((r for r in report.results if r.item_id == self.name), None)
         record = next((r for r in report.extraction if r.item_id == self.name), None)
+        memorized = next((r for r in report.memorization if r.item_id == self.name), None)
         if row is not None:
             # shown as <properties> of this <testcase> in --junitxml
             self.user_properties += [("auc", f"{row.auc:.6g}"),
@@ -152,11 +153,16 @@ class S2LItem(pytest.Item):
                                      ("matched_generations", str(record.matched_generations)),
                                      ("nonmember_matches", str(record.nonmember_matches))]
             reasons = [*record.reasons, *_regressions(self.name, report)]
+        elif memorized is not None:
+            self.user_properties.append(("largest", f"{memorized.largest:.6g}"))
+            reasons = memorized.reasons
         else:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "
                               + ", ".join([*(r.item_id for r in report.results),
-                                           *(r.item_id for r in report.extraction)]))
-        passed = row.passed if row is not None else record is not None and record.passed
+                                           *(r.item_id for r in report.extraction),
+                                           *(r.item_id for r in report.memorization)]))
+        passed = row.passed if row is not None else record.passed if record is not None \
+            else memorized is not None and memorized.passed
         if reasons or not passed:
             raise GateFailure("; ".join(reasons) or "failed")
 

@@ -22,7 +22,7 @@ from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
-from s2l_scan.report.model import ExtractionRecord, ResultRow, ScanReport
+from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
 from s2l_scan.stages.baselines import run_baselines
 from s2l_scan.stages.encode import encode_subject
 from s2l_scan.stages.extraction import (
@@ -124,12 +124,13 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
                                                   runtime=runtime)
         results += probe_rows
         extraction += probe_extraction
+        memorization = _memorization(model, data, config) if runtime.is_main else []
         runtime.count_other_ranks()
     finally:
         torch.set_num_threads(previous_threads)
     report: ScanReport | None = None
     if runtime.is_main:
-        report = _report(plan, model_dir, model, data, results, extraction,
+        report = _report(plan, model_dir, model, data, results, extraction, memorization,
                          {"started": started, "finished": datetime.now(UTC).isoformat(
                              timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}",
                           **runtime.stats()})
@@ -142,7 +143,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
 
 def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData,
             results: list[ResultRow], extraction: list[ExtractionRecord],
-            run_block: dict[str, str]) -> ScanReport:
+            memorization: list[MemorizationRecord], run_block: dict[str, str]) -> ScanReport:
     config = plan.config
     return ScanReport(
         model={"source": str(model_dir) if plan.inputs.model != REFERENCE else
@@ -154,10 +155,22 @@ def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
         config=config.to_dict(), results=results, packages=_packages(), extraction=extraction,
+        memorization=memorization,
         # the run block: the only part of a report that differs between two runs on the same
         # inputs (docs/determinism.md)
         timestamps=run_block,
     )
+
+
+def _memorization(model: LoadedModel, data: AuditData, config: ScanConfig
+                  ) -> list[MemorizationRecord]:
+    """Prompt-level memorization records, when turned on (rank 0 alone: prompts are few)."""
+    if not config.memorization_starts and not config.clique_generations:
+        return []
+    from s2l_scan.stages.memorization import memorization_records
+
+    evidence = None if config.evidence_dir is None else Path(config.evidence_dir) / "memorized"
+    return memorization_records(model, data, config, evidence)
 
 
 def _packages() -> dict[str, str]:

@@ -4,6 +4,7 @@ pairwise distances written out, and text-guidance magnitudes with a closed form.
 from __future__ import annotations
 
 import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,3 +98,46 @@ def test_run_memorization_on_the_tiny_model(tiny_reference: Path, tmp_path: Path
     assert record.evidence is not None and Path(record.evidence).is_file()
     again = run_memorization(model, prompts, settings)[0]
     assert again.magnitudes == record.magnitudes  # seeded
+
+
+def test_memorization_checks_in_a_scan(tiny_reference: Path, tmp_path: Path) -> None:
+    import jsonschema
+
+    from s2l_scan.config import make_config
+    from s2l_scan.plan import ScanInputs, build_plan
+    from s2l_scan.report.files import schema
+    from s2l_scan.session import run_scan
+
+    inputs = ScanInputs(str(tiny_reference / "model"), str(tiny_reference / "data"))
+    # δ = 1: every generation is a near-copy of every other, so a clique of 3 of 3 must fail;
+    # a magnitude threshold no model reaches must pass
+    config = make_config(attacks=["loss"], probes=[], extraction_samples=0, bootstrap=20,
+                         permutations=20, domains=["identity-0"], memorization_starts=2,
+                         max_text_guidance=1e9, extraction_steps=4, memorization_steps=2,
+                         clique_generations=3, clique_size=3, extraction_delta=1.0,
+                         evidence_dir=str(tmp_path / "evidence"))
+    report = run_scan(inputs, config)
+    wen, clique = report.memorization
+    assert (wen.item_id, clique.item_id) == ("memorization::wen[identity-0]",
+                                            "memorization::clique[identity-0]")
+    assert wen.passed and wen.largest > 0 and wen.prompts[0]["source"] == "prompt"
+    assert not clique.passed and "clique" in clique.reasons[0]
+    assert Path(clique.prompts[0]["evidence"]).is_file()
+    assert clique.item_id in report.failed_items and wen.item_id not in report.failed_items
+    plan = build_plan(inputs, config)
+    assert [str(c) for c in plan.checks(["identity-0"])][-2:] == [wen.item_id, clique.item_id]
+    jsonschema.validate(json.loads(json.dumps(report.to_dict())), schema())
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"max_text_guidance": -1.0}, "max_text_guidance"),
+    ({"memorization_steps": 60}, "memorization_steps"),
+    ({"memorization_starts": -1}, "memorization_starts"),
+    ({"clique_size": 0}, "clique_size"),
+])
+def test_memorization_option_errors(options: dict[str, object], named: str) -> None:
+    from s2l_scan.config import make_config
+    from s2l_scan.errors import UsageError
+
+    with pytest.raises(UsageError, match=named):
+        make_config(**options)

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Target
+from s2l_scan.config import ScanConfig
 from s2l_scan.functional.memorization import (
     largest_clique,
     near_copy_graph,
@@ -26,6 +27,7 @@ from s2l_scan.functional.memorization import (
 from s2l_scan.generation import SamplerSettings, generate_images, image_seed
 from s2l_scan.io.audit_data import AuditData
 from s2l_scan.io.model import LoadedModel
+from s2l_scan.report.model import MemorizationRecord
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import encode_text, null_conditioning
 
@@ -120,6 +122,40 @@ def _clique_picture(images: np.ndarray, folder: Path, name: str) -> Path:
     path = folder / f"likely-memorized-{name}.png"
     Image.fromarray(strip).save(path)
     return path
+
+
+def memorization_records(subject_model: LoadedModel, data: AuditData, config: ScanConfig,
+                         evidence_dir: Path | None = None) -> list[MemorizationRecord]:
+    """The scan's memorization records (``report.memorization``): per domain, one ``wen``
+    record (with ``memorization_starts``) and one ``clique`` record (with
+    ``clique_generations``), each prompt's value in it; judged later by the gate."""
+    settings = MemorizationSettings(
+        starts=max(config.memorization_starts, 1), sampler_steps=config.extraction_steps,
+        detect_steps=config.memorization_steps, guidance=config.extraction_guidance,
+        threshold=config.max_text_guidance, generations=config.clique_generations,
+        delta=config.extraction_delta, tiles=4 if config.extraction_tiled else 1,
+        min_clique=config.clique_size, seed=config.seed)
+    measured = run_memorization(subject_model, prompts_of(data), settings, evidence_dir)
+    records: list[MemorizationRecord] = []
+    for domain in data.domains:
+        mine = [m for m in measured if m.domain == domain.name]
+        if config.memorization_starts:
+            records.append(MemorizationRecord(
+                "wen", domain.name,
+                [{"prompt": m.prompt, "source": m.source, "value": m.magnitude,
+                  "per_start": m.magnitudes} for m in mine],
+                config.max_text_guidance,
+                {"starts": settings.starts, "first_steps": settings.detect_steps,
+                 "sampler_steps": settings.sampler_steps, "guidance": settings.guidance}))
+        if config.clique_generations:
+            records.append(MemorizationRecord(
+                "clique", domain.name,
+                [{"prompt": m.prompt, "source": m.source, "value": len(m.clique),
+                  "clique": m.clique, "evidence": m.evidence} for m in mine],
+                config.clique_size,
+                {"generations": settings.generations, "delta": settings.delta,
+                 "tiles": settings.tiles}))
+    return records
 
 
 def summary(records: list[PromptMemorization]) -> dict[str, Any]:
