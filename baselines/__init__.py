@@ -3,6 +3,6 @@
 Importing this package registers every built-in attack in :data:`s2l_scan.attack.ATTACKS`.
 """
 
-from s2l_scan.baselines import loss, pia, secmi
+from s2l_scan.baselines import clid, loss, pia, secmi
 
-__all__ = ["loss", "pia", "secmi"]
+__all__ = ["clid", "loss", "pia", "secmi"]

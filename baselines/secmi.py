@@ -48,8 +48,8 @@ class SecMIAttack(Attack):
         return secmi_scores(eps_fn, x0, cond, alphas, self.t_sec, self.k)
 
     def score_batch_variants(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
-                             alphas: torch.Tensor, index: torch.Tensor
-                             ) -> dict[str, torch.Tensor]:
+                             alphas: torch.Tensor, index: torch.Tensor, *,
+                             uncond: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         primary = secmi_targets(self.t_sec, self.k)[-1]
         sweep = secmi_sweep_scores(eps_fn, x0, cond, alphas, self.k, self._compared())
         return {("" if t == primary else f"x{t}"): scores for t, scores in sweep.items()}

@@ -33,6 +33,9 @@ class Target:
     alphas: torch.Tensor  # the scheduler's alphas_cumprod, float64 on the UNet's device
     batch_size: int = 32
     prediction_type: str = field(kw_only=True)
+    # the empty prompt's conditioning (one row), for attacks that compare ε(x_t, c) with
+    # ε(x_t, ∅) (Attack.needs_uncond); None where the caller has none
+    uncond: Cond | None = field(default=None, kw_only=True)
 
     def eps_fn(self) -> EpsFn:
         """ε_θ(x, t, c) as a plain function: the UNet's output converted to ε (every attack,
@@ -61,6 +64,9 @@ class Attack(ABC):
     """A membership attack. Subclasses set ``name`` and implement :meth:`score_batch`."""
 
     name: ClassVar[str]
+    needs_uncond: ClassVar[bool] = False
+    """True: :meth:`score_batch_variants` is also given ``uncond``, the empty prompt's
+    conditioning (:attr:`Target.uncond`)."""
 
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
@@ -87,9 +93,10 @@ class Attack(ABC):
         """Scores of one batch; ``index`` are the samples' positions in the full set."""
 
     def score_batch_variants(self, eps_fn: EpsFn, x0: torch.Tensor, cond: Cond,
-                             alphas: torch.Tensor, index: torch.Tensor
-                             ) -> dict[str, torch.Tensor]:
-        """The scores under key ``""``, plus diagnostic variants computed alongside.
+                             alphas: torch.Tensor, index: torch.Tensor, *,
+                             uncond: Cond | None = None) -> dict[str, torch.Tensor]:
+        """The scores under key ``""``, plus diagnostic variants computed alongside (``uncond``
+        is given to attacks with :attr:`needs_uncond` only).
 
         SecMI, for one, adds its neighbouring timesteps so the report can say when the
         attack is unstable across t.
@@ -106,10 +113,22 @@ class Attack(ABC):
             for start in range(0, len(x0), target.batch_size):
                 stop = min(start + target.batch_size, len(x0))
                 batch = self.score_batch_variants(eps_fn, x0[start:stop], cond[start:stop],
-                                                  alphas, torch.arange(start, stop))
+                                                  alphas, torch.arange(start, stop),
+                                                  **uncond_of(self, target))
                 for key, scores in batch.items():
                     out.setdefault(key, []).append(scores)
         return {key: torch.cat(parts) for key, parts in out.items()}
+
+
+def uncond_of(attack: Attack, target: Target) -> dict[str, Cond]:
+    """``{"uncond": ...}`` for an attack that needs the empty prompt's conditioning, else {};
+    a usage error when the target has none to give."""
+    if not attack.needs_uncond:
+        return {}
+    if target.uncond is None:
+        raise UsageError(f"attack {attack.name!r} compares conditional with unconditional "
+                         "predictions, and this model has no empty-prompt conditioning")
+    return {"uncond": target.uncond}
 
 
 ATTACKS: Registry[type[Attack]] = Registry("attack", entry_point_group="s2l_scan.attacks")

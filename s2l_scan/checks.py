@@ -16,9 +16,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-ROOMS = ("baselines", "probes", "extraction")
+ROOMS = ("baselines", "probes", "extraction", "memorization")
 RELEASED = "released"
 """The extraction source name of the model as released (a probe's copy is named by its label)."""
+
+CALIBRATED = "+base"
+"""Suffix of a base-calibrated attack's name: ``loss+base`` is loss on the model minus loss on
+the base model (``--base-model``), so its checks read ``baselines::loss+base[identity-3]``."""
+
+
+def calibrated(attack: str) -> str:
+    """The name of ``attack``'s base-calibrated variant."""
+    return attack + CALIBRATED
+
 
 _PATTERN = re.compile(r"^(?P<room>[a-z]+)::(?P<name>.+)\[(?P<domain>[^\[\]]+)\]$")
 
@@ -57,6 +67,12 @@ class CheckId:
     def extraction(cls, probe: str | None, domain: str) -> CheckId:
         """The extraction check of the released model (``probe`` None) or a probe's copy."""
         return cls("extraction", probe or RELEASED, domain)
+
+    @classmethod
+    def memorization(cls, detector: str, domain: str) -> CheckId:
+        """A prompt-level memorization check of one domain's prompts, e.g.
+        ``memorization::wen[identity-3]`` (Wen et al.) or ``memorization::clique[...]``."""
+        return cls("memorization", detector, domain)
 
     @classmethod
     def parse(cls, text: str) -> CheckId:

@@ -326,7 +326,8 @@ def _scan(args: argparse.Namespace) -> int:
     overrides = {option.key: getattr(args, option.key) for option in scan_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
-                                 model_config=args.model_config, lora=_listed(args.lora)),
+                                 model_config=args.model_config, lora=_listed(args.lora),
+                                 base_model=args.base_model),
                       config, protected=[args.config] if args.config else [])
     console = make_console()
     here = world()
@@ -364,7 +365,8 @@ def _null_audit(args: argparse.Namespace) -> int:
     console = make_console()
     with _progress(console) as progress:
         audit = run_null_audit(ScanInputs(model=args.model, data=args.data,
-                                          model_config=args.model_config, lora=_listed(args.lora)),
+                                          model_config=args.model_config, lora=_listed(args.lora),
+                                          base_model=args.base_model),
                                config, args.draws, protected=protected, progress=progress,
                                on_draw=lambda draw: console.print(render_draw(draw),
                                                                   soft_wrap=True))

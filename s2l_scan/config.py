@@ -126,6 +126,20 @@ class ScanConfig:
                                  "extracted (eidetic) per check", 0)
     evidence_dir: str | None = _option("folder for a side-by-side PNG (generated | known | "
                                        "difference) of every eidetic match (default: none)", None)
+    memorization_starts: int = _option(
+        "prompt-level memorization (Wen et al.): seeded starts per prompt of the text-guidance "
+        "magnitude, over every domain prompt and caption; 0: off", 0)
+    max_text_guidance: float | None = _option(
+        "gate: fail a domain when a prompt's text-guidance magnitude exceeds this (model-"
+        "specific scale: calibrate it on prompts known not to be memorized; default: reported, "
+        "not gated)", None)
+    memorization_steps: int = _option("Wen et al.: first sampler steps averaged (of "
+                                      "extraction_steps)", 1, cli=False)
+    clique_generations: int = _option(
+        "prompt-level memorization (Carlini et al.): generations per prompt searched for a "
+        "clique of near-copies of one another (within extraction_delta); 0: off", 0, cli=False)
+    clique_size: int = _option("gate: fail a domain when a prompt's generations hold a clique "
+                               "of this many near-copies", 10, cli=False)
     probes: tuple[str, ...] = _option("S2L probes to run by registered name, "
                                       "comma-separated in options ('': none)", ("noise", "lora"))
     probe_options: dict[str, dict[str, Any]] = _option(  # noqa: RUF009 - a field()
@@ -177,7 +191,8 @@ class ScanConfig:
                              f"{self.family_alpha!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
-        for name in ("extraction_samples", "extraction_k", "max_extracted"):
+        for name in ("extraction_samples", "extraction_k", "max_extracted",
+                     "memorization_starts", "clique_generations"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
@@ -192,7 +207,8 @@ class ScanConfig:
             raise UsageError("extraction_guidance must be a finite number ≥ 0, got "
                              f"{self.extraction_guidance!r}")
         for name in ("bootstrap", "permutations", "batch_size", "threads", "extraction_steps",
-                     "sp_samples", "sp_steps", "extraction_candidates"):
+                     "sp_samples", "sp_steps", "extraction_candidates", "memorization_steps",
+                     "clique_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise UsageError(f"{name} must be a positive integer, got {value!r}")
@@ -208,6 +224,15 @@ class ScanConfig:
         from s2l_scan.reference.presets import get_preset  # stdlib only: cheap
 
         get_preset(self.reference_preset)  # a usage error that lists the presets
+        if self.max_text_guidance is not None and not (
+                isinstance(self.max_text_guidance, int | float)
+                and not isinstance(self.max_text_guidance, bool)
+                and math.isfinite(self.max_text_guidance) and self.max_text_guidance >= 0):
+            raise UsageError(f"max_text_guidance must be a finite number ≥ 0, got "
+                             f"{self.max_text_guidance!r}")
+        if self.memorization_steps > self.extraction_steps:
+            raise UsageError(f"memorization_steps {self.memorization_steps} exceeds "
+                             f"extraction_steps {self.extraction_steps} (the sampler's grid)")
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():

@@ -20,7 +20,13 @@ from s2l_scan.config import ScanConfig
 from s2l_scan.errors import UsageError
 from s2l_scan.functional.metrics import holm, smallest_pvalue
 from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
-from s2l_scan.report.model import ComparisonCheck, ExtractionRecord, ResultRow, ScanReport
+from s2l_scan.report.model import (
+    ComparisonCheck,
+    ExtractionRecord,
+    MemorizationRecord,
+    ResultRow,
+    ScanReport,
+)
 
 # A float rounding slack, so that 0.62 - 0.60 (= 0.0200000000000000018) is not "+0.02 exceeded".
 _SLACK = 1e-9
@@ -142,6 +148,33 @@ def regression_reason(check: ComparisonCheck, source: str) -> str:
             f"{check.allowance}")
 
 
+def judge_memorization(record: MemorizationRecord) -> None:
+    """Set ``record.passed`` / ``reasons``: a domain fails when one of its prompts' text-guidance
+    magnitude exceeds ``max_text_guidance`` (Wen), or its generations hold a clique of at least
+    ``clique_size`` near-copies (Carlini); a record without a threshold is reported only."""
+    record.reasons = []
+    if record.threshold is None:
+        record.passed = True
+        return
+    for prompt in record.prompts:
+        value = float(prompt["value"])
+        if record.detector == "wen" and value > record.threshold:
+            record.reasons.append(
+                f"prompt {prompt['prompt']!r}: text-guidance magnitude {value:.4g} > "
+                f"max_text_guidance {record.threshold:g} (Wen et al.: a likely memorized "
+                f"prompt, found with no known image)")
+        elif record.detector == "clique" and value >= record.threshold:
+            record.reasons.append(
+                f"prompt {prompt['prompt']!r}: {int(value)} of its generations are near-copies "
+                f"of one another (clique ≥ clique_size {int(record.threshold)}; Carlini et al.: "
+                f"likely memorized generations{_evidence(prompt)})")
+    record.passed = not record.reasons
+
+
+def _evidence(prompt: dict[str, Any]) -> str:
+    return f", pictured in {prompt['evidence']}" if prompt.get("evidence") else ""
+
+
 def compare_reports(previous: dict[str, Any], current: dict[str, Any],
                     allowances: Iterable[Allowance] = (),
                     allow_dropped: bool = False) -> list[ComparisonCheck]:
@@ -181,6 +214,8 @@ def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | No
         judge_row(row, config)
     for record in report.extraction:
         judge_extraction(record, config)
+    for memorized in report.memorization:
+        judge_memorization(memorized)
     if previous is not None:
         body = report.to_dict()
         apply_comparison(report, compare_reports(previous, body, allowances,

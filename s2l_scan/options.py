@@ -40,7 +40,7 @@ class ScanInput:
     repeated: bool = False  # may be given several times (a list, in order)
 
 
-# model, data, model_config and lora fill session.ScanInputs; config is the config file.
+# model, data, model_config, lora and base_model fill session.ScanInputs; config is the config file.
 SCAN_INPUTS: tuple[ScanInput, ...] = (
     ScanInput("model", "PATH", "checkpoint to scan: a diffusers folder, a .safetensors file "
                                "(with a model config), or 'reference'", positional=True),
@@ -52,6 +52,10 @@ SCAN_INPUTS: tuple[ScanInput, ...] = (
                                        "or a .safetensors file (diffusers, peft or kohya LoRA; "
                                        "peft LoHa/LoKr), at WEIGHT (default 1); repeatable",
               repeated=True),
+    ScanInput("base_model", "PATH", "the public base checkpoint a fine-tune release started "
+                                    "from (a diffusers folder; 'reference': the reference "
+                                    "build's base): every attack also runs base-calibrated "
+                                    "(its score on the model minus on the base, rows NAME+base)"),
     ScanInput("config", "FILE", "s2l.toml or pyproject.toml with [tool.s2l] (default: the one "
                                 "in the current folder, pytest: in rootdir)"),
 )

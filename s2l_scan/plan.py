@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.attack import Attack, make_attack
-from s2l_scan.checks import CheckId
+from s2l_scan.checks import CheckId, calibrated
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import UsageError
 from s2l_scan.probing import ProbeSelection, select_probes
@@ -36,6 +36,7 @@ class ScanInputs:
     data: str | None = None
     model_config: str | None = None
     lora: str | tuple[str, ...] | None = None  # adapter(s), each PATH or PATH:WEIGHT
+    base_model: str | None = None  # the fine-tune's base: calibrates every attack
 
     @property
     def adapters(self) -> tuple[str, ...]:
@@ -44,8 +45,10 @@ class ScanInputs:
             else tuple(self.lora)
 
     def check(self) -> None:
-        """A usage error when a model other than the reference comes without audit data, or
-        an adapter's weight is not a number."""
+        """A usage error when a model other than the reference comes without audit data, an
+        adapter's weight is not a number, or a base model ('reference' is the reference
+        build's own base) cannot serve as the scanned model's base
+        (:func:`~s2l_scan.io.model.check_base_model`, configs only)."""
         from s2l_scan.io.adapters import AdapterSpec  # no torch at import
 
         for adapter in self.adapters:
@@ -54,6 +57,17 @@ class ScanInputs:
             raise UsageError(f"model {self.model} needs audit data: pass --data DIR "
                              "(pytest: --s2l-data=DIR) with DIR/<domain>/{prompt.txt,members/,"
                              "nonmembers/}")
+        if self.base_model is None:
+            return
+        if (self.base_model == REFERENCE) != (self.model == REFERENCE):
+            raise UsageError(f"base model {self.base_model!r}: 'reference' is the base of the "
+                             "reference build only, and the reference build's base is "
+                             "'reference'; give a base that matches the scanned model")
+        if self.model != REFERENCE:
+            from s2l_scan.io.model import check_base_model
+
+            check_base_model(Path(self.model), Path(self.base_model),
+                             None if self.model_config is None else Path(self.model_config))
 
 
 @dataclass(frozen=True)
@@ -91,15 +105,22 @@ class ScanPlan:
 
     def checks(self, domains: Sequence[str]) -> list[CheckId]:
         """Every check known before the scan, in report order: each attack per domain (and
-        ``pooled`` with several domains), the same per planned probe, then extraction per
-        source and domain. Sweep checks are named at run time."""
+        ``pooled`` with several domains), then each base-calibrated attack (with a base model),
+        the same per planned probe, then extraction per source and domain, then prompt-level
+        memorization per detector and domain. Sweep checks are named at run time."""
         checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
         ids = [CheckId.baseline(attack.name, domain)
                for attack in self.attacks for domain in checked]
+        if self.inputs.base_model is not None:  # each attack calibrated on the base model
+            ids += [CheckId.baseline(calibrated(attack.name), domain)
+                    for attack in self.attacks for domain in checked]
         ids += [CheckId.probe(spec.label, attack.name, domain) for spec in self.probes.planned
                 for attack in self.attacks for domain in checked]
         ids += [CheckId.extraction(source, domain)
                 for source in self.extraction_sources for domain in domains]
+        ids += [CheckId.memorization(detector, domain) for detector, on in (
+            ("wen", self.config.memorization_starts), ("clique", self.config.clique_generations))
+                if on for domain in domains]
         return ids
 
     def check_model(self, num_train_timesteps: int) -> None:

@@ -85,7 +85,8 @@ def pytest_configure(config: pytest.Config) -> None:
         overrides = {option.key: config.getoption(option.pytest) for option in scan_options()}
         inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
                             model_config=config.getoption("--s2l-model-config"),
-                            lora=_listed(config.getoption("--s2l-lora")))
+                            lora=_listed(config.getoption("--s2l-lora")),
+                            base_model=config.getoption("--s2l-base-model"))
         plan = build_plan(inputs, make_config(file_values, **overrides),
                           protected=[config_file] if config_file else [])
     except S2LError as error:
@@ -142,6 +143,7 @@ class S2LItem(pytest.Item):
         report = state.run()
         row = next((r for r in report.results if r.item_id == self.name), None)
         record = next((r for r in report.extraction if r.item_id == self.name), None)
+        memorized = next((r for r in report.memorization if r.item_id == self.name), None)
         if row is not None:
             # shown as <properties> of this <testcase> in --junitxml
             # observed_*: what this check measured; threshold_*: the gate's limit for it
@@ -164,11 +166,16 @@ class S2LItem(pytest.Item):
                 ("observed_nonmember_matches", str(record.nonmember_matches)),
                 ("threshold_max_extracted", f"{report.config.get('max_extracted')}")]
             reasons = [*record.reasons, *_regressions(self.name, report)]
+        elif memorized is not None:
+            self.user_properties.append(("largest", f"{memorized.largest:.6g}"))
+            reasons = memorized.reasons
         else:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "
                               + ", ".join([*(r.item_id for r in report.results),
-                                           *(r.item_id for r in report.extraction)]))
-        passed = row.passed if row is not None else record is not None and record.passed
+                                           *(r.item_id for r in report.extraction),
+                                           *(r.item_id for r in report.memorization)]))
+        passed = row.passed if row is not None else record.passed if record is not None \
+            else memorized is not None and memorized.passed
         if reasons or not passed:
             raise GateFailure("; ".join(reasons) or "failed")
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from s2l_scan.attack import Attack, Target
+from s2l_scan.attack import Attack, Target, uncond_of
 from s2l_scan.conditioning import Conditioning, as_conditioning
 from s2l_scan.functional.diffusion import Cond, EpsFn
 from s2l_scan.parallel import World
@@ -82,7 +82,8 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
         shared = SharedForwards(eps, xb, cb)
         with torch.inference_mode():
             return [{key: value.numpy() for key, value in attack.score_batch_variants(
-                shared, xb, cb, alphas, index[start:stop]).items()} for attack in attacks]
+                shared, xb, cb, alphas, index[start:stop], **uncond_of(attack, target)).items()}
+                for attack in attacks]
 
     per_batch = world.map(run, batches(len(x0), target.batch_size))
     if per_batch is None:

@@ -17,11 +17,12 @@ import torch
 from s2l_scan import __version__
 from s2l_scan.config import ScanConfig
 from s2l_scan.devices import resolve_device, torch_dtype
+from s2l_scan.errors import UsageError
 from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
-from s2l_scan.report.model import ExtractionRecord, ResultRow, ScanReport
+from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
 from s2l_scan.stages.baselines import run_baselines
 from s2l_scan.stages.encode import encode_subject
 from s2l_scan.stages.extraction import (
@@ -59,6 +60,26 @@ def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn 
     return Path(inputs.model), Path(inputs.data)
 
 
+def resolve_base(inputs: ScanInputs, model_dir: Path) -> Path | None:
+    """The base model's folder (None without one): ``'reference'`` is the reference build's
+    ``base/``, which only a preset with ``base_steps`` builds. Checked against the model
+    (configs only) before any weight is read."""
+    if inputs.base_model is None:
+        return None
+    from s2l_scan.io.model import check_base_model
+
+    if inputs.base_model == REFERENCE:
+        base = model_dir.parent / "base"
+        if not (base / "model_index.json").is_file():
+            raise UsageError("base model 'reference': this reference build has no base model; "
+                             "build one whose preset sets base_steps and base_per_identity "
+                             "(a base, then a fine-tune of it on the members)")
+    else:
+        base = Path(inputs.base_model)
+    check_base_model(model_dir, base, _path(inputs.model_config))
+    return base
+
+
 def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
              ) -> ScanReport:
     """Plan (validating everything first) and run a scan: :func:`run` of :func:`build_plan`."""
@@ -81,6 +102,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         runtime.store.check()
         model_dir, data_dir = resolve_inputs(plan.inputs, config, progress)
         check_evidence_dir(config, [model_dir, data_dir])
+        base_dir = resolve_base(plan.inputs, model_dir)
         model = load_pipeline(model_dir, config=_path(plan.inputs.model_config),
                               lora=list(plan.inputs.adapters), allow_pickle=config.allow_pickle,
                               device=resolve_device(config.device),
@@ -90,7 +112,11 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
         subject = encode_subject(model, data, config.batch_size, config.seed,
                                  with_blind=runtime.is_main)
-        results = run_baselines(subject, plan.attacks, config, runtime, progress)
+        base = None if base_dir is None else load_pipeline(
+            base_dir, allow_pickle=config.allow_pickle, device=resolve_device(config.device),
+            dtype=torch_dtype(config.dtype))
+        results = run_baselines(subject, plan.attacks, config, runtime, progress, base=base)
+        del base  # the base calibrates the released model's rows only; free its weights
         index = known_index(data, config)
         extraction = run_released_extraction(subject, index, config, runtime)
         probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes, config,
@@ -98,12 +124,13 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
                                                   runtime=runtime)
         results += probe_rows
         extraction += probe_extraction
+        memorization = _memorization(model, data, config) if runtime.is_main else []
         runtime.count_other_ranks()
     finally:
         torch.set_num_threads(previous_threads)
     report: ScanReport | None = None
     if runtime.is_main:
-        report = _report(plan, model_dir, model, data, results, extraction,
+        report = _report(plan, model_dir, model, data, results, extraction, memorization,
                          {"started": started, "finished": datetime.now(UTC).isoformat(
                              timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}",
                           **runtime.stats()})
@@ -116,7 +143,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
 
 def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData,
             results: list[ResultRow], extraction: list[ExtractionRecord],
-            run_block: dict[str, str]) -> ScanReport:
+            memorization: list[MemorizationRecord], run_block: dict[str, str]) -> ScanReport:
     config = plan.config
     return ScanReport(
         model={"source": str(model_dir) if plan.inputs.model != REFERENCE else
@@ -129,10 +156,22 @@ def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
         config=config.to_dict(), results=results, packages=_packages(), extraction=extraction,
+        memorization=memorization,
         # the run block: the only part of a report that differs between two runs on the same
         # inputs (docs/determinism.md)
         timestamps=run_block,
     )
+
+
+def _memorization(model: LoadedModel, data: AuditData, config: ScanConfig
+                  ) -> list[MemorizationRecord]:
+    """Prompt-level memorization records, when turned on (rank 0 alone: prompts are few)."""
+    if not config.memorization_starts and not config.clique_generations:
+        return []
+    from s2l_scan.stages.memorization import memorization_records
+
+    evidence = None if config.evidence_dir is None else Path(config.evidence_dir) / "memorized"
+    return memorization_records(model, data, config, evidence)
 
 
 def _packages() -> dict[str, str]:

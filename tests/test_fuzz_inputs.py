@@ -195,6 +195,8 @@ def test_attack_options_that_validate_also_score(attacks: tuple[list[str], dict[
     x0, cond = torch.randn(2, 4, 4, 4), torch.randn(2, 3, 8)
     for name in config.attacks:
         attack = ATTACKS.get(name)(**config.attack_options.get(name, {}))
-        scores = attack.score_batch_variants(lambda x, t, c: 0.1 * x, x0, cond, alphas,
-                                             torch.arange(2))
+        # an attack that reads the empty prompt is given one, as the scan gives it
+        extra = {"uncond": torch.randn(1, 3, 8)} if attack.needs_uncond else {}
+        scores = attack.score_batch_variants(lambda x, t, c: 0.1 * x + c.mean(), x0, cond,
+                                             alphas, torch.arange(2), **extra)
         assert all(v.shape == (2,) for v in scores.values())

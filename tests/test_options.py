@@ -29,19 +29,22 @@ from s2l_scan.report.outputs import RENDERERS, Renderer, register_renderer
 pytest_plugins = ["pytester"]
 
 # The spellings both doors offered before options were generated (the hand-written tables of
-# config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt
-# and family_alpha, allow_dropped_checks, reference_preset.
+# config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt,
+# family_alpha, allow_dropped_checks, reference_preset, memorization_starts and max_text_guidance.
 _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootstrap",
            "bootstrap-seed", "reference-seed", "batch-size", "threads", "device", "dtype",
            "probes", "max-amplification", "max-extracted", "evidence-dir", "extraction-samples",
            "extraction-steps", "sp-samples", "embedder", "extraction-candidates", "known-images",
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
            "compare", "compare-fail", "negative-prompt", "family-alpha",
-           "allow-dropped-checks", "reference-preset")
+           "allow-dropped-checks", "reference-preset", "memorization-starts",
+           "max-text-guidance")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
+       "--base-model",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif"}
 PYTEST = {*(f"--s2l-{name}" for name in _SHARED), "--s2l-model", "--s2l-data",
           "--s2l-model-config", "--s2l-lora", "--s2l-config", "--s2l-report-json",
+          "--s2l-base-model",
           "--s2l-report-html", "--s2l-report-markdown", "--s2l-sarif"}
 
 

@@ -212,13 +212,17 @@ def test_v_build_saves_its_prediction_type_and_keeps_the_fingerprint_apart(tiny_
 
 def test_the_fingerprint_of_a_preset_at_its_defaults_did_not_move() -> None:
     """Adding the knob must not rebuild cached references: the hash over the fields a preset
-    had before it existed is still the fingerprint."""
+    had before it existed is still the fingerprint (the later base_steps / base_per_identity
+    knobs too, where a preset leaves them at 0)."""
     import dataclasses
     import hashlib
 
+    later = {"prediction_type": "epsilon", "base_steps": 0, "base_per_identity": 0}
     for preset in presets.PRESETS.values():
         fields = dataclasses.asdict(preset)
-        del fields["prediction_type"]
+        for name, old in later.items():
+            if fields[name] == old:
+                del fields[name]
         blob = json.dumps(fields, sort_keys=True).encode()
         assert preset.fingerprint() == hashlib.sha256(blob).hexdigest()[:12]
 
@@ -304,8 +308,11 @@ MEMORISING_V = {"prediction_type": "v_prediction", "unet_steps": 1200, "lr": 3e-
 def test_memorising_v_model_is_caught_and_is_missed_when_read_as_epsilon(
         tmp_path_factory: pytest.TempPathFactory) -> None:
     """The false pass this guards against: scored as ε, a memorising v-prediction model looked
-    private. Read as v, the loss and PIA attacks see its members (and the gate fails); every
-    attack's AUC is higher read as v than read as ε."""
+    private. Read as v, the loss and PIA attacks see its members (and the gate fails), and
+    their AUC is higher read as v than read as ε. SecMI is left out of that comparison since
+    the AUC became cross-fitted (docs/verdict-maths.md): choosing its direction and timestep on
+    one half recovers some signal even from the wrong parametrisation (calibrated 0.79 as ε
+    against 0.76 as v at n = 12 per side; raw, the paper's fixed sign, it is inverted as ε)."""
     root = tmp_path_factory.mktemp("memorising-v")
     build_reference(root / "ref", get_preset("tiny").with_overrides(**MEMORISING_V))
     eps_model = _relabel(root / "ref" / "model", "epsilon", root / "eps")
@@ -317,5 +324,5 @@ def test_memorising_v_model_is_caught_and_is_missed_when_read_as_epsilon(
     pooled_eps = {r["attack"]: r["auc"] for r in as_eps["results"] if r["domain"] == "pooled"}
     assert not as_v["verdict"]["passed"]
     assert pooled_v["loss"] >= 0.75 and pooled_v["pia"] >= 0.75, pooled_v
-    for attack in ("loss", "secmi", "pia"):
+    for attack in ("loss", "pia"):
         assert pooled_v[attack] > pooled_eps[attack], (attack, pooled_v, pooled_eps)

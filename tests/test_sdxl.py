@@ -33,6 +33,7 @@ from s2l_scan.plan import ScanInputs, build_plan
 from s2l_scan.probe import PROBES, ModelCopy, ProbeContext
 from s2l_scan.report.files import schema
 from s2l_scan.stages.baselines import alphas
+from s2l_scan.stages.encode import null_conditioning
 from s2l_scan.units import digest
 
 CAPTIONS = ["a photo of identity 0", "a painting of a dog", "a photo of identity 0"]
@@ -120,8 +121,10 @@ def test_an_sdxl_unet_without_pooled_embeddings_is_an_error(sdxl: LoadedModel) -
 @pytest.mark.parametrize("name", ATTACKS.names())
 def test_every_attack_scores_sdxl_with_finite_numbers(sdxl: LoadedModel, name: str) -> None:
     attack = make_attack(name, {}, seed=0)
-    cond = TextEncoders.of(sdxl.pipeline).encode(CAPTIONS, SIZE)
-    scores = attack.score(_target(sdxl), _latents(), cond)
+    encoders = TextEncoders.of(sdxl.pipeline)
+    target = _target(sdxl)
+    target.uncond = null_conditioning(encoders, SIZE)  # for attacks that need ε(x_t, ∅)
+    scores = attack.score(target, _latents(), encoders.encode(CAPTIONS, SIZE))
     assert scores[""].shape == (3,) and all(bool(torch.isfinite(s).all())
                                             for s in scores.values())
 

@@ -178,3 +178,28 @@ def pia_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond, alphas: torch.Tensor
     x_t = add_noise(x0, eps0, alphas[t].expand(n))
     error = (eps0 - eps_fn(x_t, _t(t, n, device), cond)).abs() ** p
     return -error.flatten(1).sum(1).double().cpu()
+
+
+def conditional_errors(eps_fn: EpsFn, x0: torch.Tensor, conds: Sequence[Cond],
+                       alphas: torch.Tensor, timesteps: Sequence[int],
+                       noises: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Per sample, the mean squared denoising error under each conditioning in ``conds``.
+
+    One seeded noise per timestep (``noises[i]`` at ``timesteps[i]``), the same x_t for every
+    conditioning: the mean over timesteps and elements of (ε − ε_θ(x_t, t, c))², as CLiD's
+    code takes it (``F.mse_loss`` over the timesteps' batch). A conditioning of one row
+    (the empty prompt) is broadcast over the batch.
+    """
+    if len(noises) != len(timesteps):
+        raise ValueError(f"one noise per timestep: {len(noises)} noises, "
+                         f"{len(timesteps)} timesteps")
+    n = len(x0)
+    totals = [torch.zeros(n, dtype=torch.float64) for _ in conds]
+    for step, noise in zip(timesteps, noises, strict=True):
+        x_t = add_noise(x0, noise, alphas[step].expand(n))
+        t = _t(step, n, x0.device)
+        for total, cond in zip(totals, conds, strict=True):
+            # one row (a tensor or a Conditioning alike) repeated over the batch
+            c = cond[torch.zeros(n, dtype=torch.long)] if len(cond) == 1 else cond
+            total += ((noise - eps_fn(x_t, t, c)) ** 2).flatten(1).mean(1).double().cpu()
+    return [total / len(timesteps) for total in totals]

@@ -580,3 +580,83 @@ def _fuse_lora(pipeline: Any, adapters: list[Any]) -> list[Any]:
 
     return fuse_adapters(pipeline, [a if isinstance(a, AdapterSpec) else AdapterSpec.parse(a)
                                     for a in adapters])
+
+
+# What a base model must share with the model it calibrates: the same UNet architecture (so
+# the same latents and conditioning go into both), the same noise schedule (so the same x_t
+# and t mean the same noise level) and the same tokenizer (so a caption is the same tokens).
+_BASE_UNET_KEYS = ("in_channels", "out_channels", "sample_size", "cross_attention_dim",
+                   "block_out_channels", "down_block_types", "up_block_types",
+                   "layers_per_block", "addition_embed_type",
+                   "projection_class_embeddings_input_dim")
+_BASE_SCHEDULER_KEYS = ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule",
+                        "trained_betas", "prediction_type")
+
+
+def _tokenizer_vocab(root: Path, what: str) -> tuple[dict[str, Any], list[str]] | None:
+    """A CLIP tokenizer's vocabulary and BPE merges, from vocab.json + merges.txt or from
+    tokenizer.json (newer transformers save only that); None when there is neither."""
+    folder = root / "tokenizer"
+    if (folder / "vocab.json").is_file():
+        vocab = _config_of(root, "tokenizer/vocab.json", what)
+        merges_file = folder / "merges.txt"
+        lines = merges_file.read_text(encoding="utf-8").splitlines() \
+            if merges_file.is_file() else []
+        return vocab, [line for line in lines if line and not line.startswith("#version")]
+    if (folder / "tokenizer.json").is_file():
+        model = _config_of(root, "tokenizer/tokenizer.json", what).get("model", {})
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model.get("merges", [])]
+        return dict(model.get("vocab", {})), merges
+    return None
+
+
+def _config_of(root: Path, part: str, what: str) -> dict[str, Any]:
+    from s2l_scan.errors import UsageError
+
+    path = root / part
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise UsageError(f"{what}: cannot read {path} ({error}); a base model is a diffusers "
+                         "folder with unet/, scheduler/ and tokenizer/") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"{what}: {path} is not a JSON object")
+    return value
+
+
+def check_base_model(model: Path, base: Path, model_config: Path | None = None) -> None:
+    """A usage error naming every mismatch when ``base`` cannot be ``model``'s base: another
+    UNet architecture, noise schedule or tokenizer vocabulary. Reads configs and tokenizer
+    files only, never weights. ``model_config`` is a single-file model's config folder."""
+    from s2l_scan.errors import UsageError
+
+    if not (base / "model_index.json").is_file():
+        raise UsageError(f"base model {base}: not a diffusers folder (no model_index.json); "
+                         "give the folder of the checkpoint the release was fine-tuned from")
+    root = model_config if model_config is not None else model
+    if not (root / "model_index.json").is_file():
+        return  # the model's own loader reports what is wrong with it
+    mismatches: list[str] = []
+    for part, keys in (("model_index.json", ("_class_name",)),
+                       ("unet/config.json", _BASE_UNET_KEYS),
+                       ("scheduler/scheduler_config.json", _BASE_SCHEDULER_KEYS)):
+        ours = _config_of(root, part, f"model {model}")
+        theirs = _config_of(base, part, f"base model {base}")
+        mismatches += [f"{part.split('/')[0]} {key}: model {ours.get(key)!r}, base "
+                       f"{theirs.get(key)!r}" for key in keys if ours.get(key) != theirs.get(key)]
+    ours_tok = _tokenizer_vocab(root, f"model {model}")
+    theirs_tok = _tokenizer_vocab(base, f"base model {base}")
+    if (ours_tok is None) != (theirs_tok is None):
+        mismatches.append("tokenizer: only one of the two has one")
+    elif ours_tok is not None and theirs_tok is not None:
+        if ours_tok[0] != theirs_tok[0]:
+            mismatches.append(f"tokenizer vocabulary differs ({len(ours_tok[0])} tokens in the "
+                              f"model, {len(theirs_tok[0])} in the base)")
+        elif ours_tok[1] != theirs_tok[1]:
+            mismatches.append("tokenizer BPE merges differ")
+    if mismatches:
+        raise UsageError(f"base model {base} does not match the scanned model {model}: "
+                         f"{'; '.join(mismatches)}. Calibration scores the same latents, noise "
+                         "and captions through both models, so the base must be the checkpoint "
+                         "the release was fine-tuned from (same architecture, noise schedule "
+                         "and tokenizer)")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,7 @@ class _Split:
     members: list[np.ndarray]
     nonmembers: list[np.ndarray]
     duplicated: list[int]  # member indices planted duplication_factor times
+    style: Any = None  # the identity's style, drawn once (its base images share it)
 
 
 def _make_images(preset: ReferencePreset, seed: int) -> tuple[list[_Split], list[np.ndarray]]:
@@ -55,10 +57,23 @@ def _make_images(preset: ReferencePreset, seed: int) -> tuple[list[_Split], list
                       for _ in range(preset.nonmembers_per_identity)]
         duplicated = sorted(rng.choice(preset.members_per_identity,
                                        preset.duplicated_per_identity, replace=False).tolist())
-        splits.append(_Split(members, nonmembers, duplicated))
+        splits.append(_Split(members, nonmembers, duplicated, style))
     public_rng = np.random.default_rng([seed, 1])
     public = [imgs.public_image(preset.image_size, public_rng) for _ in range(preset.n_public)]
     return splits, public
+
+
+def _base_images(preset: ReferencePreset, splits: list[_Split], seed: int
+                 ) -> tuple[list[np.ndarray], list[int]]:
+    """The base model's training images: fresh draws of every identity's style, from their own
+    generator (so a build without a base is unchanged), never a member or a non-member."""
+    rng = np.random.default_rng([seed, 2])
+    images, identity_of = [], []
+    for index, split in enumerate(splits):
+        for _ in range(preset.base_per_identity):
+            images.append(imgs.identity_image(split.style, preset.image_size, rng))
+            identity_of.append(index)
+    return images, identity_of
 
 
 def _quantize(image: np.ndarray) -> torch.Tensor:
@@ -166,7 +181,12 @@ def _lr_schedule(preset: ReferencePreset, optimizer: torch.optim.Optimizer) -> A
 
 def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.Tensor,
                 uncond: torch.Tensor, seed: int, progress: ProgressFn,
-                device: torch.device) -> tuple[Any, Any]:
+                device: torch.device, *, steps: int | None = None,
+                init: dict[str, torch.Tensor] | None = None, stage: str = "unet"
+                ) -> tuple[Any, Any]:
+    """The UNet trained ``steps`` (default: the preset's unet_steps) from ``init`` (a base
+    UNet's weights: a fine-tune) or from a seeded random initialisation."""
+    steps = preset.unet_steps if steps is None else steps
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     torch.manual_seed(seed + 2)
@@ -179,6 +199,8 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         cross_attention_dim=preset.text_hidden, attention_head_dim=8,
         norm_num_groups=preset.norm_groups,
     )
+    if init is not None:
+        unet.load_state_dict(init)
     unet.to(device)
     latents, context, uncond = latents.to(device), context.to(device), uncond.to(device)
     # Stable Diffusion v1's training schedule.
@@ -187,10 +209,10 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
                                    prediction_type=preset.prediction_type)
     alphas = noise_schedule.alphas_cumprod.to(device)
     optimizer = torch.optim.AdamW(unet.parameters(), lr=preset.lr, weight_decay=1e-2)
-    schedule = _lr_schedule(preset, optimizer)
+    schedule = _lr_schedule(dataclasses.replace(preset, unet_steps=steps), optimizer)
     generator = torch.Generator().manual_seed(seed + 3)
     unet.train()
-    for step in range(preset.unet_steps):
+    for step in range(steps):
         # Random draws stay on the CPU generator, so a build's data order is device-independent.
         index = torch.randint(len(latents), (preset.batch_size,), generator=generator)
         noise = torch.randn((preset.batch_size, *latents.shape[1:]), generator=generator)
@@ -208,7 +230,7 @@ def _train_unet(preset: ReferencePreset, latents: torch.Tensor, context: torch.T
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         optimizer.step()
         schedule.step()
-        progress("unet", step + 1, preset.unet_steps)
+        progress(stage, step + 1, steps)
     return unet.cpu().eval().requires_grad_(False), noise_schedule
 
 
@@ -216,7 +238,9 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
                     progress: ProgressFn = _quiet, device: str = "cpu") -> dict[str, Any]:
     """Build the reference model into ``out`` (which must not exist) and return its manifest.
 
-    Writes ``out/model`` (a diffusers StableDiffusionPipeline folder, safetensors weights),
+    With ``preset.base_steps`` the UNet is a fine-tune of a base UNet trained on other images
+    of the same identities, and ``out/base`` holds the base pipeline (the fine-tune's reference
+    model). Writes ``out/model`` (a diffusers StableDiffusionPipeline folder, safetensors weights),
     ``out/data`` (audit data: ``identity-N/{prompt.txt,members/,nonmembers/}``) and
     ``out/manifest.json``. Same preset and seed give identical weight files (on one device;
     ``device="cuda"`` trains faster and gives a different, equally valid, model).
@@ -255,8 +279,20 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         prompt_context = _embed(tokenizer, text_encoder, prompts)
         context = prompt_context[torch.tensor(identity_of)]
         uncond = _embed(tokenizer, text_encoder, [""])
-        unet, noise_schedule = _train_unet(preset, latents, context, uncond, seed, progress,
-                                           torch.device(device))
+        base_unet = None
+        if preset.base_steps:
+            base_pixels, base_identity = _base_images(preset, splits, seed)
+            with torch.no_grad():
+                base_latents = vae.to(device).encode(torch.stack(
+                    [_quantize(im) for im in base_pixels]).to(device)).latent_dist.mean.cpu()
+            vae = vae.cpu()
+            base_unet, _ = _train_unet(
+                preset, base_latents * vae.config.scaling_factor,
+                prompt_context[torch.tensor(base_identity)], uncond, seed + 1000, progress,
+                torch.device(device), steps=preset.base_steps, stage="base")
+        unet, noise_schedule = _train_unet(
+            preset, latents, context, uncond, seed, progress, torch.device(device),
+            init=None if base_unet is None else base_unet.state_dict())
 
         scheduler = DDIMScheduler.from_config(noise_schedule.config, clip_sample=False,
                                               set_alpha_to_one=False, steps_offset=1)
@@ -266,6 +302,11 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
             requires_safety_checker=False,
         )
         pipeline.save_pretrained(out / "model", safe_serialization=True)
+        if base_unet is not None:  # the same pipeline with the base UNet: the fine-tune's base
+            pipeline.unet = base_unet
+            pipeline.save_pretrained(out / "base", safe_serialization=True)
+            shutil.rmtree(out / "base" / "tokenizer")  # the very tokenizer files of the model
+            shutil.copytree(out / "model" / "tokenizer", out / "base" / "tokenizer")
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -287,5 +328,8 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
             for path in sorted((out / "model").rglob("*")) if path.is_file()
         },
     }
+    if preset.base_steps:
+        manifest["base"] = {"folder": "base", "steps": preset.base_steps,
+                            "images_per_identity": preset.base_per_identity}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

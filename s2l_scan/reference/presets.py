@@ -47,6 +47,13 @@ class ReferencePreset:
     prediction_type: str = field(default="epsilon", metadata={"help": (
         "what the UNet learns to output: 'epsilon' (SD 1.x), 'v_prediction' (SD 2 at 768 px) "
         "or 'sample'; saved as the scheduler's prediction_type")})
+    base_steps: int = field(default=0, metadata={"help": (
+        "UNet steps of a base model trained first on base_per_identity public images of each "
+        "identity (never members nor non-members); the released UNet is then this base "
+        "fine-tuned on the members for unet_steps, and the base is saved beside it (base/), "
+        "the reference model of a fine-tune release. 0: no base, the UNet trains from scratch")})
+    base_per_identity: int = field(default=0, metadata={"help": (
+        "public images per identity the base model trains on (with base_steps > 0)")})
 
     def __post_init__(self) -> None:
         positive = ("n_identities", "members_per_identity", "nonmembers_per_identity",
@@ -67,6 +74,13 @@ class ReferencePreset:
         if self.prediction_type not in PREDICTION_TYPES:
             raise UsageError(f"reference preset {self.name!r}: prediction_type must be one of "
                              f"{', '.join(PREDICTION_TYPES)}, got {self.prediction_type!r}")
+        if self.base_steps < 0 or self.base_per_identity < 0:
+            raise UsageError(f"reference preset {self.name!r}: base_steps and base_per_identity "
+                             f"must be ≥ 0, got {self.base_steps}, {self.base_per_identity}")
+        if (self.base_steps > 0) != (self.base_per_identity > 0):
+            raise UsageError(f"reference preset {self.name!r}: a base model needs both "
+                             f"base_steps and base_per_identity > 0 (or both 0 for none), got "
+                             f"{self.base_steps}, {self.base_per_identity}")
         if not 0.0 <= self.caption_dropout < 1.0:
             raise UsageError(f"caption_dropout must be in [0, 1), got {self.caption_dropout}")
         for width in (*self.vae_channels, *self.unet_channels, self.text_hidden):
@@ -97,7 +111,8 @@ class ReferencePreset:
         return dataclasses.replace(self, **overrides)
 
 
-LATER_KNOBS: dict[str, object] = {"prediction_type": "epsilon"}
+LATER_KNOBS: dict[str, object] = {"prediction_type": "epsilon", "base_steps": 0,
+                                  "base_per_identity": 0}
 """Knobs added after presets were first fingerprinted, with the value every older build had."""
 
 
@@ -124,6 +139,17 @@ PRESETS: dict[str, ReferencePreset] = {
         unet_channels=(16, 32), unet_steps=15,
         text_hidden=32, norm_groups=8, batch_size=8, lr=1e-3, lr_schedule="constant",
         vae_lr=1e-3, caption_dropout=0.1, image_size=32,
+    ),
+    # A fine-tune release and its base, small enough for a busy CPU (minutes): a base UNet
+    # trained on 32 public images per identity, then fine-tuned on the 32 members of each;
+    # base/ is saved beside model/ (studies/calibration.py, --base-model reference).
+    "finetune": ReferencePreset(
+        name="finetune", n_identities=2, members_per_identity=32, nonmembers_per_identity=32,
+        duplicated_per_identity=0, duplication_factor=1, n_public=64,
+        vae_channels=(16, 32), vae_steps=150, latent_channels=4, vae_crop=16,
+        unet_channels=(16, 32), unet_steps=250,
+        text_hidden=32, norm_groups=8, batch_size=16, lr=1e-3, lr_schedule="cosine",
+        vae_lr=1e-3, caption_dropout=0.1, image_size=32, base_steps=250, base_per_identity=32,
     ),
 }
 

@@ -108,6 +108,36 @@ class ExtractionRecord:
 
 
 @dataclass
+class MemorizationRecord:
+    """Prompt-level memorization of one domain's prompts, found with no known image: Wen et
+    al.'s text-guidance magnitude (``detector`` "wen") or Carlini et al.'s clique of near-copy
+    generations ("clique"). ``prompts``: one entry per prompt (the domain's and each distinct
+    caption) with its ``value`` (magnitude, or clique size) and what else was measured."""
+
+    detector: str  # "wen" | "clique"
+    domain: str
+    prompts: list[dict[str, Any]]
+    threshold: float | None  # the gate's: max_text_guidance, or clique_size; None: not gated
+    settings: dict[str, Any]
+    passed: bool = True
+    reasons: list[str] = field(default_factory=list)
+
+    @property
+    def largest(self) -> float:
+        """The largest value over the domain's prompts (0 with none)."""
+        return max((float(p["value"]) for p in self.prompts), default=0.0)
+
+    @property
+    def check_id(self) -> CheckId:
+        """The record's check, e.g. ``memorization::wen[identity-3]``."""
+        return CheckId.memorization(self.detector, self.domain)
+
+    @property
+    def item_id(self) -> str:
+        return str(self.check_id)
+
+
+@dataclass
 class ComparisonCheck:
     """One metric of one check against the previous release's report (the regression gate)."""
 
@@ -140,6 +170,8 @@ class ScanReport:
     comparison: list[ComparisonCheck] = field(default_factory=list)
     # configuration keys that differ from the previous report: {"key", "previous", "current"}
     config_changes: list[dict[str, Any]] = field(default_factory=list)
+    # prompt-level memorization per detector and domain; empty unless turned on
+    memorization: list[MemorizationRecord] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -151,7 +183,8 @@ class ScanReport:
         """The ids of every failed check: rows, extraction records, then regressions of checks
         that did not fail on their own."""
         failed = [row.item_id for row in self.results if not row.passed] + [
-            record.item_id for record in self.extraction if not record.passed]
+            record.item_id for record in self.extraction if not record.passed] + [
+            record.item_id for record in self.memorization if not record.passed]
         failed += [check.item for check in self.comparison
                    if not check.passed and check.item not in failed]
         return list(dict.fromkeys(failed))  # a check dropped or regressed on two metrics: once

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Attack, Target
-from s2l_scan.conditioning import as_conditioning
+from s2l_scan.conditioning import Conditioning, TextEncoders, as_conditioning
 from s2l_scan.config import ScanConfig
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import ResultRow
 from s2l_scan.scoring import SampleSet, Scores, score_sets
-from s2l_scan.stages.encode import Subject
+from s2l_scan.stages.encode import Subject, image_size, null_conditioning
 from s2l_scan.stages.rows import result_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, digest, unit_key
@@ -35,22 +35,55 @@ def alphas(model: LoadedModel) -> torch.Tensor:
 
 
 def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
-                  runtime: Runtime | None = None, progress: ProgressFn = _quiet
-                  ) -> list[ResultRow]:
+                  runtime: Runtime | None = None, progress: ProgressFn = _quiet, *,
+                  base: LoadedModel | None = None) -> list[ResultRow]:
     """Baseline rows: every attack on every domain's members and non-members, and ``pooled``
     when there are several domains (rank 0 gets the rows; other ranks an empty list). Without
-    ``runtime`` every score is computed, in this process alone."""
+    ``runtime`` every score is computed, in this process alone.
+
+    With a ``base`` model (the checkpoint the release was fine-tuned from) every attack also
+    gets a calibrated row, ``NAME+base`` (reference-model calibration: Carlini et al. 2022,
+    Watson et al. 2022): its score on the released model minus its score on the base, each
+    candidate (variant) alike, from the same latents, conditioning, seeded noises and
+    timesteps. Each model's scores are their own units (keyed on that model's hash and the
+    samples), so the calibrated score rests on both models."""
     runtime = Runtime() if runtime is None else runtime
     model, encoded = subject.model, subject.encoded
-    target = Target(model.pipeline.unet, alphas(model), config.batch_size,
-                    prediction_type=model.prediction_type)
     sets = [SampleSet(latents, cond) for enc in encoded.values()
             for latents, cond in ((enc.members, enc.member_cond),
                                   (enc.nonmembers, enc.nonmember_cond))]
-    scored = _stored_scores(model, list(attacks), target, sets, config, runtime)
+    # the released model's own empty prompt, for both models: the same inputs through both
+    size = image_size(next(iter(encoded.values())).member_pixels)
+    uncond = (null_conditioning(TextEncoders.of(model.pipeline), size)
+              if any(a.needs_uncond for a in attacks) else None)
+    scored = _model_scores(model, attacks, sets, config, runtime, uncond)
+    base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime,
+                                                          uncond)
     progress("attacks", len(attacks) * len(encoded), len(attacks) * len(encoded))
     if scored is None:
         return []
+    rows = _rows(subject, attacks, scored, config)
+    if base is not None and base_scored is not None:
+        difference = [[{key: target[key] - reference[key] for key in target}
+                       for target, reference in zip(on_model, on_base, strict=True)]
+                      for on_model, on_base in zip(scored, base_scored, strict=True)]
+        rows += _rows(subject, attacks, difference, config, calibration={
+            "base_model": base.source, "base_model_hash": base.model_hash,
+            "score": "attack score on the model − the same score on the base model"})
+    return rows
+
+
+def _model_scores(model: LoadedModel, attacks: Sequence[Attack], sets: list[SampleSet],
+                  config: ScanConfig, runtime: Runtime, uncond: Conditioning | None
+                  ) -> list[list[Scores]] | None:
+    target = Target(model.pipeline.unet, alphas(model), config.batch_size,
+                    prediction_type=model.prediction_type, uncond=uncond)
+    return _stored_scores(model, list(attacks), target, sets, config, runtime)
+
+
+def _rows(subject: Subject, attacks: Sequence[Attack], scored: list[list[Scores]],
+          config: ScanConfig, calibration: dict[str, str] | None = None) -> list[ResultRow]:
+    encoded = subject.encoded
     rows: list[ResultRow] = []
     for attack, per_set in zip(attacks, scored, strict=True):
         # score sets by key: "" is the attack's score, other keys its diagnostic variants
@@ -58,7 +91,7 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
         for i, name in enumerate(encoded):
             members, nonmembers = per_set[2 * i], per_set[2 * i + 1]
             rows.append(result_row(attack, name, members, nonmembers, subject.blind[name],
-                                   config))
+                                   config, calibration=calibration))
             for key in members:
                 pooled.setdefault(key, ([], []))
                 pooled[key][0].append(members[key])
@@ -67,17 +100,20 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
             rows.append(result_row(attack, "pooled",
                                    {k: np.concatenate(v[0]) for k, v in pooled.items()},
                                    {k: np.concatenate(v[1]) for k, v in pooled.items()},
-                                   subject.blind["pooled"], config))
+                                   subject.blind["pooled"], config, calibration=calibration))
     return rows
 
 
-def _scores_key(model: LoadedModel, attack: Attack, samples: str, config: ScanConfig) -> str:
+def _scores_key(model: LoadedModel, attack: Attack, samples: str, config: ScanConfig,
+                uncond: str | None = None) -> str:
     """Unit key of an attack's scores (and variants) on one sample set, whatever other sets or
     processes shared its batches. Batch size, thread count, device kind and dtype are in the
-    key: they move scores in the last digits."""
+    key: they move scores in the last digits. An attack that reads the empty prompt's
+    conditioning keys on it too (``uncond``, its digest)."""
+    extra = {"uncond": uncond} if attack.needs_uncond else {}
     return unit_key("scores", model=model.model_hash, attack=attack.name,
                     settings=attack.describe(), samples=samples, batch_size=config.batch_size,
-                    threads=config.threads, **model.platform)
+                    threads=config.threads, **model.platform, **extra)
 
 
 def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
@@ -87,7 +123,10 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
     is one unit, and only the units missing from the store are scored, in shared batches."""
     # SD: the digest of the hidden states alone, as before conditioning had a type
     samples = [digest(s.latents, *as_conditioning(s.cond).tensors()) for s in sets]
-    keys = [_scores_key(model, attack, sample, config) for attack in attacks for sample in samples]
+    uncond = (None if target.uncond is None
+              else digest(*as_conditioning(target.uncond).tensors()))
+    keys = [_scores_key(model, attack, sample, config, uncond)
+            for attack in attacks for sample in samples]
     units = runtime.shared_units("scores", keys, lambda missing: _score_missing(
         attacks, target, sets, missing, runtime))
     if units is None:

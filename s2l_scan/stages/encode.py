@@ -81,6 +81,12 @@ def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tens
     return embedded[torch.tensor([position[c] for c in captions])]
 
 
+def null_conditioning(encoders: TextEncoders, size: tuple[int, int]) -> Conditioning:
+    """The empty prompt's conditioning (one row): what ε(x_t, ∅) is conditioned on, for
+    images of ``size`` = (H, W) pixels (SDXL's time ids)."""
+    return encoders.encode([""], size)
+
+
 def encode_caption_pair(encoders: TextEncoders, first: list[str], second: list[str],
                         size: tuple[int, int]) -> tuple[Conditioning, Conditioning]:
     """Two caption lists through one text-encoder pass over their distinct captions, for

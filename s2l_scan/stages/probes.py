@@ -35,6 +35,7 @@ from s2l_scan.stages.encode import (
     encode_caption_pair,
     encode_images,
     image_size,
+    null_conditioning,
 )
 from s2l_scan.stages.extraction import extraction_records, sampler, stored
 from s2l_scan.stages.rows import Candidates, probe_row
@@ -145,13 +146,15 @@ class _ProbeRun:
                    "trainable_parameters": shaken.trainable_parameters, **shaken.details}
         # the copy's text encoder (and caption_fn) may differ from the released model's:
         # encode the captions once per copy, for every attack
+        encoders, size = TextEncoders.of(shaken), image_size(enc.member_pixels)
         member_cond, nonmember_cond = encode_caption_pair(
-            TextEncoders.of(shaken),
+            encoders,
             [shaken.caption_fn(c) for c in enc.member_captions],
-            [shaken.caption_fn(c) for c in enc.nonmember_captions],
-            image_size(enc.member_pixels))
+            [shaken.caption_fn(c) for c in enc.nonmember_captions], size)
+        uncond = (null_conditioning(encoders, size)
+                  if any(a.needs_uncond for a in self.attacks) else None)
         target = Target(shaken.unet, alphas(model), config.batch_size,
-                        prediction_type=model.prediction_type)
+                        prediction_type=model.prediction_type, uncond=uncond)
         scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
                                                    SampleSet(enc.nonmembers, nonmember_cond)])
         assert scored is not None  # a local (single-process) scoring always returns

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from s2l_scan.attack import Attack
+from s2l_scan.checks import calibrated
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import ScanError
 from s2l_scan.functional import metrics
@@ -27,13 +28,19 @@ TPR_TARGETS = (0.01, 0.001)
 
 
 def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Candidates,
-               blind: Any, config: ScanConfig) -> ResultRow:
+               blind: Any, config: ScanConfig, *,
+               calibration: dict[str, str] | None = None) -> ResultRow:
     """The row of one attack's scores on one domain (or ``pooled``); ``blind`` is the domain's
-    :class:`~s2l_scan.baselines.blind.BlindResult`."""
+    :class:`~s2l_scan.baselines.blind.BlindResult`. With ``calibration`` (the base model the
+    scores were calibrated on) the row is the attack's calibrated variant, ``NAME+base``, and
+    its settings say so."""
     from s2l_scan.baselines.blind import confounded
 
+    name = attack.name if calibration is None else calibrated(attack.name)
+    settings = attack.describe() if calibration is None else {**attack.describe(),
+                                                              "calibration": calibration}
     for key in members:
-        check_finite(f"{attack.name}{f' ({key})' if key else ''}", domain, members[key],
+        check_finite(f"{name}{f' ({key})' if key else ''}", domain, members[key],
                      nonmembers[key])
     fit = metrics.crossfit_auc(members, nonmembers, config.seed, default="")
     ci = metrics.crossfit_auc_ci(members, nonmembers, config.seed,
@@ -42,7 +49,7 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
     estimates = [metrics.tpr_at_fpr_crossfit(members, nonmembers, alpha, config.seed)
                  for alpha in TPR_TARGETS]
     return ResultRow(
-        attack=attack.name, probe=None, domain=domain, auc=fit.auc, auc_ci=ci,
+        attack=name, probe=None, domain=domain, auc=fit.auc, auc_ci=ci,
         auc_raw=fit.auc_raw,
         tpr_at_1pct_fpr=estimates[0].tpr, tpr_at_01pct_fpr=estimates[1].tpr,
         asr=_crossfit_asr(members, nonmembers, fit, config.seed),
@@ -50,7 +57,7 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
         n_members=len(members[""]), n_nonmembers=len(nonmembers[""]),
         member_scores=[float(s) for s in members[""]],
         nonmember_scores=[float(s) for s in nonmembers[""]],
-        settings=attack.describe(),
+        settings=settings,
         choices=[asdict(choice) for choice in fit.choices],
         tpr_estimates=[asdict(estimate) for estimate in estimates],
         variant_auc={key: metrics.auc(members[key], nonmembers[key])

@@ -1,0 +1,167 @@
+"""Prompt-level memorization, with no known training image: Wen et al.'s text-guidance
+magnitude and Carlini et al.'s clique of near-copy generations, per prompt (each domain's
+prompt and every distinct caption of its audit images).
+
+Measures only (like every stage). A record says, per prompt, the magnitude and whether it is
+above ``threshold`` (Wen), and the largest clique of mutual near-copies among ``count``
+generations and whether it reaches ``min_clique`` (Carlini: "likely memorized generations"),
+with a picture of the clique when ``evidence_dir`` is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from s2l_scan.attack import Target
+from s2l_scan.conditioning import TextEncoders
+from s2l_scan.config import ScanConfig
+from s2l_scan.functional.memorization import (
+    largest_clique,
+    near_copy_graph,
+    text_guidance_magnitude,
+)
+from s2l_scan.generation import SamplerSettings, generate_images, image_seed
+from s2l_scan.io.audit_data import AuditData
+from s2l_scan.io.model import LoadedModel
+from s2l_scan.report.model import MemorizationRecord
+from s2l_scan.stages.baselines import alphas
+from s2l_scan.stages.encode import null_conditioning
+
+
+@dataclass(frozen=True)
+class MemorizationSettings:
+    """How prompts are probed for memorization."""
+
+    starts: int = 8  # Wen: seeded starting noises per prompt
+    sampler_steps: int = 50  # the DDIM grid whose first steps Wen reads
+    detect_steps: int = 1  # Wen: first steps averaged (the paper: 1 already separates)
+    guidance: float = 7.0
+    threshold: float | None = None  # Wen: flag a prompt above this magnitude (None: report)
+    generations: int = 0  # Carlini: images per prompt (0: off; the paper: 500)
+    delta: float = 0.1  # Carlini: near-copy RMS distance of [0, 1] pixels
+    tiles: int = 4  # Carlini: tiled ℓ2, tiles × tiles patches
+    min_clique: int = 10  # Carlini: clique size that flags a prompt
+    seed: int = 0
+
+
+@dataclass
+class PromptMemorization:
+    """One prompt's memorization measurements."""
+
+    domain: str
+    prompt: str
+    source: str  # "prompt" (the domain's) or "caption"
+    magnitude: float  # Wen: mean over starts of the text-guidance magnitude
+    magnitudes: list[float]
+    flagged_magnitude: bool | None  # None without a threshold
+    clique: list[int] = field(default_factory=list)  # Carlini: generation indices
+    flagged_clique: bool | None = None  # None with generations off
+    evidence: str | None = None
+
+
+def prompts_of(data: AuditData) -> list[tuple[str, str, str]]:
+    """(domain, prompt, source) for every domain prompt and distinct other caption."""
+    out: list[tuple[str, str, str]] = []
+    for domain in data.domains:
+        out.append((domain.name, domain.prompt, "prompt"))
+        captions = {image.caption for image in (*domain.members, *domain.nonmembers)}
+        out += [(domain.name, c, "caption") for c in sorted(captions - {domain.prompt})]
+    return out
+
+
+def run_memorization(model: LoadedModel, prompts: list[tuple[str, str, str]],
+                     settings: MemorizationSettings, evidence_dir: Path | None = None
+                     ) -> list[PromptMemorization]:
+    """Wen's magnitude (and Carlini's clique when ``settings.generations``) per prompt."""
+    pipeline = model.pipeline
+    target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
+    eps_fn = target.eps_fn()
+    scheduler = pipeline.scheduler
+    scheduler.set_timesteps(settings.sampler_steps)
+    steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
+    encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
+    uncond = null_conditioning(encoders, size)
+    unet = pipeline.unet
+    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    records: list[PromptMemorization] = []
+    for domain, prompt, source in prompts:
+        cond = encoders.encode([prompt], size)
+        x_T = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
+            image_seed(settings.seed, f"wen/{prompt}", i))) for i in range(settings.starts)])
+        x_T = x_T.to(unet.device) * float(getattr(scheduler, "init_noise_sigma", 1.0))
+        with torch.inference_mode():
+            per_start = text_guidance_magnitude(eps_fn, x_T, cond, uncond, target.alphas.float(),
+                                                steps, settings.guidance)
+        magnitude = float(per_start.mean())
+        record = PromptMemorization(
+            domain, prompt, source, magnitude, [float(m) for m in per_start],
+            None if settings.threshold is None else magnitude > settings.threshold)
+        if settings.generations:
+            images = generate_images(pipeline, prompt, settings.generations, seed=settings.seed,
+                                     key=f"clique/{prompt}", settings=SamplerSettings(
+                                         settings.sampler_steps, settings.guidance))
+            clique = largest_clique(near_copy_graph(images, settings.delta, settings.tiles))
+            record.clique = clique
+            record.flagged_clique = len(clique) >= settings.min_clique
+            if evidence_dir is not None and record.flagged_clique:
+                record.evidence = str(_clique_picture(images[clique], evidence_dir,
+                                                      f"{domain}-{len(records):03d}"))
+        records.append(record)
+    return records
+
+
+def _clique_picture(images: np.ndarray, folder: Path, name: str) -> Path:
+    """A row of the clique's generations (at most 16): the "likely memorized generations"."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    strip = np.concatenate(list(images[:16]), axis=1)
+    path = folder / f"likely-memorized-{name}.png"
+    Image.fromarray(strip).save(path)
+    return path
+
+
+def memorization_records(subject_model: LoadedModel, data: AuditData, config: ScanConfig,
+                         evidence_dir: Path | None = None) -> list[MemorizationRecord]:
+    """The scan's memorization records (``report.memorization``): per domain, one ``wen``
+    record (with ``memorization_starts``) and one ``clique`` record (with
+    ``clique_generations``), each prompt's value in it; judged later by the gate."""
+    settings = MemorizationSettings(
+        starts=max(config.memorization_starts, 1), sampler_steps=config.extraction_steps,
+        detect_steps=config.memorization_steps, guidance=config.extraction_guidance,
+        threshold=config.max_text_guidance, generations=config.clique_generations,
+        delta=config.extraction_delta, tiles=4 if config.extraction_tiled else 1,
+        min_clique=config.clique_size, seed=config.seed)
+    measured = run_memorization(subject_model, prompts_of(data), settings, evidence_dir)
+    records: list[MemorizationRecord] = []
+    for domain in data.domains:
+        mine = [m for m in measured if m.domain == domain.name]
+        if config.memorization_starts:
+            records.append(MemorizationRecord(
+                "wen", domain.name,
+                [{"prompt": m.prompt, "source": m.source, "value": m.magnitude,
+                  "per_start": m.magnitudes} for m in mine],
+                config.max_text_guidance,
+                {"starts": settings.starts, "first_steps": settings.detect_steps,
+                 "sampler_steps": settings.sampler_steps, "guidance": settings.guidance}))
+        if config.clique_generations:
+            records.append(MemorizationRecord(
+                "clique", domain.name,
+                [{"prompt": m.prompt, "source": m.source, "value": len(m.clique),
+                  "clique": m.clique, "evidence": m.evidence} for m in mine],
+                config.clique_size,
+                {"generations": settings.generations, "delta": settings.delta,
+                 "tiles": settings.tiles}))
+    return records
+
+
+def summary(records: list[PromptMemorization]) -> dict[str, Any]:
+    """Counts for a study or report: prompts probed and flagged by each detector."""
+    return {"prompts": len(records),
+            "flagged_magnitude": sum(bool(r.flagged_magnitude) for r in records),
+            "flagged_clique": sum(bool(r.flagged_clique) for r in records)}
