@@ -8,7 +8,9 @@ With ``--s2l-model``, one test item is collected per (attack, domain) plus ``poo
 such as ``baselines::secmi[identity-3]``, the same again per probe setting
 (``probes::noise/secmi[identity-3]``), and one per domain for extraction
 (``extraction::released[identity-3]``). The scan runs once, in the first item's setup; a scan
-error is reported as an error of every item, a crossed threshold or a regression against
+error (a bad model or data folder, an unsafe checkpoint) ends the session there with one
+message and exit status 2 (3: nothing to scan, 4: a usage error), as the CLI's, never 1, the
+failed-gate status; a crossed threshold or a regression against
 ``--s2l-compare`` as a failure stating the numbers, the CI, the threshold and n. Report files
 (``--s2l-report-*``, ``--s2l-sarif``) are written when the session ends, and the headline
 numbers become ``<testsuite>`` properties of ``--junitxml``.
@@ -129,7 +131,10 @@ class S2LItem(pytest.Item):
         return self.config.stash[_STATE]
 
     def setup(self) -> None:
-        self._state().run()  # an exception here is a scan *error*, not a gate failure
+        try:
+            self._state().run()
+        except Exception as error:  # a scan *error*, not a gate failure: stop, report once
+            _stop_on_scan_error(error, self.config)
 
     def runtest(self) -> None:
         state = self._state()
@@ -169,6 +174,33 @@ class S2LItem(pytest.Item):
 
     def reportinfo(self) -> tuple[str, int | None, str]:
         return "s2l-scan", None, self.name
+
+
+def _stop_on_scan_error(error: Exception, config: pytest.Config) -> None:
+    """End the session on a scan error, with one message and the CLI's exit code for it
+    (:data:`SCAN_ERROR_EXIT`), never the failed-gate code: no check was judged, so no item
+    may pass or fail. An unexpected exception is an internal error; ``--full-trace`` (or
+    ``--tb=long``) shows its traceback once."""
+    import traceback
+
+    from s2l_scan.errors import S2LError
+
+    if isinstance(error, S2LError):
+        message = f"s2l-scan: error: {error}"
+        code = error.exit_code
+    else:
+        if config.getoption("fulltrace", False) or config.getoption("tbstyle", "") == "long":
+            traceback.print_exception(error)
+        message = (f"s2l-scan: internal error in the scan ({type(error).__name__}: {error}). "
+                   "Nothing was judged. Rerun with --full-trace for the traceback and please "
+                   "report it.")
+        code = SCAN_ERROR_EXIT
+    pytest.exit(message, returncode=code)
+
+
+SCAN_ERROR_EXIT = 2
+"""The exit status of a session whose scan could not run (as the CLI's: 2 scan error or
+internal error, 3 nothing to scan, 4 usage error), never 1, a failed gate."""
 
 
 def _regressions(item: str, report: ScanReport) -> list[str]:
