@@ -50,8 +50,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class _ScanState:
     """Per-session state (kept in ``config.stash``, not module globals)."""
 
-    def __init__(self, plan: ScanPlan) -> None:
+    def __init__(self, plan: ScanPlan, config: pytest.Config) -> None:
         self.plan = plan
+        self.config = config
         self.report: ScanReport | None = None
         self.error: BaseException | None = None
         self.written: list[tuple[str, Path]] = []
@@ -63,7 +64,7 @@ class _ScanState:
             from s2l_scan.session import run
 
             try:
-                self.report = run(self.plan)
+                self.report = run(self.plan, _progress(self.config))
             except Exception as error:
                 self.error = error
         if self.error is not None:
@@ -91,7 +92,27 @@ def pytest_configure(config: pytest.Config) -> None:
                           protected=[config_file] if config_file else [])
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
-    config.stash[_STATE] = _ScanState(plan)
+    config.stash[_STATE] = _ScanState(plan, config)
+
+
+def _progress(config: pytest.Config) -> Any:
+    """Plain timestamped progress lines on the terminal, live (capture suspended while one is
+    written); none with ``-q``."""
+    import contextlib
+
+    from s2l_scan.progress import PlainProgress, quiet
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.getoption("verbose") < 0:
+        return quiet
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        with (capture.global_and_fixture_disabled() if capture is not None
+              else contextlib.nullcontext()):
+            reporter.write_line(line)
+
+    return PlainProgress(write, label="s2l-scan: ")
 
 
 def _opt_path(config: pytest.Config, name: str) -> Path | None:

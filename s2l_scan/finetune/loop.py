@@ -17,6 +17,7 @@ import torch
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.functional.diffusion import add_noise, training_target
 from s2l_scan.probe import ModelCopy
+from s2l_scan.progress import report
 
 WEIGHT_DECAY = 1e-2
 """AdamW's decay, as in the reference model's own training (s2l_scan/reference/build.py)."""
@@ -99,7 +100,8 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
     ``data.prior`` adds DreamBooth's prior-preservation term, weighted by
     ``config.prior_weight``. ``after_step`` runs after every optimizer step (textual inversion
     restores its frozen embedding rows there). Only ``params`` require grad while training;
-    afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``.
+    afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``. Each step
+    is told to the scan's progress (:func:`s2l_scan.progress.report`).
 
     Returns ``{"losses": [...], "first_loss": ..., "final_loss": ...}`` where ``final_loss`` is
     the mean of the last tenth of the steps (one step's loss is too noisy to report).
@@ -134,6 +136,7 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
     unet.train(_owns(unet, tensors))
     text_encoder.train(text_trains)
     losses: list[float] = []
+    report("fine-tuning (steps)", 0, steps)
     try:
         table = None if text_trains else _encode(text_encoder, ids, grad=False)
         for step in range(steps):
@@ -163,6 +166,7 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
                 with torch.no_grad():
                     after_step()
             losses.append(float(loss.item()))
+            report("fine-tuning (steps)", step + 1, steps)
     finally:
         unet.eval().requires_grad_(False)
         text_encoder.eval().requires_grad_(False)

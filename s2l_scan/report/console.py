@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -20,6 +22,63 @@ def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     plain = "NO_COLOR" in os.environ or not stream.isatty()
     return Console(file=stream, no_color=plain, highlight=not plain, soft_wrap=False)
+
+
+class RichProgress:
+    """A rich display fed by ``progress(stage, done, total)``: one bar per stage, with elapsed
+    time and ETA, started again when ``done`` goes back (the next fine-tuning run); the bars
+    go when the display closes."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                             TimeRemainingColumn(), console=console, transient=True)
+        self._tasks: dict[str, Any] = {}
+        self._done: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        before = self._done.get(stage)
+        self._done[stage] = (done, total)
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(escape(stage), total=total, completed=done)
+        elif before is not None and (done < before[0] or before[0] >= before[1]):
+            self._bar.reset(self._tasks[stage], total=total, completed=done)
+        else:
+            self._bar.update(self._tasks[stage], total=total, completed=done)
+
+
+def progress_display(console: Console, quiet: bool = False
+                     ) -> contextlib.AbstractContextManager[Callable[[str, int, int], None]]:
+    """The progress callable for a command, as a context: nothing when ``quiet``; rich bars
+    when ``console`` is a terminal; else plain timestamped lines on stderr (CI logs)."""
+    from s2l_scan.progress import PlainProgress
+    from s2l_scan.progress import quiet as nothing
+
+    if quiet:
+        return contextlib.nullcontext(nothing)
+    if console.is_terminal:
+        return RichProgress(console)
+
+    def write(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return contextlib.nullcontext(PlainProgress(write, label="s2l-scan: "))
 
 
 def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> None:
@@ -205,10 +264,11 @@ def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],
                   f"{config.get('family_alpha', '-')}")
     legend = ("legend: AUC calibrated (direction and variant learned on one half of the "
               "samples, measured on the other); ΔAUC = probe's copy − released model; "
-              "TPR@1% '-' = not estimable at this n (shown only when some row has it); blind = AUC of a model-free classifier "
-              "(distribution-shift control); n = members/non-members; extraction: distinct training "
-              "images extracted, generations matched / generated, generations within δ of a "
-              "non-member. A narrow terminal drops the CIs: see the HTML or JSON report")
+              "TPR@1% '-' = not estimable at this n (a column only when some row has one); "
+              "blind = AUC of a model-free classifier (distribution-shift control); n = "
+              "members/non-members; extraction: distinct training images extracted, "
+              "generations matched / generated, generations within δ of a non-member. A "
+              "narrow terminal drops the CIs: see the HTML or JSON report")
     console.print(escape(legend), style="dim")
     for flag, count in flags.items():
         console.print(f"[yellow]{flag}[/yellow] ({count} row{'' if count == 1 else 's'}): "

@@ -105,7 +105,7 @@ def what_leaked(report: ScanReport) -> Digest:
 
 def digest_lines(digest: Digest, max_images: int = 5) -> list[str]:
     """The digest as plain sentences, one per line (console, Markdown)."""
-    verdict = ("PASSED: all {0} checks passed".format(digest.checks) if digest.passed else
+    verdict = (f"PASSED: all {digest.checks} checks passed" if digest.passed else
                f"FAILED: {digest.failed} of {digest.checks} checks failed")
     lines = [f"verdict {verdict}"]
     for worst in digest.worst:
