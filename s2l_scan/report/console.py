@@ -168,16 +168,22 @@ def _table() -> Table:
                  collapse_padding=True)
 
 
-def _fitted(console: Console, width: int, build: Any) -> Table:
-    """``build(compact=False)`` when it fits ``width`` unwrapped, else ``build(compact=True)``
-    (fewer columns: the CIs and rarely used numbers stay in the JSON and HTML reports)."""
+def _fitted(console: Console, width: int, build: Any) -> Any:
+    """``build(compact=False)`` when it fits ``width`` unwrapped; else ``build(compact=True)``
+    (no CIs: they stay in the JSON and HTML reports) when its numbers fit whole; else each
+    check on a line of its own with its numbers on the next (``build(compact=None)``)."""
     from rich.measure import Measurement
 
+    def measure(table: Table) -> Measurement:
+        return Measurement.get(console, console.options.update_width(10_000), table)
+
     wide: Table = build(compact=False)
-    if Measurement.get(console, console.options.update_width(10_000), wide).maximum <= width:
+    if measure(wide).maximum <= width:
         return wide
     narrow: Table = build(compact=True)
-    return narrow
+    if measure(narrow).minimum <= width:
+        return narrow
+    return build(compact=None)
 
 
 def _id_column(table: Table, ids: list[str], width: int) -> None:
@@ -189,10 +195,31 @@ def _id_column(table: Table, ids: list[str], width: int) -> None:
 
 
 def _number_column(table: Table, header: str) -> None:
-    table.add_column(header, justify="right", overflow="fold")
+    table.add_column(header, justify="right", no_wrap=True)
 
 
-def _rows_table(rows: list[Any], width: int, delta: bool, compact: bool) -> Table:
+def _stacked(header: list[str], lines: list[tuple[str, list[str], bool]]) -> Any:
+    """Each check on a line of its own, its numbers (named) on the next: for lines too narrow
+    for any table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    out: list[Text] = []
+    for check, cells, passed in lines:
+        out.append(Text(check, style=None if passed else "red", overflow="fold"))
+        named = [f"{name} {cell}" for name, cell in zip(header, cells[:-1], strict=False)]
+        out.append(Text.from_markup("    " + "  ".join([*map(escape, named), cells[-1]])))
+    return Group(*out)
+
+
+def _rows_table(rows: list[Any], width: int, delta: bool, compact: bool | None) -> Any:
+    if compact is None:
+        header = ["AUC", *(["ΔAUC"] if delta else []), "blind", "n"]
+        return _stacked(header, [
+            (row.item_id, [f"{row.auc:.3f}", *([_delta(row, True)] if delta else []),
+                           f"{row.blind_auc:.2f}", f"{row.n_members}/{row.n_nonmembers}",
+                           _verdict(row.passed, [f for f in FLAGS if getattr(row, f)])],
+             row.passed) for row in rows])
     table = _table()
     _id_column(table, [row.item_id for row in rows], width)
     _number_column(table, "AUC" if compact else "AUC [95% CI]")
@@ -226,7 +253,12 @@ def _delta(row: Any, compact: bool) -> str:
     return f"{row.delta_auc:+.3f} [{low:+.2f}, {high:+.2f}]"
 
 
-def _extraction_table(records: list[Any], width: int, compact: bool) -> Table:
+def _extraction_table(records: list[Any], width: int, compact: bool | None) -> Any:
+    if compact is None:
+        return _stacked(["extracted", "matched", "non-member"], [
+            (r.item_id, [str(r.extracted), f"{r.matched_generations}/{r.n_generated}",
+                         str(r.nonmember_matches), _verdict(r.passed, [])], r.passed)
+            for r in records])
     table = _table()
     _id_column(table, [record.item_id for record in records], width)
     for column in ("extracted", "matched", "non-member", *([] if compact else ["nearest RMS"])):

@@ -135,9 +135,9 @@ def short_reason(reason: str) -> str:
     line (the full reason is in the JSON, HTML and Markdown reports)."""
     out: list[str] = []
     depth = 0
-    for char in reason:
-        if char == "(":
-            depth += 1
+    for index, char in enumerate(reason):
+        if char == "(" and (depth or index == 0 or reason[index - 1].isspace()):
+            depth += 1  # a parenthesised aside; "image(s)" is a word and stays
         elif char == ")" and depth:
             depth -= 1
         elif depth == 0:
