@@ -38,6 +38,10 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
                                  "*probes::noise/pia[[]pooled[]] PASSED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
                                  "*verdict: PASSED*"])
+    # live progress lines on the terminal while the scan runs (the encoding is always told)
+    result.stdout.fnmatch_lines(["[[]*[]] s2l-scan: encoding the audit images (domains) 0/2",
+                                 "[[]*[]] s2l-scan: encoding the audit images (domains) 2/2 "
+                                 "(100%) done in *"])
 
 
 def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester,
@@ -194,7 +198,8 @@ def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
                                        "--s2l-extraction-samples=0", "--s2l-max-auc=0",
                                        "--s2l-family-alpha=1",
-                                       "--s2l-max-tpr=1", "-k", "pooled"))
+                                       "--s2l-max-tpr=1", "-k", "pooled", "-q"))
     result.assert_outcomes(failed=1)  # only baselines::loss[pooled] ran
+    assert "s2l-scan: encoding" not in result.stdout.str()  # -q: no progress
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ran as no test item*baselines::loss[[]identity-0[]]*"])
