@@ -206,7 +206,7 @@ def _stacked(header: list[str], lines: list[tuple[str, list[str], bool]]) -> Any
 
     out: list[Text] = []
     for check, cells, passed in lines:
-        out.append(Text(check, style=None if passed else "red", overflow="fold"))
+        out.append(Text(check, style="" if passed else "red", overflow="fold"))
         named = [f"{name} {cell}" for name, cell in zip(header, cells[:-1], strict=False)]
         out.append(Text.from_markup("    " + "  ".join([*map(escape, named), cells[-1]])))
     return Group(*out)
