@@ -153,3 +153,16 @@ def test_digest_largest_amplification(deltas: list[float], expected: float | Non
 ])
 def test_short_reason_drops_the_parenthesised_details(reason: str, short: str) -> None:
     assert short_reason(reason) == short
+
+
+def test_console_and_markdown_print_the_same_digest() -> None:
+    from s2l_scan.report.digest import digest_lines
+    from s2l_scan.report.markdown import render_markdown
+
+    report = _report()
+    lines = [line.strip() for line in digest_lines(what_leaked(report))[1:]]
+    console = [line.strip() for line in render_results(report, width=400).splitlines()]
+    markdown = [line.lstrip(" -") for line in render_markdown(report).splitlines()]
+    for line in lines:
+        assert line in console
+        assert line.replace("|", "\\|") in markdown

@@ -69,3 +69,20 @@ def test_report_goes_where_reporting_points_and_nowhere_outside() -> None:
             report("y", 1, 2)
     report("x", 2, 2)
     assert seen == [("x", 1, 2)]
+
+
+def test_rich_bars_start_again_when_done_goes_back() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from s2l_scan.report.console import RichProgress
+
+    console = Console(file=StringIO(), force_terminal=True, width=100)
+    with RichProgress(console) as show:
+        for done in (0, 50, 100, 10, 2):  # the second run's first step, then a new stage
+            show("fine-tuning", done, 100)
+        show("scoring", 3, 4)
+        tasks = {task.description: task for task in show._bar.tasks}
+    assert tasks["fine-tuning"].completed == 2 and tasks["fine-tuning"].total == 100
+    assert tasks["scoring"].completed == 3
