@@ -238,7 +238,14 @@ class GateFailure(Exception):
 @pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the XML
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
-    if state is None or state.report is None:
+    if state is None:
+        return
+    if state.report is None:
+        # every check deselected (-k, --deselect): nothing was judged, which must not read as
+        # a passing gate; --collect-only only lists the checks
+        if (state.error is None and session.exitstatus == pytest.ExitCode.OK
+                and not session.config.getoption("collectonly")):
+            session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
         return
     from s2l_scan.errors import S2LError
     from s2l_scan.report.junit import junit_properties
@@ -261,7 +268,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or state.report is None:
+    if state is None:
+        return
+    if state.report is None:
+        if state.error is None and not config.getoption("collectonly"):
+            terminalreporter.write_line(
+                "s2l-scan: no check was selected (-k / --deselect), so nothing was scanned or "
+                f"judged; exit {int(pytest.ExitCode.NO_TESTS_COLLECTED)}", red=True)
         return
     from s2l_scan.report.console import render_results
 

@@ -203,3 +203,13 @@ def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.
     assert "s2l-scan: encoding" not in result.stdout.str()  # -q: no progress
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ran as no test item*baselines::loss[[]identity-0[]]*"])
+
+
+def test_deselecting_every_check_is_no_pass(pytester: pytest.Pytester,
+                                            tiny_reference: Path) -> None:
+    pytester.makepyfile("def test_ok():\n    assert True\n")
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "-k", "test_ok"))
+    result.assert_outcomes(passed=1)  # the project's own test; no s2l check ran
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*s2l-scan: no check was selected*nothing was scanned*"])
