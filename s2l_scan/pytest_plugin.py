@@ -128,18 +128,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from s2l_scan.errors import S2LError
 
     try:
-        checks = state.plan.checks(_domain_names(state.plan))
+        checks = state.plan.checks(_domain_names(state.plan, _progress(config)))
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     for check in checks:
         items.append(S2LItem.from_parent(session, name=str(check)))
 
 
-def _domain_names(plan: ScanPlan) -> list[str]:
+def _domain_names(plan: ScanPlan, progress: Any) -> list[str]:
     from s2l_scan.io.audit_data import list_domains
     from s2l_scan.session import resolve_inputs
 
-    _, data_dir = resolve_inputs(plan.inputs, plan.config)
+    # the reference model, when asked for and not cached yet, is built here (minutes)
+    _, data_dir = resolve_inputs(plan.inputs, plan.config, progress)
     return list_domains(data_dir, plan.config.domains)
 
 
