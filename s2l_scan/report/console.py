@@ -113,8 +113,8 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
     failure, a legend explains the columns and the flags that occur, and the digest of what
     leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict. ``width``
     defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal, as in a CI
-    log). A check id is never cut: the other columns wrap first, and an id wider than the
-    whole line folds onto the next."""
+    log). A check id is never cut: a narrower line drops the CIs, then puts each check on a
+    line of its own with its numbers under it, and an id wider than the line folds."""
     from io import StringIO
 
     from s2l_scan.report.digest import ROOM_TITLES, digest_lines, flag_meanings, what_leaked
