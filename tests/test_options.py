@@ -38,7 +38,8 @@ _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootst
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
            "compare", "compare-fail", "negative-prompt", "family-alpha")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
-       "--report-json", "--report-html", "--report-markdown", "--report-sarif"}
+       "--report-json", "--report-html", "--report-markdown", "--report-sarif",
+       "-q", "--quiet"}  # -q: no progress display (pytest has its own -q)
 PYTEST = {*(f"--s2l-{name}" for name in _SHARED), "--s2l-model", "--s2l-data",
           "--s2l-model-config", "--s2l-lora", "--s2l-config", "--s2l-report-json",
           "--s2l-report-html", "--s2l-report-markdown", "--s2l-sarif"}
