@@ -30,7 +30,7 @@ def _stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) 
 
 
 # ---------------------------------------------------------------------------------------------
-# The blind baseline (DESIGN.md §4): several kinds of shift, a CI, and the meaning of a
+# The blind baseline (docs/verdict-maths.md): several kinds of shift, a CI, and the meaning of a
 # confounded row.
 
 CONFOUNDED_MEANING = (

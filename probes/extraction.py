@@ -1,4 +1,4 @@
-"""Extraction probe (DESIGN.md §6): generate from the domain prompt, look for training images.
+"""Extraction probe (README, probes): generate from the domain prompt, look for training images.
 
 For each domain, M images are generated (seeded, batched) from the domain prompt by the model
 under scan — the released checkpoint, or an S2L probe's shaken copy — and searched in a FAISS

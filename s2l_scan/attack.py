@@ -14,8 +14,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from s2l_scan.conditioning import as_conditioning
 from s2l_scan.errors import UsageError
-from s2l_scan.functional.diffusion import EpsFn, eps_from_output
+from s2l_scan.functional.diffusion import Cond, EpsFn, eps_from_output
 from s2l_scan.registry import Registry
 
 
@@ -35,12 +36,22 @@ class Target:
 
     def eps_fn(self) -> EpsFn:
         """ε_θ(x, t, c) as a plain function: the UNet's output converted to ε (every attack,
-        PIA's ε_θ(x₀, 0, c) and SecMI's DDIM steps included, calls the model through it)."""
+        PIA's ε_θ(x₀, 0, c) and SecMI's DDIM steps included, calls the model through it).
+
+        ``c`` is a :class:`~s2l_scan.conditioning.Conditioning` (a bare tensor is taken as SD
+        hidden states); SDXL's pooled embeddings and time ids go in ``added_cond_kwargs``.
+        """
         dtype = next(self.unet.parameters()).dtype
         alphas, kind = self.alphas, self.prediction_type
+        config = getattr(self.unet, "config", None)  # None: a stand-in module in a test
+        wants_added = config is not None and config.get("addition_embed_type") is not None
 
-        def eps(x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-            out = self.unet(x.to(dtype), t, encoder_hidden_states=cond.to(dtype)).sample
+        def eps(x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
+            conditioning = as_conditioning(cond)
+            if wants_added and conditioning.pooled is None:
+                raise ValueError("this UNet (SDXL) needs pooled text embeddings and time ids; "
+                                 "encode captions with s2l_scan.conditioning.TextEncoders")
+            out = self.unet(x.to(dtype), t, **conditioning.unet_kwargs(dtype)).sample
             return eps_from_output(out.float(), x.float(), alphas[t.to(alphas.device)], kind)
 
         return eps
@@ -71,11 +82,11 @@ class Attack(ABC):
                                  f"{num_train_timesteps} training timesteps")
 
     @abstractmethod
-    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+    def score_batch(self, eps_fn: EpsFn, x0: torch.Tensor, cond: Cond,
                     alphas: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         """Scores of one batch; ``index`` are the samples' positions in the full set."""
 
-    def score_batch_variants(self, eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+    def score_batch_variants(self, eps_fn: EpsFn, x0: torch.Tensor, cond: Cond,
                              alphas: torch.Tensor, index: torch.Tensor
                              ) -> dict[str, torch.Tensor]:
         """The scores under key ``""``, plus diagnostic variants computed alongside.
@@ -85,7 +96,7 @@ class Attack(ABC):
         """
         return {"": self.score_batch(eps_fn, x0, cond, alphas, index)}
 
-    def score(self, target: Target, x0: torch.Tensor, cond: torch.Tensor
+    def score(self, target: Target, x0: torch.Tensor, cond: Cond
               ) -> dict[str, torch.Tensor]:
         """Scores of every sample (key ``""``) and variants, in batches of ``batch_size``."""
         eps_fn = target.eps_fn()

@@ -1,6 +1,6 @@
 """The ``s2l-scan`` command line. Thin: parses, calls the engine, maps errors to exit codes.
 
-Exit codes (DESIGN.md §7): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
+Exit codes (README, exit codes): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
 error. A crash never passes: an unexpected exception exits 2 with a one-line message.
 """
 
@@ -13,8 +13,9 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
+from s2l_scan import __version__
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
@@ -37,6 +38,16 @@ def _on_sigterm(signum: int, frame: object) -> None:
 
 
 class _Parser(argparse.ArgumentParser):
+    """Usage errors exit 4, and every (sub)command takes ``--debug``, before or after its
+    name: error messages say "rerun with --debug" without knowing where it goes."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # SUPPRESS: a subcommand's parser sets ``debug`` only when given, so it never resets
+        # a --debug given before the subcommand
+        self.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                          help="show tracebacks of internal errors")
+
     def error(self, message: str) -> NoReturn:
         # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
         self.print_usage(sys.stderr)
@@ -64,7 +75,7 @@ def _knob(text: str) -> tuple[str, str]:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``s2l-scan`` (also used to document the CLI)."""
     parser = _Parser(prog="s2l-scan", description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     reference = commands.add_parser("reference", help="the offline reference model")
@@ -95,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     index_build.add_argument("--shard-size", type=_positive_int, default=250_000,
                              help="images per shard (default 250000; memory while building is "
                                   "one shard)")
+
+    _add_data_commands(commands)
 
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
     _add_scan_arguments(scan, scan_options())
@@ -130,7 +143,65 @@ def build_parser() -> argparse.ArgumentParser:
                              "of this Hugging Face model card (created when missing)")
     report.add_argument("--model-name", help="model-index name when the card has none "
                                              "(default: the model folder's name)")
+    report.add_argument("--compare", type=Path, metavar="PREVIOUS.json",
+                        help="compare with an earlier report: regressions, dropped and new "
+                             "checks, configuration changes; exit 1 when the comparison fails")
+    report.add_argument("--compare-fail", metavar="METRIC:+AMOUNT,...",
+                        help="with --compare: fail when a metric rose more than this, e.g. "
+                             "auc:+0.02,extracted:+0 (default: compare only)")
+    report.add_argument("--allow-dropped-checks", action="store_true",
+                        help="with --compare: accept checks of PREVIOUS.json this report lacks "
+                             "(default: a dropped check fails the comparison)")
+    report.add_argument("--card-license", metavar="ID",
+                        help="Hub license id (e.g. apache-2.0) for a card that has none; an "
+                             "existing license is kept. Without it a new card has no license")
     return parser
+
+
+def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
+    data = commands.add_parser("data", help="audit data from a fine-tuning set and a held-out "
+                                            "set (docs/audit-data.md)")
+    actions = data.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    build = actions.add_parser(
+        "build", help="check and write an audit-data folder",
+        description="Read the training set (--members) and a held-out set (--nonmembers) in "
+                    "any common convention (imagefolder metadata.jsonl/csv, image + .txt "
+                    "caption files, a CSV/JSONL manifest, plain folders), drop duplicates "
+                    "within and across the sets, draw balanced seeded sets per domain, check "
+                    "the held-out set for distribution shift, then write DIR/<domain>/... "
+                    "and audit-manifest.json. Nothing is written when a check fails.")
+    build.add_argument("--members", type=Path, required=True, metavar="SRC",
+                       help="the training set: a folder or a .csv/.jsonl manifest")
+    build.add_argument("--nonmembers", type=Path, required=True, metavar="SRC",
+                       help="held-out images of the same kind, never trained on")
+    build.add_argument("--out", type=Path, required=True, metavar="DIR",
+                       help="the audit folder to write (must not exist or be empty)")
+    build.add_argument("--resolution", type=_positive_int, required=True,
+                       help="the model's image side in pixels (duplicates and shift are "
+                            "checked at it)")
+    build.add_argument("--prompt", required=True,
+                       help="the domain prompt; {domain} is replaced by the domain's name")
+    build.add_argument("--domains", choices=("single", "subfolders", "keywords"),
+                       default="single", help="one domain (default), one per first-level "
+                                              "sub-folder, or one per --keyword")
+    build.add_argument("--keyword", dest="keywords", action="append", default=[],
+                       metavar="WORD", help="a trigger word naming a domain (repeat; with "
+                                            "--domains keywords)")
+    build.add_argument("--domain-name", default="main", help="the single domain's name")
+    build.add_argument("--per-domain", type=_positive_int, metavar="N",
+                       help="at most N members and N non-members per domain (default: all "
+                            "that pair)")
+    build.add_argument("--seed", type=int, default=0, help="seed of the draws and the check")
+    build.add_argument("--delta", type=float, default=None,
+                       help="near-copy radius, RMS of [0, 1] pixels (default: the extraction "
+                            "δ, extraction_delta; set both alike)")
+    build.add_argument("--known", choices=("rest", "none"), default="rest",
+                       help="rest: training images not drawn go to known/ for extraction")
+    build.add_argument("--strict", action="store_true",
+                       help="exit 1 and write nothing when the held-out set is shifted")
+    build.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
+    build.add_argument("--force", action="store_true",
+                       help="replace --out if an earlier data build wrote it")
 
 
 def _add_scan_arguments(parser: argparse.ArgumentParser, options: list[Option]) -> None:
@@ -156,7 +227,8 @@ def null_audit_options() -> list[Option]:
     (it writes its own report) and the regression compare (a null audit is no release)."""
     reports = {renderer.config_key for renderer in RENDERERS.values()}
     return [option for option in scan_options()
-            if option.key not in reports and option.key not in ("compare", "compare_fail")]
+            if option.key not in reports and option.key not in ("compare", "compare_fail",
+                                                    "allow_dropped_checks")]
 
 
 def _reference_build(args: argparse.Namespace) -> int:
@@ -186,6 +258,22 @@ def _reference_build(args: argparse.Namespace) -> int:
     else:
         render_manifest(manifest, str(folder), console)
     return EXIT_OK
+
+
+def _data_build(args: argparse.Namespace) -> int:
+    from s2l_scan.audit_build import BuildOptions, build_audit, render_build
+    from s2l_scan.report.console import make_console
+
+    options = BuildOptions(resolution=args.resolution, prompt=args.prompt, domains=args.domains,
+                           keywords=tuple(args.keywords), domain_name=args.domain_name,
+                           per_domain=args.per_domain, seed=args.seed, known=args.known,
+                           strict=args.strict,
+                           **({} if args.delta is None else {"delta": args.delta}))
+    with _progress(make_console(stderr=True)) as progress:
+        result = build_audit(args.members, args.nonmembers, args.out, options, force=args.force,
+                             dry_run=args.dry_run, progress=progress)
+    sys.stdout.write(render_build(result))
+    return EXIT_GATE if args.strict and result.shifted else EXIT_OK
 
 
 def _index_build(args: argparse.Namespace) -> int:
@@ -278,13 +366,16 @@ def _report(args: argparse.Namespace) -> int:
     from s2l_scan.report.outputs import write_reports
 
     wanted = {kind: getattr(args, kind) for kind in RENDERERS if getattr(args, kind) is not None}
-    if not wanted and args.model_card is None:
+    if not wanted and args.model_card is None and args.compare is None:
         files = ", ".join(f"--{kind} FILE" for kind in RENDERERS)
-        raise UsageError(f"nothing to write: give {files} and/or --model-card README.md")
-    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, [args.report])
+        raise UsageError(f"nothing to write: give {files}, --model-card README.md and/or "
+                         "--compare PREVIOUS.json")
+    inputs = [args.report, *([args.compare] if args.compare is not None else [])]
+    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, inputs)
     if args.model_card is not None:
-        check_outputs({"--model-card": args.model_card}, [args.report, *wanted.values()])
+        check_outputs({"--model-card": args.model_card}, [*inputs, *wanted.values()])
     report = load_report(args.report)
+    compared = _report_compare(args, report)
     # relative evidence paths were written relative to where the scan ran; try the report's
     # own folder first, then the current one
     for kind, path in write_reports(report, wanted, base=args.report.parent):
@@ -293,9 +384,33 @@ def _report(args: argparse.Namespace) -> int:
         from s2l_scan.report.model_card import update_model_card
 
         card = _read_card(args.model_card)
-        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name))
+        write_text_atomic(args.model_card, update_model_card(card, report, args.model_name,
+                                                              args.card_license))
         print(f"model card updated: {args.model_card}")
-    return EXIT_OK
+    return EXIT_OK if compared else EXIT_GATE
+
+
+def _report_compare(args: argparse.Namespace, report: Any) -> bool:
+    """``report --compare``: the comparison stored in ``report`` and printed; True unless it
+    failed (always True without --compare)."""
+    if args.compare is None:
+        if args.compare_fail is not None or args.allow_dropped_checks:
+            raise UsageError("--compare-fail and --allow-dropped-checks need --compare "
+                             "PREVIOUS.json")
+        return True
+    from s2l_scan.gate import compare_saved
+    from s2l_scan.report.compare import parse_allowances, summary
+    from s2l_scan.report.files import read_report_dict
+
+    allowances = parse_allowances(args.compare_fail) if args.compare_fail is not None else ()
+    previous = read_report_dict(args.compare, what="previous report (compare)")
+    passed = compare_saved(report, previous, str(args.compare), allowances,
+                           args.allow_dropped_checks)
+    for line in summary(report.comparison, report.config_changes, str(args.compare),
+                        args.compare_fail, args.allow_dropped_checks):
+        print(line)
+    print(f"comparison: {'passed' if passed else 'FAILED'}")
+    return passed
 
 
 def _read_card(path: Path) -> str:
@@ -325,6 +440,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     try:
         if args.command == "reference":
             return _reference_build(args)
+        if args.command == "data":
+            return _data_build(args)
         if args.command == "index":
             return _index_build(args)
         if args.command == "scan":
@@ -345,7 +462,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_TERMINATED
     except Exception as error:
-        if args.debug:
+        if getattr(args, "debug", False):
             raise
         print(f"s2l-scan: internal error ({type(error).__name__}: {error}). Nothing was "
               "judged. Rerun with --debug for the traceback and please report it.",

@@ -88,8 +88,9 @@ class ScanConfig:
                          "(half precision is an opt-in; see docs/performance.md)", "float32")
     allow_pickle: bool = _option("opt in to pickled weights (read with torch.load("
                                  "weights_only=True))", False)
-    reference_preset: str = _option("preset used when the model is 'reference'", "default",
-                                    cli=False)
+    reference_preset: str = _option("preset of the reference model when the model is "
+                                    "'reference', as `s2l-scan reference build --preset` takes "
+                                    "it: default, or tiny (seconds)", "default", metavar="NAME")
     reference_seed: int = _option("build seed of the reference model when the model is "
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
@@ -157,6 +158,9 @@ class ScanConfig:
         "fail when a metric rose more than this since compare, e.g. auc:+0.02,extracted:+0 "
         "(metrics: auc, tpr, asr, extracted; default: no limit)", None,
         metavar="METRIC:+AMOUNT,...")
+    allow_dropped_checks: bool = _option(
+        "accept checks of the compared report that this scan no longer runs (default: a "
+        "dropped check fails the compare)", False)
     # Report files, {config key: path}. Each report format declares its key (the TOML key,
     # e.g. report_json) and its options in its Renderer (s2l_scan/report/outputs.py), so a new
     # format needs no field here; to_dict() lists them flat, one key per format.
@@ -201,6 +205,9 @@ class ScanConfig:
                                                  or not self.negative_prompt.strip()):
             raise UsageError(f"negative_prompt must be a non-empty string (or left out for "
                              f"none), got {self.negative_prompt!r}")
+        from s2l_scan.reference.presets import get_preset  # stdlib only: cheap
+
+        get_preset(self.reference_preset)  # a usage error that lists the presets
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():

@@ -1,7 +1,7 @@
 """The one error hierarchy of s2l-scan.
 
 Every error a user can cause is an :class:`S2LError`. Each carries an ``exit_code``
-(DESIGN.md §7) so the CLI and the pytest plugin map it without guessing, and each
+(README, exit codes) so the CLI and the pytest plugin map it without guessing, and each
 message says what was received, what was expected and how to fix it.
 """
 

@@ -5,7 +5,8 @@ Stages measure; this module judges. A result row fails past ``max_auc``, ``max_t
 correction over every such check of the scan at ``family_alpha``, so the false-fail rate of a
 whole scan on data with no signal stays at or below ``family_alpha``; an extraction record
 fails past ``max_extracted``; a regression check when its metric rose more than its allowance
-since the previous report, which also fails the row it names. :func:`decide` applies all of
+since the previous report, which also fails the row it names, and a check of the previous report
+this one dropped unless ``allow_dropped_checks``. :func:`decide` applies all of
 it to a finished :class:`ScanReport`, and the report's verdict (``ScanReport.passed``) is
 then the conjunction of every check.
 """
@@ -16,8 +17,9 @@ from collections.abc import Iterable
 from typing import Any
 
 from s2l_scan.config import ScanConfig
+from s2l_scan.errors import UsageError
 from s2l_scan.functional.metrics import holm, smallest_pvalue
-from s2l_scan.report.compare import Allowance, compare
+from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
 from s2l_scan.report.model import ComparisonCheck, ExtractionRecord, ResultRow, ScanReport
 
 # A float rounding slack, so that 0.62 - 0.60 (= 0.0200000000000000018) is not "+0.02 exceeded".
@@ -112,8 +114,13 @@ def judge_extraction(record: ExtractionRecord, config: ScanConfig) -> None:
         f"{config.max_extracted}"]
 
 
-def judge_comparison(check: ComparisonCheck, allowances: Iterable[Allowance]) -> None:
-    """A compared check regresses when its metric rose more than its allowance."""
+def judge_comparison(check: ComparisonCheck, allowances: Iterable[Allowance],
+                     allow_dropped: bool = False) -> None:
+    """A compared check regresses when its metric rose more than its allowance; a check of the
+    previous report that this one lacks (``missing``) fails unless ``allow_dropped``."""
+    if check.status == "missing":
+        check.passed = allow_dropped
+        return
     allowance = {a.metric: a for a in allowances}.get(check.metric)
     if (allowance is None or check.status != "ok" or check.change is None
             or check.previous is None):
@@ -123,26 +130,37 @@ def judge_comparison(check: ComparisonCheck, allowances: Iterable[Allowance]) ->
 
 
 def regression_reason(check: ComparisonCheck, source: str) -> str:
-    """One line: what rose, from what to what, by how much, and what was allowed."""
+    """One line: what rose, from what to what, by how much, and what was allowed (or which
+    check was dropped)."""
+    if check.status == "missing":
+        return (f"dropped: checked in the previous report {source} but not in this scan (a "
+                "scan that runs fewer checks cannot show there was no regression). Restore "
+                "the check, or accept it with --allow-dropped-checks "
+                "(pytest: --s2l-allow-dropped-checks; config: allow_dropped_checks = true)")
     return (f"{check.metric} rose from {check.previous:.4g} to {check.current:.4g} "
             f"(+{check.change:.4g}) since the previous report {source}; allowed "
             f"{check.allowance}")
 
 
 def compare_reports(previous: dict[str, Any], current: dict[str, Any],
-                    allowances: Iterable[Allowance] = ()) -> list[ComparisonCheck]:
+                    allowances: Iterable[Allowance] = (),
+                    allow_dropped: bool = False) -> list[ComparisonCheck]:
     """The regression checks of ``current`` against ``previous`` (both ``to_dict()`` bodies),
-    judged. Without allowances the point AUC is compared for information only."""
+    judged. Without allowances the point AUC is compared for information only; a dropped check
+    fails unless ``allow_dropped``."""
     allowances = tuple(allowances)
     checks = compare(previous, current, allowances)
     for check in checks:
-        judge_comparison(check, allowances)
+        judge_comparison(check, allowances, allow_dropped)
     return checks
 
 
-def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: str) -> None:
-    """Store ``checks`` in ``report.comparison`` and fail the rows that regressed, with a reason
-    that states both numbers, the rise, the allowance and the previous report."""
+def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: str,
+                     changes: list[dict[str, Any]] | None = None) -> None:
+    """Store ``checks`` in ``report.comparison`` (and the configuration ``changes`` in
+    ``report.config_changes``) and fail the rows that regressed, with a reason that states both
+    numbers, the rise, the allowance and the previous report. A dropped check fails the verdict
+    through ``report.comparison``: it has no row of its own."""
     rows = {row.item_id: row for row in report.results}
     for check in checks:
         if check.passed or check.item not in rows:
@@ -151,6 +169,7 @@ def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: 
         row.passed = False
         row.reasons.append(regression_reason(check, source))
     report.comparison = checks
+    report.config_changes = list(changes or [])
 
 
 def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | None = None,
@@ -163,5 +182,28 @@ def decide(report: ScanReport, config: ScanConfig, previous: dict[str, Any] | No
     for record in report.extraction:
         judge_extraction(record, config)
     if previous is not None:
-        apply_comparison(report, compare_reports(previous, report.to_dict(), allowances), source)
+        body = report.to_dict()
+        apply_comparison(report, compare_reports(previous, body, allowances,
+                                                 config.allow_dropped_checks), source,
+                         config_changes(previous.get("config") or {}, body["config"]))
     return report
+
+
+def compare_saved(report: ScanReport, previous: dict[str, Any], source: str,
+                  allowances: Iterable[Allowance] = (), allow_dropped: bool = False) -> bool:
+    """``s2l-scan report A.json --compare B.json``: compare a saved report with an earlier one,
+    store the comparison in it (its config echoing how), and say whether the comparison passed
+    (no regression, no dropped check unless allowed). A report that already holds a comparison
+    is refused: its rows were judged against that one."""
+    if report.comparison or report.config_changes:
+        raise UsageError(
+            f"this report was already compared with {report.config.get('compare')} when it was "
+            "written; compare a report written without --compare")
+    allowances = tuple(allowances)
+    report.config.update(compare=source, compare_fail=canonical(allowances) or None,
+                         allow_dropped_checks=allow_dropped)
+    body = report.to_dict()
+    checks = compare_reports(previous, body, allowances, allow_dropped)
+    apply_comparison(report, checks, source,
+                     config_changes(previous.get("config") or {}, body["config"]))
+    return all(check.passed for check in checks)

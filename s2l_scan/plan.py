@@ -111,7 +111,7 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
                     for name in config.attacks)
     for attack in attacks:  # types and signs now; the model's own range once it is loaded
         attack.check_timesteps(10**9)
-    probes = select_probes(config)
+    probes = select_probes(config).for_family(_family(inputs))
     if config.extraction_samples:
         from s2l_scan.extraction.embedders import check_embedder_inputs
 
@@ -122,6 +122,17 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
             read_meta(Path(config.known_index).expanduser())
     resolve_device(config.device)
     return ScanPlan(inputs, config, attacks, probes, _outputs(config, protected))
+
+
+def _family(inputs: ScanInputs) -> str:
+    """The model family, read from ``model_index.json`` without loading any weight (the
+    reference model is SD); an unreadable folder is judged when the model loads."""
+    if inputs.model == REFERENCE:
+        return "sd"
+    from s2l_scan.io.model import model_family
+
+    config = Path(inputs.model_config) if inputs.model_config else None
+    return model_family(Path(inputs.model), config) or "sd"
 
 
 def _outputs(config: ScanConfig, protected: Sequence[Path]) -> Outputs:

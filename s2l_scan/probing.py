@@ -7,6 +7,7 @@ error here. :mod:`s2l_scan.stages.probes` runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,17 @@ class ProbeSelection:
     planned: tuple[ProbeSpec, ...] = ()
     sweep: tuple[ProbeSpec, ...] = ()
     sweep_budget_s: float | None = None  # None: no sweep
+    unsupported: tuple[str, ...] = ()  # sweep candidates left out: not for this model family
+
+    def for_family(self, family: str) -> ProbeSelection:
+        """This selection for a model of ``family``: a planned probe that cannot shake it is
+        a usage error naming the probe and the family; sweep candidates that cannot are left
+        out, and named in :attr:`unsupported` (the report's sweep summary lists them)."""
+        for spec in self.planned:
+            spec.probe.check_family(family)
+        keep = tuple(spec for spec in self.sweep if family in spec.probe.families)
+        left_out = tuple(spec.label for spec in self.sweep if spec not in keep)
+        return dataclasses.replace(self, sweep=keep, unsupported=self.unsupported + left_out)
 
 
 def select_probes(config: ScanConfig) -> ProbeSelection:

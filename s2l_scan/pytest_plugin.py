@@ -166,17 +166,25 @@ class S2LItem(pytest.Item):
         record = next((r for r in report.extraction if r.item_id == self.name), None)
         if row is not None:
             # shown as <properties> of this <testcase> in --junitxml
-            self.user_properties += [("auc", f"{row.auc:.6g}"),
-                                     ("auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
-                                     ("auc_raw", f"{row.auc_raw:.6g}"),
-                                     ("blind_auc", f"{row.blind_auc:.6g}")]
+            # observed_*: what this check measured; threshold_*: the gate's limit for it
+            config = report.config
+            self.user_properties += [
+                ("observed_auc", f"{row.auc:.6g}"),
+                ("observed_auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
+                ("observed_auc_raw", f"{row.auc_raw:.6g}"),
+                ("observed_blind_auc", f"{row.blind_auc:.6g}"),
+                ("threshold_max_auc", f"{config.get('max_auc')}"),
+                ("threshold_max_tpr_at_1pct_fpr", f"{config.get('max_tpr')}")]
             if row.tpr_at_1pct_fpr is not None:
-                self.user_properties.append(("tpr_at_1pct_fpr", f"{row.tpr_at_1pct_fpr:.6g}"))
+                self.user_properties.append(("observed_tpr_at_1pct_fpr",
+                                             f"{row.tpr_at_1pct_fpr:.6g}"))
             reasons = row.reasons  # the gate put any regression of this row here too
         elif record is not None:
-            self.user_properties += [("extracted", str(record.extracted)),
-                                     ("matched_generations", str(record.matched_generations)),
-                                     ("nonmember_matches", str(record.nonmember_matches))]
+            self.user_properties += [
+                ("observed_extracted", str(record.extracted)),
+                ("observed_matched_generations", str(record.matched_generations)),
+                ("observed_nonmember_matches", str(record.nonmember_matches)),
+                ("threshold_max_extracted", f"{report.config.get('max_extracted')}")]
             reasons = [*record.reasons, *_regressions(self.name, report)]
         else:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "

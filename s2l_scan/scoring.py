@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Attack, Target
-from s2l_scan.functional.diffusion import EpsFn
+from s2l_scan.conditioning import Conditioning, as_conditioning
+from s2l_scan.functional.diffusion import Cond, EpsFn
 from s2l_scan.parallel import World
 from s2l_scan.progress import report
 
@@ -27,10 +28,11 @@ Scores = dict[str, np.ndarray]  # "" → the attack's scores, other keys → dia
 
 @dataclass(frozen=True)
 class SampleSet:
-    """Latents (N, C, h, w) and their text conditioning (N, L, D) for one set of samples."""
+    """Latents (N, C, h, w) and their text conditioning for one set of samples (a bare
+    (N, L, D) tensor is SD hidden states)."""
 
     latents: torch.Tensor
-    cond: torch.Tensor
+    cond: Conditioning | torch.Tensor
 
 
 class SharedForwards:
@@ -41,11 +43,11 @@ class SharedForwards:
     result is what the model returns for those inputs, so scores are unchanged.
     """
 
-    def __init__(self, eps: EpsFn, x0: torch.Tensor, cond: torch.Tensor) -> None:
+    def __init__(self, eps: EpsFn, x0: torch.Tensor, cond: Cond) -> None:
         self._eps, self._x0, self._cond = eps, x0, cond
         self._memo: dict[int, torch.Tensor] = {}
 
-    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, t: torch.Tensor, cond: Cond) -> torch.Tensor:
         if x is not self._x0 or cond is not self._cond or not bool((t == t[0]).all()):
             return self._eps(x, t, cond)
         step = int(t[0])
@@ -72,7 +74,7 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
     if not sets:
         return [[] for _ in attacks]
     x0 = torch.cat([s.latents for s in sets])
-    cond = torch.cat([s.cond for s in sets])
+    cond = Conditioning.cat([as_conditioning(s.cond) for s in sets])
     index = torch.cat([torch.arange(len(s.latents)) for s in sets])
     alphas = target.alphas.float()
     eps = target.eps_fn()

@@ -122,7 +122,7 @@ def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData
                f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution,
-               "prediction_type": model.prediction_type},
+               "prediction_type": model.prediction_type, "family": model.family},
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},

@@ -20,6 +20,10 @@ check_fail_on() {
 }
 
 install() {
+  case "${S2L_CACHE_INPUT:-true}" in
+    true | false) ;;
+    *) die "cache must be true or false; got '${S2L_CACHE_INPUT}'" ;;
+  esac
   local python="${S2L_PYTHON:-python}"
   if [[ -n "${TORCH_INDEX_URL:-}" ]]; then
     # the default torch wheel pulls CUDA (gigabytes); the scan runs on the CPU
@@ -46,6 +50,19 @@ scan() {
   [[ -z "${S2L_CONFIG:-}" ]] || args+=(--config "$S2L_CONFIG")
   [[ -z "${S2L_COMPARE:-}" ]] || args+=(--compare "$S2L_COMPARE")
   [[ -z "${S2L_COMPARE_FAIL:-}" ]] || args+=(--compare-fail "$S2L_COMPARE_FAIL")
+  # --name=value: a value that starts with "-" stays a value, never becomes an option
+  if [[ -n "${S2L_THREADS:-}" ]]; then
+    [[ "$S2L_THREADS" =~ ^[1-9][0-9]*$ ]] || die "threads must be a positive integer; got '$S2L_THREADS'"
+    args+=("--threads=$S2L_THREADS")
+  fi
+  [[ -z "${S2L_DEVICE:-}" ]] || args+=("--device=$S2L_DEVICE")
+  case "${S2L_EVIDENCE:-false}" in
+    true) args+=("--evidence-dir=$out/evidence") ;;
+    false) ;;
+    *) die "evidence must be true or false; got '${S2L_EVIDENCE}'" ;;
+  esac
+  extra_args
+  args+=("${extra[@]}")
   local rc=0
   # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
   # it is set by scripts/run-action-locally.sh, never from an action input
@@ -69,6 +86,23 @@ scan() {
       "$rc" "$(describe "$rc")" >>"${GITHUB_STEP_SUMMARY:?}"
   fi
   echo "s2l-scan action: verdict $verdict (exit code $rc: $(describe "$rc")); reports in $out"
+}
+
+# The extra-args input: one argument per line, each taken as it is (no word splitting, no
+# globbing, no shell); options the Action sets from its own inputs are refused.
+extra_args() {
+  extra=()
+  local line name
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    line="${line%$'\r'}"
+    [[ "$line" =~ [^[:space:]] ]] || continue
+    name="${line%%=*}"
+    case "$name" in
+      --report-* | --data | --config | --compare | --compare-fail | --threads | --device | --evidence-dir)
+        die "extra-args: $name is set by the Action; use its input instead" ;;
+    esac
+    extra+=("$line")
+  done <<<"${S2L_EXTRA_ARGS:-}"
 }
 
 describe() {

@@ -29,7 +29,8 @@ def _steps() -> list[dict[str, object]]:
 
 def test_action_is_composite_with_documented_inputs_and_outputs() -> None:
     assert ACTION["runs"]["using"] == "composite"
-    assert {"model", "data", "config", "fail-on", "python-version"} <= set(ACTION["inputs"])
+    assert {"model", "data", "config", "fail-on", "python-version", "threads", "device",
+            "extra-args", "evidence", "cache"} <= set(ACTION["inputs"])
     assert {"verdict", "report"} <= set(ACTION["outputs"])
     assert all(spec.get("description") for spec in ACTION["inputs"].values())
 
@@ -54,8 +55,51 @@ def test_every_used_action_is_pinned_by_commit() -> None:
 def test_example_workflow_gates_publishing_on_the_verdict() -> None:
     jobs = WORKFLOWS["gate-model-publish.yml"]["jobs"]
     assert jobs["privacy-scan"]["permissions"]["security-events"] == "write"
+    assert jobs["privacy-scan"]["permissions"]["actions"] == "read"  # upload-sarif, private
     assert jobs["publish"]["needs"] == "privacy-scan"
     assert "verdict == 'passed'" in jobs["publish"]["if"]
+
+
+def test_example_workflow_uses_the_actions_s2l_scan_and_never_installs_the_users_repo() -> None:
+    jobs = WORKFLOWS["gate-model-publish.yml"]["jobs"]
+    runs = {name: [str(step.get("run", "")) for step in job["steps"]]
+            for name, job in jobs.items()}
+    installs = [line for job in runs.values() for run in job for line in run.splitlines()
+                if "pip install" in line]
+    # `pip install .` in a user's repository installs their project, not s2l-scan
+    assert installs and not [line for line in installs if re.search(r"\s\.(\s|$)", line)]
+    assert all(re.search(r"==[0-9]", line) for line in installs)  # pinned
+    scan_steps = jobs["privacy-scan"]["steps"]
+    action_at = next(i for i, step in enumerate(scan_steps) if step.get("uses") == "./")
+    card_at = next(i for i, step in enumerate(scan_steps) if "s2l-scan report" in
+                   str(step.get("run", "")))
+    assert card_at > action_at  # s2l-scan is on PATH once the Action installed it
+    assert not any("s2l-scan" in run for run in runs["publish"])
+
+
+def test_action_caches_pip_and_the_s2l_scan_cache_and_saves_even_on_failure() -> None:
+    steps = {str(step.get("name")): step for step in _steps()}
+    pip, restore = steps["Restore the pip cache"], steps["Restore the s2l-scan cache"]
+    save = steps["Save the s2l-scan cache"]
+    assert str(pip["uses"]).startswith("actions/cache@")
+    assert str(restore["uses"]).startswith("actions/cache/restore@")
+    assert str(save["uses"]).startswith("actions/cache/save@")
+    assert "always()" in str(save["if"])  # a failed gate or a cancelled job still saves units
+    install_env, scan_env = steps["Install s2l-scan"]["env"], steps["Scan"]["env"]
+    assert install_env["PIP_CACHE_DIR"] == pip["with"]["path"]  # type: ignore[index]
+    assert scan_env["S2L_CACHE_DIR"] == restore["with"]["path"] == save["with"]["path"]  # type: ignore[index]
+    assert restore["with"]["key"] == save["with"]["key"]  # type: ignore[index]
+    assert "run_id" in str(save["with"]["key"])  # type: ignore[index]
+    names = list(steps)
+    assert names.index("Save the s2l-scan cache") < names.index("Enforce the gate")
+
+
+def test_evidence_input_states_its_privacy_trade_off() -> None:
+    evidence = ACTION["inputs"]["evidence"]
+    assert evidence["default"] == "false"
+    assert {"TRAINING", "PRIVACY", "artifact"} <= set(re.findall(r"\w+", evidence["description"]))
+    readme = (ROOT / "README.md").read_text()
+    assert "evidence: \"true\"" in readme and "training images" in readme
 
 
 FAKE_SCAN = """
@@ -73,14 +117,14 @@ sys.exit(code)
 """
 
 
-def _run_action(tmp_path: Path, code: int, fail_on: str = "gate", model: str = "m"
-                ) -> tuple[int, dict[str, str], str]:
+def _run_action(tmp_path: Path, code: int, fail_on: str = "gate", model: str = "m",
+                **inputs: str) -> tuple[int, dict[str, str], str]:
     fake = tmp_path / "fake_scan.py"
     fake.write_text(FAKE_SCAN.format(code=code))
     env = {**os.environ, "S2L_SCAN": f"{sys.executable} {fake}", "S2L_MODEL": model,
            "S2L_DATA": "d", "S2L_FAIL_ON": fail_on, "S2L_OUTPUT_DIR": str(tmp_path / "out"),
            "GITHUB_OUTPUT": str(tmp_path / "output"),
-           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"), **inputs}
     script = str(ROOT / "scripts" / "action.sh")
     subprocess.run(["bash", script, "scan"], env=env, check=True, capture_output=True)
     outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
@@ -116,11 +160,39 @@ def test_hostile_model_path_stays_a_single_argument(tmp_path: Path) -> None:
     assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
 
 
-def test_bad_fail_on_is_a_usage_error(tmp_path: Path) -> None:
-    env = {**os.environ, "S2L_FAIL_ON": "sometimes", "S2L_MODEL": "m"}
-    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "scan"], env=env,
+@pytest.mark.parametrize(("inputs", "expected"), [
+    ({}, []),
+    ({"S2L_THREADS": "4", "S2L_DEVICE": "cuda:1"}, ["--threads=4", "--device=cuda:1"]),
+    ({"S2L_DEVICE": "--compare=/etc/x"}, ["--device=--compare=/etc/x"]),  # stays a value
+    ({"S2L_EVIDENCE": "true"}, ["--evidence-dir={out}/evidence"]),
+    ({"S2L_EXTRA_ARGS": "--max-auc=0.55\n\n--probes\nnoise, lora\r\n$(touch pwned) *"},
+     ["--max-auc=0.55", "--probes", "noise, lora", "$(touch pwned) *"]),  # one line, one arg
+])
+def test_action_passes_threads_device_evidence_and_extra_args_as_single_arguments(
+        tmp_path: Path, inputs: dict[str, str], expected: list[str]) -> None:
+    _run_action(tmp_path, 0, **inputs)
+    argv = (tmp_path / "argv.txt").read_text().split("\n")
+    assert argv[12:] == [a.format(out=tmp_path / "out") for a in expected]
+    assert not (tmp_path / "pwned").exists() and not Path("pwned").exists()
+
+
+@pytest.mark.parametrize(("inputs", "message"), [
+    ({"S2L_FAIL_ON": "sometimes"}, "fail-on must be gate, error or never"),
+    ({"S2L_THREADS": "0"}, "threads must be a positive integer"),
+    ({"S2L_THREADS": "4; id"}, "threads must be a positive integer"),
+    ({"S2L_EVIDENCE": "yes"}, "evidence must be true or false"),
+    ({"S2L_EXTRA_ARGS": "--seed=1\n--report-json=/tmp/x"}, "--report-json is set by the Action"),
+    ({"S2L_EXTRA_ARGS": "--threads\n8"}, "--threads is set by the Action; use its input"),
+    ({"S2L_CACHE_INPUT": "on", "step": "install"}, "cache must be true or false"),
+])
+def test_bad_action_inputs_are_usage_errors(tmp_path: Path, inputs: dict[str, str],
+                                            message: str) -> None:
+    step = inputs.get("step", "scan")
+    env = {**os.environ, "S2L_MODEL": "m", "S2L_OUTPUT_DIR": str(tmp_path / "out"),
+           **{name: value for name, value in inputs.items() if name != "step"}}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), step], env=env,
                             capture_output=True, text=True, check=False)
-    assert result.returncode == 4 and "fail-on must be gate, error or never" in result.stderr
+    assert result.returncode == 4 and message in result.stderr
 
 
 @pytest.mark.slow

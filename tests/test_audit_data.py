@@ -1,4 +1,4 @@
-"""Tests for the audit-data loader (DESIGN.md §2): layout rules, image policy, safety."""
+"""Tests for the audit-data loader (README, audit data): layout rules, image policy, safety."""
 
 from __future__ import annotations
 

@@ -11,9 +11,9 @@ from report_factory import extraction_record, make_report, make_row
 
 from s2l_scan.config import make_config
 from s2l_scan.errors import UsageError
-from s2l_scan.gate import apply_comparison
+from s2l_scan.gate import apply_comparison, decide, regression_reason
 from s2l_scan.gate import compare_reports as compare
-from s2l_scan.report.compare import parse_allowances
+from s2l_scan.report.compare import config_changes, parse_allowances, summary
 from s2l_scan.report.files import load_report, read_report_dict
 
 
@@ -71,18 +71,72 @@ def test_equal_rise_is_allowed_despite_float_rounding() -> None:
     assert compare(previous, body, parse_allowances("auc:+0.02"))[0].status == "ok"
 
 
-def test_rows_match_by_attack_probe_domain_and_unmatched_rows_never_fail() -> None:
+@pytest.mark.parametrize("allow_dropped", [False, True])
+def test_rows_match_by_attack_probe_domain_and_dropped_rows_fail(allow_dropped: bool) -> None:
     previous = _body(make_report([make_row(domain="identity-0"), make_row(domain="old")]))
     current = _body(make_report([make_row(domain="identity-0", shift=5.0),
                                  make_row(domain="new", shift=5.0),
                                  make_row(domain="identity-0", probe="lora", shift=5.0)]))
-    checks = compare(previous, current, parse_allowances("auc:+0"))
+    checks = compare(previous, current, parse_allowances("auc:+0"), allow_dropped)
     assert [(c.item, c.status, c.passed) for c in checks] == [
         ("baselines::loss[identity-0]", "regressed", False),
         ("baselines::loss[new]", "new", True),
         ("probes::lora/loss[identity-0]", "new", True),
-        ("baselines::loss[old]", "missing", True),
+        ("baselines::loss[old]", "missing", allow_dropped),
     ]
+
+
+def test_dropped_checks_are_found_whatever_the_metrics_once_each() -> None:
+    # the finding: a scan with fewer attacks and no extraction compared on AUC alone said
+    # "0 regression(s)"; every check of the previous report it lacks is now listed and fails
+    previous = _body(make_report([make_row(domain="a"), make_row(domain="b"),
+                                  make_row(domain="a", attack="secmi")],
+                                 extraction=[extraction_record(domain="a")]))
+    current = _body(make_report([make_row(domain="a")], extraction=[]))
+    checks = compare(previous, current, parse_allowances("auc:+0.5,tpr:+0.5"))
+    dropped = [(c.item, c.metric) for c in checks if c.status == "missing"]
+    assert dropped == [("baselines::loss[b]", "auc"), ("baselines::secmi[a]", "auc"),
+                       ("extraction::released[a]", "extracted")]
+    assert not any(c.passed for c in checks if c.status == "missing")
+    report = make_report([make_row(domain="a")])
+    apply_comparison(report, checks, "v1.json")
+    assert report.to_dict()["verdict"]["failed_items"] == [item for item, _ in dropped]
+    assert regression_reason(checks[-1], "v1.json").startswith(
+        "dropped: checked in the previous report v1.json but not in this scan")
+
+
+@pytest.mark.parametrize(("previous", "current", "changed"), [
+    ({"max_auc": 0.6, "seed": 0}, {"max_auc": 0.6, "seed": 0}, []),
+    ({"probes": ["noise", "lora"]}, {"probes": []}, [("probes", ["noise", "lora"], [])]),
+    ({"attacks": ("loss",)}, {"attacks": ["loss"]}, []),  # a tuple is its JSON list
+    ({}, {"max_tpr": 0.1}, [("max_tpr", None, 0.1)]),  # a key the old version lacked
+    ({"compare": "v0.json", "cache_dir": "/a", "report_html": "a.html", "threads": 1},
+     {"compare": "v1.json", "cache_dir": "/b", "report_html": None, "threads": 4},
+     [("threads", 1, 4)]),  # where files go is bookkeeping, not a change of the scan
+])
+def test_config_changes(previous: dict[str, Any], current: dict[str, Any],
+                        changed: list[tuple[str, Any, Any]]) -> None:
+    assert [(c["key"], c["previous"], c["current"])
+            for c in config_changes(previous, current)] == changed
+
+
+def test_decide_lists_config_changes_and_honours_allow_dropped_checks() -> None:
+    previous = _body(make_report([make_row(domain="identity-0", max_auc=1),
+                                  make_row(domain="gone", max_auc=1)]))
+    previous["config"]["max_auc"] = 0.9
+    for allow, passed in [(False, False), (True, True)]:
+        config = make_config({"compare": "v1.json", "allow_dropped_checks": allow,
+                              "max_auc": 1.0})
+        report = make_report([make_row(domain="identity-0", max_auc=1)])
+        report.config = config.to_dict()  # the scan echoes its config
+        decide(report, config, previous, (), "v1.json")
+        assert report.passed is passed
+        assert [c["key"] for c in report.config_changes] == ["max_auc"]
+        lines = summary(report.comparison, report.config_changes, "v1.json", None, allow)
+        assert lines[0] == ("compared with v1.json: 0 regression(s) past nothing (compare only), "
+                            f"1 dropped check(s){' (allowed)' if allow else ''}, 0 new check(s), "
+                            "1 configuration change(s)")
+        assert lines[1:] == ["  dropped baselines::loss[gone]", "  config max_auc: 0.9 → 1.0"]
 
 
 def test_extraction_counts_compare_per_probe_and_domain() -> None:
@@ -136,7 +190,8 @@ def test_apply_fails_the_row_with_a_reason_and_the_verdict() -> None:
 
 
 def test_extraction_regression_fails_the_verdict_once() -> None:
-    previous = _body(make_report(extraction=[extraction_record(extracted=0)]))
+    previous = _body(make_report([make_row(max_auc=1)],
+                                 extraction=[extraction_record(extracted=0)]))
     current = make_report([make_row(max_auc=1)],
                           extraction=[extraction_record(extracted=1, max_extracted=5)])
     apply_comparison(current, compare(previous, _body(current),
@@ -186,3 +241,63 @@ def test_compare_fail_accepts_a_toml_table() -> None:
     config = make_config({"compare": "v1.json", "compare_fail": {"auc": 0.02, "tpr": "10%"}})
     assert config.compare_fail == "auc:+0.02,tpr:+10%"
     assert config.to_dict()["compare_fail"] == "auc:+0.02,tpr:+10%"
+
+
+@pytest.mark.parametrize(("current_rows", "extra", "code", "line"), [
+    (3, [], 0, "0 regression(s) past nothing (compare only), 0 dropped check(s), 0 new check(s)"),
+    (1, [], 1, "2 dropped check(s), 0 new check(s)"),
+    (1, ["--allow-dropped-checks"], 0, "2 dropped check(s) (allowed)"),
+    (3, ["--compare-fail", "auc:+0"], 0, "0 regression(s) past auc:+0"),
+])
+def test_report_command_compares_two_saved_reports(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], current_rows: int,
+        extra: list[str], code: int, line: str) -> None:
+    from s2l_scan.cli import main
+
+    old, new = tmp_path / "old.json", tmp_path / "new.json"
+    old.write_text(json.dumps(make_report().to_dict()))
+    current = make_report()
+    current.results = current.results[:current_rows]
+    new.write_text(json.dumps(current.to_dict()))
+    markdown = tmp_path / "summary.md"
+    assert main(["report", str(new), "--compare", str(old), "--markdown", str(markdown),
+                 *extra]) == code
+    out = capsys.readouterr().out
+    assert line in out and f"comparison: {'passed' if code == 0 else 'FAILED'}" in out
+    assert f"Compared with `{old}`" in markdown.read_text()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--compare-fail", "auc:+0", "--html", "{tmp}/x.html"], "need --compare"),
+    (["--compare", "{tmp}/missing.json"], "does not exist"),
+    (["--compare", "{tmp}/compared.json"], "already compared with"),
+    (["--compare", "{tmp}/r.json", "--compare-fail", "auk:+1"], "did you mean 'auc'"),
+])
+def test_report_compare_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                     argv: list[str], message: str) -> None:
+    from s2l_scan.cli import main
+
+    (tmp_path / "r.json").write_text(json.dumps(make_report().to_dict()))
+    compared = make_report()
+    apply_comparison(compared, [], "v0.json", [{"key": "seed", "previous": 0, "current": 1}])
+    (tmp_path / "compared.json").write_text(json.dumps(compared.to_dict()))
+    report = "compared.json" if "already" in message else "r.json"
+    args = [a.format(tmp=tmp_path) for a in argv]
+    assert main(["report", str(tmp_path / report), *args]) == 4
+    assert message in capsys.readouterr().err
+
+
+def test_a_compared_report_matches_the_json_schema() -> None:
+    import jsonschema
+
+    from s2l_scan.report.files import schema
+
+    previous = _body(make_report([make_row(domain="identity-0"), make_row(domain="gone")]))
+    previous["config"]["seed"] = 5
+    config = make_config({"compare": "v1.json"})
+    report = make_report([make_row(domain="identity-0")])
+    report.config = config.to_dict()
+    decide(report, config, previous, (), "v1.json")
+    body = _body(report)
+    assert body["config_changes"] and body["comparison"]
+    jsonschema.Draft202012Validator(schema()).validate(body)

@@ -399,7 +399,7 @@ def test_the_loop_is_seeded_and_reports_losses(pipe: Any, context: ProbeContext)
 
 def _reference_loop(model: ModelCopy, latents: torch.Tensor, prior: torch.Tensor, *,
                     steps: int, lr: float, batch: int, prior_weight: float, seed: int) -> None:
-    """DESIGN.md §5.2 written out plainly: the oracle for train()'s maths and draw order.
+    """The training loop's maths written out plainly: the oracle for train()'s maths and draw order.
 
     One generator draws, per step: SP batch indices, prior batch indices, noise, timesteps.
     ε-MSE with x_t = √ᾱ_t x0 + √(1−ᾱ_t) ε; AdamW (decay 1e-2); global grad norm clipped to 1.

@@ -7,11 +7,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from huggingface_hub import ModelCard
 from report_factory import extraction_record, make_report
 
 from s2l_scan.cli import main
 from s2l_scan.errors import UsageError
-from s2l_scan.report.model_card import BEGIN, END, update_model_card
+from s2l_scan.report.model_card import BEGIN, END, card_data, update_model_card
 
 CARD = """---
 license: openrail
@@ -49,21 +50,64 @@ def _front(card: str) -> dict[str, object]:
     return loaded
 
 
-def test_card_keeps_every_line_and_gains_section_and_model_index() -> None:
+def _load(tmp_path: Path, card: str) -> ModelCard:
+    """The card as the Hub library reads it from disk (raises on what the Hub refuses)."""
+    path = tmp_path / "README.md"
+    path.write_text(card, encoding="utf-8")
+    return ModelCard.load(path)
+
+
+def _numbers_only(card: ModelCard) -> bool:
+    return all(isinstance(r.metric_value, int | float) and not isinstance(r.metric_value, bool)
+               for r in card_data(card).eval_results or [])
+
+
+def test_existing_card_keeps_its_metadata_results_and_prose(tmp_path: Path) -> None:
     updated = update_model_card(CARD, make_report(extraction=[extraction_record(extracted=2)]))
-    kept = [line for line in CARD.splitlines()
-            if not line.startswith(("  ", "- name", "model-index"))]
-    lines = updated.splitlines()
-    assert all(line in lines for line in kept)  # comments, prose, other keys: all still there
-    front = _front(updated)
-    assert front["license"] == "openrail" and front["library_name"] == "diffusers"
-    entry = front["model-index"][0]  # type: ignore[index]
-    assert entry["name"] == "demo-sd"
-    tasks = [result["task"]["type"] for result in entry["results"]]
+    card = _load(tmp_path, updated)
+    assert (card_data(card).license, card_data(card).library_name) == ("openrail", "diffusers")
+    assert card_data(card).tags == ["stable-diffusion", "text-to-image"]
+    assert card_data(card).model_name == "demo-sd"
+    fid = [r for r in card_data(card).eval_results if r.metric_type == "fid"]
+    assert [(r.task_type, r.dataset_type, r.metric_value) for r in fid] == [
+        ("text-to-image", "coco", 12.3)]
+    tasks = [r["task"]["type"] for r in _front(updated)["model-index"][0]["results"]]  # type: ignore[index]
     assert tasks == ["text-to-image", "membership-inference", "training-data-extraction"]
-    assert entry["results"][0]["metrics"] == [{"type": "fid", "value": 12.3}]
-    assert updated.index("## Limitations") < updated.index(BEGIN) < updated.index(END)
+    assert _numbers_only(card)
+    body = CARD.split("---\n", 2)[2]
+    assert card.text.startswith(body)  # the prose is kept as written, the section appended
+    assert card.text.index("## Limitations") < card.text.index(BEGIN) < card.text.index(END)
     assert "&id" not in updated  # no YAML anchors in Hub metadata
+
+
+@pytest.mark.parametrize(("card", "license", "domains", "pipeline"), [
+    ("", None, None, "text-to-image"),
+    ("# Just prose\n\nNo front matter.\n", "apache-2.0", None, "text-to-image"),
+    ("---\ntags: [x]\n---\n# t\n", "mit", {"all": {"prompt": "", "n_members": 4,
+                                                       "n_nonmembers": 4}},
+     "unconditional-image-generation"),
+])
+def test_new_card_gets_hub_metadata_and_loads(tmp_path: Path, card: str, license: str | None,
+                                              domains: dict[str, object] | None,
+                                              pipeline: str) -> None:
+    report = make_report()
+    if domains is not None:
+        report.data["domains"] = domains
+    updated = update_model_card(card, report, license=license)
+    loaded = _load(tmp_path, updated)
+    meta = card_data(loaded)
+    assert (meta.library_name, meta.pipeline_tag) == ("diffusers", pipeline)
+    assert meta.license == license  # given, or left out: never guessed
+    assert meta.model_name == "demo" and _numbers_only(loaded)
+    assert card.split("---\n")[-1].strip() in loaded.text
+    assert update_model_card(updated, report, license=license) == updated
+
+
+def test_existing_license_and_metadata_are_never_overwritten() -> None:
+    card = "---\nlicense: openrail\nlibrary_name: mylib\npipeline_tag: image-to-image\n---\n"
+    front = _front(update_model_card(card, make_report(), license="mit"))
+    assert (front["license"], front["library_name"], front["pipeline_tag"]) == (
+        "openrail", "mylib", "image-to-image")
 
 
 def test_card_update_is_idempotent_and_replaces_the_old_section() -> None:
@@ -75,18 +119,42 @@ def test_card_update_is_idempotent_and_replaces_the_old_section() -> None:
     assert len(_front(twice)["model-index"][0]["results"]) == 2  # type: ignore[index]
 
 
-@pytest.mark.parametrize("card", ["", "# Just prose\n\nNo front matter.\n"])
-def test_card_without_front_matter_gets_one(card: str) -> None:
-    updated = update_model_card(card, make_report())
-    assert updated.startswith("---\nmodel-index:\n- name: demo\n")
-    assert card.strip() in updated
-    assert update_model_card(updated, make_report()) == updated
+# what s2l-scan 0.1 wrote: a source without url (the Hub refuses it) and a boolean metric
+LEGACY = """---
+license: mit
+model-index:
+- name: old-name
+  results:
+  - task: {type: text-to-image}
+    dataset: {type: coco, name: COCO}
+    metrics: [{type: fid, value: 9.5}]
+  - task: {type: membership-inference}
+    dataset: {type: s2l-scan-audit, name: audit}
+    metrics: [{type: passed, value: false}]
+    source: {name: s2l-scan}
+---
+# old
+"""
+
+
+def test_card_written_by_an_older_version_is_repaired(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="source_url"):
+        _load(tmp_path, LEGACY)  # the finding: the Hub library refused it
+    loaded = _load(tmp_path, update_model_card(LEGACY, make_report()))
+    assert card_data(loaded).model_name == "old-name" and card_data(loaded).license == "mit"
+    types = [r.metric_type for r in card_data(loaded).eval_results]
+    assert types[0] == "fid" and "passed" not in types and _numbers_only(loaded)
 
 
 @pytest.mark.parametrize(("card", "message"), [
     (f"# x\n{BEGIN}\nhalf a section\n", "only one of the markers"),
     ("---\nmodel-index: 3\n---\n", "not a list of entries"),
     ("---\n: [\n---\n", "not valid YAML"),
+    ("---\n- a\n---\n", "not a mapping"),
+    ("---\nmodel-index:\n- name: a\n  results: []\n- name: b\n  results: []\n---\n",
+     "has 2 entries"),
+    ("---\nmodel-index:\n- name: a\n  results:\n  - task: {type: x}\n    metrics: []\n---\n",
+     "cannot be read by huggingface_hub"),
 ])
 def test_broken_cards_are_usage_errors(card: str, message: str) -> None:
     with pytest.raises(UsageError, match=message):
@@ -105,13 +173,14 @@ def test_report_command_renders_every_format_and_the_card(
     card = tmp_path / "README.md"
     card.write_text(CARD)
     outputs = {flag: tmp_path / f"out.{flag}" for flag in ("html", "markdown", "sarif", "json")}
-    argv = ["report", str(report), "--model-card", str(card)]
+    argv = ["report", str(report), "--model-card", str(card), "--card-license", "mit"]
     for flag, path in outputs.items():
         argv += [f"--{flag}", str(path)]
     assert main(argv) == 0
     assert all(path.stat().st_size > 0 for path in outputs.values())
     assert json.loads(outputs["json"].read_text()) == json.loads(report.read_text())
     assert BEGIN in card.read_text() and "# demo-sd" in card.read_text()
+    assert card_data(ModelCard.load(card)).license == "openrail"  # the card's own license is kept
     assert "model card updated" in capsys.readouterr().out
 
 
@@ -140,3 +209,12 @@ def test_report_command_refuses_a_mismatched_schema(tmp_path: Path,
     err = capsys.readouterr().err
     assert str(report) in err and "schema version '0'" in err
     assert not (tmp_path / "x.html").exists()
+
+
+def test_crlf_card_keeps_its_line_endings(tmp_path: Path) -> None:
+    card = "---\r\nlicense: mit\r\ndate: 2024-01-02\r\n---\r\n# Title\r\n\r\nText.\r\n"
+    updated = update_model_card(card, make_report())
+    assert "\n" not in updated.replace("\r\n", "")  # no bare \n mixed in
+    loaded = _load(tmp_path, updated)
+    assert card_data(loaded).license == "mit" and "Text." in loaded.text
+    assert update_model_card(updated, make_report()) == updated

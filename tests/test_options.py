@@ -30,13 +30,14 @@ pytest_plugins = ["pytester"]
 
 # The spellings both doors offered before options were generated (the hand-written tables of
 # config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt
-# and family_alpha.
+# and family_alpha, allow_dropped_checks, reference_preset.
 _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootstrap",
            "bootstrap-seed", "reference-seed", "batch-size", "threads", "device", "dtype",
            "probes", "max-amplification", "max-extracted", "evidence-dir", "extraction-samples",
            "extraction-steps", "sp-samples", "embedder", "extraction-candidates", "known-images",
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
-           "compare", "compare-fail", "negative-prompt", "family-alpha")
+           "compare", "compare-fail", "negative-prompt", "family-alpha",
+           "allow-dropped-checks", "reference-preset")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif",
        "-q", "--quiet"}  # -q: no progress display (pytest has its own -q)
@@ -70,7 +71,7 @@ def _cli_actions() -> dict[str, argparse.Action]:
     commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     scan = commands.choices["scan"]
     return {name: action for action in scan._actions for name in action.option_strings
-            if name not in ("-h", "--help")}
+            if name not in ("-h", "--help", "--debug")}  # --debug: every command
 
 
 def test_both_doors_offer_the_old_spellings_and_nothing_else() -> None:

@@ -59,7 +59,12 @@ def test_passing_gate_writes_every_report_and_junit_properties(
     properties = {p.get("name"): p.get("value") for p in suite.iter("property")}
     assert properties["s2l.verdict"] == "passed"
     assert properties["s2l.model_hash"] == body["model"]["model_hash"]
-    assert float(properties["s2l.auc.baselines::loss[pooled]"]) == pytest.approx(
+    assert float(properties["s2l.threshold_max_auc"]) == 1  # --s2l-max-auc=1
+    cases = ET.parse(out / "j.xml").getroot().iter("testcase")
+    pooled = next(c for c in cases if c.get("name") == "loss[pooled]")  # junit drops "::"
+    case_properties = {p.get("name"): p.get("value") for p in pooled.iter("property")}
+    assert {"observed_auc", "observed_blind_auc", "threshold_max_auc"} <= set(case_properties)
+    assert float(properties["s2l.observed_auc.baselines::loss[pooled]"]) == pytest.approx(
         next(r["auc"] for r in body["results"] if r["domain"] == "pooled"), rel=1e-5)
 
 

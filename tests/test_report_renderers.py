@@ -15,6 +15,7 @@ from PIL import Image
 from report_factory import extraction_record, make_report, make_row, sarif_validator
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from s2l_scan.gate import apply_comparison, compare_reports
 from s2l_scan.report import charts
 from s2l_scan.report.files import schema
 from s2l_scan.report.html_page import render_html
@@ -241,22 +242,88 @@ def test_sarif_fingerprints_are_stable_across_scans(tmp_path: Path) -> None:
     assert first and first == fingerprints(2.5, "2026-02-01T00:00:00+00:00")
 
 
-def test_sarif_outside_the_repository_uses_a_file_uri(tmp_path: Path) -> None:
-    log = render_sarif(make_report(model_path="/elsewhere/model"), root=tmp_path)
+@pytest.mark.parametrize(("model", "workspace", "artifact", "base"), [
+    ("repo/models/demo", "repo", {"uri": "models/demo/model_index.json",
+                                  "uriBaseId": "%SRCROOT%"}, None),
+    ("repo/models/demo", None, {"uri": "repo/models/demo/model_index.json",
+                                "uriBaseId": "%SRCROOT%"}, None),  # no workspace: the cwd
+    ("cache/ref/model", "repo", {"uri": "model/model_index.json", "uriBaseId": "MODELROOT"},
+     "cache/ref/"),  # outside: relative to the model's parent, named once in the run
+])
+def test_sarif_locations_are_repository_relative_or_a_named_base(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: str, workspace: str | None,
+        artifact: dict[str, str], base: str | None) -> None:
+    monkeypatch.chdir(tmp_path)
+    if workspace is None:
+        monkeypatch.delenv("GITHUB_WORKSPACE", raising=False)
+    else:
+        monkeypatch.setenv("GITHUB_WORKSPACE", str(tmp_path / workspace))
+    log = render_sarif(make_report(model_path=str(tmp_path / model)))
     sarif_validator().validate(log)
-    location = log["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
-    assert location["artifactLocation"] == {"uri": "file:///elsewhere/model/model_index.json"}
+    run = log["runs"][0]
+    assert run["results"][0]["locations"][0]["physicalLocation"]["artifactLocation"] == artifact
+    assert "file://" not in json.dumps(run["results"])  # no machine path in any finding
+    bases = run["originalUriBaseIds"]
+    assert (bases.get("MODELROOT", {}).get("uri")) == (
+        None if base is None else (tmp_path / base).as_uri() + "/")
+
+
+def test_sarif_findings_are_distinct_per_check(tmp_path: Path) -> None:
+    # two failing domains of one attack: one rule, one line of model_index.json, two alerts
+    rows = [make_row(domain="identity-0", shift=3.0), make_row(domain="identity-1", shift=3.0)]
+    results = render_sarif(make_report(rows), root=tmp_path)["runs"][0]["results"]
+    assert {r["ruleId"] for r in results} == {"s2l/membership/loss"}
+    logical = [r["locations"][0]["logicalLocations"][0]["fullyQualifiedName"] for r in results]
+    assert logical == ["baselines::loss[identity-0]", "baselines::loss[identity-1]"]
+    for key in ("s2lScanItem/v1", "primaryLocationLineHash"):
+        assert len({r["partialFingerprints"][key] for r in results}) == 2
+
+
+def test_sarif_reports_a_dropped_check(tmp_path: Path) -> None:
+    report = make_report([make_row(domain="identity-0")])
+    report.config["compare"] = "v1.json"
+    previous = make_report([make_row(domain="identity-0"), make_row(domain="gone")])
+    apply_comparison(report, compare_reports(json.loads(json.dumps(previous.to_dict())),
+                                             report.to_dict()), "v1.json")
+    log = render_sarif(report, root=tmp_path)
+    sarif_validator().validate(log)
+    [result] = log["runs"][0]["results"]
+    assert result["ruleId"] == "s2l/regression/dropped"
+    assert result["message"]["text"].startswith(
+        "baselines::loss[gone]: dropped: checked in the previous report v1.json")
 
 
 # ---------------------------------------------------------------------------------------------
 # JUnit properties
 
 def test_junit_properties_carry_the_headline() -> None:
-    properties = dict(junit_properties(make_report(extraction=[extraction_record(
-        extracted=3)])))
+    report = make_report(extraction=[extraction_record(extracted=3)])
+    properties = dict(junit_properties(report))
     assert properties["s2l.verdict"] == "failed"
-    assert properties["s2l.extracted"] == "3"
-    assert properties["s2l.matched_generations"] == "3"
-    assert properties["s2l.nonmember_matches"] == "0"
-    assert properties["s2l.max_auc_item"] == "baselines::loss[identity-1]"
-    assert float(properties["s2l.auc.baselines::loss[pooled]"]) > 0.5
+    assert properties["s2l.observed_extracted"] == "3"
+    assert properties["s2l.observed_matched_generations"] == "3"
+    assert properties["s2l.observed_nonmember_matches"] == "0"
+    assert properties["s2l.observed_max_auc_check"] == "baselines::loss[identity-1]"
+    assert float(properties["s2l.observed_max_auc"]) == pytest.approx(
+        max(row.auc for row in report.results), rel=1e-5)
+    assert float(properties["s2l.observed_auc.baselines::loss[pooled]"]) > 0.5
+
+
+@pytest.mark.parametrize(("name", "key"), [
+    ("s2l.threshold_max_auc", "max_auc"),
+    ("s2l.threshold_max_tpr_at_1pct_fpr", "max_tpr"),
+    ("s2l.threshold_max_extracted", "max_extracted"),
+    ("s2l.threshold_max_amplification", "max_amplification"),
+])
+def test_junit_thresholds_are_the_configured_limits(name: str, key: str) -> None:
+    report = make_report()
+    report.config[key] = 7  # a limit no measurement could produce
+    properties = dict(junit_properties(report))
+    assert float(properties[name]) == 7
+
+
+def test_junit_numbers_say_whether_they_were_observed_or_allowed() -> None:
+    # the finding: "s2l.max_auc" was the largest AUC seen but read like the gate's max_auc
+    names = [name for name, _ in junit_properties(make_report())]
+    numeric = [n for n in names if "auc" in n or "tpr" in n or "extracted" in n]
+    assert numeric and all(n.startswith(("s2l.observed_", "s2l.threshold_")) for n in numeric)

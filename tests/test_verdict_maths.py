@@ -1,6 +1,6 @@
-"""Tests of the verdict maths (DESIGN.md §4): cross-fitted AUC, its bootstrap CI and paired Δ,
-estimable TPRs with Clopper–Pearson CIs. Oracles: plain loops over the public point metrics,
-scipy's exact binomial CI, null-distribution theory."""
+"""Tests of the verdict maths (docs/verdict-maths.md): cross-fitted AUC, its bootstrap CI and
+paired Δ, estimable TPRs with Clopper–Pearson CIs. Oracles: plain loops over the public point
+metrics, scipy's exact binomial CI, null-distribution theory."""
 
 from __future__ import annotations
 

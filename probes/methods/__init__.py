@@ -1,4 +1,4 @@
-"""The fine-tuning probes of S2L (DESIGN.md §5.2), one method per file.
+"""The fine-tuning probes of S2L (README, probes), one method per file.
 
 Importing this package registers each of them in :data:`s2l_scan.probe.PROBES`. Every method
 only chooses what trains and calls the shared loop, :func:`s2l_scan.finetune.train`.

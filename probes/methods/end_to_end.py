@@ -20,8 +20,10 @@ from s2l_scan.probes.methods._inputs import sp_set
 
 def finetune_all(model: ModelCopy, latents: torch.Tensor, prompt: str,
                  config: TrainConfig) -> dict[str, Any]:
-    """Train every UNet and text-encoder weight of ``model`` on ``latents`` captioned ``prompt``."""
-    params = [*model.unet.parameters(), *model.text_encoder.parameters()]
+    """Train every UNet and text-encoder weight (SDXL: both encoders') of ``model`` on
+    ``latents`` captioned ``prompt``."""
+    params = [*model.unet.parameters(),
+              *(p for encoder in model.text_encoders for p in encoder.parameters())]
     report = train(model, TrainingData.captioned(latents, prompt), params, config)
     model.trainable_parameters = count_parameters(params)
     return report
@@ -35,6 +37,9 @@ def save_full(model: ModelCopy, save_dir: str | None, *, text_encoder: bool) -> 
     if text_encoder:
         model.text_encoder.save_pretrained(Path(save_dir) / "text_encoder",
                                            safe_serialization=True)
+        if model.text_encoder_2 is not None:
+            model.text_encoder_2.save_pretrained(Path(save_dir) / "text_encoder_2",
+                                                 safe_serialization=True)
 
 
 @PROBES.register("end_to_end")

@@ -2,8 +2,9 @@
 
 peft adapters of rank ``rank`` (scale ``alpha / rank``) go on the UNet's attention projections
 (``to_q``, ``to_k``, ``to_v``, ``to_out.0`` of every self- and cross-attention) and on the text
-encoder's ``q_proj`` / ``v_proj``; only the adapters train. Afterwards they are merged into the
-copy's weights and the peft layers removed, so the attacks score a plain model: W ← W + (α/r)·BA.
+encoder's ``q_proj`` / ``v_proj`` (SDXL: both text encoders'); only the adapters train.
+Afterwards they are merged into the copy's weights and the peft layers removed, so the attacks
+score a plain model: W ← W + (α/r)·BA.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def check_lora(who: str, rank: object, alpha: object) -> None:
 
 
 def add_lora(model: ModelCopy, rank: int, alpha: float, seed: int) -> list[torch.Tensor]:
-    """Put LoRA adapters on ``model``'s UNet and text encoder; return the adapter tensors.
+    """Put LoRA adapters on ``model``'s UNet and text encoder(s); return the adapter tensors.
 
     A is drawn from a generator seeded with ``seed`` (peft would use the global RNG), B is zero,
     so the adapted model starts exactly equal to the copy.
@@ -52,11 +53,12 @@ def add_lora(model: ModelCopy, rank: int, alpha: float, seed: int) -> list[torch
                           lora_dropout=0.0, target_modules=list(targets))
 
     model.unet.add_adapter(config(UNET_TARGETS), adapter_name=ADAPTER)
-    inject_adapter_in_model(config(TEXT_TARGETS), model.text_encoder, adapter_name=ADAPTER)
+    for encoder in model.text_encoders:
+        inject_adapter_in_model(config(TEXT_TARGETS), encoder, adapter_name=ADAPTER)
     generator = torch.Generator().manual_seed(seed)
     params = []
     with torch.no_grad():
-        for module in (model.unet, model.text_encoder):
+        for module in (model.unet, *model.text_encoders):
             for name, param in module.named_parameters():
                 if f"lora_A.{ADAPTER}." in name:
                     init = torch.empty(param.shape)
@@ -74,7 +76,7 @@ def save_lora(model: ModelCopy, save_dir: str | None) -> None:
     """
     if save_dir is None:
         return
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
     from diffusers.utils import convert_state_dict_to_diffusers
     from peft.utils import get_peft_model_state_dict
 
@@ -83,6 +85,12 @@ def save_lora(model: ModelCopy, save_dir: str | None) -> None:
         return convert_state_dict_to_diffusers(state)
 
     Path(save_dir).mkdir(parents=True, exist_ok=True)
+    if model.text_encoder_2 is not None:
+        StableDiffusionXLPipeline.save_lora_weights(
+            save_dir, unet_lora_layers=layers(model.unet),
+            text_encoder_lora_layers=layers(model.text_encoder),
+            text_encoder_2_lora_layers=layers(model.text_encoder_2), safe_serialization=True)
+        return
     StableDiffusionPipeline.save_lora_weights(
         save_dir, unet_lora_layers=layers(model.unet),
         text_encoder_lora_layers=layers(model.text_encoder), safe_serialization=True)
@@ -94,14 +102,14 @@ def fuse_lora(model: ModelCopy) -> None:
 
     model.unet.fuse_lora(adapter_names=[ADAPTER])
     model.unet.unload_lora()
-    encoder = model.text_encoder
-    for name, layer in list(encoder.named_modules()):
-        if isinstance(layer, BaseTunerLayer):
-            layer.merge(adapter_names=[ADAPTER])
-            parent, _, child = name.rpartition(".")
-            setattr(encoder.get_submodule(parent), child, layer.get_base_layer())
-    if hasattr(encoder, "peft_config"):  # set by inject_adapter_in_model; the adapter is gone
-        del encoder.peft_config
+    for encoder in model.text_encoders:
+        for name, layer in list(encoder.named_modules()):
+            if isinstance(layer, BaseTunerLayer):
+                layer.merge(adapter_names=[ADAPTER])
+                parent, _, child = name.rpartition(".")
+                setattr(encoder.get_submodule(parent), child, layer.get_base_layer())
+        if hasattr(encoder, "peft_config"):  # set by inject_adapter_in_model; adapter gone
+            del encoder.peft_config
 
 
 @PROBES.register("lora")

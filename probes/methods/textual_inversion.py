@@ -110,6 +110,8 @@ class TextualInversion(Probe):
     """number of new tokens (the paper's parameter-count ablation axis)"""
     name: ClassVar[str] = "textual_inversion"
     uses: ClassVar[tuple[str, ...]] = ("sp",)
+    # new tokens would have to join both SDXL tokenizers and both embedding tables
+    families: ClassVar[tuple[str, ...]] = ("sd",)
 
     def __post_init__(self) -> None:
         check_budget(self.name, self.steps, self.lr, self.batch_size)

@@ -40,6 +40,8 @@ class TextualInversionLoRA(Probe):
     """adapter scale numerator: updates are (alpha / rank)·BA"""
     name: ClassVar[str] = "textual_inversion+lora"
     uses: ClassVar[tuple[str, ...]] = ("sp",)
+    # new tokens would have to join both SDXL tokenizers and both embedding tables
+    families: ClassVar[tuple[str, ...]] = ("sd",)
 
     def __post_init__(self) -> None:
         check_budget(self.name, self.steps, self.lr, self.batch_size)

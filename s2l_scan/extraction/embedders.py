@@ -1,4 +1,4 @@
-"""Embedders for the known-image index (DESIGN.md §6): how images become FAISS vectors.
+"""Embedders for the known-image index (README, probes): how images become FAISS vectors.
 
 An embedder is chosen by a spec string (option ``embedder``), looked up in :data:`EMBEDDERS`:
 

@@ -1,4 +1,4 @@
-"""A FAISS index of known images that finds eidetic matches exactly (DESIGN.md §6).
+"""A FAISS index of known images that finds eidetic matches exactly (README, probes).
 
 Embedding: each image is area-downsampled (block means) to ``embed_size × embed_size`` pixels
 and scaled by ``1/√(embed_size² · C)``, so the Euclidean distance between two embeddings is the

@@ -1,4 +1,4 @@
-"""An on-disk, sharded known-image index for millions of known images (DESIGN.md §8).
+"""An on-disk, sharded known-image index for millions of known images (README, probes).
 
 :class:`~s2l_scan.extraction.index.KnownImageIndex` holds every known image's pixels and
 embedding in memory: fine up to about a million 32×32 images. Beyond that,

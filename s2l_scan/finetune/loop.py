@@ -1,4 +1,4 @@
-"""The one training loop every fine-tuning probe calls (DESIGN.md §5.2).
+"""The one training loop every fine-tuning probe calls (README, probes).
 
 DDPM MSE on ε, v or x₀ with t uniform over the scheduler's ``num_train_timesteps`` (the noise
 schedule is the scheduler's own ``alphas_cumprod``), AdamW, gradient norm clipped to 1.0. One
@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from s2l_scan.conditioning import Conditioning, TextEncoders
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.functional.diffusion import add_noise, training_target
 from s2l_scan.probe import ModelCopy
@@ -95,7 +96,10 @@ class TrainingData:
 
 def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: TrainConfig, *,
           after_step: Callable[[], None] | None = None) -> dict[str, Any]:
-    """Fine-tune ``params`` (tensors of ``model.unet``/``model.text_encoder``); return the losses.
+    """Fine-tune ``params`` (tensors of ``model.unet`` and its text encoders); return the losses.
+
+    The UNet is conditioned as its family's pipeline conditions it (SDXL: both text encoders,
+    pooled embeddings, and the time ids of the latents' image size).
 
     ``data.prior`` adds DreamBooth's prior-preservation term, weighted by
     ``config.prior_weight``. ``after_step`` runs after every optimizer step (textual inversion
@@ -113,15 +117,18 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
                        list(copy.unet.parameters()),
                        TrainConfig(steps=100, lr=1e-4, batch_size=8, seed=0))
     """
-    unet, text_encoder = model.unet, model.text_encoder
+    unet, encoders = model.unet, TextEncoders.of(model)
     latents, captions, prior = data.latents, data.captions, data.prior
     steps, lr, batch_size = config.steps, config.lr, config.batch_size
     tensors = _check(params)
     device = torch.device(config.device)
     _check_device(tensors, device)
-    text_trains = _owns(text_encoder, tensors)
+    trains = [_owns(encoder, tensors) for encoder in encoders.encoders]
+    text_trains = any(trains)
     all_captions = [*captions, *([prior[1]] if prior is not None else [])]
-    ids, caption_row = _tokenize(model.tokenizer, all_captions, device)
+    ids, caption_row = _tokenize(encoders, all_captions, device)
+    scale = 2 ** (len(model.vae.config.block_out_channels) - 1)
+    size = (int(latents.shape[-2]) * scale, int(latents.shape[-1]) * scale)
     prior_row = caption_row[len(latents):].expand(len(prior[0]) if prior is not None else 0)
     alphas = model.scheduler.alphas_cumprod.to(device=device, dtype=torch.float32)
     timesteps = int(model.scheduler.config.num_train_timesteps)
@@ -130,15 +137,17 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
     dtype = next(unet.parameters()).dtype
 
     unet.requires_grad_(False)
-    text_encoder.requires_grad_(False)
+    for encoder in encoders.encoders:
+        encoder.requires_grad_(False)
     for tensor in tensors:
         tensor.requires_grad_(True)
     unet.train(_owns(unet, tensors))
-    text_encoder.train(text_trains)
+    for encoder, mode in zip(encoders.encoders, trains, strict=True):
+        encoder.train(mode)
     losses: list[float] = []
     report("fine-tuning (steps)", 0, steps)
     try:
-        table = None if text_trains else _encode(text_encoder, ids, grad=False)
+        table = None if text_trains else encoders.encode_ids(ids, size, grad=False)
         for step in range(steps):
             rows, x0 = _batch(latents, caption_row[:len(latents)], batch_size, generator)
             if prior is not None:
@@ -147,9 +156,9 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
             x0 = x0.to(device=device, dtype=torch.float32)
             noise = torch.randn(x0.shape, generator=generator).to(device)
             t = torch.randint(0, timesteps, (len(x0),), generator=generator).to(device)
-            cond = _conditioning(text_encoder, ids, rows, table)
+            cond = _conditioning(encoders, ids, rows, table, size)
             pred = unet(add_noise(x0, noise, alphas[t]).to(dtype), t,
-                        encoder_hidden_states=cond.to(dtype)).sample.float()
+                        **cond.unet_kwargs(dtype)).sample.float()
             error = ((pred - training_target(model.scheduler.config.prediction_type, x0, noise,
                                              alphas[t])) ** 2).flatten(1).mean(1)
             loss = error[:batch_size].mean()
@@ -169,7 +178,8 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
             report("fine-tuning (steps)", step + 1, steps)
     finally:
         unet.eval().requires_grad_(False)
-        text_encoder.eval().requires_grad_(False)
+        for encoder in encoders.encoders:
+            encoder.eval().requires_grad_(False)
     tail = losses[-max(1, steps // 10):]
     return {"losses": losses, "first_loss": losses[0], "final_loss": sum(tail) / len(tail)}
 
@@ -224,28 +234,23 @@ def _owns(module: Any, tensors: list[torch.Tensor]) -> bool:
     return any(id(t) in mine for t in tensors)
 
 
-def _tokenize(tokenizer: Any, captions: list[str], device: torch.device
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unique token ids (padded to model_max_length) and each caption's row among them."""
+def _tokenize(encoders: TextEncoders, captions: list[str], device: torch.device
+              ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+    """Unique token ids per tokenizer (padded to model_max_length) and each caption's row
+    among them."""
     unique = sorted(set(captions))
-    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids.to(device)
     position = {caption: row for row, caption in enumerate(unique)}
-    return ids, torch.tensor([position[c] for c in captions])
+    return encoders.tokenize(unique, device), torch.tensor([position[c] for c in captions])
 
 
-def _encode(text_encoder: Any, ids: torch.Tensor, *, grad: bool) -> torch.Tensor:
-    with torch.set_grad_enabled(grad):
-        return text_encoder(ids)[0].float()
-
-
-def _conditioning(text_encoder: Any, ids: torch.Tensor, rows: torch.Tensor,
-                  table: torch.Tensor | None) -> torch.Tensor:
-    if table is not None:  # frozen text encoder: encoded once, before the first step
-        return table[rows.to(table.device)]
-    # The text encoder trains: encode this step's distinct captions only, with gradients.
+def _conditioning(encoders: TextEncoders, ids: tuple[torch.Tensor, ...], rows: torch.Tensor,
+                  table: Conditioning | None, size: tuple[int, int]) -> Conditioning:
+    if table is not None:  # frozen text encoders: encoded once, before the first step
+        return table[rows]
+    # A text encoder trains: encode this step's distinct captions only, with gradients.
     needed, inverse = torch.unique(rows, return_inverse=True)
-    return _encode(text_encoder, ids[needed.to(ids.device)], grad=True)[inverse.to(ids.device)]
+    step_ids = [tokens[needed.to(tokens.device)] for tokens in ids]
+    return encoders.encode_ids(step_ids, size, grad=True)[inverse]
 
 
 def _batch(latents: torch.Tensor, caption_row: torch.Tensor, batch_size: int,

@@ -1,4 +1,4 @@
-"""Pure diffusion maths for the attacks (DESIGN.md §3): DDIM steps and per-sample scores.
+"""Pure diffusion maths for the attacks (README, scanning): DDIM steps and per-sample scores.
 
 Every function takes an ``eps_fn(x, t, cond) -> ε̂`` (the UNet, already bound to the model),
 a batch of clean latents ``x0`` (VAE posterior mean × scaling factor), the text conditioning
@@ -9,10 +9,16 @@ convention: **higher = more likely member**.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
-EpsFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Cond = Any
+"""The text conditioning of a batch, opaque to this module: only passed on to ``eps_fn``
+(hidden states, or an :class:`s2l_scan.conditioning.Conditioning` that also carries SDXL's
+pooled embeddings and time ids)."""
+
+EpsFn = Callable[[torch.Tensor, torch.Tensor, Cond], torch.Tensor]
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
 """What a UNet's output can mean (a diffusers scheduler's ``prediction_type``): the noise ε,
@@ -81,7 +87,7 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, alpha: torch.Tensor) -> tor
     return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
-def loss_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+def loss_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond, alphas: torch.Tensor,
                 timesteps: Sequence[int], noises: Sequence[torch.Tensor]) -> torch.Tensor:
     """Loss attack (Matsumoto et al.): −mean over (t, ε) of ‖ε − ε_θ(x_t, t, c)‖² per sample.
 
@@ -97,7 +103,7 @@ def loss_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: tor
     return -total / (len(timesteps) * len(noises))
 
 
-def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond, alphas: torch.Tensor,
                 targets: Sequence[int]) -> torch.Tensor:
     """Deterministic DDIM inversion of ``x0`` (taken as x at t = 0) through ``targets``."""
     x, current = x0, 0
@@ -120,7 +126,7 @@ def secmi_targets(t_sec: int, k: int) -> list[int]:
     return targets
 
 
-def secmi_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+def secmi_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond, alphas: torch.Tensor,
                  t_sec: int, k: int) -> torch.Tensor:
     """SecMI_stat (Duan et al. 2023): −‖x̂_t − x̃_t‖² with t = t_sec − k.
 
@@ -131,7 +137,7 @@ def secmi_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: to
     return secmi_sweep_scores(eps_fn, x0, cond, alphas, k, [compared])[compared]
 
 
-def secmi_sweep_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
+def secmi_sweep_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond,
                        alphas: torch.Tensor, k: int, compared: Sequence[int]
                        ) -> dict[int, torch.Tensor]:
     """SecMI scores at several compared timesteps, sharing one inversion trajectory.
@@ -157,7 +163,7 @@ def secmi_sweep_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor,
     return scores
 
 
-def pia_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: torch.Tensor, alphas: torch.Tensor,
+def pia_scores(eps_fn: EpsFn, x0: torch.Tensor, cond: Cond, alphas: torch.Tensor,
                t: int, p: float = 4.0, normalize: bool = False) -> torch.Tensor:
     """PIA (Kong et al. 2024): −Σ|ε₀ − ε_θ(x_t, t, c)|^p with ε₀ = ε_θ(x₀, 0, c).
 

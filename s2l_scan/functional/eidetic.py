@@ -1,4 +1,4 @@
-"""Eidetic-memorization maths (DESIGN.md §6): pixel distances and the (k, ℓ2, δ) rule.
+"""Eidetic-memorization maths (README, probes): pixel distances and the (k, ℓ2, δ) rule.
 
 Carlini et al. (2023), *Extracting Training Data from Diffusion Models*, Definitions 1-2: a
 training image x is **extracted** when some generation lies within δ of it, and it is

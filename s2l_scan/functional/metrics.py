@@ -1,7 +1,7 @@
 """Membership-inference metrics on attack scores: AUC, the exact ROC, TPR at low FPR,
-balanced accuracy and bootstrap confidence intervals; and the verdict maths of DESIGN.md §4:
-cross-fitted (calibrated) AUC with its bootstrap CI and paired Δ, TPRs only where estimable,
-with exact Clopper–Pearson CIs (docs/verdict-maths.md).
+balanced accuracy and bootstrap confidence intervals; and the verdict maths: cross-fitted
+(calibrated) AUC with its bootstrap CI and paired Δ, TPRs only where estimable, with exact
+Clopper–Pearson CIs (docs/verdict-maths.md).
 
 Convention: a higher score means "more likely a training member"; a sample is predicted a
 member when its score is ``>= threshold``. Pure numpy, so the report and the tests can use it
@@ -51,7 +51,7 @@ __all__ = [
 
 class MetricInputError(ValueError):
     """Bad input to a metric: a :class:`ValueError`, as every pure function here raises
-    (DESIGN.md §9); the configuration and data boundary checks user input first and raises
+    (docs/architecture.md); the configuration and data boundary checks user input first and raises
     the usage error."""
 
 
@@ -358,7 +358,7 @@ def calibration_split(n: int, *, seed: int = 0) -> tuple[IntArray, IntArray]:
 
 
 # ---------------------------------------------------------------------------------------------
-# cross-fitting (DESIGN.md §4): everything an attacker may choose is chosen on one half and
+# cross-fitting (docs/verdict-maths.md): everything an attacker may choose is chosen on one half and
 # measured on the other, then the halves swap.
 
 Candidates = Mapping[str, npt.ArrayLike] | npt.ArrayLike
@@ -671,7 +671,7 @@ def _permuted_half_aucs(member: FloatArray, nonmember: FloatArray, half: Half,
 
 def crossfit_pvalue(members: Candidates, nonmembers: Candidates, seed: int = 0, *,
                     permutation_seed: int = 0, n_permutations: int = 9999) -> float:
-    """Permutation p-value of the calibrated AUC against "no signal" (DESIGN.md §4).
+    """Permutation p-value of the calibrated AUC against "no signal" (docs/verdict-maths.md).
 
     Under the null the labels are exchangeable within each cross-fitting half; each
     permutation relabels both halves (the halves are :func:`crossfit_halves`'s, so the
@@ -728,7 +728,7 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
 
 # ---------------------------------------------------------------------------------------------
-# only estimable TPRs (DESIGN.md §4)
+# only estimable TPRs (docs/verdict-maths.md)
 
 
 def _alpha(alpha: float) -> float:

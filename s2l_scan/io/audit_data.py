@@ -1,4 +1,4 @@
-"""Load and check the audit-data folder (DESIGN.md §2).
+"""Load and check the audit-data folder (README, audit data).
 
 Layout::
 
@@ -59,8 +59,8 @@ IMAGE_KINDS = "/".join(_IMAGE_SUFFIXES)
 KNOWN_FOLDER = "known"
 SPLITS = ("members", "nonmembers")
 DEFAULT_MAX_IMAGE_PIXELS = 4096 * 4096
-# Report rows use "pooled" for the all-domains aggregate (DESIGN.md §7); a domain of that name
-# would be indistinguishable from it.
+# Report rows use "pooled" for the all-domains aggregate (docs/architecture.md); a domain of
+# that name would be indistinguishable from it.
 RESERVED_DOMAIN_NAMES = frozenset({KNOWN_FOLDER, "pooled"})
 
 _PILLOW_FORMATS = ("PNG", "JPEG", "WEBP")
@@ -272,7 +272,7 @@ def _check_root(root: Path) -> Path:
     root = Path(root).expanduser().absolute()
     if not root.exists():
         raise AuditDataError(f"{root}: audit-data folder does not exist. Expected a folder with "
-                             "one sub-folder per domain (DESIGN.md §2); check the path.")
+                             "one sub-folder per domain (README, audit data); check the path.")
     if not root.is_dir():
         raise AuditDataError(f"{root}: is not a folder. Expected the audit-data folder that "
                              "holds one sub-folder per domain; pass that folder instead.")
@@ -312,7 +312,7 @@ def _domain_folders(root: Path, real_root: Path) -> dict[str, Path]:
     if not found:
         raise NothingToScanError(
             f"{root}: holds no domain folder. Expected at least one <domain>/ sub-folder with "
-            "prompt.txt, members/ and nonmembers/ (DESIGN.md §2); add one or fix the path.")
+            "prompt.txt, members/ and nonmembers/ (README, audit data); add one or fix the path.")
     for name, path in found.items():
         if name in RESERVED_DOMAIN_NAMES:
             raise AuditDataError(f"{path}: the domain name {name!r} is reserved for the "

@@ -1,9 +1,9 @@
 """Load a checkpoint to scan: offline, safetensors-first, and never running the checkpoint's code.
 
-Three forms are accepted (DESIGN.md §2):
+Three forms are accepted (README, loading):
 
 * a diffusers pipeline folder (``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/``,
-  ``tokenizer/``, ``scheduler/``);
+  ``tokenizer/``, ``scheduler/``; SDXL adds ``text_encoder_2/`` and ``tokenizer_2/``);
 * a single-file ``.safetensors`` checkpoint plus a local diffusers config folder;
 * either of those plus a LoRA adapter folder, fused into the weights before scanning.
 
@@ -29,7 +29,24 @@ from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
 REQUIRED_COMPONENTS = (*WEIGHT_COMPONENTS, "tokenizer", "scheduler")
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline",)
+
+
+@dataclass(frozen=True)
+class Family:
+    """A model family s2l-scan scans: its diffusers pipeline class and its components."""
+
+    name: str  # "sd" | "sdxl" (s2l_scan.conditioning.FAMILIES)
+    weights: tuple[str, ...]  # components with weight files
+    required: tuple[str, ...]  # components a folder must list and hold
+
+
+FAMILIES_BY_PIPELINE = {
+    "StableDiffusionPipeline": Family("sd", WEIGHT_COMPONENTS, REQUIRED_COMPONENTS),
+    "StableDiffusionXLPipeline": Family(
+        "sdxl", (*WEIGHT_COMPONENTS, "text_encoder_2"),
+        (*REQUIRED_COMPONENTS, "text_encoder_2", "tokenizer_2")),
+}
+SUPPORTED_PIPELINES = tuple(FAMILIES_BY_PIPELINE)
 _SCHEDULERS = (
     "DDIMScheduler", "DDPMScheduler", "PNDMScheduler", "LMSDiscreteScheduler",
     "EulerDiscreteScheduler", "EulerAncestralDiscreteScheduler", "DPMSolverMultistepScheduler",
@@ -40,7 +57,9 @@ ALLOWED_CLASSES: dict[str, set[tuple[str, str]]] = {
     "unet": {("diffusers", "UNet2DConditionModel")},
     "vae": {("diffusers", "AutoencoderKL")},
     "text_encoder": {("transformers", "CLIPTextModel")},
+    "text_encoder_2": {("transformers", "CLIPTextModelWithProjection")},
     "tokenizer": {("transformers", "CLIPTokenizer"), ("transformers", "CLIPTokenizerFast")},
+    "tokenizer_2": {("transformers", "CLIPTokenizer"), ("transformers", "CLIPTokenizerFast")},
     "scheduler": {("diffusers", name) for name in _SCHEDULERS},
 }
 # Components a scan never needs; listed so they are skipped rather than refused.
@@ -57,6 +76,11 @@ class FolderReport:
     variant: str | None
     safetensors: tuple[Path, ...]
     pickles: tuple[Path, ...] = field(default=())
+
+    @property
+    def family(self) -> Family:
+        """The model family its pipeline class names."""
+        return FAMILIES_BY_PIPELINE[self.pipeline_class]
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -118,20 +142,25 @@ def is_diffusers_scheduler(name: object) -> bool:
 # for remote code (auto_map) or name a class to instantiate.
 _CONFIG_FILES: dict[str, tuple[str, ...]] = {
     "unet": ("config.json",), "vae": ("config.json",), "text_encoder": ("config.json",),
-    "scheduler": ("scheduler_config.json",),
+    "text_encoder_2": ("config.json",), "scheduler": ("scheduler_config.json",),
     "tokenizer": ("tokenizer_config.json", "special_tokens_map.json"),
+    "tokenizer_2": ("tokenizer_config.json", "special_tokens_map.json"),
 }
 # (file, key naming a class) → classes allowed there
 _DECLARED_CLASSES: dict[tuple[str, str], set[str]] = {
     ("scheduler/scheduler_config.json", "_class_name"): set(_SCHEDULERS),
     ("tokenizer/tokenizer_config.json", "tokenizer_class"): {"CLIPTokenizer",
                                                              "CLIPTokenizerFast"},
+    ("tokenizer_2/tokenizer_config.json", "tokenizer_class"): {"CLIPTokenizer",
+                                                               "CLIPTokenizerFast"},
 }
 
 
-def _check_component_configs(root: Path) -> None:
+def _check_component_configs(root: Path, family: Family) -> None:
     """Refuse remote code (``auto_map``) and unknown classes in every config file loaded."""
     for name, files in _CONFIG_FILES.items():
+        if name not in family.required:
+            continue
         for file in files:
             path = root / name / file
             if file != "config.json" and not path.is_file():
@@ -185,23 +214,26 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     if pipeline_class not in SUPPORTED_PIPELINES:
         raise ModelLoadError(f"{root / 'model_index.json'}: pipeline class {pipeline_class!r} is "
                              f"not supported; s2l-scan scans {list(SUPPORTED_PIPELINES)} "
-                             "(text-to-image with a UNet2DConditionModel).")
+                             "(text-to-image with a UNet2DConditionModel: SD-1.x, SD-2.x, "
+                             "SDXL base).")
+    family = FAMILIES_BY_PIPELINE[pipeline_class]
     for name, entry in index.items():
         # Non-component keys are flags such as requires_safety_checker; [None, None] is "absent".
         if not name.startswith("_") and not isinstance(entry, bool | int | float) and \
                 entry not in (None, [None, None]):
             _check_component_entry(root, name, entry)
-    missing = [name for name in REQUIRED_COMPONENTS
+    missing = [name for name in family.required
                if not isinstance(index.get(name), list) or not (root / name).is_dir()]
     if missing:
-        raise ModelLoadError(f"{root}: missing component(s) {missing}; a Stable Diffusion folder "
-                             f"needs {list(REQUIRED_COMPONENTS)}, each listed in model_index.json "
-                             "and present as a sub-folder.")
-    _check_component_configs(root)
+        kind = "an SDXL" if family.name == "sdxl" else "a Stable Diffusion"
+        raise ModelLoadError(f"{root}: missing component(s) {missing}; {kind} folder "
+                             f"({pipeline_class}) needs {list(family.required)}, each listed in "
+                             "model_index.json and present as a sub-folder.")
+    _check_component_configs(root, family)
     safe: list[Path] = []
     pickled: list[Path] = []
     variant: str | None = None
-    for name in WEIGHT_COMPONENTS:
+    for name in family.weights:
         if not weights:
             continue
         safetensors, pickles = _weight_files(root / name)
@@ -227,10 +259,11 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
 class LoadedModel:
     """A pipeline ready to attack, and what identifies it in a report."""
 
-    pipeline: Any  # diffusers.StableDiffusionPipeline
+    pipeline: Any  # diffusers.StableDiffusionPipeline or StableDiffusionXLPipeline
     source: str
     identity: dict[str, str]  # file name → sha256, for every weight file read
     resolution: int
+    family: str = "sd"  # "sd" (SD-1.x / SD-2.x) or "sdxl" (s2l_scan.conditioning.FAMILIES)
 
     @property
     def model_hash(self) -> str:
@@ -264,10 +297,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _check_finite(pipeline: Any, source: str) -> None:
+def _check_finite(pipeline: Any, source: str, family: Family) -> None:
     import torch
 
-    for name in WEIGHT_COMPONENTS:
+    for name in family.weights:
         module = getattr(pipeline, name)
         for param_name, tensor in module.state_dict().items():
             if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
@@ -278,8 +311,8 @@ def _check_finite(pipeline: Any, source: str) -> None:
 def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
     """Refuse a scheduler whose noise model the attacks cannot interpret, naming the field.
 
-    The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (DESIGN.md
-    §3), so only fields that change what the UNet's output or its timestep input mean matter:
+    The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (README,
+    scanning), so only fields that change what the UNet's output or its timestep input mean matter:
     ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
     ``rescale_betas_zero_snr`` (ᾱ_T = 0: x̂₀ from x_T divides by √ᾱ_T = 0), a schedule whose
     ᾱ_t leaves (0, 1), ``timestep_type`` other than ``discrete`` (the UNet would expect
@@ -352,16 +385,65 @@ def _wrap_load_error(source: str, error: Exception) -> ModelLoadError:
                           f"({type(error).__name__}: {first[:400]}).")
 
 
+def check_conditioning(pipeline: Any, family: Family, source: str) -> None:
+    """Refuse a UNet whose conditioning inputs do not match the family's text encoders, naming
+    the config fields: an SD UNet that also wants ``added_cond_kwargs``, an SDXL UNet without
+    ``addition_embed_type = "text_time"``, or dimensions that disagree (the checks of
+    ``StableDiffusionXLPipeline._get_add_time_ids``, made at load time)."""
+    unet = pipeline.unet.config
+    embed = unet.get("addition_embed_type")
+    if family.name == "sd":
+        if embed is not None:
+            raise ModelLoadError(
+                f"{source}: unet addition_embed_type is {embed!r}, but {family.name!r} "
+                "pipelines (StableDiffusionPipeline) pass no added conditioning; an SDXL UNet "
+                "belongs in a StableDiffusionXLPipeline folder (with text_encoder_2).")
+        return
+    if embed != "text_time":
+        raise ModelLoadError(
+            f"{source}: an SDXL UNet needs addition_embed_type 'text_time' (pooled text "
+            f"embeddings and add_time_ids), got {embed!r}; s2l-scan scans the SDXL base "
+            "text-to-image layout only.")
+    first, second = pipeline.text_encoder.config, pipeline.text_encoder_2.config
+    hidden = int(first.hidden_size) + int(second.hidden_size)
+    if int(unet.cross_attention_dim) != hidden:
+        raise ModelLoadError(
+            f"{source}: unet cross_attention_dim is {unet.cross_attention_dim}, but SDXL "
+            f"conditions it on text_encoder + text_encoder_2 hidden states of {first.hidden_size}"
+            f" + {second.hidden_size} = {hidden}.")
+    passed = int(unet.addition_time_embed_dim) * 6 + int(second.projection_dim)
+    expected = int(pipeline.unet.add_embedding.linear_1.in_features)
+    if passed != expected:
+        raise ModelLoadError(
+            f"{source}: unet projection_class_embeddings_input_dim is {expected}, but 6 "
+            f"add_time_ids × addition_time_embed_dim {unet.addition_time_embed_dim} + "
+            f"text_encoder_2 projection_dim {second.projection_dim} = {passed}; the UNet and "
+            "text_encoder_2 configs disagree.")
+
+
 def _finish(pipeline: Any, source: str, identity: dict[str, str], device: str,
-            config_root: Path) -> LoadedModel:
-    _check_finite(pipeline, source)
+            config_root: Path, family: Family) -> LoadedModel:
+    _check_finite(pipeline, source, family)
+    check_conditioning(pipeline, family, source)
     check_scheduler(pipeline.scheduler, config_root / "scheduler" / "scheduler_config.json")
     pipeline.set_progress_bar_config(disable=True)
     pipeline = pipeline.to(device)
-    for name in WEIGHT_COMPONENTS:
+    for name in family.weights:
         getattr(pipeline, name).eval().requires_grad_(False)
     scale = 2 ** (len(pipeline.vae.config.block_out_channels) - 1)
-    return LoadedModel(pipeline, source, identity, int(pipeline.unet.config.sample_size) * scale)
+    return LoadedModel(pipeline, source, identity, int(pipeline.unet.config.sample_size) * scale,
+                       family.name)
+
+
+def model_family(model: Path, config: Path | None = None) -> str | None:
+    """The family (``sd`` / ``sdxl``) a model folder's (or a single file's config folder's)
+    ``model_index.json`` names, read without loading anything; None when it cannot be read
+    or names no supported pipeline (loading will then say why)."""
+    try:
+        index = json.loads((Path(config or model) / "model_index.json").read_text("utf-8"))
+        return FAMILIES_BY_PIPELINE[index["_class_name"]].name
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
 
 
 def load_pipeline(
@@ -386,18 +468,28 @@ def load_pipeline(
     model = Path(model)
     dtype = torch.float32 if dtype is None else dtype
     if model.is_file() or config is not None:
-        pipeline, identity = _load_single_file(model, config, allow_pickle, dtype)
+        pipeline, identity, family = _load_single_file(model, config, allow_pickle, dtype)
     else:
-        pipeline, identity = _load_folder(model, allow_pickle, dtype)
+        pipeline, identity, family = _load_folder(model, allow_pickle, dtype)
     source = str(model)
     if lora is not None:
         identity.update(_fuse_lora(pipeline, Path(lora)))
         source += f" + LoRA {lora}"
-    return _finish(pipeline, source, identity, device, model if config is None else Path(config))
+    return _finish(pipeline, source, identity, device, model if config is None else Path(config),
+                   family)
 
 
-def _load_folder(root: Path, allow_pickle: bool, dtype: Any) -> tuple[Any, dict[str, str]]:
-    from diffusers import StableDiffusionPipeline
+def _pipeline_kwargs(family: Family) -> dict[str, Any]:
+    """Components a scan never uses, left out; SDXL's invisible watermark off, so generated
+    pixels do not depend on whether the invisible-watermark package is installed."""
+    if family.name == "sdxl":
+        return {"image_encoder": None, "feature_extractor": None, "add_watermarker": False}
+    return {"safety_checker": None, "feature_extractor": None, "requires_safety_checker": False}
+
+
+def _load_folder(root: Path, allow_pickle: bool, dtype: Any
+                 ) -> tuple[Any, dict[str, str], Family]:
+    import diffusers
 
     report = inspect_pipeline_folder(root, allow_pickle=allow_pickle)
     safe_dirs = {p.parent for p in report.safetensors}
@@ -405,21 +497,21 @@ def _load_folder(root: Path, allow_pickle: bool, dtype: Any) -> tuple[Any, dict[
     # None lets diffusers fall back to pickles (read with weights_only=True) where a component
     # has no safetensors; inspect_pipeline_folder has already refused that without the opt-in.
     use_safetensors = None if pickles else True
+    cls = getattr(diffusers, report.pipeline_class)  # one of FAMILIES_BY_PIPELINE's keys
     try:
-        pipeline = StableDiffusionPipeline.from_pretrained(
+        pipeline = cls.from_pretrained(
             root, local_files_only=True, use_safetensors=use_safetensors,
-            variant=report.variant, safety_checker=None, feature_extractor=None,
-            requires_safety_checker=False, torch_dtype=dtype,
+            variant=report.variant, torch_dtype=dtype, **_pipeline_kwargs(report.family),
         )
     except Exception as error:  # diffusers/transformers raise many unrelated types
         raise _wrap_load_error(str(root), error) from None
     files = report.safetensors + pickles
     identity = {str(p.relative_to(root)): sha256_file(p) for p in files}
-    return pipeline, identity
+    return pipeline, identity, report.family
 
 
 def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
-                      dtype: Any) -> tuple[Any, dict[str, str]]:
+                      dtype: Any) -> tuple[Any, dict[str, str], Family]:
     from diffusers import StableDiffusionPipeline
 
     if config is None:
@@ -432,7 +524,12 @@ def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
                                     f"loaded; convert it to safetensors or pass {PICKLE_OPT_IN}.")
     if path.suffix.lower() == ".safetensors":
         _check_safetensors(path)
-    inspect_pipeline_folder(Path(config), weights=False)  # weights come from ``path``
+    family = inspect_pipeline_folder(Path(config), weights=False).family  # weights: ``path``
+    if family.name != "sd":
+        raise ModelLoadError(f"{path}: single-file {family.name.upper()} checkpoints are not "
+                             "supported yet (the config folder names "
+                             f"{family.name.upper()}); convert the checkpoint to a diffusers "
+                             "folder and scan that folder.")
     try:
         pipeline = StableDiffusionPipeline.from_single_file(
             str(path), config=str(config), local_files_only=True, safety_checker=None,
@@ -440,7 +537,7 @@ def _load_single_file(path: Path, config: Path | None, allow_pickle: bool,
         )
     except Exception as error:  # diffusers' single-file loader raises many unrelated types
         raise _wrap_load_error(str(path), error) from None
-    return pipeline, {path.name: sha256_file(path)}
+    return pipeline, {path.name: sha256_file(path)}, family
 
 
 def _fuse_lora(pipeline: Any, adapter: Path) -> dict[str, str]:

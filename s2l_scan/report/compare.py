@@ -3,8 +3,11 @@
 ``compare_fail = "auc:+0.02,extracted:+0"`` fails a check whose metric rose by more than its
 allowance since the previous report. An allowance is absolute (``+0.02``) or relative to the
 previous value (``+5%``). Result rows are matched by (attack, probe, domain), extraction records
-by (probe, domain). Rows only in one of the two reports are listed (``new`` / ``missing``) but
-never fail: a changed selection shows in the echoed config.
+by (probe, domain). Every check only in one of the two reports is listed once, whatever the
+metrics: ``new``, or ``missing`` (dropped: the previous report had it, this one does not), which
+fails the compare unless ``allow_dropped_checks`` (a scan that quietly runs fewer checks is no
+evidence of no regression). Configuration keys that changed are listed by
+:func:`config_changes`; they never fail on their own.
 
 >>> [a.text for a in parse_allowances("auc:+0.02, extracted:0")]
 ['auc:+0.02', 'extracted:+0']
@@ -13,6 +16,7 @@ never fail: a changed selection shows in the echoed config.
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -109,78 +113,127 @@ def canonical(allowances: Iterable[Allowance]) -> str:
     return ",".join(allowance.text for allowance in allowances)
 
 
-def _row_item(attack: str, probe: str | None, domain: str) -> str:
-    return str(CheckId.row(attack, probe, domain))
-
-
-def _extraction_item(probe: str | None, domain: str) -> str:
-    return str(CheckId.extraction(probe, domain))
-
-
 def compare(previous: dict[str, Any], current: dict[str, Any],
             allowances: Iterable[Allowance] = ()) -> list[ComparisonCheck]:
-    """The metrics of ``current`` beside ``previous`` (both ``ScanReport.to_dict()``), one
-    check per compared item and metric; :func:`s2l_scan.gate.judge_comparison` decides which
-    regressed. Without allowances the point AUC is compared for information only.
+    """The metrics of ``current`` beside ``previous`` (both ``ScanReport.to_dict()``): one
+    check per item in both and metric, then one per item only in ``current`` (``new``) or only
+    in ``previous`` (``missing``), on its kind's first metric (auc, extracted).
+    :func:`s2l_scan.gate.judge_comparison` decides which fail. Without allowances the point AUC
+    is compared for information only.
     """
     chosen = {a.metric: a for a in allowances}
     metrics: list[tuple[Metric, Allowance | None]] = (
         [(METRICS[name], allowance) for name, allowance in chosen.items()]
         if chosen else [(METRICS["auc"], None)])
+    rows = _rows(previous), _rows(current)
+    has_extraction = "extraction" in previous  # False: a report from before extraction
+    records = _records(previous), _records(current)
     checks: list[ComparisonCheck] = []
     for metric, allowance in metrics:
         if metric.kind == "row":
-            checks += _compare_rows(previous["results"], current["results"], metric, allowance)
+            checks += _compare_both(*rows, metric, allowance, _row_item)
+        elif has_extraction:
+            checks += _compare_both(*records, metric, allowance, _extraction_item)
         else:
-            checks += _compare_extraction(previous, current, metric, allowance)
+            checks.append(_no_baseline(records[1], metric, allowance))
+    checks += _membership(*rows, METRICS["auc"], _row_item)
+    if has_extraction:
+        checks += _membership(*records, METRICS["extracted"], _extraction_item)
     return checks
 
 
-def _check(item: str, metric: Metric, key: tuple[str | None, str | None, str],
-           previous: float | None, current: float | None,
-           allowance: Allowance | None) -> ComparisonCheck:
-    status, change = "new" if previous is None else "missing", None
-    if previous is not None and current is not None:
-        change, status = current - previous, "ok"
+Key = tuple[str | None, str | None, str]  # (attack, probe, domain); attack None: extraction
+
+
+def _rows(report: dict[str, Any]) -> dict[Key, dict[str, Any]]:
+    return {(row["attack"], row["probe"], row["domain"]): row for row in report["results"]}
+
+
+def _records(report: dict[str, Any]) -> dict[Key, dict[str, Any]]:
+    return {(None, r.get("probe"), r.get("domain", "all")): r
+            for r in report.get("extraction") or []}
+
+
+def _row_item(key: Key) -> str:
+    return str(CheckId.row(str(key[0]), key[1], key[2]))
+
+
+def _extraction_item(key: Key) -> str:
+    return str(CheckId.extraction(key[1], key[2]))
+
+
+def _check(item: str, metric: Metric, key: Key, previous: float | None,
+           current: float | None, allowance: Allowance | None, status: str) -> ComparisonCheck:
+    change = None if previous is None or current is None else current - previous
     return ComparisonCheck(item=item, metric=metric.name, attack=key[0], probe=key[1],
                            domain=key[2], previous=previous, current=current, change=change,
                            allowance=None if allowance is None else allowance.text,
                            status=status)
 
 
-def _compare_rows(previous: list[dict[str, Any]], current: list[dict[str, Any]], metric: Metric,
-                  allowance: Allowance | None) -> list[ComparisonCheck]:
-    def key(row: dict[str, Any]) -> tuple[str, str | None, str]:
-        return row["attack"], row["probe"], row["domain"]
-
-    before = {key(row): row for row in previous}
-    now = {key(row): row for row in current}
-    checks = []
-    for k in [*now, *(k for k in before if k not in now)]:
-        old, new = before.get(k), now.get(k)
-        checks.append(_check(_row_item(*k), metric, k, _read(metric, old), _read(metric, new),
-                             allowance))
-    return checks
+def _compare_both(before: dict[Key, dict[str, Any]], now: dict[Key, dict[str, Any]],
+                  metric: Metric, allowance: Allowance | None,
+                  item: Callable[[Key], str]) -> list[ComparisonCheck]:
+    return [_check(item(key), metric, key, _read(metric, before[key]), _read(metric, now[key]),
+                   allowance, "ok") for key in now if key in before]
 
 
-def _read(metric: Metric, item: dict[str, Any] | None) -> float | None:
-    value = None if item is None else metric.read(item)
+def _membership(before: dict[Key, dict[str, Any]], now: dict[Key, dict[str, Any]],
+                metric: Metric, item: Callable[[Key], str]) -> list[ComparisonCheck]:
+    new = [_check(item(key), metric, key, None, _read(metric, now[key]), None, "new")
+           for key in now if key not in before]
+    return new + [_check(item(key), metric, key, _read(metric, before[key]), None, None,
+                         "missing") for key in before if key not in now]
+
+
+def _read(metric: Metric, item: dict[str, Any]) -> float | None:
+    value = metric.read(item)
     return None if value is None else float(value)
 
 
-def _compare_extraction(previous: dict[str, Any], current: dict[str, Any], metric: Metric,
-                        allowance: Allowance | None) -> list[ComparisonCheck]:
-    def counts(records: list[dict[str, Any]]) -> dict[tuple[str | None, str], float]:
-        return {(r.get("probe"), r.get("domain", "all")): float(metric.read(r) or 0)
-                for r in records}
+def _no_baseline(now: dict[Key, dict[str, Any]], metric: Metric,
+                 allowance: Allowance | None) -> ComparisonCheck:
+    total = sum(float(metric.read(r) or 0) for r in now.values())
+    return _check(_extraction_item((None, None, "all")), metric, (None, None, "all"), None,
+                  total, allowance, "no-baseline")
 
-    now = counts(current.get("extraction") or [])
-    if "extraction" not in previous:  # a report from before extraction was measured
-        return [ComparisonCheck(item=_extraction_item(None, "all"), metric=metric.name,
-                                attack=None, probe=None, domain="all", previous=None,
-                                current=sum(now.values()), change=None,
-                                allowance=None if allowance is None else allowance.text,
-                                status="no-baseline")]
-    before = counts(previous["extraction"])
-    return [_check(_extraction_item(*k), metric, (None, *k), before.get(k), now.get(k), allowance)
-            for k in [*now, *(k for k in before if k not in now)]]
+
+# config keys that say where things are kept or written, or how to compare, not what is
+# measured: a change there is no change of the scan
+_BOOKKEEPING = ("compare", "compare_fail", "allow_dropped_checks", "cache", "cache_dir",
+                "index_cache_dir", "evidence_dir", "probe_save_dir")
+
+
+def config_changes(previous: dict[str, Any], current: dict[str, Any]) -> list[dict[str, Any]]:
+    """The configuration keys whose value differs between two reports' ``config`` (bookkeeping
+    keys and report files left out), as ``{"key", "previous", "current"}`` (None: absent).
+
+    >>> config_changes({"max_auc": 0.6, "seed": 0}, {"max_auc": 0.7, "seed": 0})
+    [{'key': 'max_auc', 'previous': 0.6, 'current': 0.7}]
+    """
+    before, now = json.loads(json.dumps(previous)), json.loads(json.dumps(current))
+    keys = [*now, *(key for key in before if key not in now)]
+    return [{"key": key, "previous": before.get(key), "current": now.get(key)} for key in keys
+            if key not in _BOOKKEEPING and not key.startswith("report_")
+            and before.get(key) != now.get(key)]
+
+
+def summary(checks: Iterable[ComparisonCheck], changes: Iterable[dict[str, Any]],
+            source: str, allowed: str | None, allow_dropped: bool) -> list[str]:
+    """The comparison in plain lines: a count line, then each regression, dropped check, new
+    check and configuration change (what a console prints)."""
+    checks, changes = list(checks), list(changes)
+    regressed = [c for c in checks if c.status == "regressed"]
+    dropped = [c for c in checks if c.status == "missing"]
+    new = [c for c in checks if c.status == "new"]
+    lines = [f"compared with {source}: {len(regressed)} regression(s) past "
+             f"{allowed or 'nothing (compare only)'}, {len(dropped)} dropped check(s)"
+             f"{' (allowed)' if dropped and allow_dropped else ''}, {len(new)} new check(s), "
+             f"{len(changes)} configuration change(s)"]
+    lines += [f"  regressed {c.item}: {c.metric} {c.previous:.4g} → {c.current:.4g} "
+              f"(+{c.change:.4g}, allowed {c.allowance})" for c in regressed]
+    lines += [f"  dropped {c.item}" for c in dropped]
+    lines += [f"  new {c.item}" for c in new]
+    lines += [f"  config {change['key']}: {json.dumps(change['previous'])} → "
+              f"{json.dumps(change['current'])}" for change in changes]
+    return lines

@@ -310,17 +310,19 @@ def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],
 
 
 def _print_comparison(report: Any, console: Console) -> None:
-    """One line for the comparison, then one per regression (the rest is in the reports)."""
-    if not report.comparison:
+    """The comparison's count line, then each regression, dropped and new check and
+    configuration change (the numbers of every check are in the reports)."""
+    if not report.comparison and not report.config_changes:
         return
-    regressed = [c for c in report.comparison if not c.passed]
-    allowed = report.config.get("compare_fail") or "nothing (compare only)"
-    console.print(f"compared with {escape(str(report.config.get('compare')))}: "
-                  f"{len(regressed)} regression(s) past {escape(allowed)}", soft_wrap=True)
-    for check in regressed:
-        console.print(f"  [bold red]regressed[/bold red] {escape(check.item)}: "
-                      f"{check.metric} {check.previous:.4g} → {check.current:.4g} "
-                      f"(+{check.change:.4g}, allowed {escape(str(check.allowance))})",
+    from s2l_scan.report.compare import summary
+
+    lines = summary(report.comparison, report.config_changes, str(report.config.get("compare")),
+                    report.config.get("compare_fail"),
+                    bool(report.config.get("allow_dropped_checks")))
+    for line in lines:
+        failing = line.startswith(("  regressed", "  dropped")) and not (
+            line.startswith("  dropped") and report.config.get("allow_dropped_checks"))
+        console.print(f"[bold red]{escape(line)}[/bold red]" if failing else escape(line),
                       soft_wrap=True)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2l_scan.report.headline import headline
 from s2l_scan.report.model import ResultRow, ScanReport
 
 ROOM_TITLES = {"baselines": "baselines (the released model)",
@@ -59,7 +60,7 @@ class Digest:
     """The verdict and what leaked, most telling first."""
 
     passed: bool
-    checks: int
+    checks: int  # as the headline counts them: dropped checks of a compared report included
     failed: int
     worst: tuple[Worst, ...]  # one per domain, then pooled, in report order
     extracted: tuple[Extracted, ...]  # by closest distance first
@@ -95,7 +96,7 @@ def what_leaked(report: ScanReport) -> Digest:
         report.config.get("max_amplification"))
     flags = {flag: sum(bool(getattr(row, flag)) for row in report.results) for flag in FLAGS}
     return Digest(
-        passed=report.passed, checks=len(report.results) + len(report.extraction),
+        passed=report.passed, checks=int(headline(report)["checks"]),
         failed=len(report.failed_items),
         worst=tuple(Worst(d, worst[d].item_id, worst[d].auc, worst[d].auc_ci, worst[d].passed)
                     for d in order),

@@ -16,7 +16,9 @@ def headline(report: ScanReport) -> dict[str, Any]:
     failed = report.to_dict()["verdict"]["failed_items"]
     return {
         "verdict": "passed" if report.passed else "failed",
-        "checks": len(rows) + len(report.extraction),
+        # the checks of this report, and those of the compared report it dropped
+        "checks": len(rows) + len(report.extraction) + len(
+            {c.item for c in report.comparison if c.status == "missing"}),
         "failed": len(failed),
         "failed_items": failed,
         "max_auc": None if worst_auc is None else worst_auc.auc,

@@ -6,6 +6,8 @@ with a note saying how much was left out and where the rest is (the JSON report)
 
 from __future__ import annotations
 
+import json
+
 from s2l_scan.report.digest import digest_lines, what_leaked
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
 from s2l_scan.report.model import ScanReport
@@ -76,6 +78,12 @@ def markdown_lines(report: ScanReport) -> list[str]:
                   f"{c.allowance or '-'} | "
                   f"{c.status if c.passed else '**' + c.status + '**'} |"
                   for c in report.comparison]
+        lines.append("")
+    if report.config_changes:
+        lines += ["Configuration changed since the compared report:", "",
+                  "| key | previous | current |", "|---|---|---|"]
+        lines += [f"| `{_cell(c['key'])}` | `{_cell(json.dumps(c['previous']))}` | "
+                  f"`{_cell(json.dumps(c['current']))}` |" for c in report.config_changes]
         lines.append("")
     return lines
 

@@ -120,7 +120,7 @@ class ComparisonCheck:
     current: float | None
     change: float | None
     allowance: str | None  # canonical text, e.g. "auc:+0.02"; None: compared for information
-    status: str  # ok | regressed | new | missing | no-baseline
+    status: str  # ok | regressed | new | missing (dropped since the previous report) | no-baseline
     passed: bool = True
 
 
@@ -138,6 +138,8 @@ class ScanReport:
     schema_version: str = SCHEMA_VERSION
     # regression checks against a previous report (s2l_scan.report.compare); empty without one
     comparison: list[ComparisonCheck] = field(default_factory=list)
+    # configuration keys that differ from the previous report: {"key", "previous", "current"}
+    config_changes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
@@ -152,7 +154,7 @@ class ScanReport:
             record.item_id for record in self.extraction if not record.passed]
         failed += [check.item for check in self.comparison
                    if not check.passed and check.item not in failed]
-        return failed
+        return list(dict.fromkeys(failed))  # a check dropped or regressed on two metrics: once
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key order is stable so identical scans give identical files."""

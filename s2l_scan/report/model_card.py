@@ -1,20 +1,28 @@
 """Add or update the privacy-scan section of a Hugging Face model card (``README.md``).
 
-Two edits, both idempotent, and nothing else of the card is touched:
+The card is read and written through huggingface_hub's own ``ModelCard`` / ``ModelCardData`` /
+``EvalResult``, so whatever the Hub (and ``ModelCard.load``) accepts stays accepted. Two edits,
+both idempotent:
 
 * the prose section between ``<!-- s2l-scan:begin -->`` and ``<!-- s2l-scan:end -->`` (appended
-  at the end the first time);
-* ``model-index`` in the YAML front matter: an entry's results whose ``source.name`` is
-  ``s2l-scan`` are replaced, every other result is kept. Only the ``model-index:`` block of the
-  front matter is rewritten; every other line (comments, key order, quoting) stays as written.
+  at the end the first time); the rest of the body is kept as written;
+* ``model-index`` results on the audit data set (``dataset.type`` ``s2l-scan-audit``) are
+  replaced, every other result is kept. Every other metadata key (license, tags, ...) is kept
+  with its value and order; YAML comments in the front matter are not (huggingface_hub
+  rewrites the block as data).
+
+Metrics are numbers only (AUCs, TPR, counts); the verdict is text, in the prose. A card without
+``library_name`` / ``pipeline_tag`` / ``license`` gets ``diffusers``, the pipeline the audit
+implies, and the license given (never a guessed one).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import yaml
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from s2l_scan.errors import UsageError
 from s2l_scan.report.headline import fmt, gate_text, headline
@@ -22,48 +30,94 @@ from s2l_scan.report.markdown import _cell
 from s2l_scan.report.model import ScanReport
 
 BEGIN, END = "<!-- s2l-scan:begin -->", "<!-- s2l-scan:end -->"
-SOURCE = "s2l-scan"
-_FRONT = re.compile(r"\A(\ufeff?---[ \t]*\r?\n)(.*?)(^---[ \t]*(?:\r?\n|\Z))", re.S | re.M)
-_TOP_KEY = re.compile(r"^[^\s#-][^:]*:")
+SOURCE = "s2l-scan"  # source.name of results written by s2l-scan before 0.2 (no url: the Hub
+# refuses a source without one), recognised and replaced
+DATASET_TYPE = "s2l-scan-audit"
+DATASET_NAME = "s2l-scan audit data (members / non-members)"
 
 
-def update_model_card(card: str, report: ScanReport, model_name: str | None = None) -> str:
-    """The card with the scan section and ``model-index`` results set from ``report``."""
-    front, body = _split(card)
-    data = _load_front(front)
+def update_model_card(card: str, report: ScanReport, model_name: str | None = None,
+                      license: str | None = None) -> str:
+    """The card with the scan section and ``model-index`` results set from ``report``.
+
+    ``license`` fills a card that has none (an SPDX-style Hub id such as ``apache-2.0``); an
+    existing license is never changed."""
+    crlf = "\r\n" in card  # worked on with "\n", written back with the card's own endings
+    data, text = _parse(card.replace("\r\n", "\n"))
     name = model_name or _model_name(data, report)
-    index = _model_index(data.get("model-index"), name, _results(report))
-    front = _replace_block(front, "model-index", yaml.dump(
-        {"model-index": index}, Dumper=_Dumper, sort_keys=False, allow_unicode=True,
-        default_flow_style=False, width=1000))
-    return f"---\n{front}---\n{_replace_section(body, section(report))}"
+    if "model-index" in data:
+        data["model-index"] = _without_ours(data["model-index"])
+    parsed = _model_card(data, text)
+    meta = card_data(parsed)
+    meta.eval_results = list(meta.eval_results or []) + results(report)
+    meta.model_name = name
+    if meta.library_name is None:
+        meta.library_name = "diffusers"
+    if meta.pipeline_tag is None:
+        meta.pipeline_tag = pipeline_tag(report)
+    if meta.license is None and license:
+        meta.license = license
+    parsed.text = _replace_section(parsed.text, section(report))
+    return str(parsed).replace("\n", "\r\n") if crlf else str(parsed)
 
 
-class _Dumper(yaml.SafeDumper):  # type: ignore[no-any-unimported]  # yaml ships no types
-    """Safe dumping without YAML anchors (&id001): Hub metadata readers expect plain data."""
+def card_data(card: ModelCard) -> ModelCardData:
+    """``card.data``, typed (huggingface_hub annotates it as the base ``CardData``)."""
+    assert isinstance(card.data, ModelCardData)  # ModelCard.card_data_class
+    return card.data
 
-    def ignore_aliases(self, data: Any) -> bool:
-        return True
 
-
-def _split(card: str) -> tuple[str, str]:
-    match = _FRONT.match(card)
+def _parse(card: str) -> tuple[dict[str, Any], str]:
+    """Front matter and body of ``card``, split with the Hub's own regular expression."""
+    match = REGEX_YAML_BLOCK.search(card)
     if match is None:
-        return "", card if card.startswith("\n") or not card else "\n" + card
-    return match.group(2), card[match.end():]
-
-
-def _load_front(front: str) -> dict[str, Any]:
+        return {}, card if card.startswith("\n") or not card else "\n" + card
     try:
-        data = yaml.safe_load(front) if front.strip() else {}
+        data = yaml.safe_load(match.group(2))
     except yaml.YAMLError as error:
         raise UsageError(f"the model card's YAML front matter is not valid YAML: {error}"
                          ) from None
     if data is None:
-        return {}
+        data = {}
     if not isinstance(data, dict):
         raise UsageError("the model card's YAML front matter is not a mapping")
-    return data
+    return data, card[match.end():]
+
+
+def _without_ours(index: Any) -> Any:
+    """``model-index`` without earlier s2l-scan results (by data set type, or by the source
+    name older s2l-scan versions wrote); entries left without results are dropped."""
+    if not isinstance(index, list) or not all(isinstance(e, dict) for e in index):
+        raise UsageError("the model card's model-index is not a list of entries; fix it by hand")
+    if len(index) > 1:
+        raise UsageError(
+            f"the model card's model-index has {len(index)} entries; huggingface_hub's "
+            "ModelCard (which s2l-scan writes cards with) keeps one, and would merge them under "
+            "one name. Merge them by hand, or write the scan to a card with one entry.")
+    entries = []
+    for entry in index:
+        results = [r for r in entry.get("results") or [] if not _ours(r)]
+        if results:
+            entries.append({**entry, "results": results})
+    return entries or None
+
+
+def _ours(result: Any) -> bool:
+    if not isinstance(result, dict):
+        return False
+    dataset, source = result.get("dataset"), result.get("source")
+    return ((isinstance(dataset, dict) and dataset.get("type") == DATASET_TYPE)
+            or (isinstance(source, dict) and source.get("name") == SOURCE
+                and not source.get("url")))
+
+
+def _model_card(data: dict[str, Any], text: str) -> ModelCard:
+    front = yaml.safe_dump(data, sort_keys=False, allow_unicode=True)  # "{}" when empty
+    try:
+        return ModelCard(f"---\n{front}---\n{text}")
+    except ValueError as error:
+        raise UsageError(f"the model card's metadata cannot be read by huggingface_hub "
+                         f"({error}); fix the front matter by hand") from None
 
 
 def _model_name(data: dict[str, Any], report: ScanReport) -> str:
@@ -77,64 +131,41 @@ def _model_name(data: dict[str, Any], report: ScanReport) -> str:
     return path.rsplit("/", 2)[-2] if path.endswith("/model") else path.rsplit("/", 1)[-1]
 
 
-def _results(report: ScanReport) -> list[dict[str, Any]]:
+def pipeline_tag(report: ScanReport) -> str:
+    """``text-to-image`` when the audit data has prompts, else
+    ``unconditional-image-generation``."""
+    domains = report.data.get("domains", {}).values()
+    prompted = any(isinstance(d, dict) and d.get("prompt") for d in domains)
+    return "text-to-image" if prompted else "unconditional-image-generation"
+
+
+def results(report: ScanReport) -> list[EvalResult]:
+    """The scan's numeric ``model-index`` results: AUC per pooled (or only) check, the largest
+    TPR at 1% FPR, the failed-check count and, with extraction, its counts."""
     top = headline(report)
-    dataset = {"type": "s2l-scan-audit", "name": "s2l-scan audit data (members / non-members)"}
-    source = {"name": SOURCE}
-    metrics = [{"type": "roc_auc", "name": f"{row.item_id} AUC", "value": round(row.auc, 4)}
-               for row in report.results
-               if row.domain == "pooled" or len(report.data.get("domains", {})) <= 1]
-    metrics += [{"type": "tpr_at_1pct_fpr", "name": "max TPR at 1% FPR",
-                 "value": round(top["max_tpr_at_1pct_fpr"] or 0.0, 4)},
-                {"type": "passed", "name": "s2l-scan release gate",
-                 "value": top["verdict"] == "passed"}]
-    results = [{"task": {"type": "membership-inference", "name": "Membership inference"},
-                "dataset": dataset, "metrics": metrics, "source": source}]
+
+    def result(task: str, task_name: str, metric: str, name: str, value: float) -> EvalResult:
+        return EvalResult(task_type=task, task_name=task_name, dataset_type=DATASET_TYPE,
+                          dataset_name=DATASET_NAME, metric_type=metric, metric_name=name,
+                          metric_value=value)
+
+    mia = ("membership-inference", "Membership inference")
+    single = len(report.data.get("domains", {})) <= 1
+    out = [result(*mia, "roc_auc", f"{row.item_id} AUC", round(row.auc, 4))
+           for row in report.results if row.domain == "pooled" or single]
+    if top["max_tpr_at_1pct_fpr"] is not None:
+        out.append(result(*mia, "tpr_at_1pct_fpr", "max TPR at 1% FPR",
+                          round(float(top["max_tpr_at_1pct_fpr"]), 4)))
+    out.append(result(*mia, "failed_checks", "s2l-scan checks failed (0: release gate passed)",
+                      int(top["failed"])))
     if report.extraction:
-        results.append({
-            "task": {"type": "training-data-extraction", "name": "Training image extraction"},
-            "dataset": dataset, "source": source,
-            "metrics": [{"type": "extracted_images",
-                         "name": "distinct training images extracted (eidetic)",
-                         "value": top["extracted"]},
-                        {"type": "matched_generations", "name": "generations that matched",
-                         "value": top["matched_generations"]},
-                        {"type": "generated", "name": "generated images",
-                         "value": top["generated"]}]})
-    return results
-
-
-def _model_index(existing: Any, name: str, ours: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    if existing is None:
-        return [{"name": name, "results": ours}]
-    if not isinstance(existing, list) or not all(isinstance(e, dict) for e in existing):
-        raise UsageError("the model card's model-index is not a list of entries; fix it by hand")
-    index = [dict(entry) for entry in existing] or [{"name": name}]
-    kept = [r for r in index[0].get("results") or []
-            if not (isinstance(r, dict) and (r.get("source") or {}).get("name") == SOURCE)]
-    index[0]["results"] = kept + ours
-    return index
-
-
-def _replace_block(front: str, key: str, block: str) -> str:
-    """Swap the top-level ``key:`` block of YAML text, leaving every other line as it was."""
-    lines = front.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.startswith(f"{key}:")), None)
-    if start is None:
-        prefix = "".join(lines)
-        if prefix and not prefix.endswith("\n"):
-            prefix += "\n"
-        return prefix + block
-    # the block runs to its last indented (or "- ") line; comments and blank lines after it
-    # belong to what follows and are kept
-    last = start
-    for index in range(start + 1, len(lines)):
-        line = lines[index]
-        if _TOP_KEY.match(line) or line.startswith("---"):
-            break
-        if line.strip() and not line.startswith("#"):
-            last = index
-    return "".join(lines[:start]) + block + "".join(lines[last + 1:])
+        extraction = ("training-data-extraction", "Training image extraction")
+        out += [result(*extraction, "extracted_images",
+                       "distinct training images extracted (eidetic)", int(top["extracted"])),
+                result(*extraction, "matched_generations", "generations that matched",
+                       int(top["matched_generations"])),
+                result(*extraction, "generated", "generated images", int(top["generated"]))]
+    return out
 
 
 def _replace_section(body: str, text: str) -> str:

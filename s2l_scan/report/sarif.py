@@ -1,10 +1,22 @@
 """SARIF 2.1.0 findings of one :class:`ScanReport`, for GitHub code scanning.
 
-One rule per check (each attack, each probe/attack pair, extraction, each regression metric);
-one result per failed item, located at the scanned model's ``model_index.json`` (relative to
-the repository root when the model lies inside it). ``partialFingerprints`` hash only the
-rule and item, never numbers or timestamps, so a finding keeps its identity across scans and
-code scanning closes it when the item passes again.
+One rule per check (each attack, each probe/attack pair, extraction, each regression metric,
+dropped checks); one result per failed item, located at the scanned model's
+``model_index.json`` and, logically, at its check id (``baselines::loss[identity-0]``).
+
+Where: the repository root is ``$GITHUB_WORKSPACE``, else the current folder. A model inside it
+is given repository-relative (``uriBaseId`` ``%SRCROOT%``), which is what code scanning links to.
+A model outside it (the cached reference model, a download in a temporary folder) is given
+relative to ``MODELROOT``, the model's parent folder, whose absolute ``file://`` URI appears
+once, in ``run.originalUriBaseIds``: no result carries a machine-specific absolute path, and
+code scanning shows such a finding without a source link.
+
+Identity: ``partialFingerprints`` hash only the rule, the check id and the model location,
+never numbers or timestamps, so a finding keeps its identity across scans and code scanning
+closes it when the check passes again. ``primaryLocationLineHash`` (the fingerprint code
+scanning itself matches alerts on; upload-sarif computes it from the file's line when it is
+absent) is set from the same hash, so two findings on the same line of ``model_index.json``
+never merge into one alert.
 """
 
 from __future__ import annotations
@@ -63,28 +75,52 @@ def _regression_rule(metric: str) -> dict[str, Any]:
                  "the previous release's report: privacy got worse.", "5.0", ["regression"])
 
 
-def _location(report: ScanReport, root: Path | None) -> dict[str, Any]:
-    target = Path(str(report.model.get("path", "."))) / "model_index.json"
-    root = Path.cwd() if root is None else root
-    absolute = Path(os.path.abspath(target))
+MODEL_ROOT = "MODELROOT"
+
+
+def repository_root() -> Path:
+    """``$GITHUB_WORKSPACE`` (set in every GitHub Actions job), else the current folder."""
+    return Path(os.environ.get("GITHUB_WORKSPACE") or Path.cwd())
+
+
+def _location(report: ScanReport, root: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The physical location of every finding, and the run's ``originalUriBaseIds``."""
+    target = Path(os.path.abspath(Path(str(report.model.get("path", "."))) / "model_index.json"))
+    bases: dict[str, Any] = {"%SRCROOT%": {"description": {
+        "text": "The repository root ($GITHUB_WORKSPACE, else the folder the report was "
+                "written in)."}}}
     try:
-        relative = absolute.relative_to(os.path.abspath(root))
+        relative = target.relative_to(os.path.abspath(root))
         artifact = {"uri": relative.as_posix(), "uriBaseId": "%SRCROOT%"}
     except ValueError:  # outside the repository, e.g. the cached reference model
-        artifact = {"uri": absolute.as_uri()}
-    return {"physicalLocation": {"artifactLocation": artifact, "region": {"startLine": 1}}}
+        parent = target.parent.parent
+        artifact = {"uri": target.relative_to(parent).as_posix(), "uriBaseId": MODEL_ROOT}
+        bases[MODEL_ROOT] = {"uri": parent.as_uri() + "/", "description": {
+            "text": "The scanned model's parent folder, outside the repository."}}
+    return {"physicalLocation": {"artifactLocation": artifact,
+                                 "region": {"startLine": 1}}}, bases
 
 
-def _fingerprint(rule_id: str, item: str, model_path: str) -> dict[str, str]:
-    digest = hashlib.sha256(f"{rule_id}\0{item}\0{model_path}".encode()).hexdigest()
-    return {_FINGERPRINT: digest[:32]}
+def _fingerprints(rule_id: str, item: str, model_uri: str) -> dict[str, str]:
+    digest = hashlib.sha256(f"{rule_id}\0{item}\0{model_uri}".encode()).hexdigest()
+    return {_FINGERPRINT: digest[:32], "primaryLocationLineHash": f"{digest[:16]}:1"}
+
+
+def _dropped_rule() -> dict[str, Any]:
+    return _rule("s2l/regression/dropped", "DroppedCheck",
+                 "A check of the previous release was not run",
+                 "The previous release's report has a check that this scan did not run "
+                 "(a changed attack, probe or domain selection): no evidence that it did not "
+                 "regress. Restore the check or accept it with allow_dropped_checks.",
+                 "5.0", ["regression"])
 
 
 def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]:
-    """The SARIF log as a dict (``json.dumps`` it). ``root``: the repository root (cwd)."""
+    """The SARIF log as a dict (``json.dumps`` it). ``root``: the repository root (default:
+    :func:`repository_root`)."""
     rules: dict[str, dict[str, Any]] = {}
     results: list[dict[str, Any]] = []
-    location = _location(report, root)
+    location, bases = _location(report, repository_root() if root is None else root)
     model_uri = location["physicalLocation"]["artifactLocation"]["uri"]
     source = str(report.config.get("compare"))
 
@@ -93,8 +129,9 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
         results.append({
             "ruleId": rule["id"], "level": "error",
             "message": {"text": f"{item}: {message}"},
-            "locations": [location],
-            "partialFingerprints": _fingerprint(rule["id"], item, model_uri),
+            "locations": [{**location, "logicalLocations": [
+                {"name": item, "fullyQualifiedName": item, "kind": "resource"}]}],
+            "partialFingerprints": _fingerprints(rule["id"], item, model_uri),
             "properties": {"item": item},
         })
 
@@ -116,8 +153,9 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
     row_items = {row.item_id for row in report.results}
     for check in report.comparison:
         if not check.passed and check.item not in row_items:
-            add(_regression_rule(check.metric), check.item,
-                regression_reason(check, source))
+            rule = _dropped_rule() if check.status == "missing" else _regression_rule(
+                check.metric)
+            add(rule, check.item, regression_reason(check, source))
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -128,8 +166,7 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
                 "rules": [rules[key] for key in sorted(rules)],
             }},
             "automationDetails": {"id": "s2l-scan/"},
-            "originalUriBaseIds": {"%SRCROOT%": {"description": {
-                "text": "The repository root (the folder the scan ran in)."}}},
+            "originalUriBaseIds": bases,
             "invocations": [{
                 "executionSuccessful": True,
                 "properties": {"gate": gate_text(report), "passed": report.passed,

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Attack, Target
+from s2l_scan.conditioning import as_conditioning
 from s2l_scan.config import ScanConfig
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import ResultRow
@@ -76,7 +77,8 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
                    ) -> list[list[Scores]] | None:
     """:func:`~s2l_scan.scoring.score_sets` through the unit store: each (attack, sample set)
     is one unit, and only the units missing from the store are scored, in shared batches."""
-    samples = [digest(s.latents, s.cond) for s in sets]
+    # SD: the digest of the hidden states alone, as before conditioning had a type
+    samples = [digest(s.latents, *as_conditioning(s.cond).tensors()) for s in sets]
     keys = [_scores_key(model, attack, sample, config) for attack in attacks for sample in samples]
     units = runtime.shared_units("scores", keys, lambda missing: _score_missing(
         attacks, target, sets, missing, runtime))

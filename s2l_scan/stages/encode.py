@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2l_scan.conditioning import Conditioning, TextEncoders
 from s2l_scan.io.audit_data import AuditData, Domain
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.progress import report
@@ -25,8 +26,8 @@ class Encoded:
 
     members: torch.Tensor  # latents: VAE mean × scaling factor
     nonmembers: torch.Tensor
-    member_cond: torch.Tensor  # text-encoder hidden states of each sample's caption
-    nonmember_cond: torch.Tensor
+    member_cond: Conditioning  # each sample's caption, encoded (+ SDXL pooled and time ids)
+    nonmember_cond: Conditioning
     member_pixels: np.ndarray  # uint8 (N, H, W, 3)
     nonmember_pixels: np.ndarray
     member_captions: list[str]
@@ -45,21 +46,33 @@ class Subject:
 
 
 def encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.Tensor:
-    """uint8 images (N, H, W, 3) → latents (VAE posterior mean × scaling factor), float32."""
+    """uint8 images (N, H, W, 3) → latents (VAE posterior mean × scaling factor), float32.
+
+    An SDXL VAE in float16 that asks for ``force_upcast`` (SDXL's overflows in float16) encodes
+    in float32, as ``StableDiffusionXLPipeline`` decodes."""
     vae = model.pipeline.vae
-    device, dtype = vae.device, vae.dtype
-    out = []
-    with torch.inference_mode():
-        for start in range(0, len(pixels), batch):
-            chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
-            chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
-            mean = vae.encode(chunk).latent_dist.mean
-            out.append(mean.float() * float(vae.config.scaling_factor))
+    upcast = (model.family == "sdxl" and vae.dtype == torch.float16
+              and bool(vae.config.get("force_upcast", False)))
+    if upcast:
+        vae.to(dtype=torch.float32)
+    try:
+        device, dtype = vae.device, vae.dtype
+        out = []
+        with torch.inference_mode():
+            for start in range(0, len(pixels), batch):
+                chunk = torch.from_numpy(pixels[start:start + batch]).permute(0, 3, 1, 2)
+                chunk = (chunk.to(device=device, dtype=torch.float32) / 127.5 - 1.0).to(dtype)
+                mean = vae.encode(chunk).latent_dist.mean
+                out.append(mean.float() * float(vae.config.scaling_factor))
+    finally:
+        if upcast:
+            vae.to(dtype=torch.float16)
     return torch.cat(out)
 
 
 def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tensor:
-    """One text-encoder pass over the distinct captions; a row per caption, in order."""
+    """One text-encoder pass over the distinct captions; a row per caption, in order: SD
+    hidden states only (:class:`~s2l_scan.conditioning.TextEncoders` encodes every family)."""
     unique = sorted(set(captions))
     ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
                     truncation=True, return_tensors="pt").input_ids.to(encoder.device)
@@ -69,11 +82,17 @@ def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tens
     return embedded[torch.tensor([position[c] for c in captions])]
 
 
-def encode_text_pair(tokenizer: Any, encoder: Any, first: list[str], second: list[str]
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two caption lists through one text-encoder pass over their distinct captions."""
-    both = encode_text(tokenizer, encoder, first + second)
+def encode_caption_pair(encoders: TextEncoders, first: list[str], second: list[str],
+                        size: tuple[int, int]) -> tuple[Conditioning, Conditioning]:
+    """Two caption lists through one text-encoder pass over their distinct captions, for
+    images of ``size`` = (H, W) pixels (SDXL's time ids)."""
+    both = encoders.encode(first + second, size)
     return both[:len(first)], both[len(first):]
+
+
+def image_size(pixels: np.ndarray) -> tuple[int, int]:
+    """(H, W) of uint8 images (N, H, W, 3)."""
+    return int(pixels.shape[1]), int(pixels.shape[2])
 
 
 def encode_domain(model: LoadedModel, domain: Domain, batch: int) -> Encoded:
@@ -82,12 +101,12 @@ def encode_domain(model: LoadedModel, domain: Domain, batch: int) -> Encoded:
     nonmembers = np.stack([image.pixels for image in domain.nonmembers])
     member_captions = [image.caption for image in domain.members]
     nonmember_captions = [image.caption for image in domain.nonmembers]
-    tokenizer, encoder = model.pipeline.tokenizer, model.pipeline.text_encoder
+    encoders = TextEncoders.of(model.pipeline)
     return Encoded(
         members=encode_images(model, members, batch),
         nonmembers=encode_images(model, nonmembers, batch),
-        member_cond=encode_text(tokenizer, encoder, member_captions),
-        nonmember_cond=encode_text(tokenizer, encoder, nonmember_captions),
+        member_cond=encoders.encode(member_captions, image_size(members)),
+        nonmember_cond=encoders.encode(nonmember_captions, image_size(nonmembers)),
         member_pixels=members, nonmember_pixels=nonmembers,
         member_captions=member_captions, nonmember_captions=nonmember_captions,
     )

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Attack, Target
+from s2l_scan.conditioning import TextEncoders
 from s2l_scan.config import ScanConfig
 from s2l_scan.generation import SamplerSettings
 from s2l_scan.io.model import LoadedModel
@@ -28,7 +29,13 @@ from s2l_scan.probing import ProbeSelection, ProbeSpec
 from s2l_scan.report.model import ExtractionRecord, ResultRow
 from s2l_scan.scoring import SampleSet, score_sets
 from s2l_scan.stages.baselines import alphas
-from s2l_scan.stages.encode import Encoded, Subject, encode_images, encode_text_pair
+from s2l_scan.stages.encode import (
+    Encoded,
+    Subject,
+    encode_caption_pair,
+    encode_images,
+    image_size,
+)
 from s2l_scan.stages.extraction import extraction_records, sampler, stored
 from s2l_scan.stages.rows import Candidates, probe_row
 from s2l_scan.stages.runtime import Runtime
@@ -131,16 +138,18 @@ class _ProbeRun:
         model, config = self.subject.model, self.config
         enc: Encoded = self.subject.encoded[domain]
         prompt = self.subject.data.domain(domain).prompt
+        spec.probe.check_family(model.family)  # the plan refused it already, when it knew
         context = self.sets.context(spec.probe, domain, prompt, save_dir)
         shaken = spec.probe.apply(ModelCopy.of(model.pipeline), context)
         details = {"label": spec.label, **spec.probe.describe(),
                    "trainable_parameters": shaken.trainable_parameters, **shaken.details}
         # the copy's text encoder (and caption_fn) may differ from the released model's:
         # encode the captions once per copy, for every attack
-        member_cond, nonmember_cond = encode_text_pair(
-            shaken.tokenizer, shaken.text_encoder,
+        member_cond, nonmember_cond = encode_caption_pair(
+            TextEncoders.of(shaken),
             [shaken.caption_fn(c) for c in enc.member_captions],
-            [shaken.caption_fn(c) for c in enc.nonmember_captions])
+            [shaken.caption_fn(c) for c in enc.nonmember_captions],
+            image_size(enc.member_pixels))
         target = Target(shaken.unet, alphas(model), config.batch_size,
                         prediction_type=model.prediction_type)
         scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
@@ -228,8 +237,10 @@ def run_probes(subject: Subject, attacks: Sequence[Attack], selection: ProbeSele
             rows += spec_rows
             records += spec_records
     if sweep is not None:
-        summary = {"budget_s": sweep.budget_s, "tried": len(sweep.tried),
-                   "skipped": sweep.skipped}
+        summary: dict[str, Any] = {"budget_s": sweep.budget_s, "tried": len(sweep.tried),
+                                   "skipped": sweep.skipped}
+        if selection.unsupported:
+            summary[f"not_for_{subject.model.family}"] = list(selection.unsupported)
         for row in rows:
             if row.probe and row.probe.startswith("sweep:"):
                 row.settings["probe"]["sweep"] = summary
@@ -249,9 +260,18 @@ def _concatenated(parts: list[Candidates]) -> Candidates:
 
 def _pipeline_of(released: Any, shaken: Any) -> Any:
     """A pipeline that samples from a probe's shaken copy (the VAE and scheduler are shared)."""
-    pipeline = type(released)(vae=released.vae, text_encoder=shaken.text_encoder,
-                              tokenizer=shaken.tokenizer, unet=shaken.unet,
-                              scheduler=released.scheduler, safety_checker=None,
-                              feature_extractor=None, requires_safety_checker=False)
+    if getattr(shaken, "text_encoder_2", None) is not None:  # SDXL, as io.model loads it
+        pipeline = type(released)(vae=released.vae, text_encoder=shaken.text_encoder,
+                                  text_encoder_2=shaken.text_encoder_2,
+                                  tokenizer=shaken.tokenizer, tokenizer_2=shaken.tokenizer_2,
+                                  unet=shaken.unet, scheduler=released.scheduler,
+                                  force_zeros_for_empty_prompt=released.config.get(
+                                      "force_zeros_for_empty_prompt", True),
+                                  add_watermarker=False)
+    else:
+        pipeline = type(released)(vae=released.vae, text_encoder=shaken.text_encoder,
+                                  tokenizer=shaken.tokenizer, unet=shaken.unet,
+                                  scheduler=released.scheduler, safety_checker=None,
+                                  feature_extractor=None, requires_safety_checker=False)
     pipeline.set_progress_bar_config(disable=True)
     return pipeline

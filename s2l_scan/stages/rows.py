@@ -1,6 +1,6 @@
 """Result rows from scores: the metrics of one (attack, probe, domain), measured, not judged.
 
-Every figure an attacker could tune is cross-fitted (DESIGN.md §4, docs/verdict-maths.md):
+Every figure an attacker could tune is cross-fitted (docs/verdict-maths.md):
 the score's direction and the variant among the attack's candidates are chosen on one half of
 the samples and measured on the other, halves swapped. TPRs are reported only at FPRs the
 calibration half can estimate.
