@@ -31,8 +31,9 @@ def sp_set(pipeline: Any, model_hash: str, prompt: str, count: int, *, seed: int
            platform: dict[str, str]) -> np.ndarray:
     """``count`` generations for ``prompt`` as uint8 (N, H, W, 3), from the store when possible."""
     def generate() -> tuple[dict[str, np.ndarray], None]:
-        return {"images": generate_images(pipeline, prompt, count, seed=seed, key=f"sp:{prompt}",
-                                          settings=settings)}, None
+        images = generate_images(pipeline, prompt, count, seed=seed, key=f"sp:{prompt}",
+                                 settings=settings, stage="generating the SP set")
+        return {"images": images}, None
 
     if store is None:
         return generate()[0]["images"]

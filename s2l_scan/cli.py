@@ -11,7 +11,7 @@ import json
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -21,8 +21,9 @@ from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, s
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
 
 if TYPE_CHECKING:  # rich loads only when a progress bar is shown
+    from contextlib import AbstractContextManager
+
     from rich.console import Console
-    from rich.progress import TaskID
 
 EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
 EXIT_TERMINATED = 128 + signal.SIGTERM
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
     _add_scan_arguments(scan, scan_options())
+    scan.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress while scanning (the results and verdict still print)")
 
     null = commands.add_parser(
         "null-audit", help="measure the gate's false-fail rate on null audits of your data",
@@ -289,26 +292,13 @@ def _index_build(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-class _progress:
-    """A rich progress bar fed by the builder's ``progress(stage, done, total)`` callback."""
+def _progress(console: Console, quiet: bool = False
+              ) -> AbstractContextManager[Callable[[str, int, int], None]]:
+    """``progress(stage, done, total)`` for a command: rich bars in a terminal, plain
+    timestamped lines on stderr otherwise (CI logs), nothing with ``quiet``."""
+    from s2l_scan.report.console import progress_display
 
-    def __init__(self, console: Console | None) -> None:
-        from rich.progress import Progress
-
-        self._bar = Progress(console=console, transient=True)
-        self._tasks: dict[str, TaskID] = {}
-
-    def __enter__(self) -> _progress:
-        self._bar.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.__exit__(None, None, None)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in self._tasks:
-            self._tasks[stage] = self._bar.add_task(stage, total=total)
-        self._bar.update(self._tasks[stage], completed=done)
+    return progress_display(console, quiet)
 
 
 def _listed(values: list[str] | None) -> tuple[str, ...] | None:
@@ -339,7 +329,7 @@ def _scan(args: argparse.Namespace) -> int:
             run(plan)
             here.barrier()
             return EXIT_OK
-        with _progress(console) as progress:
+        with _progress(console, quiet=args.quiet) as progress:
             report = run(plan, progress)
         sys.stdout.write(render_results(report, color=not console.no_color))
         for kind, path in plan.outputs.write(report):

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from s2l_scan.progress import report
+
 
 @dataclass(frozen=True)
 class SamplerSettings:
@@ -34,12 +36,23 @@ def image_seed(seed: int, key: str, index: int) -> int:
 
 def generate_images(pipeline: Any, prompt: str, count: int, *, seed: int, key: str,
                     settings: SamplerSettings,
-                    progress: Callable[[int], None] | None = None, first: int = 0) -> np.ndarray:
+                    progress: Callable[[int], None] | None = None, first: int = 0,
+                    stage: str = "generating images") -> np.ndarray:
     """``count`` images for ``prompt`` as uint8 (N, H, W, 3), deterministic given the seeds.
 
     ``first`` is the index of the first image: images ``first … first + count − 1`` of the
-    stream, so a data-parallel scan can generate a stream in slices.
+    stream, so a data-parallel scan can generate a stream in slices. ``progress(n)`` is told
+    each batch's count; without it, ``stage`` progress goes to :func:`s2l_scan.progress.report`.
     """
+    if progress is None:
+        made = 0
+
+        def progress(n: int) -> None:
+            nonlocal made
+            made += n
+            report(stage, made, count)
+
+        report(stage, 0, count)
     device = pipeline.unet.device
     images = []
     for start in range(first, first + count, settings.batch_size):

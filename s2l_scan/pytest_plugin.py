@@ -8,7 +8,9 @@ With ``--s2l-model``, one test item is collected per (attack, domain) plus ``poo
 such as ``baselines::secmi[identity-3]``, the same again per probe setting
 (``probes::noise/secmi[identity-3]``), and one per domain for extraction
 (``extraction::released[identity-3]``). The scan runs once, in the first item's setup; a scan
-error is reported as an error of every item, a crossed threshold or a regression against
+error (a bad model or data folder, an unsafe checkpoint) ends the session there with one
+message and exit status 2 (3: nothing to scan, 4: a usage error), as the CLI's, never 1, the
+failed-gate status; a crossed threshold or a regression against
 ``--s2l-compare`` as a failure stating the numbers, the CI, the threshold and n. Report files
 (``--s2l-report-*``, ``--s2l-sarif``) are written when the session ends, and the headline
 numbers become ``<testsuite>`` properties of ``--junitxml``.
@@ -49,8 +51,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 class _ScanState:
     """Per-session state (kept in ``config.stash``, not module globals)."""
 
-    def __init__(self, plan: ScanPlan) -> None:
+    def __init__(self, plan: ScanPlan, config: pytest.Config) -> None:
         self.plan = plan
+        self.config = config
         self.report: ScanReport | None = None
         self.error: BaseException | None = None
         self.written: list[tuple[str, Path]] = []
@@ -62,7 +65,7 @@ class _ScanState:
             from s2l_scan.session import run
 
             try:
-                self.report = run(self.plan)
+                self.report = run(self.plan, _progress(self.config))
             except Exception as error:
                 self.error = error
         if self.error is not None:
@@ -91,7 +94,27 @@ def pytest_configure(config: pytest.Config) -> None:
                           protected=[config_file] if config_file else [])
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
-    config.stash[_STATE] = _ScanState(plan)
+    config.stash[_STATE] = _ScanState(plan, config)
+
+
+def _progress(config: pytest.Config) -> Any:
+    """Plain timestamped progress lines on the terminal, live (capture suspended while one is
+    written); none with ``-q``."""
+    import contextlib
+
+    from s2l_scan.progress import PlainProgress, quiet
+
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None or config.getoption("verbose") < 0:
+        return quiet
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def write(line: str) -> None:
+        with (capture.global_and_fixture_disabled() if capture is not None
+              else contextlib.nullcontext()):
+            reporter.write_line(line)
+
+    return PlainProgress(write, label="s2l-scan: ")
 
 
 def _listed(values: list[str] | None) -> tuple[str, ...] | None:
@@ -111,18 +134,19 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     from s2l_scan.errors import S2LError
 
     try:
-        checks = state.plan.checks(_domain_names(state.plan))
+        checks = state.plan.checks(_domain_names(state.plan, _progress(config)))
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     for check in checks:
         items.append(S2LItem.from_parent(session, name=str(check)))
 
 
-def _domain_names(plan: ScanPlan) -> list[str]:
+def _domain_names(plan: ScanPlan, progress: Any) -> list[str]:
     from s2l_scan.io.audit_data import list_domains
     from s2l_scan.session import resolve_inputs
 
-    _, data_dir = resolve_inputs(plan.inputs, plan.config)
+    # the reference model, when asked for and not cached yet, is built here (minutes)
+    _, data_dir = resolve_inputs(plan.inputs, plan.config, progress)
     return list_domains(data_dir, plan.config.domains)
 
 
@@ -135,7 +159,10 @@ class S2LItem(pytest.Item):
         return self.config.stash[_STATE]
 
     def setup(self) -> None:
-        self._state().run()  # an exception here is a scan *error*, not a gate failure
+        try:
+            self._state().run()
+        except Exception as error:  # a scan *error*, not a gate failure: stop, report once
+            _stop_on_scan_error(error, self.config)
 
     def runtest(self) -> None:
         state = self._state()
@@ -191,6 +218,33 @@ class S2LItem(pytest.Item):
         return "s2l-scan", None, self.name
 
 
+def _stop_on_scan_error(error: Exception, config: pytest.Config) -> None:
+    """End the session on a scan error, with one message and the CLI's exit code for it
+    (:data:`SCAN_ERROR_EXIT`), never the failed-gate code: no check was judged, so no item
+    may pass or fail. An unexpected exception is an internal error; ``--full-trace`` (or
+    ``--tb=long``) shows its traceback once."""
+    import traceback
+
+    from s2l_scan.errors import S2LError
+
+    if isinstance(error, S2LError):
+        message = f"s2l-scan: error: {error}"
+        code = error.exit_code
+    else:
+        if config.getoption("fulltrace", False) or config.getoption("tbstyle", "") == "long":
+            traceback.print_exception(error)
+        message = (f"s2l-scan: internal error in the scan ({type(error).__name__}: {error}). "
+                   "Nothing was judged. Rerun with --full-trace for the traceback and please "
+                   "report it.")
+        code = SCAN_ERROR_EXIT
+    pytest.exit(message, returncode=code)
+
+
+SCAN_ERROR_EXIT = 2
+"""The exit status of a session whose scan could not run (as the CLI's: 2 scan error or
+internal error, 3 nothing to scan, 4 usage error), never 1, a failed gate."""
+
+
 def _regressions(item: str, report: ScanReport) -> list[str]:
     from s2l_scan.gate import regression_reason
 
@@ -205,7 +259,14 @@ class GateFailure(Exception):
 @pytest.hookimpl(tryfirst=True)  # before junitxml's own sessionfinish writes the XML
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     state = session.config.stash.get(_STATE, None)
-    if state is None or state.report is None:
+    if state is None:
+        return
+    if state.report is None:
+        # every check deselected (-k, --deselect): nothing was judged, which must not read as
+        # a passing gate; --collect-only only lists the checks
+        if (state.error is None and session.exitstatus == pytest.ExitCode.OK
+                and not session.config.getoption("collectonly")):
+            session.exitstatus = pytest.ExitCode.NO_TESTS_COLLECTED
         return
     from s2l_scan.errors import S2LError
     from s2l_scan.report.junit import junit_properties
@@ -228,7 +289,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     state = config.stash.get(_STATE, None)
-    if state is None or state.report is None:
+    if state is None:
+        return
+    if state.report is None:
+        if state.error is None and not config.getoption("collectonly"):
+            terminalreporter.write_line(
+                "s2l-scan: no check was selected (-k / --deselect), so nothing was scanned or "
+                f"judged; exit {int(pytest.ExitCode.NO_TESTS_COLLECTED)}", red=True)
         return
     from s2l_scan.report.console import render_results
 

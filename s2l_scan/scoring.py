@@ -21,6 +21,7 @@ from s2l_scan.attack import Attack, Target, uncond_of
 from s2l_scan.conditioning import Conditioning, as_conditioning
 from s2l_scan.functional.diffusion import Cond, EpsFn
 from s2l_scan.parallel import World
+from s2l_scan.progress import report
 
 Scores = dict[str, np.ndarray]  # "" → the attack's scores, other keys → diagnostic variants
 
@@ -61,11 +62,13 @@ def batches(total: int, batch_size: int) -> list[tuple[int, int]]:
 
 
 def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleSet],
-               world: World | None = None) -> list[list[Scores]] | None:
+               world: World | None = None, stage: str = "scoring"
+               ) -> list[list[Scores]] | None:
     """``out[a][s]``: attack ``a``'s scores (and variants) of sample set ``s``.
 
     With a multi-process ``world`` the batches are shared out and the result is returned on
-    rank 0 only (None elsewhere).
+    rank 0 only (None elsewhere). Reports ``stage`` progress in batches
+    (:func:`s2l_scan.progress.report`).
     """
     world = World() if world is None else world
     if not sets:
@@ -85,7 +88,19 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
                 shared, xb, cb, alphas, index[start:stop], **uncond_of(attack, target)).items()}
                 for attack in attacks]
 
-    per_batch = world.map(run, batches(len(x0), target.batch_size))
+    spans = batches(len(x0), target.batch_size)
+    mine = sum(world.mine(i) for i in range(len(spans)))
+    done = 0
+
+    def counted(span: tuple[int, int]) -> list[Scores]:
+        nonlocal done
+        scores = run(span)
+        done += 1
+        report(stage, done, mine)
+        return scores
+
+    report(stage, 0, mine)
+    per_batch = world.map(counted, spans)
     if per_batch is None:
         return None
     bounds = np.cumsum([0, *(len(s.latents) for s in sets)])

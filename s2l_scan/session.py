@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
+from s2l_scan.progress import ProgressFn, quiet, reporting
 from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
 from s2l_scan.stages.baselines import run_baselines
 from s2l_scan.stages.encode import encode_subject
@@ -36,23 +36,21 @@ from s2l_scan.stages.runtime import Runtime
 
 __all__ = ["REFERENCE", "ScanInputs", "resolve_inputs", "run", "run_scan"]
 
-ProgressFn = Callable[[str, int, int], None]
 _PACKAGES = ("torch", "diffusers", "transformers", "numpy", "safetensors")
 
 
-def _quiet(stage: str, done: int, total: int) -> None:
-    return None
-
-
-def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
+def resolve_inputs(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = quiet
                    ) -> tuple[Path, Path]:
     """Model folder and data folder; builds the reference model into the cache if needed."""
     if inputs.model == REFERENCE:
         from s2l_scan.reference.cache import cached_reference
         from s2l_scan.reference.presets import get_preset
 
+        def building(stage: str, done: int, total: int) -> None:
+            progress(f"building the reference model: {stage}", done, total)
+
         folder = cached_reference(get_preset(config.reference_preset), config.reference_seed,
-                                  threads=config.threads, progress=progress)
+                                  threads=config.threads, progress=building)
         data = Path(inputs.data) if inputs.data else folder / "data"
         return folder / "model", data
     inputs.check()
@@ -80,13 +78,13 @@ def resolve_base(inputs: ScanInputs, model_dir: Path) -> Path | None:
     return base
 
 
-def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = _quiet
+def run_scan(inputs: ScanInputs, config: ScanConfig, progress: ProgressFn = quiet
              ) -> ScanReport:
     """Plan (validating everything first) and run a scan: :func:`run` of :func:`build_plan`."""
     return run(build_plan(inputs, config), progress)
 
 
-def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
+def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
     """Run every stage of ``plan`` and return the judged report.
 
     Under a data-parallel launch (:mod:`s2l_scan.parallel`) every process calls this: the units
@@ -97,35 +95,37 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
     clock = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
-    runtime = Runtime.for_config(config)
+    runtime = Runtime.for_config(config, progress)
     try:
-        runtime.store.check()
-        model_dir, data_dir = resolve_inputs(plan.inputs, config, progress)
-        check_evidence_dir(config, [model_dir, data_dir])
-        base_dir = resolve_base(plan.inputs, model_dir)
-        model = load_pipeline(model_dir, config=_path(plan.inputs.model_config),
-                              lora=list(plan.inputs.adapters), allow_pickle=config.allow_pickle,
-                              device=resolve_device(config.device),
-                              dtype=torch_dtype(config.dtype))
-        data = load_audit_data(data_dir, model.resolution, domains=config.domains)
-        check_known_index(data, config)
-        plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
-        subject = encode_subject(model, data, config.batch_size, config.seed,
-                                 with_blind=runtime.is_main)
-        base = None if base_dir is None else load_pipeline(
-            base_dir, allow_pickle=config.allow_pickle, device=resolve_device(config.device),
-            dtype=torch_dtype(config.dtype))
-        results = run_baselines(subject, plan.attacks, config, runtime, progress, base=base)
-        del base  # the base calibrates the released model's rows only; free its weights
-        index = known_index(data, config)
-        extraction = run_released_extraction(subject, index, config, runtime)
-        probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes, config,
-                                                  baseline=results, index=index,
-                                                  runtime=runtime)
-        results += probe_rows
-        extraction += probe_extraction
-        memorization = _memorization(model, data, config) if runtime.is_main else []
-        runtime.count_other_ranks()
+        with reporting(progress):
+            runtime.store.check()
+            model_dir, data_dir = resolve_inputs(plan.inputs, config, progress)
+            check_evidence_dir(config, [model_dir, data_dir])
+            base_dir = resolve_base(plan.inputs, model_dir)
+            model = load_pipeline(model_dir, config=_path(plan.inputs.model_config),
+                                  lora=list(plan.inputs.adapters),
+                                  allow_pickle=config.allow_pickle,
+                                  device=resolve_device(config.device),
+                                  dtype=torch_dtype(config.dtype))
+            data = load_audit_data(data_dir, model.resolution, domains=config.domains)
+            check_known_index(data, config)
+            plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
+            subject = encode_subject(model, data, config.batch_size, config.seed,
+                                     with_blind=runtime.is_main)
+            base = None if base_dir is None else load_pipeline(
+                base_dir, allow_pickle=config.allow_pickle,
+                device=resolve_device(config.device), dtype=torch_dtype(config.dtype))
+            results = run_baselines(subject, plan.attacks, config, runtime, base=base)
+            del base  # the base calibrates the released model's rows only; free its weights
+            index = known_index(data, config)
+            extraction = run_released_extraction(subject, index, config, runtime)
+            probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes,
+                                                      config, baseline=results, index=index,
+                                                      runtime=runtime)
+            results += probe_rows
+            extraction += probe_extraction
+            memorization = _memorization(model, data, config) if runtime.is_main else []
+            runtime.count_other_ranks()
     finally:
         torch.set_num_threads(previous_threads)
     report: ScanReport | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,10 @@ def test_passing_gate_collects_one_item_per_attack_and_domain(
                                  "*probes::noise/pia[[]pooled[]] PASSED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
                                  "*verdict: PASSED*"])
+    # live progress lines on the terminal while the scan runs (the encoding is always told)
+    result.stdout.fnmatch_lines(["[[]*[]] s2l-scan: encoding the audit images (domains) 0/2",
+                                 "[[]*[]] s2l-scan: encoding the audit images (domains) 2/2 "
+                                 "(100%) done in *"])
 
 
 def test_failing_gate_states_number_ci_threshold_and_n(pytester: pytest.Pytester,
@@ -123,9 +128,33 @@ def test_unsafe_model_is_a_scan_error_not_a_pass(pytester: pytest.Pytester,
     result = pytester.runpytest(f"--s2l-model={tiny_model_copy}",
                                 f"--s2l-data={tiny_reference / 'data'}", "--s2l-attacks=loss",
                                 "--s2l-probes=noise")
-    assert result.ret != pytest.ExitCode.OK
-    result.assert_outcomes(errors=10)
-    result.stdout.fnmatch_lines(["*pickled weights can run arbitrary code*"])
+    assert result.ret == 2  # a scan error, as the CLI's: never 1 (failed gate) nor 0
+    result.assert_outcomes()  # no check was judged: none passed, failed or errored
+    assert result.stdout.str().count("pickled weights can run arbitrary code") == 1
+
+
+@pytest.mark.parametrize(("model", "data", "code", "message"), [
+    ("{tmp}/nonexistent", "{ref}/data", 2, "*s2l-scan: error: *nonexistent: not a folder*"),
+    ("{ref}/model", "{tmp}/corrupt", 2, "*s2l-scan: error: *0000.png*"),
+    ("{ref}/model", "{tmp}/empty", 4, "*s2l-scan: *empty: holds no domain folder*"),
+])
+def test_a_scan_error_is_reported_once_with_a_short_log(
+        pytester: pytest.Pytester, tiny_reference: Path, model: str, data: str, code: int,
+        message: str) -> None:
+    import shutil
+
+    (pytester.path / "empty").mkdir()
+    corrupt = Path(shutil.copytree(tiny_reference / "data", pytester.path / "corrupt"))
+    next(corrupt.glob("*/members/0000.png")).write_bytes(b"not a png")
+    paths = {"tmp": pytester.path, "ref": tiny_reference}
+    result = pytester.runpytest(f"--s2l-model={model.format(**paths)}",
+                                f"--s2l-data={data.format(**paths)}", "--s2l-attacks=loss",
+                                "--s2l-probes=", "-p", "no:cacheprovider")
+    assert result.ret == code  # as the CLI's; never 1, the failed-gate status
+    output = result.stdout.str() + "\n" + result.stderr.str()
+    assert "Traceback" not in output and len(output) < 4000, output
+    assert output.count("s2l-scan: ") <= 2, output  # the message (and pytest's echo of it)
+    assert fnmatch.fnmatch(output.replace("\n", " "), message), output
 
 
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
@@ -169,7 +198,18 @@ def test_deselecting_a_failing_check_does_not_pass_the_session(pytester: pytest.
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
                                        "--s2l-extraction-samples=0", "--s2l-max-auc=0",
                                        "--s2l-family-alpha=1",
-                                       "--s2l-max-tpr=1", "-k", "pooled"))
+                                       "--s2l-max-tpr=1", "-k", "pooled", "-q"))
     result.assert_outcomes(failed=1)  # only baselines::loss[pooled] ran
+    assert "s2l-scan: encoding" not in result.stdout.str()  # -q: no progress
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*ran as no test item*baselines::loss[[]identity-0[]]*"])
+
+
+def test_deselecting_every_check_is_no_pass(pytester: pytest.Pytester,
+                                            tiny_reference: Path) -> None:
+    pytester.makepyfile("def test_ok():\n    assert True\n")
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "-k", "test_ok"))
+    result.assert_outcomes(passed=1)  # the project's own test; no s2l check ran
+    assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
+    result.stdout.fnmatch_lines(["*s2l-scan: no check was selected*nothing was scanned*"])

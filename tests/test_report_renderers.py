@@ -110,9 +110,11 @@ def test_extraction_counts_images_generations_and_nonmember_matches_apart() -> N
     row = next(line for line in render_markdown(report).splitlines()
                if line.startswith("| released | identity-0"))
     assert [cell.strip() for cell in row.split("|")[3:7]] == ["2", "7", "7", "3"]
-    printed = " ".join(render_results(report, width=400).split())
-    assert ("2 training images extracted (matched by 7 of 7 generations); 3 generations "
-            "within δ of a non-member") in printed
+    printed = render_results(report, width=400)
+    line = next(line for line in printed.splitlines()
+                if line.startswith("extraction::released[identity-0]"))
+    assert line.split()[1:5] == ["2", "7/7", "3", "0.0500"]  # extracted, matched, non-member
+    printed = " ".join(printed.split())
     assert "itself included" in printed and "the known member images stand in" in printed
     html = render_html(report, search=[])
     assert "2 training images extracted (matched by 7 of 7 generations)" in html
@@ -164,10 +166,13 @@ def test_html_is_self_contained_with_charts_and_inline_evidence(tmp_path: Path) 
     for forbidden in ("<script", "<link", "src=\"http", "href=\"http", "url(", "@import"):
         assert forbidden not in lowered
     assert "default-src 'none'" in page  # a CSP forbids any network load
-    assert page.count('<svg class="chart roc"') == 1
+    assert page.count('<svg class="chart roc log"') == 1  # and the same on linear axes
+    assert page.count('<svg class="chart roc linear"') == 1
     assert page.count('<svg class="chart hist"') == 3
     assert "blind baseline" in page
-    assert page.count('src="data:image/png;base64,') == 1
+    leaked, rest = page.split('<nav class="toc"')
+    assert leaked.count('src="data:image/png;base64,') == 1  # the extracted image, first
+    assert rest.count('src="data:image/png;base64,') == 1  # and in the extraction evidence
     assert "image: gone.png" in page
 
 

@@ -18,6 +18,7 @@ from s2l_scan.conditioning import Conditioning, TextEncoders
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.functional.diffusion import add_noise, training_target
 from s2l_scan.probe import ModelCopy
+from s2l_scan.progress import report
 
 WEIGHT_DECAY = 1e-2
 """AdamW's decay, as in the reference model's own training (s2l_scan/reference/build.py)."""
@@ -103,7 +104,8 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
     ``data.prior`` adds DreamBooth's prior-preservation term, weighted by
     ``config.prior_weight``. ``after_step`` runs after every optimizer step (textual inversion
     restores its frozen embedding rows there). Only ``params`` require grad while training;
-    afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``.
+    afterwards both modules are back in ``eval()`` with ``requires_grad_(False)``. Each step
+    is told to the scan's progress (:func:`s2l_scan.progress.report`).
 
     Returns ``{"losses": [...], "first_loss": ..., "final_loss": ...}`` where ``final_loss`` is
     the mean of the last tenth of the steps (one step's loss is too noisy to report).
@@ -143,6 +145,7 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
     for encoder, mode in zip(encoders.encoders, trains, strict=True):
         encoder.train(mode)
     losses: list[float] = []
+    report("fine-tuning (steps)", 0, steps)
     try:
         table = None if text_trains else encoders.encode_ids(ids, size, grad=False)
         for step in range(steps):
@@ -172,6 +175,7 @@ def train(model: ModelCopy, data: TrainingData, params: ParamGroups, config: Tra
                 with torch.no_grad():
                     after_step()
             losses.append(float(loss.item()))
+            report("fine-tuning (steps)", step + 1, steps)
     finally:
         unet.eval().requires_grad_(False)
         for encoder in encoders.encoders:

@@ -98,34 +98,73 @@ def _xy(x: float, y: float, width: int = _SIZE, height: int = _SIZE, pad: int = 
     return pad + x * (width - 2 * pad), height - pad - y * (height - 2 * pad)
 
 
+def log_position(value: float, floor: float) -> float:
+    """Where ``value`` sits on a log axis from ``floor`` (0) to 1 (1); values at or below
+    ``floor`` (zero included) sit at 0.
+
+    >>> log_position(0.01, 1e-3), log_position(0.0, 1e-3), log_position(1.0, 1e-3)
+    (0.3333333333333333, 0.0, 1.0)
+    """
+    return (math.log10(max(value, floor)) - math.log10(floor)) / -math.log10(floor)
+
+
+def log_floor(n_nonmembers: int) -> float:
+    """The lower end of a log-log ROC chart: the decade at or below one non-member (the
+    smallest non-zero FPR a set of ``n_nonmembers`` can show), at most 10⁻²."""
+    return float(min(1e-2, 10.0 ** math.floor(math.log10(1.0 / max(1, n_nonmembers)))))
+
+
 def _polyline(points: Sequence[tuple[float, float]], **style: str) -> str:
     coords = " ".join(f"{px:.1f},{py:.1f}" for px, py in (_xy(x, y) for x, y in points))
     attrs = " ".join(f'{k.replace("_", "-")}="{v}"' for k, v in style.items())
     return f'<polyline points="{coords}" fill="none" {attrs}/>'
 
 
-def roc_svg(title: str, curves: Sequence[tuple[str, str, list[tuple[float, float]]]]) -> str:
-    """A square ROC chart; ``curves`` are (label, colour, points). Chance is the dashed line."""
+def roc_svg(title: str, curves: Sequence[tuple[str, str, list[tuple[float, float]]]],
+            scale: str = "linear", floor: float = 1e-3) -> str:
+    """A square ROC chart; ``curves`` are (label, colour, points). Chance is the dashed line.
+
+    ``scale="log"``: both axes logarithmic from ``floor`` to 1, as membership-inference papers
+    read attacks at low FPR (Carlini et al. 2022); points at 0 sit on the floor."""
+    if scale not in ("linear", "log"):
+        raise ValueError(f"scale must be 'linear' or 'log', got {scale!r}")
+
+    def place(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+        if scale == "linear":
+            return list(points)
+        return [(log_position(x, floor), log_position(y, floor)) for x, y in points]
+
     x0, y0 = _xy(0, 0)
     x1, y1 = _xy(1, 1)
-    parts = [f'<svg class="chart roc" viewBox="0 0 {_SIZE + 170} {_SIZE}" width="{_SIZE + 170}" '
-             f'height="{_SIZE}" role="img" aria-label="{escape(title)}">',
+    chance = [(0, 0), (1, 1)] if scale == "linear" else [(floor, floor), (1, 1)]
+    parts = [f'<svg class="chart roc {scale}" viewBox="0 0 {_SIZE + 170} {_SIZE}" '
+             f'width="{_SIZE + 170}" height="{_SIZE}" role="img" aria-label="{escape(title)}">',
              f"<title>{escape(title)}</title>",
              f'<rect x="{x0}" y="{y1}" width="{x1 - x0}" height="{y0 - y1}" fill="#fafafa" '
              'stroke="#999"/>',
-             _polyline([(0, 0), (1, 1)], stroke="#aaa", stroke_dasharray="4 3")]
-    for tick in (0.0, 0.5, 1.0):
-        tx, _ = _xy(tick, 0)
-        _, ty = _xy(0, tick)
-        parts.append(f'<text x="{tx:.1f}" y="{y0 + 14:.1f}" text-anchor="middle">{tick:g}</text>')
-        parts.append(f'<text x="{x0 - 6:.1f}" y="{ty + 4:.1f}" text-anchor="end">{tick:g}</text>')
+             _polyline(place(chance), stroke="#aaa", stroke_dasharray="4 3")]
+    ticks = ([0.0, 0.5, 1.0] if scale == "linear" else
+             [10.0 ** e for e in range(round(math.log10(floor)), 1)])
+    for tick in ticks:
+        (at, _), = place([(tick, 0.0)])
+        tx, _ = _xy(at, 0)
+        _, ty = _xy(0, at)
+        label = f"{tick:g}"
+        parts.append(f'<text x="{tx:.1f}" y="{y0 + 14:.1f}" text-anchor="middle">{label}</text>')
+        parts.append(f'<text x="{x0 - 6:.1f}" y="{ty + 4:.1f}" text-anchor="end">{label}</text>')
+        if scale == "log" and 0 < at < 1:
+            parts.append(f'<line x1="{tx:.1f}" y1="{y1}" x2="{tx:.1f}" y2="{y0}" '
+                         'stroke="#e4e4e4"/>')
+            parts.append(f'<line x1="{x0}" y1="{ty:.1f}" x2="{x1}" y2="{ty:.1f}" '
+                         'stroke="#e4e4e4"/>')
+    axis = " (log)" if scale == "log" else ""
     parts.append(f'<text x="{(x0 + x1) / 2:.1f}" y="{_SIZE - 6}" text-anchor="middle">'
-                 "false positive rate</text>")
+                 f"false positive rate{axis}</text>")
     parts.append(f'<text transform="translate(12 {(y0 + y1) / 2:.1f}) rotate(-90)" '
-                 'text-anchor="middle">true positive rate</text>')
+                 f'text-anchor="middle">true positive rate{axis}</text>')
     parts.append(f'<text x="{x0}" y="{y1 - 10}" class="chart-title">{escape(title)}</text>')
     for index, (label, colour, points) in enumerate(curves):
-        parts.append(_polyline(points, stroke=colour, stroke_width="2"))
+        parts.append(_polyline(place(points), stroke=colour, stroke_width="2"))
         ly = y1 + 14 + index * 16
         parts.append(f'<line x1="{x1 + 10}" y1="{ly - 4}" x2="{x1 + 26}" y2="{ly - 4}" '
                      f'stroke="{colour}" stroke-width="3"/>')

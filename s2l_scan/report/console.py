@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from s2l_scan.report.headline import extraction_counts, extraction_reading, fmt, headline, reading
+from s2l_scan.report.digest import FLAGS
+from s2l_scan.report.headline import extraction_reading, fmt
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -18,6 +22,63 @@ def make_console(stderr: bool = False) -> Console:
     stream = sys.stderr if stderr else sys.stdout
     plain = "NO_COLOR" in os.environ or not stream.isatty()
     return Console(file=stream, no_color=plain, highlight=not plain, soft_wrap=False)
+
+
+class RichProgress:
+    """A rich display fed by ``progress(stage, done, total)``: one bar per stage, with elapsed
+    time and ETA, started again when ``done`` goes back (the next fine-tuning run); the bars
+    go when the display closes."""
+
+    def __init__(self, console: Console) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        self._bar = Progress(TextColumn("{task.description}"), BarColumn(),
+                             MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                             TimeRemainingColumn(), console=console, transient=True)
+        self._tasks: dict[str, Any] = {}
+        self._done: dict[str, tuple[int, int]] = {}
+
+    def __enter__(self) -> RichProgress:
+        self._bar.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._bar.__exit__(None, None, None)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        before = self._done.get(stage)
+        self._done[stage] = (done, total)
+        if stage not in self._tasks:
+            self._tasks[stage] = self._bar.add_task(escape(stage), total=total, completed=done)
+        elif before is not None and (done < before[0] or before[0] >= before[1]):
+            self._bar.reset(self._tasks[stage], total=total, completed=done)
+        else:
+            self._bar.update(self._tasks[stage], total=total, completed=done)
+
+
+def progress_display(console: Console, quiet: bool = False
+                     ) -> contextlib.AbstractContextManager[Callable[[str, int, int], None]]:
+    """The progress callable for a command, as a context: nothing when ``quiet``; rich bars
+    when ``console`` is a terminal; else plain timestamped lines on stderr (CI logs)."""
+    from s2l_scan.progress import PlainProgress
+    from s2l_scan.progress import quiet as nothing
+
+    if quiet:
+        return contextlib.nullcontext(nothing)
+    if console.is_terminal:
+        return RichProgress(console)
+
+    def write(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    return contextlib.nullcontext(PlainProgress(write, label="s2l-scan: "))
 
 
 def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> None:
@@ -46,57 +107,206 @@ def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> 
 
 
 def render_results(report: Any, color: bool = False, width: int | None = None) -> str:
-    """The summary table that ends a scan, as text (for pytest's terminal reporter).
+    """The summary that ends a scan, as text (also pytest's terminal summary).
 
-    ``width`` defaults to the terminal's (``COLUMNS`` when set), at least 120 and 160 when
-    unknown, as in a CI log: the check ids are never cut."""
-    import shutil
+    Checks are grouped (baselines, probes with Δ, extraction); a one-line reason follows each
+    failure, a legend explains the columns and the flags that occur, and the digest of what
+    leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict. ``width``
+    defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal, as in a CI
+    log). A check id is never cut: a narrower line drops the CIs, then puts each check on a
+    line of its own with its numbers under it, and an id wider than the line folds."""
     from io import StringIO
 
-    if width is None:
-        width = max(120, shutil.get_terminal_size((160, 24)).columns)
+    from s2l_scan.report.digest import ROOM_TITLES, digest_lines, flag_meanings, what_leaked
+
+    width = terminal_width() if width is None else max(40, width)
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
                       highlight=False)
-    table = Table(title=escape(f"s2l-scan: {report.model['source']}"), show_edge=False)
-    for column in ("check", "AUC [95% CI]", "raw", "TPR@1%", "TPR@0.1%", "ASR", "blind AUC",
-                   "ΔAUC", "n", "verdict"):
-        table.add_column(column, justify="left" if column in ("check", "verdict") else "right",
-                         no_wrap=column != "verdict")
-    for row in report.results:
-        verdict = "[green]pass[/green]" if row.passed else "[bold red]FAIL[/bold red]"
-        if row.confounded:
-            verdict += " [yellow](confounded)[/yellow]"
-        if row.unstable:
-            verdict += " [yellow](unstable)[/yellow]"
-        if row.underpowered:
-            verdict += " [yellow](underpowered)[/yellow]"
-        low, high = row.auc_ci
-        delta = "" if row.delta_auc is None else f"{row.delta_auc:+.3f}"
-        table.add_row(escape(row.item_id), f"{row.auc:.3f} [{low:.2f}, {high:.2f}]",
-                      f"{row.auc_raw:.3f}", fmt(row.tpr_at_1pct_fpr), fmt(row.tpr_at_01pct_fpr),
-                      f"{row.asr:.3f}", f"{row.blind_auc:.3f}", delta,
-                      f"{row.n_members}/{row.n_nonmembers}", verdict)
-    console.print(table)
-    config = report.config
-    console.print(f"gate: max_auc {config['max_auc']} (compared: {config['ci_end']}), "
-                  f"max_tpr {config['max_tpr']} at 1% FPR where estimable; thresholds "
-                  "calibrated on half of each set, measured on the other half")
-    console.print(reading(), style="dim")
-    for record in report.extraction:
-        where = escape(f"{record.probe or 'released'}[{record.domain}]")
-        verdict = ("[green]pass[/green]" if record.passed
-                   else "[bold red]FAIL[/bold red]")
-        console.print(f"extraction {where}: {extraction_counts(record)}; {verdict}",
-                      soft_wrap=True)
+    console.print(f"[bold]s2l-scan: {escape(str(report.model['source']))}[/bold]",
+                  soft_wrap=True)
+    baselines = [row for row in report.results if row.probe is None]
+    probes = [row for row in report.results if row.probe is not None]
+    for room, rows in (("baselines", baselines), ("probes", probes)):
+        if rows:
+            console.print(f"\n[bold]{escape(ROOM_TITLES[room])}[/bold]")
+            console.print(_fitted(console, width, functools.partial(
+                _rows_table, rows, width, delta=room == "probes")))
+            _print_reasons(rows, console)
     if report.extraction:
-        console.print(extraction_reading(report), style="dim", soft_wrap=True)
+        console.print(f"\n[bold]{escape(ROOM_TITLES['extraction'])}[/bold]")
+        console.print(_fitted(console, width, functools.partial(
+            _extraction_table, report.extraction, width)))
+        _print_reasons(report.extraction, console)
+    digest = what_leaked(report)
+    _print_legend(report, digest.flags, flag_meanings(), console)
     _print_comparison(report, console)
+    console.print("\n[bold]what leaked[/bold]")
+    for line in digest_lines(digest)[1:]:
+        console.print(f"  {escape(line)}")
     status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
-    failed = len(report.to_dict()["verdict"]["failed_items"])
-    checks = headline(report)["checks"]
-    console.print(f"verdict: {status} ({failed} of {checks} checks failed)")
+    console.print(f"verdict: {status} ({digest.failed} of {digest.checks} checks failed)")
     return buffer.getvalue()
+
+
+def terminal_width(fallback: int = 120) -> int:
+    """The terminal's width (``COLUMNS`` first); ``fallback`` without one (a CI log)."""
+    import shutil
+
+    return max(40, shutil.get_terminal_size((fallback, 24)).columns)
+
+
+def _verdict(passed: bool, flags: list[str]) -> str:
+    text = "[green]pass[/green]" if passed else "[bold red]FAIL[/bold red]"
+    return " ".join([text, *(f"[yellow]{flag}[/yellow]" for flag in flags)])
+
+
+def _table() -> Table:
+    from rich import box
+
+    return Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1),
+                 collapse_padding=True)
+
+
+def _fitted(console: Console, width: int, build: Any) -> Any:
+    """``build(compact=False)`` when it fits ``width`` unwrapped; else ``build(compact=True)``
+    (no CIs: they stay in the JSON and HTML reports) when its numbers fit whole; else each
+    check on a line of its own with its numbers on the next (``build(compact=None)``)."""
+    from rich.measure import Measurement
+
+    def measure(table: Table) -> Measurement:
+        return Measurement.get(console, console.options.update_width(10_000), table)
+
+    wide: Table = build(compact=False)
+    if measure(wide).maximum <= width:
+        return wide
+    narrow: Table = build(compact=True)
+    if measure(narrow).minimum <= width:
+        return narrow
+    return build(compact=None)
+
+
+def _id_column(table: Table, ids: list[str], width: int) -> None:
+    """The check column: as wide as its longest id when the line allows; folded (never cut)
+    when an id is wider than the whole line."""
+    longest = max(len(text) for text in ids)
+    table.add_column("check", no_wrap=longest <= width - 20, overflow="fold",
+                     min_width=min(longest, max(10, width - 20)))
+
+
+def _number_column(table: Table, header: str) -> None:
+    table.add_column(header, justify="right", no_wrap=True)
+
+
+def _stacked(header: list[str], lines: list[tuple[str, list[str], bool]]) -> Any:
+    """Each check on a line of its own, its numbers (named) on the next: for lines too narrow
+    for any table."""
+    from rich.console import Group
+    from rich.text import Text
+
+    out: list[Text] = []
+    for check, cells, passed in lines:
+        out.append(Text(check, style="" if passed else "red", overflow="fold"))
+        named = [f"{name} {cell}" for name, cell in zip(header, cells[:-1], strict=False)]
+        out.append(Text.from_markup("    " + "  ".join([*map(escape, named), cells[-1]])))
+    return Group(*out)
+
+
+def _rows_table(rows: list[Any], width: int, delta: bool, compact: bool | None) -> Any:
+    if compact is None:
+        header = ["AUC", *(["ΔAUC"] if delta else []), "blind", "n"]
+        return _stacked(header, [
+            (row.item_id, [f"{row.auc:.3f}", *([_delta(row, True)] if delta else []),
+                           f"{row.blind_auc:.2f}", f"{row.n_members}/{row.n_nonmembers}",
+                           _verdict(row.passed, [f for f in FLAGS if getattr(row, f)])],
+             row.passed) for row in rows])
+    table = _table()
+    _id_column(table, [row.item_id for row in rows], width)
+    _number_column(table, "AUC" if compact else "AUC [95% CI]")
+    if delta:
+        _number_column(table, "ΔAUC" if compact else "ΔAUC [95% CI]")
+    tpr = any(row.tpr_at_1pct_fpr is not None for row in rows)
+    for column in (["TPR@1%"] if tpr else []) + ["blind", "n"]:
+        _number_column(table, column)
+    table.add_column("verdict", overflow="fold")
+    for row in rows:
+        low, high = row.auc_ci
+        cells = [escape(row.item_id),
+                 f"{row.auc:.3f}" if compact else f"{row.auc:.3f} [{low:.2f}, {high:.2f}]"]
+        if delta:
+            cells.append(_delta(row, compact))
+        if tpr:
+            cells.append(fmt(row.tpr_at_1pct_fpr))
+        flags = [flag for flag in FLAGS if getattr(row, flag)]
+        cells += [f"{row.blind_auc:.2f}", f"{row.n_members}/{row.n_nonmembers}",
+                  _verdict(row.passed, flags)]
+        table.add_row(*cells, style=None if row.passed else "red")
+    return table
+
+
+def _delta(row: Any, compact: bool) -> str:
+    if row.delta_auc is None:
+        return "-"
+    if row.delta_auc_ci is None or compact:
+        return f"{row.delta_auc:+.3f}"
+    low, high = row.delta_auc_ci
+    return f"{row.delta_auc:+.3f} [{low:+.2f}, {high:+.2f}]"
+
+
+def _extraction_table(records: list[Any], width: int, compact: bool | None) -> Any:
+    if compact is None:
+        return _stacked(["extracted", "matched", "non-member"], [
+            (r.item_id, [str(r.extracted), f"{r.matched_generations}/{r.n_generated}",
+                         str(r.nonmember_matches), _verdict(r.passed, [])], r.passed)
+            for r in records])
+    table = _table()
+    _id_column(table, [record.item_id for record in records], width)
+    for column in ("extracted", "matched", "non-member", *([] if compact else ["nearest RMS"])):
+        _number_column(table, column)
+    table.add_column("verdict", overflow="fold")
+    for record in records:
+        cells = [escape(record.item_id), str(record.extracted),
+                 f"{record.matched_generations}/{record.n_generated}",
+                 str(record.nonmember_matches)]
+        if not compact:
+            cells.append(fmt(record.nearest_distance, 4))
+        table.add_row(*cells, _verdict(record.passed, []),
+                      style=None if record.passed else "red")
+    return table
+
+
+def _print_reasons(checks: list[Any], console: Console) -> None:
+    """One line per failed check: what crossed which threshold (details in the reports)."""
+    from s2l_scan.report.digest import short_reason
+
+    for check in checks:
+        if not check.passed:
+            why = "; ".join(short_reason(reason) for reason in check.reasons) or "failed"
+            console.print(f"  [red]✗[/red] {escape(check.item_id)}: {escape(why)}")
+
+
+def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],
+                  console: Console) -> None:
+    config = report.config
+    console.print(f"\ngate: max_auc {config['max_auc']} (compared: {config['ci_end']}), "
+                  f"max_tpr {config['max_tpr']} at 1% FPR where estimable, max_amplification "
+                  f"{config.get('max_amplification', '-')}, max_extracted "
+                  f"{config.get('max_extracted', '-')}; an AUC or Δ check fails only when also "
+                  f"significant after Holm's correction at family_alpha "
+                  f"{config.get('family_alpha', '-')}")
+    legend = ("legend: AUC calibrated (direction and variant learned on one half of the "
+              "samples, measured on the other); ΔAUC = probe's copy − released model; "
+              "TPR@1% '-' = not estimable at this n (a column only when some row has one); "
+              "blind = AUC of a model-free classifier (distribution-shift control); n = "
+              "members/non-members; extraction: distinct training images extracted, "
+              "generations matched / generated, generations within δ of a non-member. A "
+              "narrow terminal drops the CIs: see the HTML or JSON report")
+    console.print(escape(legend), style="dim")
+    for flag, count in flags.items():
+        console.print(f"[yellow]{flag}[/yellow] ({count} row{'' if count == 1 else 's'}): "
+                      f"{escape(meanings[flag])}")
+    if report.extraction:
+        console.print(escape(extraction_reading(report)), style="dim")
 
 
 def _print_comparison(report: Any, console: Console) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from s2l_scan import __version__
 from s2l_scan.report import charts
+from s2l_scan.report.digest import ROOM_TITLES, flag_meanings, short_reason, what_leaked
 from s2l_scan.report.headline import (
     extraction_counts,
     extraction_reading,
@@ -36,48 +37,90 @@ _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#222;
 background:#fff}
 main{max-width:1280px;margin:0 auto;padding:24px}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:1px solid #ddd}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:20px 0 8px}
+h3{font-size:15px;margin:14px 0 6px}
 .banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:18px;font-weight:600;margin:12px 0}
 .banner.passed{background:#1a7f37}.banner.failed{background:#cf222e}
+.scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
-th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;white-space:nowrap}
+th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;white-space:nowrap;
+vertical-align:top}
 th{background:#f6f8fa}td.l,th.l{text-align:left;white-space:normal}
 tr.fail td{background:#ffebe9}.tag{font-size:12px;padding:1px 6px;border-radius:10px;
-background:#fff8c5;border:1px solid #d4a72c;margin-left:4px}
+background:#fff8c5;border:1px solid #d4a72c;margin-left:4px;white-space:nowrap}
 .pass{color:#1a7f37;font-weight:600}.failtxt{color:#cf222e;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
+.chart{max-width:100%;height:auto}
 .chart text{font-size:11px;fill:#333}.chart .chart-title{font-size:12px;font-weight:600}
-.muted{color:#57606a}.pair{display:inline-block;margin:6px;text-align:center;font-size:12px}
-.pair img{image-rendering:pixelated;border:1px solid #ccc;max-width:400px}
-ul.reasons{margin:4px 0 0 0;padding-left:18px;text-align:left}td.verdict{min-width:340px}
-code{font-size:12px}td.l code{white-space:nowrap}
+.muted{color:#57606a}.pair{display:inline-block;margin:6px;text-align:center;font-size:12px;
+max-width:100%;vertical-align:top}
+.pair img{image-rendering:pixelated;border:1px solid #ccc;max-width:min(400px,100%)}
+.why{font-size:12px;color:#57606a;margin-top:2px;white-space:normal}
+code{font-size:12px}td.l code.id{white-space:nowrap}
+details.section{border:1px solid #d0d7de;border-radius:6px;margin:12px 0;padding:0 12px}
+details.section>summary{font-size:17px;font-weight:600;padding:8px 0;cursor:pointer}
+nav.toc{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;
+margin:12px 0}nav.toc ol{margin:4px 0;padding-left:20px}nav.toc li{margin:2px 0}
+dl.kv{display:grid;grid-template-columns:max-content 1fr;gap:2px 12px;margin:6px 0;
+font-size:13px}dl.kv dt{color:#57606a}dl.kv dd{margin:0;word-break:break-word}
+.leak{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}
+.axes{font-size:13px;margin:6px 0}.roc.linear{display:none}pre{overflow-x:auto}
+#linear:checked~.charts .roc.linear{display:inline}#linear:checked~.charts .roc.log{display:none}
+@media (max-width:900px){main{padding:8px}th,td{padding:3px 4px;font-size:12px}
+.minor{display:none}.banner{font-size:16px}}
 """
+
+MAX_DIGEST_PAIRS = 8  # extracted images shown with their evidence in "What leaked"
+MAX_WORST_ROWS = 10  # failed rows listed in "What leaked", strongest first
+
+_SECTIONS = (("leaked", "What leaked"), ("results", "Results by check"),
+             ("comparison", "Compared with the previous report"),
+             ("charts", "ROC curves and score distributions"),
+             ("extraction", "Extraction evidence"), ("details", "Model, data and configuration"))
 
 
 def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
-    """The page as one string. Relative evidence paths are looked up in ``search``, then cwd."""
+    """The page as one string. Relative evidence paths are looked up in ``search``, then cwd.
+
+    The verdict and what leaked come first (the digest of :mod:`s2l_scan.report.digest`: worst
+    attack per domain, extracted images with their evidence, the largest amplification, the
+    strongest failures); then a table of contents and one collapsible section each for the
+    results, the regression compare, the charts (log-log ROC, linear on a switch), the
+    extraction evidence and the model, data and configuration."""
     top = headline(report)
+    search = [*search, Path.cwd()]
     title = f"s2l-scan: {report.model.get('source', '?')}"
-    sections = [
+    sections = {
+        "leaked": _leaked(report, search),
+        "results": _results(report),
+        "comparison": _comparison(report),
+        "charts": _attack_sections(report),
+        "extraction": _extraction(report, search),
+        "details": _details(report),
+    }
+    present = [(anchor, name) for anchor, name in _SECTIONS if sections[anchor]]
+    toc = ('<nav class="toc" aria-label="contents"><strong>Contents</strong><ol>'
+           + "".join(f'<li><a href="#{anchor}">{escape(name)}</a></li>'
+                     for anchor, name in present) + "</ol></nav>")
+    body = [
         f"<h1>{escape(title)}</h1>",
         f'<p class="muted">model hash <code>{escape(str(top["model_hash"]))}</code> · '
         f"scanned {escape(report.timestamps.get('started', '?'))} "
         f"({escape(str(report.timestamps.get('seconds', '?')))} s) · s2l-scan "
         f"{escape(report.packages.get('s2l-scan', __version__))}</p>",
         _banner(report, top),
-        _results_table(report),
-        _comparison(report),
-        _attack_sections(report),
-        _extraction(report, [*search, Path.cwd()]),
-        _details(report),
+        f'<section id="leaked"><h2>What leaked</h2>{sections["leaked"]}</section>',
+        toc,
+        *(f'<details class="section" id="{anchor}"{" open" if anchor == "results" else ""}>'
+          f"<summary>{escape(name)}</summary>{sections[anchor]}</details>"
+          for anchor, name in present if anchor != "leaked"),
     ]
-    body = "\n".join(part for part in sections if part)
     return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
             "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
             "img-src data:; style-src 'unsafe-inline'\">\n"
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
-            f"{body}\n</main>\n</body>\n</html>\n")
+            + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
 
 
 def _banner(report: ScanReport, top: dict[str, Any]) -> str:
@@ -85,59 +128,170 @@ def _banner(report: ScanReport, top: dict[str, Any]) -> str:
     text = (f"Release gate {verdict.upper()}: {top['failed']} of {top['checks']} checks failed"
             if verdict == "failed" else f"Release gate PASSED: all {top['checks']} checks passed")
     return (f'<div class="banner {verdict}">{escape(text)}</div>'
-            f'<p class="muted">gate: {escape(gate_text(report))}. {escape(reading())}</p>')
+            f'<p class="muted">gate: {escape(gate_text(report))}.</p>')
 
 
-def _results_table(report: ScanReport) -> str:
-    head = ("<tr><th class=l>check</th><th>AUC</th><th>95% CI</th><th>raw AUC</th><th>TPR@1%</th>"
-            "<th>TPR@0.1%</th><th>ASR</th><th>blind AUC</th><th>ΔAUC</th><th>n</th>"
-            "<th class=l>verdict</th></tr>")
-    rows = []
-    for row in report.results:
-        tags = "".join(f'<span class="tag">{t}</span>' for t, on in
-                       (("confounded", row.confounded), ("unstable", row.unstable),
-                                                       ("underpowered", row.underpowered)) if on)
-        verdict = ('<span class="pass">pass</span>' if row.passed
-                   else '<span class="failtxt">FAIL</span>')
-        reasons = ("" if not row.reasons else '<ul class="reasons">'
-                   + "".join(f"<li>{escape(r)}</li>" for r in row.reasons) + "</ul>")
+def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
+    """The digest: extracted images with evidence, worst attack per domain, the largest
+    amplification and the strongest failures."""
+    digest = what_leaked(report)
+    parts = []
+    if digest.extracted:
+        by_image: dict[str, dict[str, Any]] = {}  # each image's closest match with evidence
+        for match in sorted((m for r in report.extraction for m in r.matches),
+                            key=lambda m: -float(m["distance"])):
+            if _evidence_png(match.get("evidence"), search) is not None:
+                by_image[str(match["known"])] = match
+        pairs = []
+        for image in digest.extracted[:MAX_DIGEST_PAIRS]:
+            match = by_image.get(image.image) or {"known": image.image,
+                                                  "distance": image.distance}
+            pairs.append(_pair(match, search, note=", ".join(image.check_ids)))
+        more = len(digest.extracted) - MAX_DIGEST_PAIRS
+        parts.append(f"<h3>{len(digest.extracted)} training image"
+                     f"{'' if len(digest.extracted) == 1 else 's'} extracted</h3>"
+                     + "".join(pairs)
+                     + (f'<p class="muted">… {more} more in <a href="#extraction">Extraction '
+                        "evidence</a></p>" if more > 0 else ""))
+    elif report.extraction:
+        parts.append("<h3>No training image extracted</h3>")
+    if digest.worst:
+        rows = "".join(
+            f'<tr class="{"ok" if w.passed else "fail"}"><td class=l>{escape(w.domain)}</td>'
+            f'<td class=l><code class="id">{escape(w.check_id)}</code></td>'
+            f"<td class=l>{_word(w.passed)}</td><td>{w.auc:.3f}</td>"
+            f"<td>[{w.auc_ci[0]:.3f}, {w.auc_ci[1]:.3f}]</td></tr>" for w in digest.worst)
+        parts.append('<div class="scroll"><table><tr><th class=l>domain</th>'
+                     "<th class=l>strongest attack</th><th class=l>verdict</th><th>AUC</th>"
+                     f"<th>95% CI</th></tr>{rows}</table></div>")
+    amplification = digest.amplification
+    if amplification is not None:
+        ci = ("" if amplification.delta_ci is None else
+              f" [{amplification.delta_ci[0]:+.3f}, {amplification.delta_ci[1]:+.3f}]")
+        parts.append(f"<p>Largest amplification: <code>{escape(amplification.check_id)}</code> "
+                     f"ΔAUC <strong>{amplification.delta:+.3f}</strong>{escape(ci)} to AUC "
+                     f"{amplification.auc:.3f} (max_amplification "
+                     f"{escape(str(amplification.max_amplification))}).</p>")
+    failed = sorted((row for row in report.results if not row.passed),
+                    key=lambda row: -row.auc)
+    if failed:
+        items = "".join(f"<li><code>{escape(row.item_id)}</code>: "
+                        f"{escape('; '.join(short_reason(r) for r in row.reasons))}</li>"
+                        for row in failed[:MAX_WORST_ROWS])
+        more = len(failed) - MAX_WORST_ROWS
+        parts.append(f"<h3>Strongest failures ({len(failed)} failed rows)</h3><ul>{items}</ul>"
+                     + (f'<p class="muted">… {more} more in <a href="#results">Results by '
+                        "check</a></p>" if more > 0 else ""))
+    return "".join(parts)
+
+
+def _word(passed: bool) -> str:
+    return '<span class="pass">pass</span>' if passed else '<span class="failtxt">FAIL</span>'
+
+
+def _results(report: ScanReport) -> str:
+    baselines = [row for row in report.results if row.probe is None]
+    probes = [row for row in report.results if row.probe is not None]
+    parts = [f'<p class="muted">{escape(reading())}</p>']
+    for room, rows in (("baselines", baselines), ("probes", probes)):
+        if rows:
+            parts.append(f"<h3>{escape(ROOM_TITLES[room])}</h3>"
+                         + _rows_table(rows, delta=room == "probes"))
+    if report.extraction:
+        rows_html = "".join(
+            f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
+            f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
+            + "".join(f'<div class="why" title="{escape(reason)}">'
+                      f"{escape(short_reason(reason))}</div>" for reason in r.reasons)
+            + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
+            f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
+            for r in report.extraction)
+        parts.append(f"<h3>{escape(ROOM_TITLES['extraction'])}</h3>"
+                     '<div class="scroll"><table><tr><th class=l>check</th>'
+                     "<th class=l>verdict</th><th>training images extracted</th>"
+                     "<th>generations matched</th><th>non-member matches</th>"
+                     f"<th>nearest RMS</th></tr>{rows_html}</table></div>")
+    return "".join(parts)
+
+
+def _rows_table(rows: list[ResultRow], delta: bool) -> str:
+    # the verdict right after the check, so that a narrow window never hides it; the minor
+    # columns go under 900 px
+    head = ("<tr><th class=l>check</th><th class=l>verdict</th><th>AUC [95% CI]</th>"
+            + ("<th>ΔAUC [95% CI]</th>" if delta else "")
+            + "<th class=minor>raw AUC</th><th>TPR@1%</th><th class=minor>TPR@0.1%</th>"
+            "<th class=minor>ASR</th><th>blind AUC</th><th>n</th></tr>")
+    out = []
+    for row in rows:
+        tags = "".join(f'<span class="tag" title="{escape(meaning)}">{flag}</span>'
+                       for flag, meaning in flag_meanings().items() if getattr(row, flag))
+        reasons = "".join(f'<div class="why" title="{escape(r)}">{escape(short_reason(r))}'
+                          "</div>" for r in row.reasons)  # the whole reason on hover
         low, high = row.auc_ci
-        rows.append(
-            f'<tr class="{"ok" if row.passed else "fail"}"><td class=l><code>'
-            f"{escape(row.item_id)}</code></td><td>{row.auc:.3f}</td>"
-            f"<td>[{low:.3f}, {high:.3f}]</td><td>{row.auc_raw:.3f}</td>"
-            f"<td>{fmt(row.tpr_at_1pct_fpr)}</td>"
-            f"<td>{fmt(row.tpr_at_01pct_fpr)}</td><td>{row.asr:.3f}</td>"
-            f"<td>{row.blind_auc:.3f}</td><td>{fmt(row.delta_auc)}</td>"
-            f"<td>{row.n_members}/{row.n_nonmembers}</td>"
-            f'<td class="l verdict">{verdict}{tags}{reasons}</td></tr>')
-    return f"<h2>Results</h2><table>{head}{''.join(rows)}</table>"
+        change = ""
+        if delta:
+            change = f"<td>{_signed(row.delta_auc, 3)}"
+            if row.delta_auc_ci is not None:
+                change += f" [{row.delta_auc_ci[0]:+.2f}, {row.delta_auc_ci[1]:+.2f}]"
+            change += "</td>"
+        out.append(
+            f'<tr class="{"ok" if row.passed else "fail"}"><td class=l><code class="id">'
+            f"{escape(row.item_id)}</code></td>"
+            f'<td class="l verdict">{_word(row.passed)}{tags}{reasons}</td>'
+            f"<td>{row.auc:.3f} [{low:.2f}, {high:.2f}]</td>"
+            f"{change}<td class=minor>{row.auc_raw:.3f}</td><td>{fmt(row.tpr_at_1pct_fpr)}</td>"
+            f"<td class=minor>{fmt(row.tpr_at_01pct_fpr)}</td><td class=minor>{row.asr:.3f}</td>"
+            f"<td>{row.blind_auc:.3f}</td><td>{row.n_members}/{row.n_nonmembers}</td></tr>")
+    legend = "".join(f"<dt>{flag}</dt><dd>{escape(meaning)}</dd>"
+                     for flag, meaning in flag_meanings().items()
+                     if any(getattr(row, flag) for row in rows))
+    return (f'<div class="scroll"><table>{head}{"".join(out)}</table></div>'
+            + (f'<dl class="kv">{legend}</dl>' if legend else ""))
+
+
+def settings_list(settings: dict[str, Any], prefix: str = "") -> str:
+    """Settings as a definition list, nested dicts flattened to dotted keys (``probe.lr``)."""
+    items = []
+    for key, value in settings.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            items.append(settings_list(value, f"{name}."))
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        items.append(f"<dt>{escape(name)}</dt><dd><code>{escape(text)}</code></dd>")
+    body = "".join(items)
+    return body if prefix else f'<dl class="kv">{body}</dl>'
 
 
 def _comparison(report: ScanReport) -> str:
     if not report.comparison:
         return ""
     rows = "".join(
-        f'<tr class="{"ok" if c.passed else "fail"}"><td class=l><code>{escape(c.item)}'
-        f"</code></td><td class=l>{escape(c.metric)}</td><td>{fmt(c.previous, 4)}</td>"
-        f"<td>{fmt(c.current, 4)}</td><td>{_signed(c.change)}</td>"
+        f'<tr class="{"ok" if c.passed else "fail"}"><td class=l><code class="id">'
+        f"{escape(c.item)}</code></td><td class=l>{escape(c.metric)}</td>"
+        f"<td>{fmt(c.previous, 4)}</td><td>{fmt(c.current, 4)}</td><td>{_signed(c.change)}</td>"
         f"<td>{escape(str(c.allowance or '-'))}</td><td class=l>{escape(c.status)}</td></tr>"
         for c in report.comparison)
     against = escape(str(report.config.get("compare")))
-    return (f"<h2>Compared with the previous report</h2><p class=muted>{against}</p><table>"
+    return (f'<p class=muted>{against}</p><div class="scroll"><table>'
             "<tr><th class=l>check</th><th class=l>metric</th><th>previous</th><th>current</th>"
-            f"<th>change</th><th>allowed</th><th class=l>status</th></tr>{rows}</table>")
+            f"<th>change</th><th>allowed</th><th class=l>status</th></tr>{rows}</table></div>")
 
 
-def _signed(value: float | None) -> str:
-    return "-" if value is None else f"{value:+.4f}"
+def _signed(value: float | None, digits: int = 4) -> str:
+    return "-" if value is None else f"{value:+.{digits}f}"
 
 
 def _attack_sections(report: ScanReport) -> str:
+    if not report.results:
+        return ""
     groups: dict[tuple[str, str | None], list[ResultRow]] = {}
     for row in report.results:
         groups.setdefault((row.attack, row.probe), []).append(row)
-    sections = []
+    floor = charts.log_floor(max(row.n_nonmembers for row in report.results))
+    sections = ['<input type="checkbox" id="linear"> <label for="linear" class="axes">linear '
+                "ROC axes (default: log-log, which shows the true positive rate at low false "
+                f"positive rates; points at 0 sit on the {floor:g} floor)</label>"]
     max_auc = float(report.config.get("max_auc", 0.6))
     for (attack, probe), rows in groups.items():
         name = attack if probe is None else f"{probe} / {attack}"
@@ -154,11 +308,11 @@ def _attack_sections(report: ScanReport) -> str:
         bars = charts.auc_bars_svg(f"{name}: AUC (red) vs blind baseline (grey)",
                                    [(row.domain, row.auc, row.blind_auc) for row in rows],
                                    max_auc)
-        settings = escape(json.dumps(rows[0].settings, sort_keys=True))
+        rocs = (charts.roc_svg(f"ROC: {name}", curves, scale="log", floor=floor)
+                + charts.roc_svg(f"ROC: {name}", curves, scale="linear"))
         sections.append(
-            f"<h2>{escape(name)}</h2><p class=muted>settings <code>{settings}</code></p>"
-            f'<div class="charts">{charts.roc_svg(f"ROC: {name}", curves)}{bars}</div>'
-            f'<div class="charts">{histograms}</div>')
+            f"<h3>{escape(name)}</h3>{settings_list(rows[0].settings)}"
+            f'<div class="charts">{rocs}{bars}</div><div class="charts">{histograms}</div>')
     return "".join(sections)
 
 
@@ -167,35 +321,31 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         return ""
     blocks = []
     for record in report.extraction:
-        probe = record.probe or "released model"
-        status = ('<span class="pass">pass</span>' if record.passed
-                  else '<span class="failtxt">FAIL</span>')
-        head = (f"<h3>{escape(str(probe))} · {escape(str(record.domain))}: "
-                f"{escape(extraction_counts(record))} {status}</h3>")
-        nearest = record.nearest_distance
+        head = (f'<h3><code class="id">{escape(record.item_id)}</code>: '
+                f"{escape(extraction_counts(record))} {_word(record.passed)}</h3>")
         facts = (f"<p class=muted>nearest generation to any known image: RMS "
-                 f"{fmt(nearest, 4)}; settings "
-                 f"<code>{escape(json.dumps(record.settings, sort_keys=True))}"
-                 "</code></p>")
-        pairs = [_pair(match, search) for match in
-                 record.matches[:MAX_EVIDENCE_IMAGES]]
+                 f"{fmt(record.nearest_distance, 4)}</p>{settings_list(record.settings)}")
+        pairs = [_pair(match, search) for match in record.matches[:MAX_EVIDENCE_IMAGES]]
         more = len(record.matches) - MAX_EVIDENCE_IMAGES
         if more > 0:
             pairs.append(f"<p class=muted>… {more} more matches in the JSON report</p>")
         blocks.append(head + facts + "".join(pairs))
-    return (f"<h2>Extraction</h2><p class=muted>{escape(extraction_reading(report))} Each "
-            "pair: generated | known (training) image | difference ×4.</p>" + "".join(blocks))
+    return (f"<p class=muted>{escape(extraction_reading(report))} Each pair: generated | known "
+            "(training) image | difference ×4.</p>" + "".join(blocks))
 
 
-def _pair(match: dict[str, Any], search: Sequence[Path]) -> str:
-    caption = (f"generation {match.get('generated_index')} ≈ "
-               f"{escape(str(match.get('known')))} (RMS {fmt(match.get('distance'), 4)})")
+def _pair(match: dict[str, Any], search: Sequence[Path], note: str = "") -> str:
+    index = match.get("generated_index")
+    caption = (f"{'' if index is None else f'generation {index} ≈ '}"
+               f"{escape(str(match.get('known')))} (RMS {fmt(match.get('distance'), 4)})"
+               + (f"<br><code>{escape(note)}</code>" if note else ""))
     data = _evidence_png(match.get("evidence"), search)
     if data is None:
         where = escape(str(match.get("evidence") or "not saved (set evidence_dir)"))
         return f'<div class="pair"><div class=muted>image: {where}</div>{caption}</div>'
     encoded = base64.b64encode(data).decode("ascii")
-    return (f'<div class="pair"><img alt="{escape(caption)}" src="data:image/png;base64,'
+    alt = escape(f"generation ≈ {match.get('known')}")
+    return (f'<div class="pair"><img alt="{alt}" src="data:image/png;base64,'
             f'{encoded}"><br>{caption}</div>')
 
 
@@ -225,9 +375,10 @@ def _details(report: ScanReport) -> str:
         for name, d in report.data.get("domains", {}).items())
     config = escape(json.dumps(report.config, indent=2, sort_keys=True))
     packages = ", ".join(f"{escape(k)} {escape(v)}" for k, v in report.packages.items())
-    return (f"<h2>Model, data and configuration</h2><p>model folder "
-            f"<code>{escape(str(report.model.get('path')))}</code></p><table>"
-            f"<tr><th class=l>weight file</th><th class=l>SHA-256</th></tr>{files}</table>"
+    return (f"<p>model folder "
+            f"<code>{escape(str(report.model.get('path')))}</code></p><div class=\"scroll\">"
+            f"<table><tr><th class=l>weight file</th><th class=l>SHA-256</th></tr>{files}"
+            "</table></div>"
             f"<p>audit data <code>{escape(str(report.data.get('root')))}</code></p><table>"
             "<tr><th class=l>domain</th><th class=l>prompt</th><th>members</th>"
             f"<th>non-members</th></tr>{domains}</table><details><summary>effective "

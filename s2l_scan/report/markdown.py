@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from s2l_scan.report.digest import digest_lines, what_leaked
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
 from s2l_scan.report.model import ScanReport
 
@@ -29,6 +30,12 @@ def markdown_lines(report: ScanReport) -> list[str]:
              f"Model hash `{top['model_hash']}`; scanned {report.timestamps.get('started', '?')}"
              f" in {report.timestamps.get('seconds', '?')} s with s2l-scan "
              f"{report.packages.get('s2l-scan', '?')}.", ""]
+    leaked = digest_lines(what_leaked(report))[1:]
+    if leaked:
+        lines += ["### What leaked", ""]
+        lines += [f"- {_cell(line.strip())}" if not line.startswith("  ") else
+                  f"  - {_cell(line.strip())}" for line in leaked]
+        lines.append("")
     failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
     failures += [(r.item_id, reason)
                  for r in report.extraction for reason in r.reasons]

@@ -6,7 +6,7 @@ batches shared across domains (and across processes in a data-parallel scan).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -22,12 +22,6 @@ from s2l_scan.stages.rows import result_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, digest, unit_key
 
-ProgressFn = Callable[[str, int, int], None]
-
-
-def _quiet(stage: str, done: int, total: int) -> None:
-    return None
-
 
 def alphas(model: LoadedModel) -> torch.Tensor:
     """The scheduler's ᾱ_t, float64 on the UNet's device."""
@@ -35,7 +29,7 @@ def alphas(model: LoadedModel) -> torch.Tensor:
 
 
 def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
-                  runtime: Runtime | None = None, progress: ProgressFn = _quiet, *,
+                  runtime: Runtime | None = None, *,
                   base: LoadedModel | None = None) -> list[ResultRow]:
     """Baseline rows: every attack on every domain's members and non-members, and ``pooled``
     when there are several domains (rank 0 gets the rows; other ranks an empty list). Without
@@ -59,7 +53,6 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
     scored = _model_scores(model, attacks, sets, config, runtime, uncond)
     base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime,
                                                           uncond)
-    progress("attacks", len(attacks) * len(encoded), len(attacks) * len(encoded))
     if scored is None:
         return []
     rows = _rows(subject, attacks, scored, config)
@@ -150,7 +143,7 @@ def _score_missing(attacks: list[Attack], target: Target, sets: list[SampleSet],
     out: dict[int, Arrays] = {}
     for chosen, members in groups.items():
         scored = score_sets([attacks[a] for a in chosen], target, [sets[s] for s in members],
-                            runtime.world)
+                            runtime.world, stage="scoring the released model")
         if scored is None:  # another process: rank 0 gathers the scores
             continue
         for a, per_set in zip(chosen, scored, strict=True):

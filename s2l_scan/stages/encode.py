@@ -16,6 +16,7 @@ import torch
 from s2l_scan.conditioning import Conditioning, TextEncoders
 from s2l_scan.io.audit_data import AuditData, Domain
 from s2l_scan.io.model import LoadedModel
+from s2l_scan.progress import report
 from s2l_scan.units import digest
 
 
@@ -146,7 +147,11 @@ def encode_subject(model: LoadedModel, data: AuditData, batch: int, seed: int,
                    with_blind: bool = True) -> Subject:
     """Every domain encoded (through :data:`ENCODINGS`), with its blind baseline when asked
     (rank 0 of a data-parallel scan; the others never report)."""
-    encoded = {d.name: ENCODINGS.get(model, d, batch) for d in data.domains}
+    encoded = {}
+    report("encoding the audit images (domains)", 0, len(data.domains))
+    for done, domain in enumerate(data.domains, 1):
+        encoded[domain.name] = ENCODINGS.get(model, domain, batch)
+        report("encoding the audit images (domains)", done, len(data.domains))
     return Subject(model, data, encoded, blind_baselines(encoded, seed) if with_blind else {})
 
 
@@ -163,6 +168,12 @@ def blind_baselines(encoded: dict[str, Encoded], seed: int) -> dict[str, Any]:
             member_captions=[c for e in parts for c in e.member_captions],
             nonmember_captions=[c for e in parts for c in e.nonmember_captions], seed=seed)
 
-    results = {name: blind([enc]) for name, enc in encoded.items()}
+    stage, total = "blind baseline (domains + pooled)", len(encoded) + 1
+    report(stage, 0, total)
+    results = {}
+    for done, (name, enc) in enumerate(encoded.items(), 1):
+        results[name] = blind([enc])
+        report(stage, done, total)
     results["pooled"] = blind(list(encoded.values()))
+    report(stage, total, total)
     return results

@@ -164,9 +164,10 @@ def _sample_sliced(pipeline: Any, domains: list[Domain], config: ScanConfig, run
     def generate(piece: tuple[Domain, int, int]) -> np.ndarray:
         domain, first, count = piece
         return generate_images(pipeline, domain.prompt, count, seed=config.seed, key=domain.name,
-                               settings=settings, first=first)
+                               settings=settings, first=first, progress=lambda n: None)
 
-    images = runtime.map(generate, slices)
+    images = runtime.map_counted("generating with the released model (batches)", generate,
+                                 slices)
     if images is None:
         return None
     return [{"images": np.concatenate([part for (d, _, _), part in

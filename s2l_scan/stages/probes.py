@@ -156,7 +156,8 @@ class _ProbeRun:
         target = Target(shaken.unet, alphas(model), config.batch_size,
                         prediction_type=model.prediction_type, uncond=uncond)
         scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
-                                                   SampleSet(enc.nonmembers, nonmember_cond)])
+                                                   SampleSet(enc.nonmembers, nonmember_cond)],
+                            stage="scoring the shaken copy")
         assert scored is not None  # a local (single-process) scoring always returns
         arrays: dict[str, np.ndarray] = {}
         for attack, (members, nonmembers) in zip(self.attacks, scored, strict=True):
@@ -167,7 +168,7 @@ class _ProbeRun:
             arrays["generated"] = generate_images(
                 _pipeline_of(model.pipeline, shaken), shaken.caption_fn(prompt),
                 config.extraction_samples, seed=config.seed, key=domain,
-                settings=sampler(config))
+                settings=sampler(config), stage="generating with the shaken copy")
         return arrays, details
 
     def results(self, spec: ProbeSpec, outcomes: dict[str, Outcome],
@@ -229,7 +230,8 @@ def run_probes(subject: Subject, attacks: Sequence[Attack], selection: ProbeSele
     records: list[ExtractionRecord] = []
     for specs in groups:
         units = [(spec, name) for spec in specs for name in names]
-        done = runtime.map(lambda unit: run.unit(*unit), units)
+        done = runtime.map_counted("probes (probe × domain)", lambda unit: run.unit(*unit),
+                                   units)
         if done is None:  # another process: rank 0 makes the rows
             continue
         for i, spec in enumerate(specs):

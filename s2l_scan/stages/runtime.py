@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from s2l_scan.config import ScanConfig
 from s2l_scan.parallel import World, world
+from s2l_scan.progress import ProgressFn, quiet
 from s2l_scan.units import Arrays, UnitStore
 
 T = TypeVar("T")
@@ -34,15 +35,32 @@ def unit_store(config: ScanConfig) -> UnitStore:
 
 @dataclass
 class Runtime:
-    """The unit store and the process world of one scan."""
+    """The unit store, the process world and the progress display of one scan."""
 
     store: UnitStore = field(default_factory=lambda: UnitStore(None))
     world: World = field(default_factory=World)
+    progress: ProgressFn = quiet  # progress(stage, done, total): see s2l_scan.progress
 
     @classmethod
-    def for_config(cls, config: ScanConfig) -> Runtime:
+    def for_config(cls, config: ScanConfig, progress: ProgressFn = quiet) -> Runtime:
         """The configured store, in the world this process was launched in."""
-        return cls(unit_store(config), world())
+        return cls(unit_store(config), world(), progress)
+
+    def map_counted(self, stage: str, fn: Callable[[T], R], units: Sequence[T]
+                    ) -> list[R] | None:
+        """:meth:`map`, reporting ``stage`` progress over this process's share of ``units``."""
+        total = sum(self.world.mine(i) for i in range(len(units)))
+        done = 0
+        self.progress(stage, 0, total)
+
+        def counted(unit: T) -> R:
+            nonlocal done
+            result = fn(unit)
+            done += 1
+            self.progress(stage, done, total)
+            return result
+
+        return self.map(counted, units)
 
     @property
     def is_main(self) -> bool:
