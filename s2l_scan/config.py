@@ -94,6 +94,8 @@ class ScanConfig:
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
     extraction_samples: int = _option("images generated per domain for extraction (0: off)", 32)
+    sampler: str = _option("sampler of extraction and SP-set generations: model (the model's "
+                           "own scheduler), ddim or dpmsolver++", "model")
     extraction_steps: int = _option("sampler steps per generated image", 50)
     extraction_guidance: float = _option("classifier-free guidance scale for generation", 7.0,
                                          cli=False)
@@ -201,6 +203,9 @@ class ScanConfig:
                                                  or not self.negative_prompt.strip()):
             raise UsageError(f"negative_prompt must be a non-empty string (or left out for "
                              f"none), got {self.negative_prompt!r}")
+        from s2l_scan.samplers import check_sampler
+
+        check_sampler(self.sampler)
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():

@@ -29,6 +29,7 @@ from s2l_scan.stages.extraction import (
     check_known_index,
     known_index,
     run_released_extraction,
+    sampling_record,
 )
 from s2l_scan.stages.probes import run_probes
 from s2l_scan.stages.runtime import Runtime
@@ -123,7 +124,8 @@ def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData
                f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution,
-               "prediction_type": model.prediction_type},
+               "prediction_type": model.prediction_type,
+               "sampling": sampling_record(config, model.pipeline.scheduler)},
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
