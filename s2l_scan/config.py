@@ -140,6 +140,10 @@ class ScanConfig:
         "values the sweep tries per probe and knob, one knob at a time",
         {probe: {k: list(v) for k, v in knobs.items()} for probe, knobs in DEFAULT_SPACE.items()},
         cli=False)
+    budget: str | None = _option(
+        "time budget of the whole scan, e.g. 30m, 2h: after the baselines a calibration times "
+        "the UNet and the sampler, SP-set and extraction image counts are cut to fit; the "
+        "report lists each cut and its cost in power (default: no budget)", None)
     sp_samples: int = _option("SP-set images generated per domain for fine-tuning probes", 32)
     sp_steps: int = _option("sampler steps for SP-set images", 25, cli=False)
     sp_guidance: float = _option("guidance scale for SP-set images (paper: 7.5)", 7.5, cli=False)
@@ -267,6 +271,8 @@ class ScanConfig:
     def _check_sweep(self) -> None:
         if self.sweep is not None:
             parse_budget(self.sweep)
+        if self.budget is not None:
+            parse_budget(self.budget, "budget")
         if not isinstance(self.sweep_space, dict) or not all(
                 isinstance(knobs, dict) and all(isinstance(v, list) and v for v in knobs.values())
                 for knobs in self.sweep_space.values()):

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -23,6 +24,7 @@ from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
 from s2l_scan.report.model import ExtractionRecord, ResultRow, ScanReport
 from s2l_scan.stages.baselines import run_baselines
+from s2l_scan.stages.budgeting import budgeted_config
 from s2l_scan.stages.encode import encode_subject
 from s2l_scan.stages.extraction import (
     check_evidence_dir,
@@ -91,7 +93,12 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
         subject = encode_subject(model, data, config.batch_size, config.seed,
                                  with_blind=runtime.is_main)
+        baselines_start = time.perf_counter()
         results = run_baselines(subject, plan.attacks, config, runtime, progress)
+        config, budget = budgeted_config(
+            config, plan.probes, model, len(data.domains),
+            elapsed_s=time.perf_counter() - clock,
+            baselines_s=time.perf_counter() - baselines_start, runtime=runtime)
         index = known_index(data, config)
         extraction = run_released_extraction(subject, index, config, runtime)
         probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes, config,
@@ -104,7 +111,7 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
         torch.set_num_threads(previous_threads)
     report: ScanReport | None = None
     if runtime.is_main:
-        report = _report(plan, model_dir, model, data, results, extraction,
+        report = _report(plan, config, budget, model_dir, model, data, results, extraction,
                          {"started": started, "finished": datetime.now(UTC).isoformat(
                              timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}",
                           **runtime.stats()})
@@ -115,17 +122,17 @@ def run(plan: ScanPlan, progress: ProgressFn = _quiet) -> ScanReport:
     return shared
 
 
-def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData,
-            results: list[ResultRow], extraction: list[ExtractionRecord],
-            run_block: dict[str, str]) -> ScanReport:
-    config = plan.config
+def _report(plan: ScanPlan, config: ScanConfig, budget: dict[str, Any] | None, model_dir: Path,
+            model: LoadedModel, data: AuditData, results: list[ResultRow],
+            extraction: list[ExtractionRecord], run_block: dict[str, str]) -> ScanReport:
     return ScanReport(
         model={"source": str(model_dir) if plan.inputs.model != REFERENCE else
                f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution,
                "prediction_type": model.prediction_type,
-               "sampling": sampling_record(config, model.pipeline.scheduler)},
+               "sampling": {**sampling_record(config, model.pipeline.scheduler),
+                            **({} if budget is None else {"budget": budget})}},
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},
