@@ -46,6 +46,7 @@ scan() {
   [[ -z "${S2L_CONFIG:-}" ]] || args+=(--config "$S2L_CONFIG")
   [[ -z "${S2L_COMPARE:-}" ]] || args+=(--compare "$S2L_COMPARE")
   [[ -z "${S2L_COMPARE_FAIL:-}" ]] || args+=(--compare-fail "$S2L_COMPARE_FAIL")
+  [[ -z "${S2L_BUDGET:-}" ]] || args+=(--budget "$S2L_BUDGET")
   local rc=0
   # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
   # it is set by scripts/run-action-locally.sh, never from an action input
