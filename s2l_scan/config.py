@@ -94,9 +94,11 @@ class ScanConfig:
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
     extraction_samples: int = _option("images generated per domain for extraction (0: off)", 32)
-    sampler: str = _option("sampler of extraction and SP-set generations: model (the model's "
-                           "own scheduler), ddim or dpmsolver++", "model")
-    extraction_steps: int = _option("sampler steps per generated image", 50)
+    sampler: str = _option("sampler of extraction and SP-set generations: dpmsolver++ (20 "
+                           "steps find the reference's planted members as DDIM's 50 do: "
+                           "docs/performance.md), ddim, or model (the model's own scheduler)",
+                           "dpmsolver++")
+    extraction_steps: int = _option("sampler steps per generated image", 20)
     extraction_guidance: float = _option("classifier-free guidance scale for generation", 7.0,
                                          cli=False)
     negative_prompt: str | None = _option(
@@ -145,7 +147,7 @@ class ScanConfig:
         "the UNet and the sampler, SP-set and extraction image counts are cut to fit; the "
         "report lists each cut and its cost in power (default: no budget)", None)
     sp_samples: int = _option("SP-set images generated per domain for fine-tuning probes", 32)
-    sp_steps: int = _option("sampler steps for SP-set images", 25, cli=False)
+    sp_steps: int = _option("sampler steps for SP-set images", 20, cli=False)
     sp_guidance: float = _option("guidance scale for SP-set images (paper: 7.5)", 7.5, cli=False)
     ood_prompt: str = _option("prompt of the out-of-domain control set (end_to_end_ood)",
                               "a photograph of a landscape", cli=False)

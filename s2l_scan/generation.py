@@ -23,7 +23,8 @@ class SamplerSettings:
     ``model``: the pipeline's own), ``steps`` its inference steps."""
 
     sampler: str = "model"
-    steps: int = 50
+    steps: int = 50  # a bare SamplerSettings is the model's own sampler; ScanConfig's default
+    #                  (sampler, extraction_steps) is DPM-Solver++ at 20
     guidance: float = 7.0
     negative_prompt: str | None = None
     batch_size: int = 16

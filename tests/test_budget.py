@@ -89,7 +89,8 @@ def test_a_budgeted_scan_reports_its_plan_and_runs_what_it_planned(tiny_referenc
     from s2l_scan.session import ScanInputs, run_scan
 
     config = make_config(attacks=["loss"], probes=[], extraction_samples=16,
-                         extraction_steps=4, extraction_guidance=1.0, budget="1s")
+                         extraction_steps=4, extraction_guidance=1.0, sampler="ddim",
+                         budget="1s")
     report = run_scan(ScanInputs(model=str(tiny_reference / "model"),
                                  data=str(tiny_reference / "data")), config)
     budget = report.model["sampling"]["budget"]
