@@ -84,9 +84,14 @@ def test_a_bad_budget_is_a_usage_error(bad: str) -> None:
         make_config(budget=bad)
 
 
-def test_a_budgeted_scan_reports_its_plan_and_runs_what_it_planned(tiny_reference: Path
-                                                                   ) -> None:
+def test_a_budgeted_scan_reports_its_plan_and_runs_what_it_planned(
+        tiny_reference: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import s2l_scan.stages.budgeting as budgeting
     from s2l_scan.session import ScanInputs, run_scan
+
+    # a slow UNet by decree (1 s per sample): even the floor's generations overrun 1 s,
+    # whatever the load and however fast the rest of this scan is
+    monkeypatch.setattr(budgeting, "seconds_per_forward", lambda model, batch: 1.0)
 
     config = make_config(attacks=["loss"], probes=[], extraction_samples=16,
                          extraction_steps=4, extraction_guidance=1.0, sampler="ddim",
@@ -95,6 +100,7 @@ def test_a_budgeted_scan_reports_its_plan_and_runs_what_it_planned(tiny_referenc
                                  data=str(tiny_reference / "data")), config)
     budget = report.model["sampling"]["budget"]
     assert budget["budget_s"] == 1.0 and budget["fits"] is False  # 1 s: nothing fits
+    assert budget["seconds_per_sample_forward"] == 1.0
     # no probe trains on SP sets, so their count is no cut
     assert [c["setting"] for c in budget["cuts"]] == ["sampler", "extraction_samples"]
     assert report.config["extraction_samples"] == FLOOR

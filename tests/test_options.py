@@ -30,13 +30,14 @@ pytest_plugins = ["pytester"]
 
 # The spellings both doors offered before options were generated (the hand-written tables of
 # config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt,
-# family_alpha and sampler.
+# family_alpha, sampler and budget.
 _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootstrap",
            "bootstrap-seed", "reference-seed", "batch-size", "threads", "device", "dtype",
            "probes", "max-amplification", "max-extracted", "evidence-dir", "extraction-samples",
            "extraction-steps", "sp-samples", "embedder", "extraction-candidates", "known-images",
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
-           "compare", "compare-fail", "negative-prompt", "family-alpha", "sampler")
+           "compare", "compare-fail", "negative-prompt", "family-alpha", "sampler",
+           "budget")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif"}
 PYTEST = {*(f"--s2l-{name}" for name in _SHARED), "--s2l-model", "--s2l-data",
