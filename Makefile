@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint install clean-venv bench bench-quick
+.PHONY: demo test lint install clean-venv bench bench-quick bench-sd15
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ bench: $(BIN)/.installed
 
 bench-quick: $(BIN)/.installed
 	$(BIN)/python -m benchmarks --quick $(ARGS)
+
+# SD-1.5-sized forwards vs a bare diffusers loop; on a GPU:
+# make bench-sd15 ARGS="--device cuda --dtype float16 --steps 20 --repeats 3"
+bench-sd15: $(BIN)/.installed
+	$(BIN)/python -m benchmarks.sd15 forwards $(ARGS)
 
 clean-venv:
 	rm -rf $(VENV)

@@ -50,6 +50,7 @@ class ExtractionSettings:
     known_images: str = "members"
     known_index: str | None = None  # a sharded index folder, searched instead of known_images
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    scheduler: str | None = None  # the scheduler class the sampler ran, for the report
 
 
 Pairs = list[tuple[str, np.ndarray]]
@@ -218,6 +219,9 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
             nonmember_matches=len(near_nonmembers), matches=found,
             nearest_distance=nearest,
             settings={"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
+                         "sampler": settings.sampler.sampler,
+                         **({} if settings.scheduler is None
+                            else {"scheduler": settings.scheduler}),
                          "steps": settings.sampler.steps,
                          "guidance": settings.sampler.guidance,
                          **({"known_images": settings.known_images}

@@ -17,6 +17,8 @@ from typing import Any
 from s2l_scan.errors import UsageError
 from s2l_scan.sweep import DEFAULT_SPACE, parse_budget
 
+WEN_GRID_STEPS = 50  # Wen et al. read the first steps of a 50-step DDIM grid
+
 CI_ENDS = ("point", "lower", "upper")
 # The named sets ``known_images`` can select (probes/extraction.py builds them); anything else
 # must be a folder of images.
@@ -95,7 +97,11 @@ class ScanConfig:
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
     extraction_samples: int = _option("images generated per domain for extraction (0: off)", 32)
-    extraction_steps: int = _option("sampler steps per generated image", 50)
+    sampler: str = _option("sampler of extraction and SP-set generations: dpmsolver++ (20 "
+                           "steps find the reference's planted members as DDIM's 50 do: "
+                           "docs/performance.md), ddim, or model (the model's own scheduler)",
+                           "dpmsolver++")
+    extraction_steps: int = _option("sampler steps per generated image", 20)
     extraction_guidance: float = _option("classifier-free guidance scale for generation", 7.0,
                                          cli=False)
     negative_prompt: str | None = _option(
@@ -133,8 +139,8 @@ class ScanConfig:
         "gate: fail a domain when a prompt's text-guidance magnitude exceeds this (model-"
         "specific scale: calibrate it on prompts known not to be memorized; default: reported, "
         "not gated)", None)
-    memorization_steps: int = _option("Wen et al.: first sampler steps averaged (of "
-                                      "extraction_steps)", 1, cli=False)
+    memorization_steps: int = _option("Wen et al.: first steps of the paper's 50-step DDIM "
+                                      "grid averaged", 1, cli=False)
     clique_generations: int = _option(
         "prompt-level memorization (Carlini et al.): generations per prompt searched for a "
         "clique of near-copies of one another (within extraction_delta); 0: off", 0, cli=False)
@@ -153,8 +159,12 @@ class ScanConfig:
         "values the sweep tries per probe and knob, one knob at a time",
         {probe: {k: list(v) for k, v in knobs.items()} for probe, knobs in DEFAULT_SPACE.items()},
         cli=False)
+    budget: str | None = _option(
+        "time budget of the whole scan, e.g. 30m, 2h: after the baselines a calibration times "
+        "the UNet and the sampler, SP-set and extraction image counts are cut to fit; the "
+        "report lists each cut and its cost in power (default: no budget)", None)
     sp_samples: int = _option("SP-set images generated per domain for fine-tuning probes", 32)
-    sp_steps: int = _option("sampler steps for SP-set images", 25, cli=False)
+    sp_steps: int = _option("sampler steps for SP-set images", 20, cli=False)
     sp_guidance: float = _option("guidance scale for SP-set images (paper: 7.5)", 7.5, cli=False)
     ood_prompt: str = _option("prompt of the out-of-domain control set (end_to_end_ood)",
                               "a photograph of a landscape", cli=False)
@@ -230,9 +240,12 @@ class ScanConfig:
                 and math.isfinite(self.max_text_guidance) and self.max_text_guidance >= 0):
             raise UsageError(f"max_text_guidance must be a finite number ≥ 0, got "
                              f"{self.max_text_guidance!r}")
-        if self.memorization_steps > self.extraction_steps:
-            raise UsageError(f"memorization_steps {self.memorization_steps} exceeds "
-                             f"extraction_steps {self.extraction_steps} (the sampler's grid)")
+        if self.memorization_steps > WEN_GRID_STEPS:
+            raise UsageError(f"memorization_steps {self.memorization_steps} exceeds the "
+                             f"{WEN_GRID_STEPS} steps of Wen et al.'s DDIM grid")
+        from s2l_scan.samplers import check_sampler
+
+        check_sampler(self.sampler)
         if self.dtype not in DTYPES:
             raise UsageError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
         if not isinstance(self.device, str) or not self.device.strip():
@@ -294,6 +307,8 @@ class ScanConfig:
     def _check_sweep(self) -> None:
         if self.sweep is not None:
             parse_budget(self.sweep)
+        if self.budget is not None:
+            parse_budget(self.budget, "budget")
         if not isinstance(self.sweep_space, dict) or not all(
                 isinstance(knobs, dict) and all(isinstance(v, list) and v for v in knobs.values())
                 for knobs in self.sweep_space.values()):

@@ -21,9 +21,12 @@ from s2l_scan.progress import report
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How images are sampled (the pipeline's own scheduler is used)."""
+    """How images are sampled: ``sampler`` names the scheduler (:data:`s2l_scan.samplers.SAMPLERS`;
+    ``model``: the pipeline's own), ``steps`` its inference steps."""
 
-    steps: int = 50
+    sampler: str = "model"
+    steps: int = 50  # a bare SamplerSettings is the model's own sampler; ScanConfig's default
+    #                  (sampler, extraction_steps) is DPM-Solver++ at 20
     guidance: float = 7.0
     negative_prompt: str | None = None
     batch_size: int = 16
@@ -53,7 +56,21 @@ def generate_images(pipeline: Any, prompt: str, count: int, *, seed: int, key: s
             report(stage, made, count)
 
         report(stage, 0, count)
+    from s2l_scan.samplers import make_scheduler
+
     device = pipeline.unet.device
+    own = pipeline.scheduler
+    pipeline.scheduler = make_scheduler(settings.sampler, own)
+    try:
+        return _generate(pipeline, prompt, count, seed=seed, key=key, settings=settings,
+                         progress=progress, first=first, device=device)
+    finally:
+        pipeline.scheduler = own
+
+
+def _generate(pipeline: Any, prompt: str, count: int, *, seed: int, key: str,
+              settings: SamplerSettings, progress: Callable[[int], None] | None, first: int,
+              device: Any) -> np.ndarray:
     images = []
     for start in range(first, first + count, settings.batch_size):
         stop = min(start + settings.batch_size, first + count)

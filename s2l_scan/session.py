@@ -10,6 +10,7 @@ import importlib.metadata
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -24,12 +25,14 @@ from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
 from s2l_scan.progress import ProgressFn, quiet, reporting
 from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
 from s2l_scan.stages.baselines import run_baselines
+from s2l_scan.stages.budgeting import budgeted_config
 from s2l_scan.stages.encode import encode_subject
 from s2l_scan.stages.extraction import (
     check_evidence_dir,
     check_known_index,
     known_index,
     run_released_extraction,
+    sampling_record,
 )
 from s2l_scan.stages.probes import run_probes
 from s2l_scan.stages.runtime import Runtime
@@ -115,8 +118,13 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
             base = None if base_dir is None else load_pipeline(
                 base_dir, allow_pickle=config.allow_pickle,
                 device=resolve_device(config.device), dtype=torch_dtype(config.dtype))
+            baselines_start = time.perf_counter()
             results = run_baselines(subject, plan.attacks, config, runtime, base=base)
             del base  # the base calibrates the released model's rows only; free its weights
+            config, budget = budgeted_config(
+                config, plan.probes, model, len(data.domains),
+                elapsed_s=time.perf_counter() - clock,
+                baselines_s=time.perf_counter() - baselines_start, runtime=runtime)
             index = known_index(data, config)
             extraction = run_released_extraction(subject, index, config, runtime)
             probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes,
@@ -130,7 +138,8 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
         torch.set_num_threads(previous_threads)
     report: ScanReport | None = None
     if runtime.is_main:
-        report = _report(plan, model_dir, model, data, results, extraction, memorization,
+        report = _report(plan, config, budget, model_dir, model, data, results, extraction,
+                         memorization,
                          {"started": started, "finished": datetime.now(UTC).isoformat(
                              timespec="seconds"), "seconds": f"{time.perf_counter() - clock:.1f}",
                           **runtime.stats()})
@@ -141,17 +150,19 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
     return shared
 
 
-def _report(plan: ScanPlan, model_dir: Path, model: LoadedModel, data: AuditData,
-            results: list[ResultRow], extraction: list[ExtractionRecord],
-            memorization: list[MemorizationRecord], run_block: dict[str, str]) -> ScanReport:
-    config = plan.config
+def _report(plan: ScanPlan, config: ScanConfig, budget: dict[str, Any] | None, model_dir: Path,
+            model: LoadedModel, data: AuditData, results: list[ResultRow],
+            extraction: list[ExtractionRecord], memorization: list[MemorizationRecord],
+            run_block: dict[str, str]) -> ScanReport:
     return ScanReport(
         model={"source": str(model_dir) if plan.inputs.model != REFERENCE else
                f"reference ({config.reference_preset}, seed {config.reference_seed})",
                "path": str(model_dir), "model_hash": model.model_hash,
                "files": dict(sorted(model.identity.items())), "resolution": model.resolution,
                "prediction_type": model.prediction_type, "family": model.family,
-               **({"adapters": model.adapters} if model.adapters else {})},
+               **({"adapters": model.adapters} if model.adapters else {}),
+               "sampling": {**sampling_record(config, model.pipeline.scheduler),
+                            **({} if budget is None else {"budget": budget})}},
         data={"root": str(data.root), "domains": {
             d.name: {"prompt": d.prompt, "n_members": len(d.members),
                      "n_nonmembers": len(d.nonmembers)} for d in data.domains}},

@@ -36,11 +36,11 @@ DEFAULT_SPACE: dict[str, dict[str, list[Any]]] = {
 _UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0}
 
 
-def parse_budget(text: str) -> float:
+def parse_budget(text: str, what: str = "sweep budget") -> float:
     """``"90"``, ``"90s"``, ``"10m"``, ``"1.5h"`` → seconds; anything else is a usage error."""
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smh]?)\s*", str(text))
     if not match or float(match.group(1)) <= 0:
-        raise UsageError(f"sweep budget must be a positive duration like 600, 90s, 10m or 1h; "
+        raise UsageError(f"{what} must be a positive duration like 600, 90s, 10m or 1h; "
                          f"got {text!r}")
     return float(match.group(1)) * _UNITS[match.group(2)]
 

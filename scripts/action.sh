@@ -63,6 +63,7 @@ scan() {
   esac
   extra_args
   args+=("${extra[@]}")
+  [[ -z "${S2L_BUDGET:-}" ]] || args+=(--budget "$S2L_BUDGET")
   local rc=0
   # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
   # it is set by scripts/run-action-locally.sh, never from an action input

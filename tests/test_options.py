@@ -30,7 +30,8 @@ pytest_plugins = ["pytester"]
 
 # The spellings both doors offered before options were generated (the hand-written tables of
 # config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt,
-# family_alpha, allow_dropped_checks, reference_preset, memorization_starts and max_text_guidance.
+# family_alpha, allow_dropped_checks, reference_preset, memorization_starts, max_text_guidance,
+# sampler and budget.
 _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootstrap",
            "bootstrap-seed", "reference-seed", "batch-size", "threads", "device", "dtype",
            "probes", "max-amplification", "max-extracted", "evidence-dir", "extraction-samples",
@@ -38,7 +39,7 @@ _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootst
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
            "compare", "compare-fail", "negative-prompt", "family-alpha",
            "allow-dropped-checks", "reference-preset", "memorization-starts",
-           "max-text-guidance")
+           "max-text-guidance", "sampler", "budget")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
        "--base-model",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif",
@@ -263,7 +264,7 @@ def test_negative_prompt_reaches_sp_set_generation(monkeypatch: pytest.MonkeyPat
                          encode=lambda images: images, store=None)
     sets.latents("a photo of sks person")
     assert seen == ["blurry"]
-    keys = {sp_set.sp_set_key("h", "p", 2, 0, SamplerSettings(negative_prompt=n), {})
+    keys = {sp_set.sp_set_key("h", "p", 2, 0, SamplerSettings(negative_prompt=n), {}, "S")
             for n in (None, "blurry")}
     assert len(keys) == 2  # a negative prompt is another SP set
 
@@ -275,8 +276,11 @@ def test_negative_prompt_is_part_of_the_probe_unit_key() -> None:
 
     enc = SimpleNamespace(members=np.zeros(2), nonmembers=np.ones(2), member_captions=[0, 0],
                           nonmember_captions=[0, 0])
-    subject = SimpleNamespace(model=SimpleNamespace(model_hash="h", platform={}),
-                              encoded={"d": enc},
+    from diffusers import DDIMScheduler
+
+    model = SimpleNamespace(model_hash="h", platform={},
+                            pipeline=SimpleNamespace(scheduler=DDIMScheduler()))
+    subject = SimpleNamespace(model=model, encoded={"d": enc},
                               data=SimpleNamespace(domain=lambda name: SimpleNamespace(prompt="p")))
     spec = SimpleNamespace(probe=SimpleNamespace(describe=dict), label="noise")
     keys = {_ProbeRun(subject, [], make_config(negative_prompt=n),  # type: ignore[arg-type]

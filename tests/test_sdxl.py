@@ -325,3 +325,10 @@ def test_an_sdxl_lora_from_the_probe_fuses_into_the_sdxl_model(sdxl: LoadedModel
     for name in ("unet", "text_encoder", "text_encoder_2"):
         base, moved = (getattr(m.pipeline, name).state_dict() for m in (sdxl, fused))
         assert any(not torch.equal(base[k], moved[k]) for k in base), name
+
+
+def test_the_budget_times_an_sdxl_unet_with_its_own_conditioning(sdxl: LoadedModel) -> None:
+    from s2l_scan.stages.budgeting import seconds_per_forward
+
+    seconds = seconds_per_forward(sdxl, batch_size=2, repeats=1)
+    assert 0 < seconds < float("inf")

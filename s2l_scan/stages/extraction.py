@@ -32,8 +32,29 @@ Generate = Callable[[str, str], np.ndarray]
 
 def sampler(config: ScanConfig) -> SamplerSettings:
     """The sampler settings of extraction generations."""
-    return SamplerSettings(steps=config.extraction_steps, guidance=config.extraction_guidance,
+    return SamplerSettings(sampler=config.sampler, steps=config.extraction_steps,
+                           guidance=config.extraction_guidance,
                            negative_prompt=config.negative_prompt, batch_size=config.batch_size)
+
+
+def sp_sampler(config: ScanConfig) -> SamplerSettings:
+    """The sampler settings of SP / OOD / prior set generations."""
+    return SamplerSettings(sampler=config.sampler, steps=config.sp_steps,
+                           guidance=config.sp_guidance, negative_prompt=config.negative_prompt,
+                           batch_size=config.batch_size)
+
+
+def sampling_record(config: ScanConfig, model_scheduler: Any) -> dict[str, Any]:
+    """What the report records of the generations' samplers: per use, the sampler name, the
+    scheduler class it ran, its steps and guidance."""
+    from s2l_scan.samplers import sampler_class
+
+    def record(settings: SamplerSettings) -> dict[str, Any]:
+        return {"sampler": settings.sampler,
+                "scheduler": sampler_class(settings.sampler, model_scheduler),
+                "steps": settings.steps, "guidance": settings.guidance}
+
+    return {"extraction": record(sampler(config)), "sp_sets": record(sp_sampler(config))}
 
 
 def check_evidence_dir(config: ScanConfig, inputs: list[Path]) -> None:
@@ -88,19 +109,23 @@ def known_index(data: AuditData, config: ScanConfig) -> Any:
 
 
 def extraction_records(pipeline: Any, domains: list[Domain], index: Any, config: ScanConfig,
-                       probe: str | None = None, generate: Generate | None = None
-                       ) -> list[ExtractionRecord]:
+                       probe: str | None = None, generate: Generate | None = None,
+                       model_scheduler: Any = None) -> list[ExtractionRecord]:
     """The extraction probe on ``pipeline`` (the released model, or ``probe``'s copy) for
-    ``domains``; ``generate(prompt, key)`` replaces sampling with images already made."""
+    ``domains``; ``generate(prompt, key)`` replaces sampling with images already made.
+    ``model_scheduler`` (default: ``pipeline``'s) names the scheduler class in the records."""
     if index is None:
         return []
     from s2l_scan.probes.extraction import ExtractionSettings, run_extraction
+    from s2l_scan.samplers import sampler_class
 
     settings = ExtractionSettings(
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
         tiled=config.extraction_tiled, candidates=config.extraction_candidates,
         known_images=config.known_images, known_index=config.known_index,
-        sampler=sampler(config))
+        sampler=sampler(config), scheduler=sampler_class(
+            config.sampler, (pipeline.scheduler if model_scheduler is None
+                             else model_scheduler)))
     return run_extraction(pipeline, domains, index, settings, seed=config.seed, probe=probe,
                           evidence_dir=None if config.evidence_dir is None
                           else Path(config.evidence_dir), generate=generate)
@@ -125,16 +150,21 @@ def run_released_extraction(subject: Subject, index: Any, config: ScanConfig,
     images = _released_generations(subject.model, domains, config, runtime)
     if images is None:
         return []
-    return extraction_records(None, domains, index, config, generate=stored(images))
+    return extraction_records(None, domains, index, config, generate=stored(images),
+                              model_scheduler=subject.model.pipeline.scheduler)
 
 
 def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig) -> str:
     """Unit key of one domain's extraction generations on the released model. Batch size,
     thread count and process count are left out: every image has its own seeded generator,
     and the images were measured bit-identical across them (docs/determinism.md)."""
+    from s2l_scan.samplers import sampler_identity
+
     settings = sampler(config)
     return unit_key("generated", source=model.model_hash, prompt=domain.prompt, key=domain.name,
-                    count=config.extraction_samples, seed=config.seed, steps=settings.steps,
+                    count=config.extraction_samples, seed=config.seed,
+                    sampler=sampler_identity(settings.sampler, model.pipeline.scheduler),
+                    steps=settings.steps,
                     guidance=settings.guidance, negative_prompt=settings.negative_prompt,
                     **model.platform)
 

@@ -19,7 +19,7 @@ import torch
 
 from s2l_scan.attack import Target
 from s2l_scan.conditioning import TextEncoders
-from s2l_scan.config import ScanConfig
+from s2l_scan.config import WEN_GRID_STEPS, ScanConfig
 from s2l_scan.functional.memorization import (
     largest_clique,
     near_copy_graph,
@@ -31,6 +31,7 @@ from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import MemorizationRecord
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import null_conditioning
+from s2l_scan.stages.extraction import sampler
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class MemorizationSettings:
     """How prompts are probed for memorization."""
 
     starts: int = 8  # Wen: seeded starting noises per prompt
-    sampler_steps: int = 50  # the DDIM grid whose first steps Wen reads
+    sampler_steps: int = WEN_GRID_STEPS  # the DDIM grid whose first steps Wen reads
     detect_steps: int = 1  # Wen: first steps averaged (the paper: 1 already separates)
     guidance: float = 7.0
     threshold: float | None = None  # Wen: flag a prompt above this magnitude (None: report)
@@ -47,6 +48,8 @@ class MemorizationSettings:
     tiles: int = 4  # Carlini: tiled ℓ2, tiles × tiles patches
     min_clique: int = 10  # Carlini: clique size that flags a prompt
     seed: int = 0
+    # Carlini: how the generations are sampled (the scan's extraction sampler)
+    generation: SamplerSettings = field(default_factory=SamplerSettings)
 
 
 @dataclass
@@ -103,8 +106,7 @@ def run_memorization(model: LoadedModel, prompts: list[tuple[str, str, str]],
             None if settings.threshold is None else magnitude > settings.threshold)
         if settings.generations:
             images = generate_images(pipeline, prompt, settings.generations, seed=settings.seed,
-                                     key=f"clique/{prompt}", settings=SamplerSettings(
-                                         settings.sampler_steps, settings.guidance))
+                                     key=f"clique/{prompt}", settings=settings.generation)
             clique = largest_clique(near_copy_graph(images, settings.delta, settings.tiles))
             record.clique = clique
             record.flagged_clique = len(clique) >= settings.min_clique
@@ -132,8 +134,8 @@ def memorization_records(subject_model: LoadedModel, data: AuditData, config: Sc
     record (with ``memorization_starts``) and one ``clique`` record (with
     ``clique_generations``), each prompt's value in it; judged later by the gate."""
     settings = MemorizationSettings(
-        starts=max(config.memorization_starts, 1), sampler_steps=config.extraction_steps,
-        detect_steps=config.memorization_steps, guidance=config.extraction_guidance,
+        starts=max(config.memorization_starts, 1), detect_steps=config.memorization_steps,
+        guidance=config.extraction_guidance, generation=sampler(config),
         threshold=config.max_text_guidance, generations=config.clique_generations,
         delta=config.extraction_delta, tiles=4 if config.extraction_tiled else 1,
         min_clique=config.clique_size, seed=config.seed)

@@ -22,7 +22,6 @@ import torch
 from s2l_scan.attack import Attack, Target
 from s2l_scan.conditioning import TextEncoders
 from s2l_scan.config import ScanConfig
-from s2l_scan.generation import SamplerSettings
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.probe import Probe, ProbeContext
 from s2l_scan.probing import ProbeSelection, ProbeSpec
@@ -37,7 +36,7 @@ from s2l_scan.stages.encode import (
     image_size,
     null_conditioning,
 )
-from s2l_scan.stages.extraction import extraction_records, sampler, stored
+from s2l_scan.stages.extraction import extraction_records, sampler, sp_sampler, stored
 from s2l_scan.stages.rows import Candidates, probe_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, UnitStore, digest, unit_key
@@ -59,10 +58,7 @@ class GeneratedSets:
         if prompt not in self._latents:
             from s2l_scan.probes.sp_set import sp_set
 
-            settings = SamplerSettings(steps=self._config.sp_steps,
-                                       guidance=self._config.sp_guidance,
-                                       negative_prompt=self._config.negative_prompt,
-                                       batch_size=self._config.batch_size)
+            settings = sp_sampler(self._config)
             images = sp_set(self._model.pipeline, self._model.model_hash, prompt,
                             self._config.sp_samples, seed=self._config.seed, settings=settings,
                             store=self._store, platform=self._model.platform)
@@ -115,6 +111,8 @@ class _ProbeRun:
         depend on."""
         model, config = self.subject.model, self.config
         enc = self.subject.encoded[domain]
+        from s2l_scan.samplers import sampler_identity
+
         settings = sampler(config)
         return unit_key(
             "probe", layout=2,  # 2: every candidate's scores (was: the attack's own only)
@@ -123,6 +121,7 @@ class _ProbeRun:
             prompt=self.subject.data.domain(domain).prompt, seed=config.seed,
             sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
                 config.prior_prompt, config.negative_prompt],
+            sampler=sampler_identity(config.sampler, model.pipeline.scheduler),
             attacks=[[a.name, a.describe()] for a in self.attacks],
             samples=digest(enc.members, enc.nonmembers, enc.member_captions,
                            enc.nonmember_captions),
@@ -191,7 +190,9 @@ class _ProbeRun:
             if "generated" in arrays:
                 records += extraction_records(None, [data.domain(name)], self.index,
                                               self.config, probe=spec.label,
-                                              generate=stored({name: arrays["generated"]}))
+                                              generate=stored({name: arrays["generated"]}),
+                                              model_scheduler=self.subject.model.pipeline
+                                              .scheduler)
         if len(outcomes) > 1:
             for attack in self.attacks:
                 members, nonmembers = (_concatenated(part) for part in pooled[attack.name])

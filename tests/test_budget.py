@@ -1,0 +1,108 @@
+"""The scan's time budget: the pure planner (table and property tests against a brute-force
+count of the generation work) and a budgeted scan's report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from s2l_scan.budget import (
+    DPM_STEPS,
+    FLOOR,
+    Knobs,
+    Work,
+    detection_chance,
+    generation_forwards,
+    plan_budget,
+)
+from s2l_scan.config import make_config
+from s2l_scan.errors import UsageError
+
+DEFAULT = Knobs("model", extraction_samples=32, extraction_steps=50, sp_samples=32, sp_steps=25)
+WORK = Work(domains=4, extraction_models=3, sp_prompts=4, extraction_guided=True,
+            sp_guided=True)
+
+
+def _brute_force(work: Work, knobs: Knobs) -> int:
+    """One count per generated image and step, as a sampler loop would make them."""
+    total = 0
+    for _ in range(work.domains * work.extraction_models):
+        for _ in range(knobs.extraction_samples):
+            total += knobs.extraction_steps * (2 if work.extraction_guided else 1)
+    for _ in range(work.sp_prompts):
+        for _ in range(knobs.sp_samples):
+            total += knobs.sp_steps * (2 if work.sp_guided else 1)
+    return total
+
+
+def test_the_forward_count_matches_a_brute_force_count() -> None:
+    assert generation_forwards(WORK, DEFAULT) == _brute_force(WORK, DEFAULT) == 44_800
+
+
+@pytest.mark.parametrize(("budget", "cut"), [
+    (1e9, []),  # fits: nothing cut
+    (10_000, ["sampler"]),
+    (5_500, ["sampler", "sp_samples"]),
+    (1, ["sampler", "sp_samples", "sp_samples", "extraction_samples", "extraction_samples"]),
+])
+def test_the_ladder_cuts_the_cheapest_first(budget: float, cut: list[str]) -> None:
+    plan = plan_budget(budget, seconds_per_forward=0.25, fixed_s=1_000, work=WORK,
+                       knobs=DEFAULT)
+    assert [c.setting for c in plan.cuts] == cut
+    assert plan.fits == (budget >= 1_000 + 0.25 * generation_forwards(WORK, plan.knobs))
+    if "sampler" in cut:
+        assert (plan.knobs.sampler, plan.knobs.extraction_steps) == ("dpmsolver++", DPM_STEPS)
+
+
+@given(st.floats(1, 1e6), st.floats(1e-5, 1.0), st.floats(0, 1e5))
+def test_a_plan_fits_whenever_the_floor_fits_and_cuts_nothing_it_need_not(
+        budget: float, per_forward: float, fixed: float) -> None:
+    plan = plan_budget(budget, seconds_per_forward=per_forward, fixed_s=fixed, work=WORK,
+                       knobs=DEFAULT)
+    floor = fixed + per_forward * generation_forwards(WORK, Knobs(
+        "dpmsolver++", FLOOR, DPM_STEPS, FLOOR, DPM_STEPS))
+    assert plan.fits == (floor <= budget or plan.predicted_s <= budget)
+    if plan.fits and plan.cuts:  # one cut fewer would not have fitted
+        bigger = plan_budget(plan.predicted_s + 1e-9, seconds_per_forward=per_forward,
+                             fixed_s=fixed, work=WORK, knobs=DEFAULT)
+        assert len(bigger.cuts) <= len(plan.cuts)
+    assert plan.predicted_s == pytest.approx(
+        fixed + per_forward * _brute_force(WORK, plan.knobs))
+
+
+def test_detection_chance_is_one_minus_the_chance_of_missing_every_time() -> None:
+    assert detection_chance(0.5, 2) == pytest.approx(0.75)
+    assert detection_chance(0.0, 100) == 0.0
+
+
+@pytest.mark.parametrize("bad", ["", "soon", "-5m", "0"])
+def test_a_bad_budget_is_a_usage_error(bad: str) -> None:
+    with pytest.raises(UsageError, match="budget must be a positive duration"):
+        make_config(budget=bad)
+
+
+def test_a_budgeted_scan_reports_its_plan_and_runs_what_it_planned(
+        tiny_reference: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import s2l_scan.stages.budgeting as budgeting
+    from s2l_scan.session import ScanInputs, run_scan
+
+    # a slow UNet by decree (1 s per sample): even the floor's generations overrun 1 s,
+    # whatever the load and however fast the rest of this scan is
+    monkeypatch.setattr(budgeting, "seconds_per_forward", lambda model, batch: 1.0)
+
+    config = make_config(attacks=["loss"], probes=[], extraction_samples=16,
+                         extraction_steps=4, extraction_guidance=1.0, sampler="ddim",
+                         budget="1s")
+    report = run_scan(ScanInputs(model=str(tiny_reference / "model"),
+                                 data=str(tiny_reference / "data")), config)
+    budget = report.model["sampling"]["budget"]
+    assert budget["budget_s"] == 1.0 and budget["fits"] is False  # 1 s: nothing fits
+    assert budget["seconds_per_sample_forward"] == 1.0
+    # no probe trains on SP sets, so their count is no cut
+    assert [c["setting"] for c in budget["cuts"]] == ["sampler", "extraction_samples"]
+    assert report.config["extraction_samples"] == FLOOR
+    assert report.config["sampler"] == "dpmsolver++"
+    assert all(r.n_generated == FLOOR for r in report.extraction)
