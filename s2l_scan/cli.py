@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from s2l_scan import __version__
 from s2l_scan.errors import S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
+from s2l_scan.reference.presets import PRESETS  # stdlib only: cheap
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
 
 if TYPE_CHECKING:  # rich loads only when a progress bar is shown
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     actions = reference.add_subparsers(dest="action", required=True, parser_class=_Parser)
     build = actions.add_parser("build", help="build (or fetch from cache) a reference model")
     build.add_argument("--out", type=Path, help="write here (must not exist); default: the cache")
-    build.add_argument("--preset", default="default", help="default | tiny")
+    build.add_argument("--preset", default="default", help=" | ".join(sorted(PRESETS)))
     build.add_argument("--seed", type=int, default=0, help="seed of data, init and training")
     build.add_argument("--set", dest="knobs", type=_knob, action="append", default=[],
                        metavar="KNOB=VALUE",
