@@ -109,12 +109,13 @@ def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> 
 def render_results(report: Any, color: bool = False, width: int | None = None) -> str:
     """The summary that ends a scan, as text (also pytest's terminal summary).
 
-    Checks are grouped (baselines, probes with Δ, extraction); a one-line reason follows each
-    failure, a legend explains the columns and the flags that occur, and the digest of what
-    leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict. ``width``
-    defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal, as in a CI
-    log). A check id is never cut: a narrower line drops the CIs, then puts each check on a
-    line of its own with its numbers under it, and an id wider than the line folds."""
+    Checks are grouped (baselines, probes with Δ, extraction, memorization); a one-line reason
+    follows each failure, a legend explains the columns and the flags that occur, and the
+    digest of what leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict.
+    ``width`` defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal,
+    as in a CI log). A check id is never cut: a narrower line drops the CIs, then puts each
+    check on a line of its own with its numbers under it, and an id wider than the line
+    folds."""
     from io import StringIO
 
     from s2l_scan.report.digest import ROOM_TITLES, digest_lines, flag_meanings, what_leaked
