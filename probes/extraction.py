@@ -185,8 +185,12 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         return generate_images(pipeline, prompt, settings.samples, seed=seed, key=key,
                                settings=settings.sampler)
 
+    from s2l_scan.progress import report
+
     training = training_mask(index.ids, settings)
-    records = []
+    records: list[ExtractionRecord] = []
+    stage = search_stage(probe)
+    report(stage, 0, len(domains))
     for domain in domains:
         prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
         generated = (sample if generate is None else generate)(prompt, domain.name)
@@ -234,7 +238,13 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
                          "exact_retrieval": index.exact,
                          **({} if index.exact else {"candidates": settings.candidates})},
         ))
+        report(stage, len(records), len(domains))
     return records
+
+
+def search_stage(probe: str | None) -> str:
+    """The progress stage of the search of one model's generations among the known images."""
+    return f"searching generations among known images ({probe or 'released'}; domains)"
 
 
 _NEAREST_LIMIT = 50_000

@@ -155,19 +155,24 @@ def judge_memorization(record: MemorizationRecord) -> None:
     record.reasons = []
     if record.threshold is None:
         record.passed = True
+        for prompt in record.prompts:
+            prompt.pop("flagged", None)  # reported, not gated
         return
     for prompt in record.prompts:
         value = float(prompt["value"])
-        if record.detector == "wen" and value > record.threshold:
+        # the per-prompt verdict, stamped for the renderers (which never judge)
+        wen = record.detector == "wen"
+        prompt["flagged"] = value > record.threshold if wen else value >= record.threshold
+        if prompt["flagged"] and wen:
             record.reasons.append(
                 f"prompt {prompt['prompt']!r}: text-guidance magnitude {value:.4g} > "
                 f"max_text_guidance {record.threshold:g} (Wen et al.: a likely memorized "
                 f"prompt, found with no known image)")
-        elif record.detector == "clique" and value >= record.threshold:
+        elif prompt["flagged"]:
             record.reasons.append(
-                f"prompt {prompt['prompt']!r}: {int(value)} of its generations are near-copies "
-                f"of one another (clique ≥ clique_size {int(record.threshold)}; Carlini et al.: "
-                f"likely memorized generations{_evidence(prompt)})")
+                f"prompt {prompt['prompt']!r}: a clique of {int(value)} generations, each a "
+                f"near-copy of every other, ≥ clique_size {int(record.threshold)} (Carlini et "
+                f"al.: likely memorized generations{_evidence(prompt)})")
     record.passed = not record.reasons
 
 

@@ -139,6 +139,7 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
     from s2l_scan.devices import resolve_device
 
     inputs.check()
+    _check_reference_options(inputs, config)
     attacks = tuple(make_attack(name, config.attack_options.get(name, {}), seed=config.seed)
                     for name in config.attacks)
     for attack in attacks:  # types and signs now; the model's own range once it is loaded
@@ -154,6 +155,27 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
             read_meta(Path(config.known_index).expanduser())
     resolve_device(config.device)
     return ScanPlan(inputs, config, attacks, probes, _outputs(config, protected))
+
+
+REFERENCE_OPTIONS = ("reference_preset", "reference_seed")
+"""Options that choose which reference build is scanned: meaningless for any other model."""
+
+
+def _check_reference_options(inputs: ScanInputs, config: ScanConfig) -> None:
+    """A usage error when an option of the reference build was set (to a value other than its
+    default) for another model: it would be silently ignored."""
+    from s2l_scan.config import FIELDS
+
+    if inputs.model == REFERENCE:
+        return
+    for name in REFERENCE_OPTIONS:
+        value = getattr(config, name)
+        if value != FIELDS[name].default:
+            option = name.replace("_", "-")
+            raise UsageError(
+                f"--{option} {value!r} chooses the reference build, but the scanned model is "
+                f"{inputs.model}, not 'reference'; drop --{option} (pytest: --s2l-{option}; "
+                f"config: {name}), or scan 'reference'")
 
 
 def _family(inputs: ScanInputs) -> str:

@@ -11,7 +11,8 @@ import jsonschema
 from sklearn.metrics import roc_auc_score
 
 from s2l_scan.config import make_config
-from s2l_scan.report.model import ExtractionRecord, ResultRow, ScanReport
+from s2l_scan.gate import judge_memorization
+from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
 
 HASH = "ab" * 32
 
@@ -38,7 +39,9 @@ def make_row(attack: str = "loss", domain: str = "identity-0", *, shift: float =
 
 def make_report(rows: list[ResultRow] | None = None, *, model_path: str = "/models/demo",
                 extraction: list[dict[str, Any]] | None = None,
-                started: str = "2026-01-01T00:00:00+00:00") -> ScanReport:
+                started: str = "2026-01-01T00:00:00+00:00",
+                memorization: list[MemorizationRecord] | None = None,
+                config: dict[str, Any] | None = None) -> ScanReport:
     """A report with the given rows (default: one passing and one failing domain + pooled)."""
     if rows is None:
         rows = [make_row(domain="identity-0"), make_row(domain="identity-1", shift=3.0),
@@ -50,10 +53,10 @@ def make_report(rows: list[ResultRow] | None = None, *, model_path: str = "/mode
             "identity-0": {"prompt": "a photo of sks person", "n_members": 8,
                            "n_nonmembers": 8},
             "identity-1": {"prompt": "a | piped prompt", "n_members": 8, "n_nonmembers": 8}}},
-        config=make_config().to_dict(), results=rows,
+        config=make_config(**(config or {})).to_dict(), results=rows,
         packages={"s2l-scan": "0.1.0", "torch": "2.5.0"},
         timestamps={"started": started, "finished": started, "seconds": "1.0"},
-        extraction=extraction or [])
+        extraction=extraction or [], memorization=memorization or [])
 
 
 def extraction_record(domain: str = "identity-0", extracted: int = 0,
@@ -76,6 +79,22 @@ def extraction_record(domain: str = "identity-0", extracted: int = 0,
         settings={"k": 10, "delta": 0.1, "training_set": "the known member images stand in"},
         passed=passed,
         reasons=[] if passed else [f"{extracted} distinct training image(s) extracted"])
+
+
+def memorization_record(detector: str = "wen", domain: str = "identity-0",
+                        values: tuple[float, ...] = (1.0, 2.0), threshold: float | None = 3.0,
+                        evidence: str | None = None) -> MemorizationRecord:
+    """A memorization record like stages/memorization.py's, judged by the gate: one prompt per
+    value (the domain's prompt, then captions); ``evidence`` pictures every clique prompt."""
+    prompts = [{"prompt": f"{domain} prompt {i}", "source": "prompt" if i == 0 else "caption",
+                "value": int(v) if detector == "clique" else v,
+                **({"clique": list(range(int(v))), "evidence": evidence}
+                   if detector == "clique" else {"per_start": [v, v]})}
+               for i, v in enumerate(values)]
+    record = MemorizationRecord(detector, domain, prompts, threshold,
+                                {"starts": 2} if detector == "wen" else {"generations": 16})
+    judge_memorization(record)
+    return record
 
 
 def sarif_validator() -> jsonschema.Draft4Validator:

@@ -293,3 +293,48 @@ def test_negative_prompt_is_part_of_the_probe_unit_key() -> None:
 def test_a_bad_negative_prompt_is_a_usage_error(value: Any) -> None:
     with pytest.raises(UsageError, match="negative_prompt must be a non-empty string"):
         make_config({"negative_prompt": value})
+
+
+_REFERENCE_ONLY = [("--reference-preset", "tiny", "reference_preset"),
+                   ("--reference-seed", "3", "reference_seed")]
+
+
+@pytest.mark.parametrize(("option", "value", "key"), _REFERENCE_ONLY)
+def test_a_reference_option_for_another_model_is_a_usage_error_in_the_cli(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str,
+        key: str) -> None:
+    # exit 4 before any model work: the model folder does not even exist
+    model, data = tmp_path / "no-model", tmp_path / "no-data"
+    assert main(["scan", str(model), "--data", str(data), option, value]) == 4
+    err = capsys.readouterr().err
+    assert f"{option} " in err and "not 'reference'" in err and f"config: {key}" in err
+    assert not model.exists()
+
+
+@pytest.mark.parametrize(("option", "value", "key"), _REFERENCE_ONLY)
+def test_a_reference_option_for_another_model_is_a_usage_error_in_pytest(
+        pytester: pytest.Pytester, tmp_path: Path, option: str, value: str, key: str) -> None:
+    result = pytester.runpytest(f"--s2l-model={tmp_path / 'm'}", f"--s2l-data={tmp_path / 'd'}",
+                                f"--s2l-{option[2:]}={value}", "-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"*{option} *not 'reference'*--s2l-{option[2:]}*"])
+
+
+@pytest.mark.parametrize(("values", "model", "refused"), [
+    ({"reference_preset": "tiny"}, "reference", False),  # the reference build: its option
+    ({"reference_seed": 3}, "reference", False),
+    ({"reference_preset": "default", "reference_seed": 0}, "m", False),  # defaults: not set
+    ({}, "m", False),
+    ({"reference_preset": "tiny"}, "m", True),  # a config file's value too
+    ({"reference_seed": 1}, "m", True),
+])
+def test_reference_options_are_refused_only_when_set_for_another_model(
+        tmp_path: Path, values: dict[str, Any], model: str, refused: bool) -> None:
+    inputs = ScanInputs(model if model == "reference" else str(tmp_path / model),
+                        data=None if model == "reference" else str(tmp_path))
+    config = make_config(values, extraction_samples=0)
+    if refused:
+        with pytest.raises(UsageError, match="not 'reference'"):
+            build_plan(inputs, config)
+    else:
+        build_plan(inputs, config)

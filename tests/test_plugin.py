@@ -213,3 +213,25 @@ def test_deselecting_every_check_is_no_pass(pytester: pytest.Pytester,
     result.assert_outcomes(passed=1)  # the project's own test; no s2l check ran
     assert result.ret == pytest.ExitCode.NO_TESTS_COLLECTED
     result.stdout.fnmatch_lines(["*s2l-scan: no check was selected*nothing was scanned*"])
+
+
+@pytest.mark.parametrize(("selection", "outcomes"), [
+    ((), {"passed": 3, "failed": 2}),  # loss × (2 domains + pooled); wen × 2 domains fail
+    (("-k", "baselines"), {"passed": 3}),  # the failing memorization checks deselected
+])
+def test_a_failing_memorization_check_fails_the_session(
+        pytester: pytest.Pytester, tiny_reference: Path, selection: tuple[str, ...],
+        outcomes: dict[str, int]) -> None:
+    # Every row passes (max_auc 1); a text-guidance magnitude is > 0 for any prompt of a model
+    # whose text changes its noise prediction, so max_text_guidance 0 flags every domain.
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "--s2l-max-auc=1",
+                                       "--s2l-max-tpr=1", "--s2l-bootstrap=50",
+                                       "--s2l-memorization-starts=1",
+                                       "--s2l-max-text-guidance=0", *selection))
+    result.assert_outcomes(**outcomes)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*memorization::wen[[]identity-0[]]*max_text_guidance 0*",
+                                 "*verdict: FAILED*"])
+    if selection:
+        result.stdout.fnmatch_lines(["*ran as no test item*memorization::wen[[]identity-0[]]*"])

@@ -86,3 +86,49 @@ def test_rich_bars_start_again_when_done_goes_back() -> None:
         tasks = {task.description: task for task in show._bar.tasks}
     assert tasks["fine-tuning"].completed == 2 and tasks["fine-tuning"].total == 100
     assert tasks["scoring"].completed == 3
+
+
+@pytest.mark.parametrize(("count", "chunk", "steps"), [
+    (7, 3, [0, 3, 6, 7]),
+    (6, 3, [0, 3, 6]),
+    (2, 1024, [0, 2]),
+])
+def test_the_known_image_index_build_reports_progress(
+        monkeypatch: pytest.MonkeyPatch, count: int, chunk: int, steps: list[int]) -> None:
+    import numpy as np
+
+    import s2l_scan.extraction.index as index_module
+    from s2l_scan.extraction.index import BUILD_STAGE, KnownImageIndex, pooled_embedding
+
+    monkeypatch.setattr(index_module, "_BUILD_CHUNK", chunk)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (count, 8, 8, 3), dtype=np.uint8)
+    seen: list[tuple[str, int, int]] = []
+    with reporting(lambda *call: seen.append(call)):
+        index = KnownImageIndex.build([(f"{i}.png", p) for i, p in enumerate(pixels)])
+    assert seen == [(BUILD_STAGE, done, count) for done in steps]
+    # embedding in chunks gives the embeddings of one call (the oracle: pooling all at once)
+    np.testing.assert_array_equal(index._index.reconstruct_n(0, count),
+                                  pooled_embedding(pixels, 8))
+
+
+def test_the_extraction_search_reports_progress_per_domain() -> None:
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from s2l_scan.extraction.index import KnownImageIndex
+    from s2l_scan.probes.extraction import ExtractionSettings, run_extraction, search_stage
+
+    rng = np.random.default_rng(1)
+    known = rng.integers(0, 256, (4, 8, 8, 3), dtype=np.uint8)
+    index = KnownImageIndex.build([(f"k{i}.png", p) for i, p in enumerate(known)])
+    domains = [SimpleNamespace(name=f"d{i}", prompt=f"p{i}") for i in range(3)]
+    seen: list[tuple[str, int, int]] = []
+    with reporting(lambda *call: seen.append(call)):
+        records = run_extraction(None, domains, index, ExtractionSettings(samples=2), seed=0,
+                                 probe="lora", evidence_dir=None,
+                                 generate=lambda prompt, key: known[:2])
+    assert len(records) == 3 and all(r.extracted == 2 for r in records)  # exact copies
+    assert seen == [(search_stage("lora"), done, 3) for done in range(4)]
+    assert "lora" in search_stage("lora") and "released" in search_stage(None)

@@ -73,6 +73,10 @@ DEFAULT_CANDIDATES = 64
 _META, _INDEX, _ARRAYS = "meta.json", "index.faiss", "known.npz"
 _FORMAT_NAME = "s2l-scan known-image index"
 _CHUNK_BYTES = 64 * 2**20  # float64 working memory per embedding chunk
+# known images embedded per progress step of a build: a multiple of every embedder's own batch
+# (open_clip's is 64), so the embeddings are those of one call
+_BUILD_CHUNK = 1024
+BUILD_STAGE = "building the known-image index (images embedded)"
 PixelArray = npt.NDArray[np.uint8]
 _Pairs = list[tuple[int, int, float]]
 
@@ -160,6 +164,20 @@ def _collect(images: Iterable[tuple[str | os.PathLike[str], npt.ArrayLike]],
     return ids, np.stack(arrays)
 
 
+def _embed_reporting(embedder: Embedder, pixels: PixelArray) -> npt.NDArray[np.float32]:
+    """``embedder.embed(pixels)``, in chunks of :data:`_BUILD_CHUNK` images, telling the scan's
+    progress (:func:`s2l_scan.progress.report`) after each."""
+    from s2l_scan.progress import report
+
+    total = len(pixels)
+    report(BUILD_STAGE, 0, total)
+    parts = []
+    for start in range(0, total, _BUILD_CHUNK):
+        parts.append(np.asarray(embedder.embed(pixels[start:start + _BUILD_CHUNK])))
+        report(BUILD_STAGE, min(start + _BUILD_CHUNK, total), total)
+    return np.concatenate(parts).astype(np.float32, copy=False)
+
+
 def _check_unique(ids: list[str]) -> None:
     twice = [key for key, times in Counter(ids).items() if times > 1]
     if twice:
@@ -238,7 +256,8 @@ class KnownImageIndex:
         if embedder is None:
             embedder = PixelEmbedder(_check_embed_size(pixels.shape[1:], embed_size))
         embedder.check(pixels.shape[1:])
-        index = _faiss_index(embedder.embed(pixels), ivf_threshold, embedder.metric)
+        index = _faiss_index(_embed_reporting(embedder, pixels), ivf_threshold,
+                             embedder.metric)
         return cls(ids, pixels, index, embedder)
 
     @property

@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2l_scan.report.digest import FLAGS
-from s2l_scan.report.headline import extraction_reading, fmt
+from s2l_scan.report.headline import extraction_reading, fmt, gate_text
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -109,12 +109,13 @@ def render_manifest(manifest: dict[str, Any], folder: str, console: Console) -> 
 def render_results(report: Any, color: bool = False, width: int | None = None) -> str:
     """The summary that ends a scan, as text (also pytest's terminal summary).
 
-    Checks are grouped (baselines, probes with Δ, extraction); a one-line reason follows each
-    failure, a legend explains the columns and the flags that occur, and the digest of what
-    leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict. ``width``
-    defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal, as in a CI
-    log). A check id is never cut: a narrower line drops the CIs, then puts each check on a
-    line of its own with its numbers under it, and an id wider than the line folds."""
+    Checks are grouped (baselines, probes with Δ, extraction, memorization); a one-line reason
+    follows each failure, a legend explains the columns and the flags that occur, and the
+    digest of what leaked (:mod:`s2l_scan.report.digest`) comes last, right above the verdict.
+    ``width`` defaults to the terminal's (``COLUMNS`` when set; 120 when there is no terminal,
+    as in a CI log). A check id is never cut: a narrower line drops the CIs, then puts each
+    check on a line of its own with its numbers under it, and an id wider than the line
+    folds."""
     from io import StringIO
 
     from s2l_scan.report.digest import ROOM_TITLES, digest_lines, flag_meanings, what_leaked
@@ -138,6 +139,11 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
         console.print(_fitted(console, width, functools.partial(
             _extraction_table, report.extraction, width)))
         _print_reasons(report.extraction, console)
+    if report.memorization:
+        console.print(f"\n[bold]{escape(ROOM_TITLES['memorization'])}[/bold]")
+        console.print(_fitted(console, width, functools.partial(
+            _memorization_table, report.memorization, width)))
+        _print_reasons(report.memorization, console)
     digest = what_leaked(report)
     _print_legend(report, digest.flags, flag_meanings(), console)
     _print_comparison(report, console)
@@ -275,6 +281,34 @@ def _extraction_table(records: list[Any], width: int, compact: bool | None) -> A
     return table
 
 
+def _memorization_table(records: list[Any], width: int, compact: bool | None) -> Any:
+    """Per detector and domain: prompts probed, the largest value (text-guidance magnitude or
+    clique size) and, unless compact, the prompt it came from; the threshold ('-': reported,
+    not gated) and how many prompts crossed it."""
+    def cells(r: Any) -> list[str]:
+        return [str(len(r.prompts)), f"{r.largest:.4g}",
+                "-" if r.threshold is None else f"{r.threshold:g}",
+                "-" if r.threshold is None else str(len(r.flagged))]
+
+    if compact is None:
+        return _stacked(["prompts", "largest", "threshold", "flagged"], [
+            (r.item_id, [*cells(r), _verdict(r.passed, [])], r.passed) for r in records])
+    table = _table()
+    _id_column(table, [record.item_id for record in records], width)
+    for column in ("prompts", "largest", "threshold", "flagged"):
+        _number_column(table, column)
+    if not compact:
+        table.add_column("largest on", overflow="fold")
+    table.add_column("verdict", overflow="fold")
+    for record in records:
+        row = [escape(record.item_id), *cells(record)]
+        if not compact:
+            top = max(record.prompts, key=lambda p: float(p["value"]), default=None)
+            row.append("-" if top is None else escape(repr(str(top["prompt"]))))
+        table.add_row(*row, _verdict(record.passed, []), style=None if record.passed else "red")
+    return table
+
+
 def _print_reasons(checks: list[Any], console: Console) -> None:
     """One line per failed check: what crossed which threshold (details in the reports)."""
     from s2l_scan.report.digest import short_reason
@@ -285,15 +319,15 @@ def _print_reasons(checks: list[Any], console: Console) -> None:
             console.print(f"  [red]✗[/red] {escape(check.item_id)}: {escape(why)}")
 
 
+MEMORIZATION_LEGEND = (
+    "memorization: per domain's prompts (its prompt and each distinct caption), the largest "
+    "text-guidance magnitude (wen, Wen et al.) or clique of near-copy generations (clique, "
+    "Carlini et al.); flagged = prompts past the threshold; threshold '-' = reported, not gated")
+
+
 def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],
                   console: Console) -> None:
-    config = report.config
-    console.print(f"\ngate: max_auc {config['max_auc']} (compared: {config['ci_end']}), "
-                  f"max_tpr {config['max_tpr']} at 1% FPR where estimable, max_amplification "
-                  f"{config.get('max_amplification', '-')}, max_extracted "
-                  f"{config.get('max_extracted', '-')}; an AUC or Δ check fails only when also "
-                  f"significant after Holm's correction at family_alpha "
-                  f"{config.get('family_alpha', '-')}")
+    console.print(f"\ngate: {escape(gate_text(report))}")
     legend = ("legend: AUC calibrated (direction and variant learned on one half of the "
               "samples, measured on the other); ΔAUC = probe's copy − released model; "
               "TPR@1% '-' = not estimable at this n (a column only when some row has one); "
@@ -307,6 +341,8 @@ def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],
                       f"{escape(meanings[flag])}")
     if report.extraction:
         console.print(escape(extraction_reading(report)), style="dim")
+    if report.memorization:
+        console.print(escape(MEMORIZATION_LEGEND), style="dim")
 
 
 def _print_comparison(report: Any, console: Console) -> None:

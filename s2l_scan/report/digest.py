@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from s2l_scan.report.headline import headline
-from s2l_scan.report.model import ResultRow, ScanReport
+from s2l_scan.report.model import MemorizationRecord, ResultRow, ScanReport
 
 ROOM_TITLES = {"baselines": "baselines (the released model)",
                "probes": "probes (a shaken copy, re-attacked; Δ against the released model)",
-               "extraction": "extraction (generations matched to known training images)"}
+               "extraction": "extraction (generations matched to known training images)",
+               "memorization": "memorization (prompts whose generations look memorized, found "
+                               "with no known image)"}
 """Each group of checks, in report order, with what it measures."""
 
 
@@ -55,6 +57,34 @@ class Amplification:
     max_amplification: float | None  # the gate's threshold for Δ, from the report's config
 
 
+DETECTORS = {"wen": ("text-guidance magnitude", "Wen et al."),
+             "clique": ("clique of near-copy generations", "Carlini et al.")}
+"""Each memorization detector: what its value measures, and whose method it is."""
+
+
+@dataclass(frozen=True)
+class Memorized:
+    """One prompt's memorization value, as one detector measured it on one domain."""
+
+    check_id: str
+    prompt: str
+    value: float  # the text-guidance magnitude, or the clique size
+    flagged: bool  # the gate's per-prompt verdict (False when not gated)
+    evidence: str | None  # the clique's picture, when saved
+
+
+@dataclass(frozen=True)
+class Memorization:
+    """One detector over every domain: its threshold, the prompt with the largest value, and
+    the prompts the gate flagged (largest first)."""
+
+    detector: str  # "wen" | "clique"
+    threshold: float | None  # None: reported, not gated
+    prompts: int
+    largest: Memorized | None  # None: no prompt probed
+    flagged: tuple[Memorized, ...]
+
+
 @dataclass(frozen=True)
 class Digest:
     """The verdict and what leaked, most telling first."""
@@ -66,6 +96,7 @@ class Digest:
     extracted: tuple[Extracted, ...]  # by closest distance first
     amplification: Amplification | None  # None: no probe row with a Δ
     flags: dict[str, int]  # flag name → rows carrying it (only flags that occur)
+    memorization: tuple[Memorization, ...] = ()  # one per detector that ran
 
 
 FLAGS = ("confounded", "unstable", "underpowered")
@@ -101,7 +132,54 @@ def what_leaked(report: ScanReport) -> Digest:
         worst=tuple(Worst(d, worst[d].item_id, worst[d].auc, worst[d].auc_ci, worst[d].passed)
                     for d in order),
         extracted=tuple(extracted), amplification=amplification,
-        flags={flag: count for flag, count in flags.items() if count})
+        flags={flag: count for flag, count in flags.items() if count},
+        memorization=memorization_digest(report.memorization))
+
+
+def memorization_digest(records: list[MemorizationRecord]) -> tuple[Memorization, ...]:
+    """Per detector, in report order: the largest value and the flagged prompts."""
+    detectors = dict.fromkeys(record.detector for record in records)
+    out = []
+    for detector in detectors:
+        mine = [record for record in records if record.detector == detector]
+        values = [Memorized(record.item_id, str(prompt["prompt"]), float(prompt["value"]),
+                            bool(prompt.get("flagged")), prompt.get("evidence"))
+                  for record in mine for prompt in record.prompts]
+        ranked = sorted(values, key=lambda m: -m.value)
+        out.append(Memorization(detector, mine[0].threshold, len(values),
+                                ranked[0] if ranked else None,
+                                tuple(m for m in ranked if m.flagged)))
+    return tuple(out)
+
+
+def memorization_lines(memorization: Memorization, max_prompts: int = 5) -> list[str]:
+    """One detector's digest as sentences: the flagged prompts, or the largest value and
+    whether it was gated."""
+    what, whose = DETECTORS.get(memorization.detector, (memorization.detector, ""))
+    threshold = memorization.threshold
+    limit = ("reported, not gated" if threshold is None else
+             f"{'>' if memorization.detector == 'wen' else '≥'} {_number(threshold)}")
+    if memorization.flagged:
+        noun = "prompts" if memorization.detector == "wen" else "cliques"
+        lines = [f"likely memorized {noun} ({whose} {what} {limit}): "
+                 f"{len(memorization.flagged)} of {memorization.prompts} prompts"]
+        for item in memorization.flagged[:max_prompts]:
+            picture = f"; pictured in {item.evidence}" if item.evidence else ""
+            lines.append(f"  {item.prompt!r}: {_number(item.value)} ({item.check_id}{picture})")
+        if len(memorization.flagged) > max_prompts:
+            lines.append(f"  … {len(memorization.flagged) - max_prompts} more in the JSON report")
+        return lines
+    largest = memorization.largest
+    if largest is None:
+        return [f"{what} ({whose}): no prompt probed"]
+    verdict = "no prompt flagged" if threshold is not None else "reported, not gated"
+    return [f"{what} ({whose}): {verdict}; largest {_number(largest.value)} on "
+            f"{largest.prompt!r} ({largest.check_id}) of {memorization.prompts} prompts"
+            + ("" if threshold is None else f", threshold {limit}")]
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
 
 
 def digest_lines(digest: Digest, max_images: int = 5) -> list[str]:
@@ -128,6 +206,8 @@ def digest_lines(digest: Digest, max_images: int = 5) -> list[str]:
         lines.append(f"largest amplification: {amplification.check_id} ΔAUC "
                      f"{amplification.delta:+.3f}{ci} to AUC {amplification.auc:.3f} "
                      f"(max_amplification {amplification.max_amplification})")
+    for memorization in digest.memorization:
+        lines += memorization_lines(memorization, max_images)
     return lines
 
 

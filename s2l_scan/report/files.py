@@ -15,6 +15,7 @@ from s2l_scan.report.model import (
     SCHEMA_VERSION,
     ComparisonCheck,
     ExtractionRecord,
+    MemorizationRecord,
     ResultRow,
     ScanReport,
     check_writable,
@@ -101,12 +102,15 @@ def report_from_dict(body: dict[str, Any]) -> ScanReport:
         if row.get("delta_auc_ci") is not None:
             row["delta_auc_ci"] = tuple(row["delta_auc_ci"])
         rows.append(ResultRow(**row))
-    known = {f.name for f in fields(ScanReport)} - {"results", "extraction", "comparison"}
+    known = {f.name for f in fields(ScanReport)} - {"results", "extraction", "comparison",
+                                                     "memorization"}
     return ScanReport(results=rows,
                       extraction=[_record(ExtractionRecord, raw)
                                   for raw in body.get("extraction") or []],
                       comparison=[_record(ComparisonCheck, raw)
                                   for raw in body.get("comparison") or []],
+                      memorization=[_record(MemorizationRecord, raw)
+                                    for raw in body.get("memorization") or []],
                       **{key: value for key, value in body.items() if key in known})
 
 

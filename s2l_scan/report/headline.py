@@ -17,7 +17,7 @@ def headline(report: ScanReport) -> dict[str, Any]:
     return {
         "verdict": "passed" if report.passed else "failed",
         # the checks of this report, and those of the compared report it dropped
-        "checks": len(rows) + len(report.extraction) + len(
+        "checks": len(rows) + len(report.extraction) + len(report.memorization) + len(
             {c.item for c in report.comparison if c.status == "missing"}),
         "failed": len(failed),
         "failed_items": failed,
@@ -67,16 +67,42 @@ def extraction_reading(report: ScanReport) -> str:
     return " ".join([EXTRACTION_READING, *(f"Here {text}." for text in stand_ins)])
 
 
-def gate_text(report: ScanReport) -> str:
-    """The gate settings in one line, e.g. ``max_auc 0.6 (point), max_tpr 0.1 at 1% FPR``."""
+def gate_thresholds(report: ScanReport) -> list[tuple[str, str]]:
+    """Every threshold the gate used on ``report``, as (config key, text) pairs in a fixed
+    order: ``max_auc`` and ``max_tpr`` always; ``max_amplification`` with probe rows,
+    ``max_extracted`` with extraction records, ``max_text_guidance`` and ``clique_size`` with
+    the memorization records they judge; ``family_alpha``; ``compare_fail`` with a compare.
+    The one source of the console's, HTML's, Markdown's and SARIF's gate line."""
     config = report.config
-    parts = [f"max_auc {config['max_auc']} (compared: {config['ci_end']} AUC)",
-             f"max_tpr {config['max_tpr']} at 1% FPR"]
-    if "max_extracted" in config and report.extraction:
-        parts.append(f"max_extracted {config['max_extracted']}")
+    detectors = {record.detector for record in report.memorization}
+    out = [("max_auc", f"max_auc {config.get('max_auc')} (compared: "
+                       f"{config.get('ci_end', 'point')} AUC)"),
+           ("max_tpr", f"max_tpr {config.get('max_tpr')} at 1% FPR where estimable")]
+    if any(row.probe is not None for row in report.results):
+        out.append(("max_amplification", f"max_amplification {config.get('max_amplification')}"
+                                          " (ΔAUC of a probe's copy)"))
+    if report.extraction:
+        out.append(("max_extracted", f"max_extracted {config.get('max_extracted')}"))
+    if "wen" in detectors:
+        value = config.get("max_text_guidance")
+        out.append(("max_text_guidance", "max_text_guidance " + (
+            "none (text-guidance magnitude reported, not gated)" if value is None
+            else str(value))))
+    if "clique" in detectors:
+        out.append(("clique_size", f"clique_size {config.get('clique_size')}"))
+    out.append(("family_alpha", f"family_alpha {config.get('family_alpha', '-')} (an AUC or Δ "
+                                "check fails only when also significant after Holm's "
+                                "correction)"))
     if config.get("compare_fail"):
-        parts.append(f"compare_fail {config['compare_fail']} against {config.get('compare')}")
-    return ", ".join(parts)
+        out.append(("compare_fail",
+                    f"compare_fail {config['compare_fail']} against {config.get('compare')}"))
+    return out
+
+
+def gate_text(report: ScanReport) -> str:
+    """The gate's thresholds in one line (:func:`gate_thresholds`), e.g. ``max_auc 0.6
+    (compared: point AUC), max_tpr 0.1 at 1% FPR where estimable, ...``."""
+    return ", ".join(text for _, text in gate_thresholds(report))
 
 
 READING = (

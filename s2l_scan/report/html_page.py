@@ -18,7 +18,14 @@ from typing import Any
 
 from s2l_scan import __version__
 from s2l_scan.report import charts
-from s2l_scan.report.digest import ROOM_TITLES, flag_meanings, short_reason, what_leaked
+from s2l_scan.report.digest import (
+    DETECTORS,
+    ROOM_TITLES,
+    flag_meanings,
+    memorization_lines,
+    short_reason,
+    what_leaked,
+)
 from s2l_scan.report.headline import (
     extraction_counts,
     extraction_reading,
@@ -27,7 +34,7 @@ from s2l_scan.report.headline import (
     headline,
     reading,
 )
-from s2l_scan.report.model import ResultRow, ScanReport
+from s2l_scan.report.model import MemorizationRecord, ResultRow, ScanReport
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 MAX_EVIDENCE_IMAGES = 64  # per extraction record: enough to judge, small enough to open
@@ -76,7 +83,9 @@ MAX_WORST_ROWS = 10  # failed rows listed in "What leaked", strongest first
 _SECTIONS = (("leaked", "What leaked"), ("results", "Results by check"),
              ("comparison", "Compared with the previous report"),
              ("charts", "ROC curves and score distributions"),
-             ("extraction", "Extraction evidence"), ("details", "Model, data and configuration"))
+             ("extraction", "Extraction evidence"),
+             ("memorization", "Prompt-level memorization"),
+             ("details", "Model, data and configuration"))
 
 
 def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
@@ -96,6 +105,7 @@ def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
         "comparison": _comparison(report),
         "charts": _attack_sections(report),
         "extraction": _extraction(report, search),
+        "memorization": _memorization(report, search),
         "details": _details(report),
     }
     present = [(anchor, name) for anchor, name in _SECTIONS if sections[anchor]]
@@ -172,6 +182,14 @@ def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
                      f"ΔAUC <strong>{amplification.delta:+.3f}</strong>{escape(ci)} to AUC "
                      f"{amplification.auc:.3f} (max_amplification "
                      f"{escape(str(amplification.max_amplification))}).</p>")
+    for memorization in digest.memorization:
+        head, *prompts = memorization_lines(memorization, MAX_DIGEST_PAIRS)
+        pictures = "".join(_picture(m.evidence, search, f"clique of {m.prompt!r}",
+                                    f"{m.prompt!r}: clique of {m.value:g} ({m.check_id})")
+                           for m in memorization.flagged[:MAX_DIGEST_PAIRS] if m.evidence)
+        parts.append(f"<p>{escape(head)}</p>"
+                     + (f"<ul>{''.join(f'<li>{escape(i.strip())}</li>' for i in prompts)}"
+                        "</ul>" if prompts else "") + pictures)
     failed = sorted((row for row in report.results if not row.passed),
                     key=lambda row: -row.auc)
     if failed:
@@ -211,7 +229,28 @@ def _results(report: ScanReport) -> str:
                      "<th class=l>verdict</th><th>training images extracted</th>"
                      "<th>generations matched</th><th>non-member matches</th>"
                      f"<th>nearest RMS</th></tr>{rows_html}</table></div>")
+    if report.memorization:
+        rows_html = "".join(
+            f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
+            f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
+            + "".join(f'<div class="why" title="{escape(reason)}">'
+                      f"{escape(short_reason(reason))}</div>" for reason in r.reasons)
+            + f"</td><td class=l>{escape(DETECTORS.get(r.detector, (r.detector,))[0])}</td>"
+            f"<td>{len(r.prompts)}</td><td>{r.largest:.4g}</td><td>{_threshold(r)}</td>"
+            f"<td>{'-' if r.threshold is None else len(r.flagged)}</td></tr>"
+            for r in report.memorization)
+        parts.append(f"<h3>{escape(ROOM_TITLES['memorization'])}</h3>"
+                     '<div class="scroll"><table><tr><th class=l>check</th>'
+                     "<th class=l>verdict</th><th class=l>measure</th><th>prompts</th>"
+                     "<th>largest</th><th>threshold</th><th>flagged</th></tr>"
+                     f"{rows_html}</table></div>")
     return "".join(parts)
+
+
+def _threshold(record: MemorizationRecord) -> str:
+    if record.threshold is None:
+        return '<span class="muted">reported, not gated</span>'
+    return f"{'&gt;' if record.detector == 'wen' else '≥'} {record.threshold:g}"
 
 
 def _rows_table(rows: list[ResultRow], delta: bool) -> str:
@@ -332,6 +371,43 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
         blocks.append(head + facts + "".join(pairs))
     return (f"<p class=muted>{escape(extraction_reading(report))} Each pair: generated | known "
             "(training) image | difference ×4.</p>" + "".join(blocks))
+
+
+def _memorization(report: ScanReport, search: Sequence[Path]) -> str:
+    """Per detector and domain: every prompt's value and the gate's verdict on it, with the
+    picture of each flagged clique (Carlini et al.'s likely memorized generations)."""
+    blocks = []
+    for record in report.memorization:
+        what, whose = DETECTORS.get(record.detector, (record.detector, ""))
+        head = (f'<h3><code class="id">{escape(record.item_id)}</code>: {escape(what)} '
+                f"({escape(whose)}), threshold {_threshold(record)} {_word(record.passed)}</h3>")
+        rows = "".join(
+            f'<tr class="{"fail" if p.get("flagged") else "ok"}"><td class=l>'
+            f"{escape(str(p['prompt']))}</td><td class=l>{escape(str(p.get('source', '')))}"
+            f"</td><td>{float(p['value']):.4g}</td><td class=l>"
+            + ("-" if record.threshold is None else
+               '<span class="failtxt">flagged</span>' if p.get("flagged") else "no")
+            + "</td></tr>" for p in record.prompts)
+        pictures = "".join(
+            _picture(p.get("evidence"), search, f"clique of {p['prompt']!r}",
+                     f"{p['prompt']!r}: clique of {float(p['value']):g} near-copies")
+            for p in record.prompts if p.get("evidence"))
+        blocks.append(head + settings_list(record.settings)
+                      + '<div class="scroll"><table><tr><th class=l>prompt</th>'
+                        f"<th class=l>source</th><th>{escape(what)}</th><th class=l>flagged</th>"
+                        f"</tr>{rows}</table></div>" + pictures)
+    return "".join(blocks)
+
+
+def _picture(path: object, search: Sequence[Path], alt: str, caption: str) -> str:
+    """A saved evidence picture, embedded; its path when it cannot be read."""
+    data = _evidence_png(path, search)
+    if data is None:
+        return (f'<div class="pair"><div class=muted>image: {escape(str(path))}</div>'
+                f"{escape(caption)}</div>")
+    encoded = base64.b64encode(data).decode("ascii")
+    return (f'<div class="pair"><img alt="{escape(alt)}" src="data:image/png;base64,'
+            f'{encoded}"><br>{escape(caption)}</div>')
 
 
 def _pair(match: dict[str, Any], search: Sequence[Path], note: str = "") -> str:

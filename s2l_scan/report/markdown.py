@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from s2l_scan.report.digest import digest_lines, what_leaked
+from s2l_scan.report.digest import DETECTORS, digest_lines, what_leaked
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
 from s2l_scan.report.model import ScanReport
 
@@ -37,8 +37,8 @@ def markdown_lines(report: ScanReport) -> list[str]:
                   f"  - {_cell(line.strip())}" for line in leaked]
         lines.append("")
     failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
-    failures += [(r.item_id, reason)
-                 for r in report.extraction for reason in r.reasons]
+    failures += [(r.item_id, reason) for r in report.extraction for reason in r.reasons]
+    failures += [(r.item_id, reason) for r in report.memorization for reason in r.reasons]
     if failures:
         lines += ["### Failures", ""]
         lines += [f"- `{item}`: {_cell(reason)}" for item, reason in failures]
@@ -68,6 +68,19 @@ def markdown_lines(report: ScanReport) -> list[str]:
                   f"{'pass' if r.passed else '**FAIL**'} |"
                   for r in report.extraction]
         lines += ["", _cell(extraction_reading(report)), ""]
+    if report.memorization:
+        lines += ["### Memorization", "", "| check | measure | prompts | largest | largest on | "
+                  "threshold | flagged | verdict |", "|---|---|---:|---:|---|---:|---:|---|"]
+        for r in report.memorization:
+            peak = max(r.prompts, key=lambda p: float(p["value"])) if r.prompts else None
+            gated = r.threshold is not None
+            lines.append(
+                f"| `{_cell(r.item_id)}` | {DETECTORS.get(r.detector, (r.detector,))[0]} | "
+                f"{len(r.prompts)} | {r.largest:.4g} | "
+                f"{'-' if peak is None else _cell(repr(str(peak['prompt'])))} | "
+                f"{_cell(f'{r.threshold:g}') if gated else 'reported, not gated'} | "
+                f"{len(r.flagged) if gated else '-'} | {'pass' if r.passed else '**FAIL**'} |")
+        lines.append("")
     if report.comparison:
         lines += [f"### Compared with `{_cell(report.config.get('compare'))}`", "",
                   "| check | metric | previous | current | change | allowed | status |",

@@ -112,7 +112,8 @@ class MemorizationRecord:
     """Prompt-level memorization of one domain's prompts, found with no known image: Wen et
     al.'s text-guidance magnitude (``detector`` "wen") or Carlini et al.'s clique of near-copy
     generations ("clique"). ``prompts``: one entry per prompt (the domain's and each distinct
-    caption) with its ``value`` (magnitude, or clique size) and what else was measured."""
+    caption) with its ``value`` (magnitude, or clique size), what else was measured, and the
+    gate's ``flagged`` (absent when not gated)."""
 
     detector: str  # "wen" | "clique"
     domain: str
@@ -126,6 +127,11 @@ class MemorizationRecord:
     def largest(self) -> float:
         """The largest value over the domain's prompts (0 with none)."""
         return max((float(p["value"]) for p in self.prompts), default=0.0)
+
+    @property
+    def flagged(self) -> list[dict[str, Any]]:
+        """The prompts the gate flagged (its per-prompt ``flagged`` stamp); none ungated."""
+        return [prompt for prompt in self.prompts if prompt.get("flagged")]
 
     @property
     def check_id(self) -> CheckId:

@@ -1,8 +1,9 @@
 """SARIF 2.1.0 findings of one :class:`ScanReport`, for GitHub code scanning.
 
-One rule per check (each attack, each probe/attack pair, extraction, each regression metric,
-dropped checks); one result per failed item, located at the scanned model's
-``model_index.json`` and, logically, at its check id (``baselines::loss[identity-0]``).
+One rule per check (each attack, each probe/attack pair, extraction, each memorization
+detector, each regression metric, dropped checks); one result per failed item, located at the
+scanned model's ``model_index.json`` and, logically, at its check id
+(``baselines::loss[identity-0]``).
 
 Where: the repository root is ``$GITHUB_WORKSPACE``, else the current folder. A model inside it
 is given repository-relative (``uriBaseId`` ``%SRCROOT%``), which is what code scanning links to.
@@ -66,6 +67,22 @@ def _extraction_rule() -> dict[str, Any]:
                  "(some generation within RMS δ of the image, and at most k training images, "
                  "itself included, within δ of it): the model regurgitates training data.",
                  "8.5", ["extraction"])
+
+
+def _memorization_rule(detector: str) -> dict[str, Any]:
+    if detector == "clique":
+        return _rule("s2l/memorization/clique", "MemorizedGenerations",
+                     "A prompt's generations are near-copies of one another",
+                     "Among the images generated from one prompt, at least clique_size are "
+                     "near-copies of one another (Carlini et al.'s clique): likely memorized "
+                     "generations, found with no known training image.", "8.0",
+                     ["memorization"])
+    return _rule(f"s2l/memorization/{detector}", "MemorizedPrompt",
+                 "A prompt's text guidance is abnormally strong",
+                 "The text-conditional noise prediction of a prompt differs from the "
+                 "unconditional one by more than max_text_guidance in the first sampling steps "
+                 "(Wen et al.): a likely memorized prompt, found with no known training image.",
+                 "7.0", ["memorization"])
 
 
 def _regression_rule(metric: str) -> dict[str, Any]:
@@ -150,6 +167,11 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
         if not record.passed:
             add(_extraction_rule(), record.item_id, "; ".join(record.reasons) or
                 f"{record.extracted} training images extracted")
+    for memorized in report.memorization:
+        rule = _memorization_rule(memorized.detector)
+        rules.setdefault(rule["id"], rule)
+        if not memorized.passed:
+            add(rule, memorized.item_id, "; ".join(memorized.reasons) or "memorization found")
     row_items = {row.item_id for row in report.results}
     for check in report.comparison:
         if not check.passed and check.item not in row_items:
