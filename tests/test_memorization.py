@@ -141,3 +141,33 @@ def test_memorization_option_errors(options: dict[str, object], named: str) -> N
 
     with pytest.raises(UsageError, match=named):
         make_config(**options)
+
+
+def test_wen_reads_a_ddim_grid_whatever_the_models_sampler(tiny_reference: Path) -> None:
+    """Wen et al.'s script swaps DDIM in: a model shipped with PNDM (SD-1.5's) must give the
+    magnitudes of the same weights under DDIM, not PNDM's repeated timesteps."""
+    from diffusers import DDIMScheduler, PNDMScheduler
+
+    from s2l_scan.io.audit_data import load_audit_data
+    from s2l_scan.io.model import load_pipeline
+    from s2l_scan.stages.memorization import (
+        MemorizationSettings,
+        prompts_of,
+        run_memorization,
+    )
+
+    model = load_pipeline(tiny_reference / "model")
+    prompts = prompts_of(load_audit_data(tiny_reference / "data", model.resolution))[:1]
+    settings = MemorizationSettings(starts=2, sampler_steps=50, detect_steps=3)
+    config = model.pipeline.scheduler.config
+    magnitudes = {}
+    for kind in (DDIMScheduler, PNDMScheduler):
+        model.pipeline.scheduler = kind.from_config(config)
+        magnitudes[kind.__name__] = run_memorization(model, prompts, settings)[0].magnitudes
+    grids = []
+    for kind in (DDIMScheduler, PNDMScheduler):  # the two grids differ in their first steps,
+        scheduler = kind.from_config(config)     # so reading the model's own would differ
+        scheduler.set_timesteps(50)
+        grids.append(scheduler.timesteps[:3].tolist())
+    assert grids[0] != grids[1], grids
+    assert magnitudes["PNDMScheduler"] == magnitudes["DDIMScheduler"]

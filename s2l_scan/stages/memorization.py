@@ -84,7 +84,11 @@ def run_memorization(model: LoadedModel, prompts: list[tuple[str, str, str]],
     pipeline = model.pipeline
     target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
     eps_fn = target.eps_fn()
-    scheduler = pipeline.scheduler
+    # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps in
+    # DDIMScheduler.from_config): its first steps, from the model's own noise schedule
+    from diffusers import DDIMScheduler
+
+    scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
     scheduler.set_timesteps(settings.sampler_steps)
     steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
     encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
