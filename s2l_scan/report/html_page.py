@@ -207,6 +207,12 @@ def _word(passed: bool) -> str:
     return '<span class="pass">pass</span>' if passed else '<span class="failtxt">FAIL</span>'
 
 
+def _reasons(reasons: list[str]) -> str:
+    """A check's reasons, each shortened, with the whole reason on hover."""
+    return "".join(f'<div class="why" title="{escape(r)}">{escape(short_reason(r))}</div>'
+                   for r in reasons)
+
+
 def _results(report: ScanReport) -> str:
     baselines = [row for row in report.results if row.probe is None]
     probes = [row for row in report.results if row.probe is not None]
@@ -219,8 +225,7 @@ def _results(report: ScanReport) -> str:
         rows_html = "".join(
             f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
             f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
-            + "".join(f'<div class="why" title="{escape(reason)}">'
-                      f"{escape(short_reason(reason))}</div>" for reason in r.reasons)
+            + _reasons(r.reasons)
             + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
             f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
             for r in report.extraction)
@@ -233,8 +238,7 @@ def _results(report: ScanReport) -> str:
         rows_html = "".join(
             f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
             f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
-            + "".join(f'<div class="why" title="{escape(reason)}">'
-                      f"{escape(short_reason(reason))}</div>" for reason in r.reasons)
+            + _reasons(r.reasons)
             + f"</td><td class=l>{escape(DETECTORS.get(r.detector, (r.detector,))[0])}</td>"
             f"<td>{len(r.prompts)}</td><td>{r.largest:.4g}</td><td>{_threshold(r)}</td>"
             f"<td>{'-' if r.threshold is None else len(r.flagged)}</td></tr>"
@@ -264,8 +268,7 @@ def _rows_table(rows: list[ResultRow], delta: bool) -> str:
     for row in rows:
         tags = "".join(f'<span class="tag" title="{escape(meaning)}">{flag}</span>'
                        for flag, meaning in flag_meanings().items() if getattr(row, flag))
-        reasons = "".join(f'<div class="why" title="{escape(r)}">{escape(short_reason(r))}'
-                          "</div>" for r in row.reasons)  # the whole reason on hover
+        reasons = _reasons(row.reasons)
         low, high = row.auc_ci
         change = ""
         if delta:
