@@ -70,18 +70,6 @@ def encode_images(model: LoadedModel, pixels: np.ndarray, batch: int) -> torch.T
     return torch.cat(out)
 
 
-def encode_text(tokenizer: Any, encoder: Any, captions: list[str]) -> torch.Tensor:
-    """One text-encoder pass over the distinct captions; a row per caption, in order: SD
-    hidden states only (:class:`~s2l_scan.conditioning.TextEncoders` encodes every family)."""
-    unique = sorted(set(captions))
-    ids = tokenizer(unique, padding="max_length", max_length=tokenizer.model_max_length,
-                    truncation=True, return_tensors="pt").input_ids.to(encoder.device)
-    with torch.inference_mode():
-        embedded = encoder(ids)[0].float()
-    position = {caption: i for i, caption in enumerate(unique)}
-    return embedded[torch.tensor([position[c] for c in captions])]
-
-
 def null_conditioning(encoders: TextEncoders, size: tuple[int, int]) -> Conditioning:
     """The empty prompt's conditioning (one row): what ε(x_t, ∅) is conditioned on, for
     images of ``size`` = (H, W) pixels (SDXL's time ids)."""
