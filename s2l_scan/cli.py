@@ -302,11 +302,6 @@ def _progress(console: Console, quiet: bool = False
     return progress_display(console, quiet)
 
 
-def _listed(values: list[str] | None) -> tuple[str, ...] | None:
-    """A repeated option's values as a tuple (None: not given)."""
-    return None if values is None else tuple(values)
-
-
 def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.config import make_config, read_config_file
     from s2l_scan.parallel import finish, world
@@ -317,7 +312,7 @@ def _scan(args: argparse.Namespace) -> int:
     overrides = {option.key: getattr(args, option.key) for option in scan_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
-                                 model_config=args.model_config, lora=_listed(args.lora),
+                                 model_config=args.model_config, lora=args.lora,
                                  base_model=args.base_model),
                       config, protected=[args.config] if args.config else [])
     console = make_console()
@@ -356,7 +351,7 @@ def _null_audit(args: argparse.Namespace) -> int:
     console = make_console()
     with _progress(console) as progress:
         audit = run_null_audit(ScanInputs(model=args.model, data=args.data,
-                                          model_config=args.model_config, lora=_listed(args.lora),
+                                          model_config=args.model_config, lora=args.lora,
                                           base_model=args.base_model),
                                config, args.draws, protected=protected, progress=progress,
                                on_draw=lambda draw: console.print(render_draw(draw),

@@ -38,6 +38,11 @@ class ScanInputs:
     lora: str | tuple[str, ...] | None = None  # adapter(s), each PATH or PATH:WEIGHT
     base_model: str | None = None  # the fine-tune's base: calibrates every attack
 
+    def __post_init__(self) -> None:
+        # a repeated option arrives as a list from either door; kept as a tuple (hashable)
+        if isinstance(self.lora, list):
+            object.__setattr__(self, "lora", tuple(self.lora))
+
     @property
     def adapters(self) -> tuple[str, ...]:
         """The adapters to fuse, in order (``lora`` as a tuple)."""

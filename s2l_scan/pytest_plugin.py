@@ -88,7 +88,7 @@ def pytest_configure(config: pytest.Config) -> None:
         overrides = {option.key: config.getoption(option.pytest) for option in scan_options()}
         inputs = ScanInputs(model=model, data=config.getoption("--s2l-data"),
                             model_config=config.getoption("--s2l-model-config"),
-                            lora=_listed(config.getoption("--s2l-lora")),
+                            lora=config.getoption("--s2l-lora"),
                             base_model=config.getoption("--s2l-base-model"))
         plan = build_plan(inputs, make_config(file_values, **overrides),
                           protected=[config_file] if config_file else [])
@@ -115,10 +115,6 @@ def _progress(config: pytest.Config) -> Any:
             reporter.write_line(line)
 
     return PlainProgress(write, label="s2l-scan: ")
-
-
-def _listed(values: list[str] | None) -> tuple[str, ...] | None:
-    return None if values is None else tuple(values)
 
 
 def _opt_path(config: pytest.Config, name: str) -> Path | None:
