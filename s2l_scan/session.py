@@ -132,7 +132,8 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
                                                       runtime=runtime)
             results += probe_rows
             extraction += probe_extraction
-            memorization = _memorization(model, data, config) if runtime.is_main else []
+            memorization = (_memorization(model, data, config, runtime)
+                            if runtime.is_main else [])
             runtime.count_other_ranks()
     finally:
         torch.set_num_threads(previous_threads)
@@ -174,15 +175,16 @@ def _report(plan: ScanPlan, config: ScanConfig, budget: dict[str, Any] | None, m
     )
 
 
-def _memorization(model: LoadedModel, data: AuditData, config: ScanConfig
+def _memorization(model: LoadedModel, data: AuditData, config: ScanConfig, runtime: Runtime
                   ) -> list[MemorizationRecord]:
-    """Prompt-level memorization records, when turned on (rank 0 alone: prompts are few)."""
+    """Prompt-level memorization records, when turned on (rank 0 alone: prompts are few),
+    their model work through the unit store."""
     if not config.memorization_starts and not config.clique_generations:
         return []
     from s2l_scan.stages.memorization import memorization_records
 
     evidence = None if config.evidence_dir is None else Path(config.evidence_dir) / "memorized"
-    return memorization_records(model, data, config, evidence)
+    return memorization_records(model, data, config, evidence, runtime.store)
 
 
 def _packages() -> dict[str, str]:

@@ -155,14 +155,23 @@ def run_released_extraction(subject: Subject, index: Any, config: ScanConfig,
 
 
 def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig) -> str:
-    """Unit key of one domain's extraction generations on the released model. Batch size,
-    thread count and process count are left out: every image has its own seeded generator,
-    and the images were measured bit-identical across them (docs/determinism.md)."""
+    """Unit key of one domain's extraction generations on the released model."""
+    return generation_key(model, domain.prompt, domain.name, config.extraction_samples,
+                          config.seed, sampler(config))
+
+
+def generation_key(model: LoadedModel, prompt: str, stream: str, count: int, seed: int,
+                   settings: SamplerSettings) -> str:
+    """Unit key (kind ``generated``) of ``count`` images of ``prompt`` from the seeded stream
+    ``stream`` on ``model``: extraction's per domain (stream: the domain's name), and Carlini's
+    clique generations of the memorization stage, which share extraction's units when their
+    settings match. Batch size, thread count and process count are left out: every image has
+    its own seeded generator, and the images were measured bit-identical across them
+    (docs/determinism.md)."""
     from s2l_scan.samplers import sampler_identity
 
-    settings = sampler(config)
-    return unit_key("generated", source=model.model_hash, prompt=domain.prompt, key=domain.name,
-                    count=config.extraction_samples, seed=config.seed,
+    return unit_key("generated", source=model.model_hash, prompt=prompt, key=stream,
+                    count=count, seed=seed,
                     sampler=sampler_identity(settings.sampler, model.pipeline.scheduler),
                     steps=settings.steps,
                     guidance=settings.guidance, negative_prompt=settings.negative_prompt,

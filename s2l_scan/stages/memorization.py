@@ -10,6 +10,7 @@ with a picture of the clique when ``evidence_dir`` is given.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import MemorizationRecord
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import null_conditioning
-from s2l_scan.stages.extraction import sampler
+from s2l_scan.stages.extraction import generation_key, sampler
+from s2l_scan.units import Arrays, UnitStore, unit_key
 
 
 @dataclass(frozen=True)
@@ -78,39 +80,30 @@ def prompts_of(data: AuditData) -> list[tuple[str, str, str]]:
 
 
 def run_memorization(model: LoadedModel, prompts: list[tuple[str, str, str]],
-                     settings: MemorizationSettings, evidence_dir: Path | None = None
-                     ) -> list[PromptMemorization]:
-    """Wen's magnitude (and Carlini's clique when ``settings.generations``) per prompt."""
-    pipeline = model.pipeline
-    target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
-    eps_fn = target.eps_fn()
-    # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps in
-    # DDIMScheduler.from_config): its first steps, from the model's own noise schedule
-    from diffusers import DDIMScheduler
+                     settings: MemorizationSettings, evidence_dir: Path | None = None,
+                     store: UnitStore | None = None) -> list[PromptMemorization]:
+    """Wen's magnitude (and Carlini's clique when ``settings.generations``) per prompt.
 
-    scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-    scheduler.set_timesteps(settings.sampler_steps)
-    steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
-    encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
-    uncond = null_conditioning(encoders, size)
-    unet = pipeline.unet
-    shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+    With a ``store``, each prompt's per-start magnitudes are one unit (kind
+    ``memorization-wen``, :func:`wen_key`) and its clique generations another (kind
+    ``generated``, :func:`clique_generation_key`: the very unit of extraction's generations
+    when the prompt, count and sampler match), so a rescan with the same settings runs no
+    model forward for them; only the cheap clique search is redone."""
+    store = UnitStore(None) if store is None else store
+    wen = _WenReader(model, settings)
     records: list[PromptMemorization] = []
     for domain, prompt, source in prompts:
-        cond = encoders.encode([prompt], size)
-        x_T = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
-            image_seed(settings.seed, f"wen/{prompt}", i))) for i in range(settings.starts)])
-        x_T = x_T.to(unet.device) * float(getattr(scheduler, "init_noise_sigma", 1.0))
-        with torch.inference_mode():
-            per_start = text_guidance_magnitude(eps_fn, x_T, cond, uncond, target.alphas.float(),
-                                                steps, settings.guidance)
+        per_start = store.get_or_compute("memorization-wen", wen_key(model, prompt, settings),
+                                         functools.partial(wen.unit, prompt))[0]["per_start"]
         magnitude = float(per_start.mean())
         record = PromptMemorization(
             domain, prompt, source, magnitude, [float(m) for m in per_start],
             None if settings.threshold is None else magnitude > settings.threshold)
         if settings.generations:
-            images = generate_images(pipeline, prompt, settings.generations, seed=settings.seed,
-                                     key=f"clique/{prompt}", settings=settings.generation)
+            stream = clique_stream(domain, prompt, source)
+            images = store.get_or_compute(
+                "generated", clique_generation_key(model, prompt, stream, settings),
+                functools.partial(_clique_unit, model, prompt, stream, settings))[0]["images"]
             clique = largest_clique(near_copy_graph(images, settings.delta, settings.tiles))
             record.clique = clique
             record.flagged_clique = len(clique) >= settings.min_clique
@@ -119,6 +112,87 @@ def run_memorization(model: LoadedModel, prompts: list[tuple[str, str, str]],
                                                       f"{domain}-{len(records):03d}"))
         records.append(record)
     return records
+
+
+class _WenReader:
+    """Wen's per-start magnitudes of one prompt; the DDIM grid, the empty prompt's
+    conditioning and the eps function are built on first use, so a rescan whose units are all
+    stored touches no model part."""
+
+    def __init__(self, model: LoadedModel, settings: MemorizationSettings) -> None:
+        self.model, self.settings = model, settings
+        self._ready: tuple[Any, ...] | None = None
+
+    def _setup(self) -> tuple[Any, ...]:
+        if self._ready is None:
+            model, settings = self.model, self.settings
+            pipeline = model.pipeline
+            target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
+            # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps
+            # in DDIMScheduler.from_config): its first steps, from the model's own noise schedule
+            from diffusers import DDIMScheduler
+
+            scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+            scheduler.set_timesteps(settings.sampler_steps)
+            steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
+            encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
+            self._ready = (target, target.eps_fn(), scheduler, steps, encoders, size,
+                           null_conditioning(encoders, size))
+        return self._ready
+
+    def unit(self, prompt: str) -> tuple[Arrays, None]:
+        """The unit of one prompt: ``{"per_start": magnitudes}``."""
+        return {"per_start": self.magnitudes(prompt)}, None
+
+    def magnitudes(self, prompt: str) -> np.ndarray:
+        """The text-guidance magnitude of each seeded start (float64, ``starts`` values)."""
+        target, eps_fn, scheduler, steps, encoders, size, uncond = self._setup()
+        settings, unet = self.settings, self.model.pipeline.unet
+        shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
+        cond = encoders.encode([prompt], size)
+        x_T = torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(
+            image_seed(settings.seed, f"wen/{prompt}", i))) for i in range(settings.starts)])
+        x_T = x_T.to(unet.device) * float(getattr(scheduler, "init_noise_sigma", 1.0))
+        with torch.inference_mode():
+            per_start = text_guidance_magnitude(eps_fn, x_T, cond, uncond,
+                                                target.alphas.float(), steps, settings.guidance)
+        return per_start.numpy().astype(np.float64)
+
+
+def _clique_unit(model: LoadedModel, prompt: str, stream: str, settings: MemorizationSettings
+                 ) -> tuple[Arrays, None]:
+    """The unit of one prompt's clique generations: ``{"images": uint8 (N, H, W, 3)}``, laid
+    out as extraction's generation units."""
+    return {"images": generate_images(model.pipeline, prompt, settings.generations,
+                                      seed=settings.seed, key=stream,
+                                      settings=settings.generation)}, None
+
+
+def wen_key(model: LoadedModel, prompt: str, settings: MemorizationSettings) -> str:
+    """Unit key of one prompt's per-start Wen magnitudes: the model (weights and adapters,
+    scheduler config, device kind, dtype: ``platform``), the prompt, and every setting the
+    magnitudes depend on. Threshold and the clique's settings are left out: they judge or
+    measure something else."""
+    return unit_key("memorization-wen", model=model.model_hash, prompt=prompt,
+                    starts=settings.starts, sampler_steps=settings.sampler_steps,
+                    detect_steps=settings.detect_steps, guidance=settings.guidance,
+                    seed=settings.seed, grid="DDIMScheduler", threads=torch.get_num_threads(),
+                    **model.platform)
+
+
+def clique_stream(domain: str, prompt: str, source: str) -> str:
+    """The seeded image stream of a prompt's clique generations: a domain's own prompt uses its
+    extraction stream (the domain's name), so the two share generations (and units); a caption
+    has its own."""
+    return domain if source == "prompt" else f"clique/{prompt}"
+
+
+def clique_generation_key(model: LoadedModel, prompt: str, stream: str,
+                          settings: MemorizationSettings) -> str:
+    """Unit key of one prompt's clique generations: extraction's key function
+    (:func:`~s2l_scan.stages.extraction.generation_key`), on the clique's count."""
+    return generation_key(model, prompt, stream, settings.generations, settings.seed,
+                          settings.generation)
 
 
 def _clique_picture(images: np.ndarray, folder: Path, name: str) -> Path:
@@ -133,17 +207,19 @@ def _clique_picture(images: np.ndarray, folder: Path, name: str) -> Path:
 
 
 def memorization_records(subject_model: LoadedModel, data: AuditData, config: ScanConfig,
-                         evidence_dir: Path | None = None) -> list[MemorizationRecord]:
+                         evidence_dir: Path | None = None, store: UnitStore | None = None
+                         ) -> list[MemorizationRecord]:
     """The scan's memorization records (``report.memorization``): per domain, one ``wen``
     record (with ``memorization_starts``) and one ``clique`` record (with
-    ``clique_generations``), each prompt's value in it; judged later by the gate."""
+    ``clique_generations``), each prompt's value in it; judged later by the gate. Measured
+    through ``store`` (:func:`run_memorization`)."""
     settings = MemorizationSettings(
         starts=max(config.memorization_starts, 1), detect_steps=config.memorization_steps,
         guidance=config.extraction_guidance, generation=sampler(config),
         threshold=config.max_text_guidance, generations=config.clique_generations,
         delta=config.extraction_delta, tiles=4 if config.extraction_tiled else 1,
         min_clique=config.clique_size, seed=config.seed)
-    measured = run_memorization(subject_model, prompts_of(data), settings, evidence_dir)
+    measured = run_memorization(subject_model, prompts_of(data), settings, evidence_dir, store)
     records: list[MemorizationRecord] = []
     for domain in data.domains:
         mine = [m for m in measured if m.domain == domain.name]
