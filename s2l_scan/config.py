@@ -180,7 +180,7 @@ class ScanConfig:
                                   "gate; default: none)", None, metavar="REPORT.json")
     compare_fail: str | None = _option(
         "fail when a metric rose more than this since compare, e.g. auc:+0.02,extracted:+0 "
-        "(metrics: auc, tpr, asr, extracted; default: no limit)", None,
+        "(metrics: auc, tpr, asr, extracted, text_guidance, clique; default: no limit)", None,
         metavar="METRIC:+AMOUNT,...")
     allow_dropped_checks: bool = _option(
         "accept checks of the compared report that this scan no longer runs (default: a "

@@ -196,10 +196,11 @@ def compare_reports(previous: dict[str, Any], current: dict[str, Any],
 def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: str,
                      changes: list[dict[str, Any]] | None = None) -> None:
     """Store ``checks`` in ``report.comparison`` (and the configuration ``changes`` in
-    ``report.config_changes``) and fail the rows that regressed, with a reason that states both
-    numbers, the rise, the allowance and the previous report. A dropped check fails the verdict
-    through ``report.comparison``: it has no row of its own."""
-    rows = {row.item_id: row for row in report.results}
+    ``report.config_changes``) and fail the rows and memorization records that regressed, with
+    a reason that states both numbers, the rise, the allowance and the previous report. A
+    dropped check fails the verdict through ``report.comparison``: it has no row of its own."""
+    rows: dict[str, ResultRow | MemorizationRecord] = {row.item_id: row for row in report.results}
+    rows.update((record.item_id, record) for record in report.memorization)
     for check in checks:
         if check.passed or check.item not in rows:
             continue

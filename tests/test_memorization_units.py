@@ -27,9 +27,10 @@ from s2l_scan.stages.memorization import (
 )
 from s2l_scan.units import UnitStore
 
-BASE: dict[str, Any] = {"attacks": ["loss"], "probes": [], "extraction_samples": 0, "domains": ["identity-0"],
-        "memorization_starts": 2, "memorization_steps": 2, "clique_generations": 2,
-        "extraction_steps": 2, "extraction_delta": 1.0, "clique_size": 2}
+BASE: dict[str, Any] = {
+    "attacks": ["loss"], "probes": [], "extraction_samples": 0, "domains": ["identity-0"],
+    "memorization_starts": 2, "memorization_steps": 2, "clique_generations": 2,
+    "extraction_steps": 2, "extraction_delta": 1.0, "clique_size": 2}
 
 
 @contextmanager

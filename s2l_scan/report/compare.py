@@ -3,10 +3,11 @@
 ``compare_fail = "auc:+0.02,extracted:+0"`` fails a check whose metric rose by more than its
 allowance since the previous report. An allowance is absolute (``+0.02``) or relative to the
 previous value (``+5%``). Result rows are matched by (attack, probe, domain), extraction records
-by (probe, domain). Every check only in one of the two reports is listed once, whatever the
-metrics: ``new``, or ``missing`` (dropped: the previous report had it, this one does not), which
-fails the compare unless ``allow_dropped_checks`` (a scan that quietly runs fewer checks is no
-evidence of no regression). Configuration keys that changed are listed by
+by (probe, domain), memorization records by (detector, domain). Every check only in one of the
+two reports is listed once, whatever the metrics: ``new``, or ``missing`` (dropped: the
+previous report had it, this one does not), which fails the compare unless
+``allow_dropped_checks`` (a scan that quietly runs fewer checks is no evidence of no
+regression). Configuration keys that changed are listed by
 :func:`config_changes`; they never fail on their own.
 
 >>> [a.text for a in parse_allowances("auc:+0.02, extracted:0")]
@@ -34,7 +35,8 @@ class Metric:
 
     name: str
     help: str
-    kind: str  # "row": read from a result row; "extraction": from an extraction record
+    kind: str  # "row": a result row; "extraction": an extraction record; "memorization/D":
+    #            a memorization record of detector D (wen, clique)
     read: Callable[[dict[str, Any]], float | None]  # None: not measured in that report
 
 
@@ -49,6 +51,12 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
+def _largest(record: dict[str, Any]) -> float:
+    """A memorization record's largest value over its prompts (0 with none), as
+    :attr:`~s2l_scan.report.model.MemorizationRecord.largest`."""
+    return max((float(prompt["value"]) for prompt in record["prompts"]), default=0.0)
+
+
 register_metric(Metric("auc", "calibrated AUC of a result row", "row", lambda row: row["auc"]))
 register_metric(Metric("tpr", "calibrated TPR at 1% FPR of a result row (where estimable)",
                        "row", lambda row: row["tpr_at_1pct_fpr"]))
@@ -57,6 +65,10 @@ register_metric(Metric("asr", "calibrated balanced accuracy of a result row", "r
 register_metric(Metric("extracted", "distinct training images extracted ((k, ℓ2, δ)-eidetic) "
                        "by an extraction record (probe, domain)",
                        "extraction", lambda record: record["extracted"]))
+register_metric(Metric("text_guidance", "largest Wen text-guidance magnitude over a domain's "
+                       "prompts (memorization::wen)", "memorization/wen", _largest))
+register_metric(Metric("clique", "largest clique of near-copy generations over a domain's "
+                       "prompts (memorization::clique)", "memorization/clique", _largest))
 
 
 @dataclass(frozen=True)
@@ -117,7 +129,10 @@ def compare(previous: dict[str, Any], current: dict[str, Any],
             allowances: Iterable[Allowance] = ()) -> list[ComparisonCheck]:
     """The metrics of ``current`` beside ``previous`` (both ``ScanReport.to_dict()``): one
     check per item in both and metric, then one per item only in ``current`` (``new``) or only
-    in ``previous`` (``missing``), on its kind's first metric (auc, extracted).
+    in ``previous`` (``missing``), on its kind's first metric (auc, extracted, text_guidance,
+    clique). Memorization records (``memorization::wen[domain]``, ``...clique[...]``) compare
+    by (detector, domain); a previous report without a ``memorization`` list (from before the
+    detectors) lists the current ones as new.
     :func:`s2l_scan.gate.judge_comparison` decides which fail. Without allowances the point AUC
     is compared for information only.
     """
@@ -132,6 +147,10 @@ def compare(previous: dict[str, Any], current: dict[str, Any],
     for metric, allowance in metrics:
         if metric.kind == "row":
             checks += _compare_both(*rows, metric, allowance, _row_item)
+        elif metric.kind.startswith("memorization/"):
+            detector = metric.kind.removeprefix("memorization/")
+            checks += _compare_both(_memorized(previous, detector), _memorized(current, detector),
+                                    metric, allowance, _memorization_item(detector))
         elif has_extraction:
             checks += _compare_both(*records, metric, allowance, _extraction_item)
         else:
@@ -139,6 +158,11 @@ def compare(previous: dict[str, Any], current: dict[str, Any],
     checks += _membership(*rows, METRICS["auc"], _row_item)
     if has_extraction:
         checks += _membership(*records, METRICS["extracted"], _extraction_item)
+    for metric in METRICS.values():
+        if metric.kind.startswith("memorization/"):
+            detector = metric.kind.removeprefix("memorization/")
+            checks += _membership(_memorized(previous, detector), _memorized(current, detector),
+                                  metric, _memorization_item(detector))
     return checks
 
 
@@ -152,6 +176,19 @@ def _rows(report: dict[str, Any]) -> dict[Key, dict[str, Any]]:
 def _records(report: dict[str, Any]) -> dict[Key, dict[str, Any]]:
     return {(None, r.get("probe"), r.get("domain", "all")): r
             for r in report.get("extraction") or []}
+
+
+def _memorized(report: dict[str, Any], detector: str) -> dict[Key, dict[str, Any]]:
+    """A report's memorization records of ``detector``, by (None, None, domain)."""
+    return {(None, None, record["domain"]): record for record in report.get("memorization") or []
+            if record["detector"] == detector}
+
+
+def _memorization_item(detector: str) -> Callable[[Key], str]:
+    def item(key: Key) -> str:
+        return str(CheckId.memorization(detector, key[2]))
+
+    return item
 
 
 def _row_item(key: Key) -> str:
