@@ -111,16 +111,16 @@ class ScanPlan:
     def checks(self, domains: Sequence[str]) -> list[CheckId]:
         """Every check known before the scan, in report order: each attack per domain (and
         ``pooled`` with several domains), then each base-calibrated attack (with a base model),
-        the same per planned probe, then extraction per source and domain, then prompt-level
-        memorization per detector and domain. Sweep checks are named at run time."""
+        the same per planned probe (its ``NAME+base`` checks too), then extraction per source
+        and domain, then prompt-level memorization per detector and domain. Sweep checks are
+        named at run time."""
         checked = [*domains, *(["pooled"] if len(domains) > 1 else [])]
-        ids = [CheckId.baseline(attack.name, domain)
-               for attack in self.attacks for domain in checked]
+        names = [attack.name for attack in self.attacks]
         if self.inputs.base_model is not None:  # each attack calibrated on the base model
-            ids += [CheckId.baseline(calibrated(attack.name), domain)
-                    for attack in self.attacks for domain in checked]
-        ids += [CheckId.probe(spec.label, attack.name, domain) for spec in self.probes.planned
-                for attack in self.attacks for domain in checked]
+            names += [calibrated(attack.name) for attack in self.attacks]
+        ids = [CheckId.baseline(name, domain) for name in names for domain in checked]
+        ids += [CheckId.probe(spec.label, name, domain) for spec in self.probes.planned
+                for name in names for domain in checked]
         ids += [CheckId.extraction(source, domain)
                 for source in self.extraction_sources for domain in domains]
         ids += [CheckId.memorization(detector, domain) for detector, on in (

@@ -24,7 +24,7 @@ from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
 from s2l_scan.progress import ProgressFn, quiet, reporting
 from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
-from s2l_scan.stages.baselines import run_baselines
+from s2l_scan.stages.baselines import run_calibrated_baselines
 from s2l_scan.stages.budgeting import budgeted_config
 from s2l_scan.stages.encode import encode_subject
 from s2l_scan.stages.extraction import (
@@ -119,8 +119,9 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
                 base_dir, allow_pickle=config.allow_pickle,
                 device=resolve_device(config.device), dtype=torch_dtype(config.dtype))
             baselines_start = time.perf_counter()
-            results = run_baselines(subject, plan.attacks, config, runtime, base=base)
-            del base  # the base calibrates the released model's rows only; free its weights
+            results, calibration = run_calibrated_baselines(subject, plan.attacks, config,
+                                                            runtime, base=base)
+            del base  # its scores (calibration) calibrate the probes too; free its weights
             config, budget = budgeted_config(
                 config, plan.probes, model, len(data.domains),
                 elapsed_s=time.perf_counter() - clock,
@@ -129,7 +130,7 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
             extraction = run_released_extraction(subject, index, config, runtime)
             probe_rows, probe_extraction = run_probes(subject, plan.attacks, plan.probes,
                                                       config, baseline=results, index=index,
-                                                      runtime=runtime)
+                                                      runtime=runtime, calibration=calibration)
             results += probe_rows
             extraction += probe_extraction
             memorization = (_memorization(model, data, config, runtime)

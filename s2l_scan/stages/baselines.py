@@ -7,6 +7,7 @@ batches shared across domains (and across processes in a data-parallel scan).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,6 +29,25 @@ def alphas(model: LoadedModel) -> torch.Tensor:
     return model.pipeline.scheduler.alphas_cumprod.to(torch.float64).to(model.pipeline.unet.device)
 
 
+@dataclass(frozen=True)
+class Calibration:
+    """The base model's scores of one scan (``--base-model``): the probes subtract them from
+    their copies' scores for their ``NAME+base`` rows, as the baselines do from the released
+    model's. ``scores[(attack, domain)]`` are the base's (members, nonmembers) candidates on
+    that domain's samples; ``settings`` the ``calibration`` block every calibrated row
+    carries."""
+
+    scores: dict[tuple[str, str], tuple[Scores, Scores]]
+    settings: dict[str, str]
+
+    def subtract(self, attack: str, domain: str, members: Scores, nonmembers: Scores
+                 ) -> tuple[Scores, Scores]:
+        """``members`` and ``nonmembers`` (every candidate) minus the base's, sample by sample."""
+        base_members, base_nonmembers = self.scores[(attack, domain)]
+        return ({key: members[key] - base_members[key] for key in members},
+                {key: nonmembers[key] - base_nonmembers[key] for key in nonmembers})
+
+
 def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
                   runtime: Runtime | None = None, *,
                   base: LoadedModel | None = None) -> list[ResultRow]:
@@ -41,6 +61,16 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
     candidate (variant) alike, from the same latents, conditioning, seeded noises and
     timesteps. Each model's scores are their own units (keyed on that model's hash and the
     samples), so the calibrated score rests on both models."""
+    return run_calibrated_baselines(subject, attacks, config, runtime, base=base)[0]
+
+
+def run_calibrated_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
+                             runtime: Runtime | None = None, *,
+                             base: LoadedModel | None = None
+                             ) -> tuple[list[ResultRow], Calibration | None]:
+    """:func:`run_baselines`' rows, and with a ``base`` the base's scores (:class:`Calibration`,
+    on rank 0; None without a base and on other ranks), so that the probes calibrate their
+    copies on the same base scores."""
     runtime = Runtime() if runtime is None else runtime
     model, encoded = subject.model, subject.encoded
     sets = [SampleSet(latents, cond) for enc in encoded.values()
@@ -54,16 +84,21 @@ def run_baselines(subject: Subject, attacks: Sequence[Attack], config: ScanConfi
     base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime,
                                                           uncond)
     if scored is None:
-        return []
+        return [], None
     rows = _rows(subject, attacks, scored, config)
-    if base is not None and base_scored is not None:
-        difference = [[{key: target[key] - reference[key] for key in target}
-                       for target, reference in zip(on_model, on_base, strict=True)]
-                      for on_model, on_base in zip(scored, base_scored, strict=True)]
-        rows += _rows(subject, attacks, difference, config, calibration={
-            "base_model": base.source, "base_model_hash": base.model_hash,
-            "score": "attack score on the model − the same score on the base model"})
-    return rows
+    if base is None or base_scored is None:
+        return rows, None
+    calibration = Calibration(
+        {(attack.name, name): (per_set[2 * i], per_set[2 * i + 1])
+         for attack, per_set in zip(attacks, base_scored, strict=True)
+         for i, name in enumerate(encoded)},
+        {"base_model": base.source, "base_model_hash": base.model_hash,
+         "score": "attack score on the model − the same score on the base model"})
+    difference = [[calibration.subtract(attack.name, name, *per_set[2 * i:2 * i + 2])[half]
+                   for i, name in enumerate(encoded) for half in (0, 1)]
+                  for attack, per_set in zip(attacks, scored, strict=True)]
+    rows += _rows(subject, attacks, difference, config, calibration=calibration.settings)
+    return rows, calibration
 
 
 def _model_scores(model: LoadedModel, attacks: Sequence[Attack], sets: list[SampleSet],

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from s2l_scan.attack import Attack, Target
+from s2l_scan.checks import calibrated
 from s2l_scan.conditioning import TextEncoders
 from s2l_scan.config import ScanConfig
 from s2l_scan.io.model import LoadedModel
@@ -27,7 +28,7 @@ from s2l_scan.probe import Probe, ProbeContext
 from s2l_scan.probing import ProbeSelection, ProbeSpec
 from s2l_scan.report.model import ExtractionRecord, ResultRow
 from s2l_scan.scoring import SampleSet, score_sets
-from s2l_scan.stages.baselines import alphas
+from s2l_scan.stages.baselines import Calibration, alphas
 from s2l_scan.stages.encode import (
     Encoded,
     Subject,
@@ -87,9 +88,9 @@ class _ProbeRun:
     """What every (probe, domain) unit of one scan shares."""
 
     def __init__(self, subject: Subject, attacks: Sequence[Attack], config: ScanConfig,
-                 index: Any, runtime: Runtime) -> None:
+                 index: Any, runtime: Runtime, calibration: Calibration | None = None) -> None:
         self.subject, self.attacks, self.config = subject, list(attacks), config
-        self.index, self.runtime = index, runtime
+        self.index, self.runtime, self.calibration = index, runtime, calibration
         model = subject.model
         self.sets = GeneratedSets(model, config, lambda images: encode_images(
             model, images, config.batch_size), runtime.store)
@@ -199,24 +200,58 @@ class _ProbeRun:
                 rows.append(probe_row(attack, base[(attack.name, "pooled")], spec.label,
                                       members, nonmembers, blind["pooled"], self.config,
                                       {"label": spec.label, **spec.probe.describe()}))
+        if self.calibration is not None:
+            rows += self._calibrated(spec, outcomes, base, self.calibration)
         return rows, records
+
+    def _calibrated(self, spec: ProbeSpec, outcomes: dict[str, Outcome],
+                    base: dict[tuple[str, str], ResultRow], calibration: Calibration
+                    ) -> list[ResultRow]:
+        """One probe's ``NAME+base`` rows (per domain, and pooled): its copy's scores minus the
+        base model's (the baselines' own base scores: no model work), Δ against the released
+        model's ``NAME+base`` rows, as an attacker who holds the base would measure it."""
+        blind = self.subject.blind
+        rows: list[ResultRow] = []
+        pooled: dict[str, tuple[list[Candidates], list[Candidates]]] = {}
+        for name, (arrays, details) in outcomes.items():
+            for attack in self.attacks:
+                members, nonmembers = calibration.subtract(
+                    attack.name, name, _candidates(arrays, f"{attack.name}/members/"),
+                    _candidates(arrays, f"{attack.name}/nonmembers/"))
+                rows.append(probe_row(attack, base[(calibrated(attack.name), name)],
+                                      spec.label, members, nonmembers, blind[name],
+                                      self.config, details, calibration=calibration.settings))
+                pooled.setdefault(attack.name, ([], []))
+                pooled[attack.name][0].append(members)
+                pooled[attack.name][1].append(nonmembers)
+        if len(outcomes) > 1:
+            for attack in self.attacks:
+                members, nonmembers = (_concatenated(part) for part in pooled[attack.name])
+                rows.append(probe_row(attack, base[(calibrated(attack.name), "pooled")],
+                                      spec.label, members, nonmembers, blind["pooled"],
+                                      self.config, {"label": spec.label,
+                                                    **spec.probe.describe()},
+                                      calibration=calibration.settings))
+        return rows
 
 
 def run_probes(subject: Subject, attacks: Sequence[Attack], selection: ProbeSelection,
                config: ScanConfig, *, baseline: list[ResultRow], index: Any = None,
-               runtime: Runtime | None = None
+               runtime: Runtime | None = None, calibration: Calibration | None = None
                ) -> tuple[list[ResultRow], list[ExtractionRecord]]:
     """The probe rows and extraction records of every selected probe (and the budgeted sweep
     after them) on every domain of ``subject``; rank 0 gets them, other ranks empty lists.
 
     ``baseline`` are the released model's rows (Δ is measured against them); ``index`` the
-    known-image index (None: no extraction on the copies)."""
+    known-image index (None: no extraction on the copies); ``calibration`` the base model's
+    scores (``--base-model``): each probe then also gets ``NAME+base`` rows, Δ against the
+    released model's ``NAME+base`` rows."""
     from s2l_scan.sweep import SweepLog, budgeted
 
     if not selection.planned and selection.sweep_budget_s is None:
         return [], []
     runtime = Runtime() if runtime is None else runtime
-    run = _ProbeRun(subject, attacks, config, index, runtime)
+    run = _ProbeRun(subject, attacks, config, index, runtime, calibration)
     groups: Iterable[list[ProbeSpec]] = [list(selection.planned)]
     sweep = None
     if selection.sweep_budget_s is not None:  # after the planned probes, while budget lasts

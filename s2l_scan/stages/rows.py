@@ -90,11 +90,15 @@ def _crossfit_asr(members: Candidates, nonmembers: Candidates, fit: metrics.Cros
 
 def probe_row(attack: Attack, base: ResultRow, label: str, members: Candidates,
               nonmembers: Candidates, blind: Any, config: ScanConfig,
-              details: dict[str, Any]) -> ResultRow:
+              details: dict[str, Any], *, calibration: dict[str, str] | None = None
+              ) -> ResultRow:
     """A probe's row on the same samples as ``base`` (the released model's row), with
     Δ = calibrated AUC(probe) − calibrated AUC(released), each direction learned on its own
-    calibration half, and its paired bootstrap CI."""
-    row = result_row(attack, base.domain, members, nonmembers, blind, config)
+    calibration half, and its paired bootstrap CI. With ``calibration`` the scores are the
+    copy's minus the base model's, the row is ``NAME+base``, and ``base`` is the released
+    model's ``NAME+base`` row."""
+    row = result_row(attack, base.domain, members, nonmembers, blind, config,
+                     calibration=calibration)
     row.probe = label
     released_members, released_nonmembers = base.candidates()
     delta = metrics.crossfit_delta(members, nonmembers, released_members, released_nonmembers,
