@@ -87,9 +87,16 @@ def test_plan_names_every_calibrated_probe_check(scanned: Any) -> None:
     assert not any("+base" in str(c) for c in without_base.checks(DOMAINS))
 
 
-def test_no_base_no_calibrated_probe_rows(scanned: Any) -> None:
-    _, _, on_base = scanned
+def test_no_base_no_calibrated_probe_rows_and_the_report_is_valid(scanned: Any) -> None:
+    import json
+
+    import jsonschema
+
+    from s2l_scan.report.files import schema
+
+    _, report, on_base = scanned
     assert not any(row.attack.endswith("+base") for row in on_base.results)
+    jsonschema.validate(json.loads(json.dumps(report.to_dict())), schema())
 
 
 def test_every_renderer_lists_the_calibrated_probe_rows(scanned: Any, tmp_path: Path) -> None:
