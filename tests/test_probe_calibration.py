@@ -22,6 +22,8 @@ from s2l_scan.reference.build import build_reference
 from s2l_scan.reference.presets import get_preset
 from s2l_scan.session import run_scan
 
+pytest_plugins = ["pytester"]
+
 DOMAINS = ["identity-0", "identity-1"]
 FAST = {"attacks": ["loss", "pia"], "extraction_samples": 0, "probes": ["noise"],
         "bootstrap": 50, "permutations": 50, "domains": DOMAINS}
@@ -111,3 +113,18 @@ def test_every_renderer_lists_the_calibrated_probe_rows(scanned: Any, tmp_path: 
     for kind, render in renders.items():
         full, less = render(report, tmp_path), render(fewer, tmp_path)
         assert full.count("pia+base") > less.count("pia+base"), kind
+
+
+def test_the_pytest_plugin_collects_the_calibrated_probe_checks(
+        scanned: Any, pytester: pytest.Pytester) -> None:
+    out, _, _ = scanned
+    result = pytester.runpytest(
+        f"--s2l-model={out / 'model'}", f"--s2l-data={out / 'data'}",
+        f"--s2l-base-model={out / 'base'}", "--s2l-attacks=loss", "--s2l-probes=noise",
+        "--s2l-domains=identity-0", "--s2l-extraction-samples=0", "--s2l-max-auc=1",
+        "--s2l-max-tpr=1", "--s2l-max-amplification=1", "--s2l-bootstrap=20",
+        "-p", "no:cacheprovider", "-v")
+    result.assert_outcomes(passed=4)
+    result.stdout.fnmatch_lines(["*baselines::loss+base[[]identity-0[]] PASSED*",
+                                 "*probes::noise/loss[[]identity-0[]] PASSED*",
+                                 "*probes::noise/loss+base[[]identity-0[]] PASSED*"])
