@@ -184,3 +184,23 @@ def test_stored_generations_equal_fresh_ones(primed: Any) -> None:
                             key=clique_stream(domain, prompt, source),
                             settings=settings.generation)
     assert torch.equal(torch.from_numpy(found[0]["images"]), torch.from_numpy(fresh))
+
+
+def test_a_rescan_reuses_every_unit_through_the_session(tiny_reference: Path,
+                                                        tmp_path: Path) -> None:
+    """The session hands its store to the memorization stage: a second scan computes nothing
+    and reports the same memorization records."""
+    from s2l_scan.plan import ScanInputs
+    from s2l_scan.session import run_scan
+
+    inputs = ScanInputs(str(tiny_reference / "model"), str(tiny_reference / "data"))
+    config = make_config(**BASE, bootstrap=20, permutations=20, cache_dir=str(tmp_path / "u"))
+    first = run_scan(inputs, config)
+    again = run_scan(inputs, config)
+    assert int(first.timestamps["units_computed"]) > 0
+    assert again.timestamps["units_computed"] == "0"
+    assert [dataclasses.asdict(r) for r in again.memorization] == \
+        [dataclasses.asdict(r) for r in first.memorization]
+    data = load_audit_data(tiny_reference / "data", first.model["resolution"],
+                           domains=["identity-0"])
+    assert _units(tmp_path / "u")["memorization-wen"] == len(prompts_of(data))
