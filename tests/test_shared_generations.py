@@ -89,6 +89,9 @@ def test_the_sp_set_is_a_prefix_of_extractions_images_when_the_settings_match(
     sp, extraction, config = _sets(tiny_reference)
     assert sp.shape[0] == config.sp_samples < extraction.shape[0]
     np.testing.assert_array_equal(sp, extraction[:config.sp_samples])
+    # the layout the store and other processes hand back, so the SP latents (and the probes
+    # trained on them) are the same bits in one process, in several, and on a resumed scan
+    assert extraction.flags["C_CONTIGUOUS"]
     assert sum(made.values()) == config.extraction_samples  # the SP set generated nothing
 
 
