@@ -9,8 +9,9 @@ walks a fixed ladder of cuts, cheapest in power first, until the prediction fits
 
 1. the sampler: DPM-Solver++ at ``DPM_STEPS`` steps for extraction and SP sets (measured on the
    reference: same planted-member recall as DDIM at 50 steps, docs/performance.md);
-2. SP-set images halved, down to ``FLOOR``;
-3. extraction images halved, down to ``FLOOR``.
+2. SP-set images halved, down to ``FLOOR`` (no cut when they are the released model's
+   extraction images, which cost nothing more);
+3. extraction images halved, down to ``FLOOR`` (SP images shared with them cut alongside).
 
 Every cut says what it costs in power; a plan that still does not fit says so (the scan runs
 at the floor and the report names the overrun) instead of silently dropping checks.
@@ -45,6 +46,17 @@ class Work:
     sp_prompts: int  # SP / OOD / prior sets generated (0 when no probe trains on them)
     extraction_guided: bool  # classifier-free guidance doubles each step's batch
     sp_guided: bool
+    shared_sp_prompts: int = 0  # SP prompts (the domains') whose sets are the first sp_samples
+    #   of the released model's extraction generations whenever sp_samples ≤ extraction_samples
+    #   and the steps are equal (the caller checks sampler, guidance and negative prompt)
+
+
+def _shared(work: Work, knobs: Knobs) -> int:
+    """SP prompts that cost nothing under ``knobs``: their sets are extraction's images."""
+    if (work.extraction_models and knobs.sp_samples <= knobs.extraction_samples
+            and knobs.sp_steps == knobs.extraction_steps):
+        return work.shared_sp_prompts
+    return 0
 
 
 @dataclass(frozen=True)
@@ -73,7 +85,8 @@ def generation_forwards(work: Work, knobs: Knobs) -> int:
     """Sample-forwards through the UNet of every generation the plan asks for."""
     extraction = (work.domains * work.extraction_models * knobs.extraction_samples
                   * knobs.extraction_steps * (2 if work.extraction_guided else 1))
-    sp = work.sp_prompts * knobs.sp_samples * knobs.sp_steps * (2 if work.sp_guided else 1)
+    sp = ((work.sp_prompts - _shared(work, knobs)) * knobs.sp_samples * knobs.sp_steps
+          * (2 if work.sp_guided else 1))
     return extraction + sp
 
 
@@ -98,7 +111,7 @@ def _ladder(knobs: Knobs, work: Work) -> list[tuple[Knobs, Cut]]:
                                "extracts the same planted members as DDIM at 50 "
                                "(docs/performance.md)")))
         current = new
-    while work.sp_prompts and current.sp_samples > FLOOR:
+    while work.sp_prompts > _shared(work, current) and current.sp_samples > FLOOR:
         new = replace(current, sp_samples=max(FLOOR, current.sp_samples // 2))
         steps.append((new, Cut("sp_samples", current.sp_samples, new.sp_samples,
                                "fine-tuning probes train on fewer self-generated images: a "
@@ -107,6 +120,16 @@ def _ladder(knobs: Knobs, work: Work) -> list[tuple[Knobs, Cut]]:
         current = new
     while work.extraction_models and current.extraction_samples > FLOOR:
         new = replace(current, extraction_samples=max(FLOOR, current.extraction_samples // 2))
+        if _shared(work, current) and not _shared(work, new):
+            # keep the SP sets extraction's images: more SP images than extraction's would be
+            # generated apart, and cost more than the cut saves
+            current = replace(current, sp_samples=new.extraction_samples)
+            steps.append((current, Cut(
+                "sp_samples", new.sp_samples, current.sp_samples,
+                "fine-tuning probes train on fewer self-generated images (the SP sets are the "
+                "released model's extraction images, cut next): a weaker attacker, so a "
+                "probe's Δ-AUC may understate amplification (not measured at this size)")))
+            new = replace(current, extraction_samples=new.extraction_samples)
         before, after = current.extraction_samples, new.extraction_samples
         steps.append((new, Cut(
             "extraction_samples", before, after,

@@ -102,8 +102,10 @@ class ScanConfig:
                            "docs/performance.md), ddim, or model (the model's own scheduler)",
                            "dpmsolver++")
     extraction_steps: int = _option("sampler steps per generated image", 20)
-    extraction_guidance: float = _option("classifier-free guidance scale for generation", 7.0,
-                                         cli=False)
+    extraction_guidance: float = _option(
+        "classifier-free guidance scale for generation (7.5, as the SP sets': then a domain's "
+        "SP set is its first extraction images, generated once; docs/performance.md)", 7.5,
+        cli=False)
     negative_prompt: str | None = _option(
         "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
         None)

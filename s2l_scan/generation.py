@@ -86,4 +86,7 @@ def _generate(pipeline: Any, prompt: str, count: int, *, seed: int, key: str,
         images.append(np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8))
         if progress is not None:
             progress(stop - start)
-    return np.concatenate(images)
+    # C order, as the same images read back from the unit store or received from another
+    # process are: diffusers hands back a transposed (channels-first) view, and the VAE
+    # encodes the two layouts through different kernels (latents equal to ~1e-6, not in bits)
+    return np.ascontiguousarray(np.concatenate(images))

@@ -98,6 +98,12 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
     clock = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads)
+    # numpy's BLAS too (the verdict maths' matrix products): by default it starts a thread per
+    # core, which on a busy machine wait on each other (measured 30× slower for the
+    # permutation test's products on the 2 shared cores of docs/performance.md)
+    from threadpoolctl import threadpool_limits
+
+    blas = threadpool_limits(limits=config.threads, user_api="blas")
     runtime = Runtime.for_config(config, progress)
     try:
         with reporting(progress):
@@ -138,6 +144,7 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
             runtime.count_other_ranks()
     finally:
         torch.set_num_threads(previous_threads)
+        blas.restore_original_limits()
     report: ScanReport | None = None
     if runtime.is_main:
         report = _report(plan, config, budget, model_dir, model, data, results, extraction,

@@ -2,8 +2,8 @@
 
 On one reference build (default: the cached default reference), for each ``--sampler
 NAME:STEPS`` and each ``--seeds`` seed, generates ``--samples`` images per domain on the
-released model with the scan's extraction settings (guidance 7, the scan's eidetic k and δ,
-index of the members) and counts
+released model with the scan's extraction settings (``--guidance``, default 7, several
+interleaved; the scan's eidetic k and δ, index of the members) and counts
 
 * planted members extracted (the build's ``duplicated_members``: what extraction should find),
 * matched generations (generations within δ of a planted member),
@@ -19,6 +19,7 @@ the same load. One JSON line per (sampler, seed) is printed; ``--json`` writes t
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import time
@@ -43,7 +44,8 @@ def _parse() -> argparse.Namespace:
                         help="NAME:STEPS, NAME one of s2l_scan.samplers.SAMPLERS")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     parser.add_argument("--samples", type=int, default=32)
-    parser.add_argument("--guidance", type=float, default=7.0)
+    parser.add_argument("--guidance", type=float, nargs="+", default=[7.0],
+                        help="guidance scales, each run with every sampler (interleaved)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--json", type=Path)
     return parser.parse_args()
@@ -70,9 +72,9 @@ def main() -> None:
     model.pipeline.unet.forward = counted
     results = []
     for seed in args.seeds:
-        for spec in args.sampler:
+        for spec, guidance in itertools.product(args.sampler, args.guidance):
             name, steps = spec.rsplit(":", 1)
-            settings = SamplerSettings(sampler=name, steps=int(steps), guidance=args.guidance,
+            settings = SamplerSettings(sampler=name, steps=int(steps), guidance=guidance,
                                        batch_size=args.batch_size)
             forwards["n"] = 0
             start = time.perf_counter()
@@ -87,7 +89,7 @@ def main() -> None:
                 matched += len({m.generated_index for m in matches
                                 if index.ids[m.known_index] in planted})
             seconds = time.perf_counter() - start
-            row = {"sampler": name, "steps": int(steps), "seed": seed,
+            row = {"sampler": name, "steps": int(steps), "guidance": guidance, "seed": seed,
                    "samples_per_domain": args.samples, "domains": len(data.domains),
                    "planted": len(planted), "planted_extracted": len(found & planted),
                    "matched_generations": matched, "other_extracted": len(found - planted),

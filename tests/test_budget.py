@@ -3,6 +3,7 @@ count of the generation work) and a budgeted scan's report."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -27,15 +28,22 @@ WORK = Work(domains=4, extraction_models=3, sp_prompts=4, extraction_guided=True
 
 
 def _brute_force(work: Work, knobs: Knobs) -> int:
-    """One count per generated image and step, as a sampler loop would make them."""
-    total = 0
-    for _ in range(work.domains * work.extraction_models):
-        for _ in range(knobs.extraction_samples):
-            total += knobs.extraction_steps * (2 if work.extraction_guided else 1)
-    for _ in range(work.sp_prompts):
-        for _ in range(knobs.sp_samples):
-            total += knobs.sp_steps * (2 if work.sp_guided else 1)
-    return total
+    """One count per distinct generated image and step, as a sampler loop would make them: a
+    shared prompt's SP image is the released model's extraction image of the same index when
+    the SP set fits in the extraction set (model 0 is the released model)."""
+    images: dict[tuple[object, ...], int] = {}
+    for model in range(work.extraction_models):
+        for domain in range(work.domains):
+            for i in range(knobs.extraction_samples):
+                images[(model, domain, i, knobs.extraction_steps)] = knobs.extraction_steps * (
+                    2 if work.extraction_guided else 1)
+    for prompt in range(work.sp_prompts):
+        for i in range(knobs.sp_samples):
+            shared = prompt < work.shared_sp_prompts and knobs.sp_samples <= (
+                knobs.extraction_samples if work.extraction_models else -1)
+            images[(0, prompt, i, knobs.sp_steps) if shared else ("sp", prompt, i)] = (
+                knobs.sp_steps * (2 if work.sp_guided else 1))
+    return sum(images.values())
 
 
 def test_the_forward_count_matches_a_brute_force_count() -> None:
@@ -71,6 +79,36 @@ def test_a_plan_fits_whenever_the_floor_fits_and_cuts_nothing_it_need_not(
         assert len(bigger.cuts) <= len(plan.cuts)
     assert plan.predicted_s == pytest.approx(
         fixed + per_forward * _brute_force(WORK, plan.knobs))
+
+
+SHARED = Work(domains=4, extraction_models=3, sp_prompts=5, extraction_guided=True,
+              sp_guided=True, shared_sp_prompts=4)
+
+
+@pytest.mark.parametrize("knobs", [
+    Knobs("dpmsolver++", 32, 20, 32, 20),  # the default: the 4 domains' SP sets are free
+    Knobs("dpmsolver++", 32, 20, 16, 20),  # a prefix: free
+    Knobs("dpmsolver++", 16, 20, 32, 20),  # more SP images than extraction's: generated apart
+    Knobs("dpmsolver++", 32, 20, 32, 25),  # other steps: other images
+])
+def test_shared_sp_sets_are_counted_once(knobs: Knobs) -> None:
+    assert generation_forwards(SHARED, knobs) == _brute_force(SHARED, knobs)
+
+
+@given(st.floats(1, 1e6), st.floats(1e-5, 1.0), st.floats(0, 1e5))
+def test_a_plan_with_shared_sp_sets_predicts_the_brute_force_count(
+        budget: float, per_forward: float, fixed: float) -> None:
+    knobs = Knobs("dpmsolver++", 32, 20, 32, 20)
+    work = replace(SHARED, sp_prompts=4)  # the domains' SP sets only, all shared
+    plan = plan_budget(budget, seconds_per_forward=per_forward, fixed_s=fixed, work=work,
+                       knobs=knobs)
+    assert plan.predicted_s == pytest.approx(
+        fixed + per_forward * _brute_force(work, plan.knobs))
+    # the SP images stay extraction's: cutting them alone saves nothing, so they are cut only
+    # with the extraction images, and never below them
+    assert plan.knobs.sp_samples == plan.knobs.extraction_samples
+    assert [c.setting for c in plan.cuts].count("sp_samples") == [
+        c.setting for c in plan.cuts].count("extraction_samples")
 
 
 def test_detection_chance_is_one_minus_the_chance_of_missing_every_time() -> None:

@@ -54,6 +54,35 @@ def test_two_gloo_processes_give_the_single_process_report(tiny_reference: Path,
     assert one == two
 
 
+@pytest.mark.slow
+def test_two_processes_train_on_the_same_shared_sp_sets(tiny_reference: Path,
+                                                         tmp_path: Path) -> None:
+    # each run with its own empty store: the SP sets are the released model's extraction
+    # images, sampled in slices across the processes and broadcast to every probe's process
+    config = tmp_path / "s2l.toml"
+    config.write_text('probes = ["lora"]\nbootstrap = 100\nextraction_samples = 3\n'
+                      'sp_samples = 2\nextraction_steps = 3\nsp_steps = 3\nbatch_size = 4\n'
+                      '[probe_options.lora]\nsteps = 2\n')
+    common = ["scan", str(tiny_reference / "model"), "--data", str(tiny_reference / "data"),
+              "--config", str(config)]
+    launcher = ["-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(free_port())]
+    reports = []
+    for name, prefix in (("one", []), ("two", launcher)):
+        env = {**os.environ, "S2L_CACHE_DIR": str(tmp_path / name), "OMP_NUM_THREADS": "1"}
+        env.pop("WORLD_SIZE", None)
+        run = _scan([*prefix, "-m", "s2l_scan", *common,
+                     "--report-json", str(tmp_path / f"{name}.json")], env)
+        assert (tmp_path / f"{name}.json").is_file(), run.stderr[-3000:]
+        report = json.loads((tmp_path / f"{name}.json").read_text())
+        assert report["timestamps"]["units_reused"] == "0"
+        assert not (tmp_path / name / "units" / "sp-set").exists()
+        report.pop("timestamps")
+        report["config"].pop("report_json")
+        reports.append(report)
+    assert reports[0] == reports[1]
+
+
 def test_device_and_dtype_options() -> None:
     from s2l_scan.config import make_config
     from s2l_scan.devices import resolve_device

@@ -432,3 +432,55 @@ def test_a_row_too_small_to_ever_fail_is_marked_underpowered() -> None:
     assert not any(row.underpowered for row in large)
     adjust_family(tiny, make_config(family_alpha=1.0))  # no significance asked: nothing to miss
     assert not any(row.underpowered for row in tiny)
+
+
+def _permuted_half_aucs_oracle(member: Any, nonmember: Any, half: Any,
+                               rng: np.random.Generator, count: int) -> Any:
+    """The permutation test's half AUCs before issue 18: a fresh label matrix shuffled out of
+    place, then each permutation's and candidate's Mann–Whitney statistic by a loop."""
+    n1, n0 = half[0].size, half[1].size
+    pooled = np.concatenate([member[:, half[0]], nonmember[:, half[1]]], axis=1)
+    labels = np.zeros((count, n1 + n0))
+    labels[:, :n1] = 1.0
+    labels = rng.permuted(labels, axis=1)
+    out = np.empty((count, pooled.shape[0]))
+    for i in range(count):
+        for k in range(pooled.shape[0]):
+            out[i, k] = M.auc(pooled[k][labels[i] == 1], pooled[k][labels[i] == 0])
+    return out
+
+
+@PROPERTY
+@given(st.integers(0, 10_000), st.integers(2, 40), st.integers(2, 40), st.integers(1, 3),
+       st.booleans())
+def test_permuted_half_aucs_equal_the_loop_and_leave_the_generator_alike(
+        seed: int, n_m: int, n_n: int, candidates: int, ties: bool) -> None:
+    rng = np.random.default_rng(seed)
+    def draw(size: tuple[int, int]) -> Any:
+        return rng.integers(0, 4, size).astype(float) if ties else rng.normal(size=size)
+
+    member, nonmember = draw((candidates, n_m)), draw((candidates, n_n))
+    half = M.crossfit_halves(n_m, n_n, seed)[seed % 2]
+    ours, theirs, old = (np.random.default_rng(seed) for _ in range(3))
+    got = M._permuted_half_aucs(member, nonmember, half, ours, 50)
+    want = _permuted_half_aucs_oracle(member, nonmember, half, theirs, 50)
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    # the same bits as the code before issue 18 (out-of-place shuffle, same product)
+    n1, n0 = half[0].size, half[1].size
+    labels = np.zeros((50, n1 + n0))
+    labels[:, :n1] = 1.0
+    ranks = M._average_ranks(np.concatenate([member[:, half[0]], nonmember[:, half[1]]], 1))
+    before = (old.permuted(labels, axis=1) @ ranks.T - n1 * (n1 + 1) / 2.0) / (n1 * n0)
+    assert np.array_equal(got, before)
+    assert ours.integers(1 << 62) == theirs.integers(1 << 62)  # the next check draws alike
+
+
+def test_permutation_pvalues_are_the_same_bits_with_any_blas_thread_count() -> None:
+    from threadpoolctl import threadpool_limits
+
+    members, nonmembers = _null(7, n=96, candidates=3)
+    with threadpool_limits(limits=1, user_api="blas"):
+        one = M.crossfit_pvalue(members, nonmembers, 3, n_permutations=999)
+    with threadpool_limits(limits=2, user_api="blas"):
+        two = M.crossfit_pvalue(members, nonmembers, 3, n_permutations=999)
+    assert one == two

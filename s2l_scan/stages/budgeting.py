@@ -64,7 +64,9 @@ def _work(config: ScanConfig, probes: ProbeSelection, domains: int) -> Work:
                 if extracting else 0,
                 sp_prompts=(domains if "sp" in uses else 0) + ("ood" in uses) + ("prior" in uses),
                 extraction_guided=config.extraction_guidance > 1,
-                sp_guided=config.sp_guidance > 1)
+                sp_guided=config.sp_guidance > 1,
+                shared_sp_prompts=domains if "sp" in uses and extracting
+                and config.extraction_guidance == config.sp_guidance else 0)
 
 
 def _training_forwards(probes: ProbeSelection, batch_size: int, domains: int) -> int:

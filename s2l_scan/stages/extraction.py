@@ -44,6 +44,15 @@ def sp_sampler(config: ScanConfig) -> SamplerSettings:
                            batch_size=config.batch_size)
 
 
+def shares_sp_sets(config: ScanConfig) -> bool:
+    """Whether each domain's SP set is the first ``sp_samples`` of the released model's
+    extraction generations for it (:func:`released_generations`): the same sampler, steps,
+    guidance and negative prompt, and no more SP images than extraction images. Both are then
+    one generation unit per domain, generated once by whichever stage asks first."""
+    return 0 < config.sp_samples <= config.extraction_samples and sampler(config) == sp_sampler(
+        config)
+
+
 def sampling_record(config: ScanConfig, model_scheduler: Any) -> dict[str, Any]:
     """What the report records of the generations' samplers: per use, the sampler name, the
     scheduler class it ran, its steps and guidance."""
@@ -185,9 +194,32 @@ def _released_generations(model: LoadedModel, domains: list[Domain], config: Sca
     keys = [_generation_key(model, domain, config) for domain in domains]
     units = runtime.shared_units("generated", keys, lambda missing: _sample_sliced(
         model.pipeline, [domains[i] for i in missing], config, runtime))
-    if units is None:
+    if shares_sp_sets(config):  # the SP sets are (prefixes of) these images: every process
+        units = runtime.broadcast(units)  # keeps them for its probes
+        assert units is not None
+        runtime.generated.update(zip(keys, (unit["images"] for unit in units), strict=True))
+    if units is None or not runtime.is_main:
         return None
     return {domain.name: unit["images"] for domain, unit in zip(domains, units, strict=True)}
+
+
+def released_generations(model: LoadedModel, domain: Domain, config: ScanConfig,
+                         runtime: Runtime) -> np.ndarray:
+    """The released model's extraction generations for ``domain`` in this process: kept from
+    the extraction stage, read from the unit store, or generated now (and stored, so the
+    extraction stage finds them)."""
+    key = _generation_key(model, domain, config)
+    if key not in runtime.generated:
+        def generate() -> tuple[Arrays, None]:
+            from s2l_scan.generation import generate_images
+
+            return {"images": generate_images(
+                model.pipeline, domain.prompt, config.extraction_samples, seed=config.seed,
+                key=domain.name, settings=sampler(config),
+                stage="generating with the released model")}, None
+
+        runtime.generated[key] = runtime.get_or_compute("generated", key, generate)[0]["images"]
+    return runtime.generated[key]
 
 
 def _sample_sliced(pipeline: Any, domains: list[Domain], config: ScanConfig, runtime: Runtime

@@ -23,6 +23,7 @@ from s2l_scan.attack import Attack, Target
 from s2l_scan.checks import calibrated
 from s2l_scan.conditioning import TextEncoders
 from s2l_scan.config import ScanConfig
+from s2l_scan.io.audit_data import Domain
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.probe import Probe, ProbeContext
 from s2l_scan.probing import ProbeSelection, ProbeSpec
@@ -37,7 +38,14 @@ from s2l_scan.stages.encode import (
     image_size,
     null_conditioning,
 )
-from s2l_scan.stages.extraction import extraction_records, sampler, sp_sampler, stored
+from s2l_scan.stages.extraction import (
+    extraction_records,
+    released_generations,
+    sampler,
+    shares_sp_sets,
+    sp_sampler,
+    stored,
+)
 from s2l_scan.stages.rows import Candidates, probe_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, UnitStore, digest, unit_key
@@ -47,15 +55,24 @@ Outcome = tuple[Arrays, Any]  # a (probe, domain) unit: scores (and generations)
 
 class GeneratedSets:
     """SP / OOD / prior sets for a scan, generated once (cached in the unit store) and encoded
-    once."""
+    once. A domain's SP set is the first ``sp_samples`` of the released model's extraction
+    generations when the settings make them the same images
+    (:func:`s2l_scan.stages.extraction.shares_sp_sets`); else its own unit."""
 
     def __init__(self, model: LoadedModel, config: ScanConfig,
-                 encode: Callable[[np.ndarray], torch.Tensor], store: UnitStore | None) -> None:
+                 encode: Callable[[np.ndarray], torch.Tensor], store: UnitStore | None,
+                 runtime: Runtime | None = None,
+                 domain: Callable[[str], Domain] | None = None) -> None:
         self._model, self._config, self._encode = model, config, encode
         self._store = store
+        self._runtime = Runtime(store or UnitStore(None)) if runtime is None else runtime
+        self._domain = domain  # a domain by its name (None: SP sets are never extraction's)
         self._latents: dict[str, torch.Tensor] = {}
+        self._sp: dict[str, torch.Tensor] = {}
 
     def latents(self, prompt: str) -> torch.Tensor:
+        """The latents of the set generated for ``prompt`` (an OOD or prior prompt, or a
+        domain's prompt when its SP set is not extraction's)."""
         if prompt not in self._latents:
             from s2l_scan.probes.sp_set import sp_set
 
@@ -66,6 +83,16 @@ class GeneratedSets:
             self._latents[prompt] = self._encode(images)
         return self._latents[prompt]
 
+    def sp_latents(self, domain: str, prompt: str) -> torch.Tensor:
+        """The latents of ``domain``'s SP set."""
+        if self._domain is None or not shares_sp_sets(self._config):
+            return self.latents(prompt)
+        if domain not in self._sp:
+            images = released_generations(self._model, self._domain(domain), self._config,
+                                          self._runtime)
+            self._sp[domain] = self._encode(images[:self._config.sp_samples])
+        return self._sp[domain]
+
     def context(self, probe: Probe, domain: str, prompt: str, save_dir: str | None
                 ) -> ProbeContext:
         config = self._config
@@ -73,7 +100,7 @@ class GeneratedSets:
         def needed(kind: str, which: str) -> torch.Tensor | None:
             return self.latents(which) if kind in probe.uses else None
 
-        sp = needed("sp", prompt)
+        sp = self.sp_latents(domain, prompt) if "sp" in probe.uses else None
         return ProbeContext(
             domain=domain, prompt=prompt,
             sp_latents=sp if sp is not None else torch.empty(0),
@@ -93,7 +120,7 @@ class _ProbeRun:
         self.index, self.runtime, self.calibration = index, runtime, calibration
         model = subject.model
         self.sets = GeneratedSets(model, config, lambda images: encode_images(
-            model, images, config.batch_size), runtime.store)
+            model, images, config.batch_size), runtime.store, runtime, subject.data.domain)
         self.extract = config.extraction_on_probes and index is not None
 
     def unit(self, spec: ProbeSpec, domain: str) -> Outcome:
@@ -121,7 +148,9 @@ class _ProbeRun:
             options=spec.probe.describe(), domain=domain,
             prompt=self.subject.data.domain(domain).prompt, seed=config.seed,
             sp=[config.sp_samples, config.sp_steps, config.sp_guidance, config.ood_prompt,
-                config.prior_prompt, config.negative_prompt],
+                config.prior_prompt, config.negative_prompt,
+                # the domain's SP set is extraction's images (another noise stream)
+                "extraction" if shares_sp_sets(config) else "own"],
             sampler=sampler_identity(config.sampler, model.pipeline.scheduler),
             attacks=[[a.name, a.describe()] for a in self.attacks],
             samples=digest(enc.members, enc.nonmembers, enc.member_captions,

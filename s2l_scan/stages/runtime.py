@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
+
 from s2l_scan.config import ScanConfig
 from s2l_scan.parallel import World, world
 from s2l_scan.progress import ProgressFn, quiet
@@ -40,6 +42,9 @@ class Runtime:
     store: UnitStore = field(default_factory=lambda: UnitStore(None))
     world: World = field(default_factory=World)
     progress: ProgressFn = quiet  # progress(stage, done, total): see s2l_scan.progress
+    generated: dict[str, np.ndarray] = field(default_factory=dict)
+    """The released model's generations this process holds, by unit key: the SP sets that are
+    extraction's images read them here, with the unit store on or off."""
 
     @classmethod
     def for_config(cls, config: ScanConfig, progress: ProgressFn = quiet) -> Runtime:
