@@ -18,6 +18,12 @@ discrepancy D = L(c*) − L(c) for perturbed conditionings c*. What differs, by 
   ``loss``) and w·D − L for each ``weights`` w (variants ``w=…``; w plays α/(1 − α) times the
   scalers' ratio), and the gate's cross-fit picks one on a calibration half, as the shadow
   picked α, and measures it on the other half.
+* The latent is the VAE posterior mean (every attack here encodes so); the code draws
+  ``latent_dist.sample()``, a new latent per run.
+
+Checked against the authors' own script, run on the default reference with these differences
+adapted away (docs/findings.md, "CLiD against the authors' own code"): L(c), L(∅) equal to 6
+significant digits, D to float32 precision.
 
 Scores: higher = more likely member.
 """
