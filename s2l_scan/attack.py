@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, is_dataclass
 from typing import Any, ClassVar
 
 import torch
 
-from s2l_scan.conditioning import as_conditioning
+from s2l_scan.conditioning import Conditioning, as_conditioning
 from s2l_scan.errors import UsageError
 from s2l_scan.functional.diffusion import Cond, EpsFn, eps_from_output
 from s2l_scan.registry import Registry
@@ -68,6 +69,14 @@ class Attack(ABC):
     """True: :meth:`score_batch_variants` is also given ``uncond``, the empty prompt's
     conditioning (:attr:`Target.uncond`)."""
 
+    def perturbed_captions(self, captions: Sequence[str],
+                           encode: Callable[[Sequence[str]], Conditioning]) -> list[list[str]]:
+        """Perturbed copies of each sample's caption, one list per perturbation (CLiD's c*),
+        or [] (most attacks). The stage encodes each list with the model's text encoders and
+        hands the conditionings to :meth:`score_batch_variants` as ``perturbed``, in the same
+        order; ``encode`` is those encoders (for perturbations that read the model)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """The attack's settings for the report (dataclass attacks return their fields)."""
         return asdict(self) if is_dataclass(self) else {}
@@ -96,17 +105,22 @@ class Attack(ABC):
                              alphas: torch.Tensor, index: torch.Tensor, *,
                              uncond: Cond | None = None) -> dict[str, torch.Tensor]:
         """The scores under key ``""``, plus diagnostic variants computed alongside (``uncond``
-        is given to attacks with :attr:`needs_uncond` only).
+        is given to attacks with :attr:`needs_uncond` only). An attack whose
+        :meth:`perturbed_captions` returns lists also takes ``perturbed``: the batch's rows of
+        each list, encoded, in order.
 
         SecMI, for one, adds its neighbouring timesteps so the report can say when the
         attack is unstable across t.
         """
         return {"": self.score_batch(eps_fn, x0, cond, alphas, index)}
 
-    def score(self, target: Target, x0: torch.Tensor, cond: Cond
-              ) -> dict[str, torch.Tensor]:
-        """Scores of every sample (key ``""``) and variants, in batches of ``batch_size``."""
+    def score(self, target: Target, x0: torch.Tensor, cond: Cond,
+              perturbed: Sequence[Cond] = ()) -> dict[str, torch.Tensor]:
+        """Scores of every sample (key ``""``) and variants, in batches of ``batch_size``
+        (``perturbed``: every sample's perturbed conditionings, for attacks that perturb
+        captions)."""
         eps_fn = target.eps_fn()
+        extra = {"perturbed": perturbed} if perturbed else {}
         alphas = target.alphas.float()
         out: dict[str, list[torch.Tensor]] = {}
         with torch.inference_mode():
@@ -114,7 +128,9 @@ class Attack(ABC):
                 stop = min(start + target.batch_size, len(x0))
                 batch = self.score_batch_variants(eps_fn, x0[start:stop], cond[start:stop],
                                                   alphas, torch.arange(start, stop),
-                                                  **uncond_of(self, target))
+                                                  **uncond_of(self, target),
+                                                  **{k: [c[start:stop] for c in v]
+                                                     for k, v in extra.items()})
                 for key, scores in batch.items():
                     out.setdefault(key, []).append(scores)
         return {key: torch.cat(parts) for key, parts in out.items()}

@@ -12,7 +12,7 @@ data-parallel scan (:mod:`s2l_scan.parallel`): the same batches, whatever the pr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -33,6 +33,9 @@ class SampleSet:
 
     latents: torch.Tensor
     cond: Conditioning | torch.Tensor
+    # attack name → each perturbed_captions list, encoded (a row per sample), for attacks
+    # that perturb captions (CLiD's c*)
+    perturbed: dict[str, tuple[Conditioning, ...]] = field(default_factory=dict)
 
 
 class SharedForwards:
@@ -61,6 +64,14 @@ def batches(total: int, batch_size: int) -> list[tuple[int, int]]:
     return [(start, min(start + batch_size, total)) for start in range(0, total, batch_size)]
 
 
+def _perturbed(name: str, sets: Sequence[SampleSet]) -> list[Conditioning]:
+    """Attack ``name``'s perturbed conditionings, laid end to end over the sets as x₀ is."""
+    if any(name not in s.perturbed for s in sets):
+        raise ValueError(f"attack {name!r}: perturbed captions missing from some sample set")
+    return [Conditioning.cat([as_conditioning(s.perturbed[name][k]) for s in sets])
+            for k in range(len(sets[0].perturbed[name]))]
+
+
 def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleSet],
                world: World | None = None, stage: str = "scoring"
                ) -> list[list[Scores]] | None:
@@ -76,6 +87,8 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
     x0 = torch.cat([s.latents for s in sets])
     cond = Conditioning.cat([as_conditioning(s.cond) for s in sets])
     index = torch.cat([torch.arange(len(s.latents)) for s in sets])
+    perturbed = {attack.name: _perturbed(attack.name, sets) for attack in attacks
+                 if attack.name in sets[0].perturbed}
     alphas = target.alphas.float()
     eps = target.eps_fn()
 
@@ -85,7 +98,9 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
         shared = SharedForwards(eps, xb, cb)
         with torch.inference_mode():
             return [{key: value.numpy() for key, value in attack.score_batch_variants(
-                shared, xb, cb, alphas, index[start:stop], **uncond_of(attack, target)).items()}
+                shared, xb, cb, alphas, index[start:stop], **uncond_of(attack, target),
+                **({"perturbed": [c[start:stop] for c in perturbed[attack.name]]}
+                   if attack.name in perturbed else {})).items()}
                 for attack in attacks]
 
     spans = batches(len(x0), target.batch_size)

@@ -185,6 +185,7 @@ def test_attack_options_that_validate_also_score(attacks: tuple[list[str], dict[
     import torch
 
     from s2l_scan.attack import ATTACKS
+    from s2l_scan.conditioning import Conditioning
 
     try:
         config = make_config({"attacks": attacks[0], "attack_options": attacks[1]})
@@ -196,7 +197,12 @@ def test_attack_options_that_validate_also_score(attacks: tuple[list[str], dict[
     for name in config.attacks:
         attack = ATTACKS.get(name)(**config.attack_options.get(name, {}))
         # an attack that reads the empty prompt is given one, as the scan gives it
-        extra = {"uncond": torch.randn(1, 3, 8)} if attack.needs_uncond else {}
+        extra: dict[str, Any] = {"uncond": torch.randn(1, 3, 8)} if attack.needs_uncond else {}
+        # and one that perturbs captions its perturbed conditionings (CLiD's c*)
+        lists = attack.perturbed_captions(
+            ["a red car", "a dog"], lambda texts: Conditioning(torch.randn(len(texts), 3, 8)))
+        if lists:
+            extra["perturbed"] = [torch.randn(2, 3, 8) for _ in lists]
         scores = attack.score_batch_variants(lambda x, t, c: 0.1 * x + c.mean(), x0, cond,
                                              alphas, torch.arange(2), **extra)
         assert all(v.shape == (2,) for v in scores.values())

@@ -10,7 +10,7 @@ import itertools
 import json
 import re
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +124,13 @@ def test_every_attack_scores_sdxl_with_finite_numbers(sdxl: LoadedModel, name: s
     encoders = TextEncoders.of(sdxl.pipeline)
     target = _target(sdxl)
     target.uncond = null_conditioning(encoders, SIZE)  # for attacks that need ε(x_t, ∅)
-    scores = attack.score(target, _latents(), encoders.encode(CAPTIONS, SIZE))
+
+    def encode(texts: Sequence[str]) -> Conditioning:
+        return encoders.encode(list(texts), SIZE)
+
+    # and, as the stages do, the perturbed captions of attacks that perturb them (CLiD's c*)
+    perturbed = [encode(texts) for texts in attack.perturbed_captions(CAPTIONS, encode)]
+    scores = attack.score(target, _latents(), encode(CAPTIONS), perturbed)
     assert scores[""].shape == (3,) and all(bool(torch.isfinite(s).all())
                                             for s in scores.values())
 

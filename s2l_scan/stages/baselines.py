@@ -18,7 +18,7 @@ from s2l_scan.config import ScanConfig
 from s2l_scan.io.model import LoadedModel
 from s2l_scan.report.model import ResultRow
 from s2l_scan.scoring import SampleSet, Scores, score_sets
-from s2l_scan.stages.encode import Subject, image_size, null_conditioning
+from s2l_scan.stages.encode import Subject, image_size, null_conditioning, perturbed_conditionings
 from s2l_scan.stages.rows import result_row
 from s2l_scan.stages.runtime import Runtime
 from s2l_scan.units import Arrays, digest, unit_key
@@ -73,12 +73,16 @@ def run_calibrated_baselines(subject: Subject, attacks: Sequence[Attack], config
     copies on the same base scores."""
     runtime = Runtime() if runtime is None else runtime
     model, encoded = subject.model, subject.encoded
-    sets = [SampleSet(latents, cond) for enc in encoded.values()
-            for latents, cond in ((enc.members, enc.member_cond),
-                                  (enc.nonmembers, enc.nonmember_cond))]
-    # the released model's own empty prompt, for both models: the same inputs through both
+    # the released model's own empty prompt (and perturbed captions), for both models: the
+    # same inputs through both
     size = image_size(next(iter(encoded.values())).member_pixels)
-    uncond = (null_conditioning(TextEncoders.of(model.pipeline), size)
+    encoders = TextEncoders.of(model.pipeline)
+    sets = [SampleSet(latents, cond, perturbed_conditionings(attacks, encoders, captions, size))
+            for enc in encoded.values()
+            for latents, cond, captions in (
+                (enc.members, enc.member_cond, enc.member_captions),
+                (enc.nonmembers, enc.nonmember_cond, enc.nonmember_captions))]
+    uncond = (null_conditioning(encoders, size)
               if any(a.needs_uncond for a in attacks) else None)
     scored = _model_scores(model, attacks, sets, config, runtime, uncond)
     base_scored = None if base is None else _model_scores(base, attacks, sets, config, runtime,
@@ -153,8 +157,11 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
     samples = [digest(s.latents, *as_conditioning(s.cond).tensors()) for s in sets]
     uncond = (None if target.uncond is None
               else digest(*as_conditioning(target.uncond).tensors()))
-    keys = [_scores_key(model, attack, sample, config, uncond)
-            for attack in attacks for sample in samples]
+    keys = [_scores_key(model, attack, digest(sample, *(
+                tensor for c in s.perturbed.get(attack.name, ()) for tensor in c.tensors())),
+                        config, uncond) if attack.name in s.perturbed
+            else _scores_key(model, attack, sample, config, uncond)
+            for attack in attacks for sample, s in zip(samples, sets, strict=True)]
     units = runtime.shared_units("scores", keys, lambda missing: _score_missing(
         attacks, target, sets, missing, runtime))
     if units is None:

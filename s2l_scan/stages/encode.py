@@ -7,12 +7,14 @@ each domain's encoded samples and its blind-baseline AUC.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from s2l_scan.attack import Attack
 from s2l_scan.conditioning import Conditioning, TextEncoders
 from s2l_scan.io.audit_data import AuditData, Domain
 from s2l_scan.io.model import LoadedModel
@@ -74,6 +76,22 @@ def null_conditioning(encoders: TextEncoders, size: tuple[int, int]) -> Conditio
     """The empty prompt's conditioning (one row): what ε(x_t, ∅) is conditioned on, for
     images of ``size`` = (H, W) pixels (SDXL's time ids)."""
     return encoders.encode([""], size)
+
+
+def perturbed_conditionings(attacks: Sequence[Attack], encoders: TextEncoders,
+                            captions: Sequence[str], size: tuple[int, int]
+                            ) -> dict[str, tuple[Conditioning, ...]]:
+    """Each caption-perturbing attack's perturbed captions (:meth:`Attack.perturbed_captions`)
+    of one sample set, encoded, by attack name; {} when no attack perturbs captions."""
+    def encode(texts: Sequence[str]) -> Conditioning:
+        return encoders.encode(list(texts), size)
+
+    out = {}
+    for attack in attacks:
+        lists = attack.perturbed_captions(captions, encode)
+        if lists:
+            out[attack.name] = tuple(encode(texts) for texts in lists)
+    return out
 
 
 def encode_caption_pair(encoders: TextEncoders, first: list[str], second: list[str],

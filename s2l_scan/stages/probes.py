@@ -37,6 +37,7 @@ from s2l_scan.stages.encode import (
     encode_images,
     image_size,
     null_conditioning,
+    perturbed_conditionings,
 )
 from s2l_scan.stages.extraction import (
     extraction_records,
@@ -176,17 +177,20 @@ class _ProbeRun:
         # the copy's text encoder (and caption_fn) may differ from the released model's:
         # encode the captions once per copy, for every attack
         encoders, size = TextEncoders.of(shaken), image_size(enc.member_pixels)
+        member_captions = [shaken.caption_fn(c) for c in enc.member_captions]
+        nonmember_captions = [shaken.caption_fn(c) for c in enc.nonmember_captions]
         member_cond, nonmember_cond = encode_caption_pair(
-            encoders,
-            [shaken.caption_fn(c) for c in enc.member_captions],
-            [shaken.caption_fn(c) for c in enc.nonmember_captions], size)
+            encoders, member_captions, nonmember_captions, size)
         uncond = (null_conditioning(encoders, size)
                   if any(a.needs_uncond for a in self.attacks) else None)
         target = Target(shaken.unet, alphas(model), config.batch_size,
                         prediction_type=model.prediction_type, uncond=uncond)
-        scored = score_sets(self.attacks, target, [SampleSet(enc.members, member_cond),
-                                                   SampleSet(enc.nonmembers, nonmember_cond)],
-                            stage="scoring the shaken copy")
+        scored = score_sets(self.attacks, target, [
+            SampleSet(enc.members, member_cond, perturbed_conditionings(
+                self.attacks, encoders, member_captions, size)),
+            SampleSet(enc.nonmembers, nonmember_cond, perturbed_conditionings(
+                self.attacks, encoders, nonmember_captions, size))],
+            stage="scoring the shaken copy")
         assert scored is not None  # a local (single-process) scoring always returns
         arrays: dict[str, np.ndarray] = {}
         for attack, (members, nonmembers) in zip(self.attacks, scored, strict=True):
