@@ -36,6 +36,7 @@ def finetune(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_builder_saves_a_base_that_differs_only_in_the_unet(finetune: Path) -> None:
     manifest = json.loads((finetune / "manifest.json").read_text())
     assert manifest["base"]["steps"] == 8
+    assert set(manifest["phase_seconds"]) == {"data", "vae", "encode", "base", "unet", "save"}
     for part in ("vae", "text_encoder", "tokenizer"):
         for file in sorted((finetune / "model" / part).iterdir()):
             assert file.read_bytes() == (finetune / "base" / part / file.name).read_bytes()

@@ -55,6 +55,11 @@ def test_manifest_records_the_split(tiny_reference: Path) -> None:
     assert manifest["training_set_size"] == expected
     assert all(count > 0 for count in manifest["parameters"].values())
     assert "model/unet/diffusion_pytorch_model.safetensors" in manifest["files"]
+    # every phase timed once, and the laps add up to (at most) the whole build
+    phases = manifest["phase_seconds"]
+    assert set(phases) == {"data", "vae", "encode", "unet", "save"}
+    assert all(seconds >= 0 for seconds in phases.values())
+    assert sum(phases.values()) <= manifest["build_seconds"] + 0.01 * len(phases)
 
 
 def test_data_matches_manifest_and_loads(tiny_reference: Path) -> None:

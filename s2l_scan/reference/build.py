@@ -251,6 +251,13 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
 
     diffusers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
+    phases: dict[str, float] = {}  # wall seconds per phase, recorded in the manifest
+    mark = [started]
+
+    def lap(phase: str) -> None:
+        now = time.perf_counter()
+        phases[phase] = round(phases.get(phase, 0.0) + now - mark[0], 2)
+        mark[0] = now
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -263,9 +270,11 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         vocab = write_tokenizer(out / "model" / "tokenizer", words)
         tokenizer = CLIPTokenizer.from_pretrained(out / "model" / "tokenizer")
         text_encoder = _text_encoder(preset, vocab, seed)
+        lap("data")  # images, PNGs, tokenizer, text encoder
 
         vae = _train_vae(preset, torch.stack([_quantize(im) for im in public]), seed, progress,
                          torch.device(device))
+        lap("vae")
         pixels, identity_of = [], []
         for index, split in enumerate(splits):
             for number, image in enumerate(split.members):
@@ -279,6 +288,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         prompt_context = _embed(tokenizer, text_encoder, prompts)
         context = prompt_context[torch.tensor(identity_of)]
         uncond = _embed(tokenizer, text_encoder, [""])
+        lap("encode")  # training latents and prompt embeddings, once
         base_unet = None
         if preset.base_steps:
             base_pixels, base_identity = _base_images(preset, splits, seed)
@@ -290,9 +300,11 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
                 preset, base_latents * vae.config.scaling_factor,
                 prompt_context[torch.tensor(base_identity)], uncond, seed + 1000, progress,
                 torch.device(device), steps=preset.base_steps, stage="base")
+            lap("base")
         unet, noise_schedule = _train_unet(
             preset, latents, context, uncond, seed, progress, torch.device(device),
             init=None if base_unet is None else base_unet.state_dict())
+        lap("unet")
 
         scheduler = DDIMScheduler.from_config(noise_schedule.config, clip_sample=False,
                                               set_alpha_to_one=False, steps_offset=1)
@@ -307,6 +319,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
             pipeline.save_pretrained(out / "base", safe_serialization=True)
             shutil.rmtree(out / "base" / "tokenizer")  # the very tokenizer files of the model
             shutil.copytree(out / "model" / "tokenizer", out / "base" / "tokenizer")
+        lap("save")
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -317,6 +330,7 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
         "threads": threads,
         "device": device,
         "build_seconds": round(time.perf_counter() - started, 2),
+        "phase_seconds": phases,
         "training_set_size": len(pixels),
         "split": split_record,
         "parameters": {
