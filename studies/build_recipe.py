@@ -81,7 +81,9 @@ def summarise(build: Path, scan_dir: Path) -> dict[str, Any]:
         subprocess.run([sys.executable, "-m", "s2l_scan", "scan", str(build / "model"),
                         "--data", str(build / "data"), "--probes", "", "--threads", "1",
                         "--cache-dir", str(scan_dir / "units"), "--report-json", str(report),
-                        "-q"], check=True)
+                        "-q"], check=False)
+        if not report.exists():  # exit 1 is a FAILED verdict (a report); 2 and 4 are errors
+            raise SystemExit(f"the scan of {build} wrote no report")
     scan = json.loads(report.read_text())
     planted = {f"{domain}/members/{name}" for domain, record in manifest["split"].items()
                for name in record["duplicated_members"]}
