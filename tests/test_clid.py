@@ -101,26 +101,40 @@ def test_word_importances_is_one_minus_cosine_of_the_deleted_word() -> None:
     assert word_importances(encode, " ") == []
 
 
-def test_clid_matches_the_authors_loop(tiny_reference: Path) -> None:
+def _tiny_target(tiny_reference: Path):  # type: ignore[no-untyped-def]
+    """The tiny reference's first domain encoded, its text encoders, the empty-prompt
+    conditioning and a CLiD target over its UNet: what both authors'-loop checks start from."""
     model = load_pipeline(tiny_reference / "model")
     domain = load_audit_data(tiny_reference / "data", model.resolution).domains[0]
     enc = encode_domain(model, domain, 8)
-    attack = make_attack("clid", {"timesteps": [300, 450, 600]}, seed=3)
-    uncond = null_conditioning(TextEncoders.of(model.pipeline),
-                               (model.resolution, model.resolution))
+    encoders = TextEncoders.of(model.pipeline)
+    uncond = null_conditioning(encoders, (model.resolution, model.resolution))
     target = Target(model.pipeline.unet, alphas(model), 4, prediction_type="epsilon",
                     uncond=uncond)
-    scores = attack.score(target, enc.members, enc.member_cond)
+    return model, enc, encoders, uncond, target
+
+
+def _authors_scores(model, enc, uncond, attack, perturbed=()):  # type: ignore[no-untyped-def]
+    """(loss, discrepancy) of every member from the authors' loop, with the attack's own seeded
+    noises at timesteps 300/450/600 (and its perturbed captions, if any)."""
     x0 = enc.members
-    noises = attack._noises(x0, torch.arange(len(x0)))  # type: ignore[attr-defined]
+    noises = attack._noises(x0, torch.arange(len(x0)))
     with torch.inference_mode():
-        for i in range(len(x0)):
-            loss, clid = _authors_loop(model.pipeline.unet, model.pipeline.scheduler, x0[i],
-                                       enc.member_cond.hidden[i], uncond.hidden,
-                                       torch.stack([n[i] for n in noises]), [300, 450, 600])
-            assert scores[""][i].item() == pytest.approx(clid, rel=1e-4, abs=1e-6)
-            assert scores["loss"][i].item() == pytest.approx(-loss, rel=1e-4)
-            assert scores["w=4"][i].item() == pytest.approx(4 * clid - loss, rel=1e-4)
+        return [_authors_loop(model.pipeline.unet, model.pipeline.scheduler, x0[i],
+                              enc.member_cond.hidden[i], uncond.hidden,
+                              torch.stack([n[i] for n in noises]), [300, 450, 600],
+                              [p.hidden[i] for p in perturbed])
+                for i in range(len(x0))]
+
+
+def test_clid_matches_the_authors_loop(tiny_reference: Path) -> None:
+    model, enc, _, uncond, target = _tiny_target(tiny_reference)
+    attack = make_attack("clid", {"timesteps": [300, 450, 600]}, seed=3)
+    scores = attack.score(target, enc.members, enc.member_cond)
+    for i, (loss, clid) in enumerate(_authors_scores(model, enc, uncond, attack)):
+        assert scores[""][i].item() == pytest.approx(clid, rel=1e-4, abs=1e-6)
+        assert scores["loss"][i].item() == pytest.approx(-loss, rel=1e-4)
+        assert scores["w=4"][i].item() == pytest.approx(4 * clid - loss, rel=1e-4)
 
 
 def test_clid_without_empty_prompt_is_refused(tiny_reference: Path) -> None:
@@ -159,32 +173,19 @@ def test_clid_in_a_scan_has_its_candidates(tiny_reference: Path) -> None:
 
 
 def test_clid_impt_matches_the_authors_loop(tiny_reference: Path) -> None:
-    model = load_pipeline(tiny_reference / "model")
-    domain = load_audit_data(tiny_reference / "data", model.resolution).domains[0]
-    enc = encode_domain(model, domain, 8)
+    model, enc, encoders, uncond, target = _tiny_target(tiny_reference)
     attack = make_attack("clid-impt", {"timesteps": [300, 450, 600]}, seed=3)
     size = (model.resolution, model.resolution)
-    encoders = TextEncoders.of(model.pipeline)
     lists = attack.perturbed_captions(enc.member_captions,
                                       lambda texts: encoders.encode(list(texts), size))
     assert len(lists) == 3 and all(CUT_TOKEN in c for c in lists[0])
     perturbed = [encoders.encode(texts, size) for texts in lists]
-    uncond = null_conditioning(encoders, size)
-    target = Target(model.pipeline.unet, alphas(model), 4, prediction_type="epsilon",
-                    uncond=uncond)
     scores = attack.score(target, enc.members, enc.member_cond, perturbed)
-    x0 = enc.members
-    noises = attack._noises(x0, torch.arange(len(x0)))  # type: ignore[attr-defined]
-    with torch.inference_mode():
-        for i in range(len(x0)):
-            loss, clid = _authors_loop(model.pipeline.unet, model.pipeline.scheduler, x0[i],
-                                       enc.member_cond.hidden[i], uncond.hidden,
-                                       torch.stack([n[i] for n in noises]), [300, 450, 600],
-                                       [p.hidden[i] for p in perturbed])
-            assert scores[""][i].item() == pytest.approx(clid, rel=1e-4, abs=1e-6)
-            assert scores["loss"][i].item() == pytest.approx(-loss, rel=1e-4)
+    for i, (loss, clid) in enumerate(_authors_scores(model, enc, uncond, attack, perturbed)):
+        assert scores[""][i].item() == pytest.approx(clid, rel=1e-4, abs=1e-6)
+        assert scores["loss"][i].item() == pytest.approx(-loss, rel=1e-4)
     with pytest.raises(UsageError, match="cuts 3 caption"):
-        attack.score(target, x0, enc.member_cond)
+        attack.score(target, enc.members, enc.member_cond)
 
 
 @pytest.mark.parametrize("options", [{"cuts": [0]}, {"cuts": [1.5]}, {"cuts": "x"},
