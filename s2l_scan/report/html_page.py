@@ -207,6 +207,12 @@ def _word(passed: bool) -> str:
     return '<span class="pass">pass</span>' if passed else '<span class="failtxt">FAIL</span>'
 
 
+def _row_open(item_id: str, passed: bool) -> str:
+    """A check's table row up to its id cell: the row coloured by the verdict, the id in code."""
+    return (f'<tr class="{"ok" if passed else "fail"}"><td class=l><code class="id">'
+            f"{escape(item_id)}</code></td>")
+
+
 def _reasons(reasons: list[str]) -> str:
     """A check's reasons, each shortened, with the whole reason on hover."""
     return "".join(f'<div class="why" title="{escape(r)}">{escape(short_reason(r))}</div>'
@@ -223,8 +229,7 @@ def _results(report: ScanReport) -> str:
                          + _rows_table(rows, delta=room == "probes"))
     if report.extraction:
         rows_html = "".join(
-            f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
-            f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
+            _row_open(r.item_id, r.passed) + f"<td class=l>{_word(r.passed)}"
             + _reasons(r.reasons)
             + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
             f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
@@ -236,8 +241,7 @@ def _results(report: ScanReport) -> str:
                      f"<th>nearest RMS</th></tr>{rows_html}</table></div>")
     if report.memorization:
         rows_html = "".join(
-            f'<tr class="{"ok" if r.passed else "fail"}"><td class=l><code class="id">'
-            f"{escape(r.item_id)}</code></td><td class=l>{_word(r.passed)}"
+            _row_open(r.item_id, r.passed) + f"<td class=l>{_word(r.passed)}"
             + _reasons(r.reasons)
             + f"</td><td class=l>{escape(DETECTORS.get(r.detector, (r.detector,))[0])}</td>"
             f"<td>{len(r.prompts)}</td><td>{r.largest:.4g}</td><td>{_threshold(r)}</td>"
@@ -277,9 +281,8 @@ def _rows_table(rows: list[ResultRow], delta: bool) -> str:
                 change += f" [{row.delta_auc_ci[0]:+.2f}, {row.delta_auc_ci[1]:+.2f}]"
             change += "</td>"
         out.append(
-            f'<tr class="{"ok" if row.passed else "fail"}"><td class=l><code class="id">'
-            f"{escape(row.item_id)}</code></td>"
-            f'<td class="l verdict">{_word(row.passed)}{tags}{reasons}</td>'
+            _row_open(row.item_id, row.passed)
+            + f'<td class="l verdict">{_word(row.passed)}{tags}{reasons}</td>'
             f"<td>{row.auc:.3f} [{low:.2f}, {high:.2f}]</td>"
             f"{change}<td class=minor>{row.auc_raw:.3f}</td><td>{fmt(row.tpr_at_1pct_fpr)}</td>"
             f"<td class=minor>{fmt(row.tpr_at_01pct_fpr)}</td><td class=minor>{row.asr:.3f}</td>"
@@ -309,8 +312,7 @@ def _comparison(report: ScanReport) -> str:
     if not report.comparison:
         return ""
     rows = "".join(
-        f'<tr class="{"ok" if c.passed else "fail"}"><td class=l><code class="id">'
-        f"{escape(c.item)}</code></td><td class=l>{escape(c.metric)}</td>"
+        _row_open(c.item, c.passed) + f"<td class=l>{escape(c.metric)}</td>"
         f"<td>{fmt(c.previous, 4)}</td><td>{fmt(c.current, 4)}</td><td>{_signed(c.change)}</td>"
         f"<td>{escape(str(c.allowance or '-'))}</td><td class=l>{escape(c.status)}</td></tr>"
         for c in report.comparison)
