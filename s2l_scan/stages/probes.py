@@ -207,65 +207,59 @@ class _ProbeRun:
     def results(self, spec: ProbeSpec, outcomes: dict[str, Outcome],
                 base: dict[tuple[str, str], ResultRow]
                 ) -> tuple[list[ResultRow], list[ExtractionRecord]]:
-        """One probe's rows (per domain, and pooled) and extraction records from its units."""
-        blind, data = self.subject.blind, self.subject.data
-        rows: list[ResultRow] = []
+        """One probe's rows (per domain, and pooled; then, with a base model, the same as
+        ``NAME+base``) and extraction records from its units."""
+        rows = self._rows(spec, outcomes, base, None)
+        if self.calibration is not None:
+            rows += self._rows(spec, outcomes, base, self.calibration)
         records: list[ExtractionRecord] = []
+        for name, (arrays, _) in outcomes.items():
+            if "generated" in arrays:
+                records += extraction_records(None, [self.subject.data.domain(name)], self.index,
+                                              self.config, probe=spec.label,
+                                              generate=stored({name: arrays["generated"]}),
+                                              model_scheduler=self.subject.model.pipeline
+                                              .scheduler)
+        return rows, records
+
+    def _rows(self, spec: ProbeSpec, outcomes: dict[str, Outcome],
+              base: dict[tuple[str, str], ResultRow], calibration: Calibration | None
+              ) -> list[ResultRow]:
+        """One probe's rows per domain, and pooled. With ``calibration`` they are its
+        ``NAME+base`` rows: the copy's scores minus the base model's (the baselines' own base
+        scores: no model work), Δ against the released model's ``NAME+base`` rows, as an
+        attacker who holds the base would measure it."""
+        blind = self.subject.blind
+        settings = None if calibration is None else calibration.settings
+        rows: list[ResultRow] = []
         pooled: dict[str, tuple[list[Candidates], list[Candidates]]] = {}
         for name, (arrays, details) in outcomes.items():
             for attack in self.attacks:
                 members = _candidates(arrays, f"{attack.name}/members/")
                 nonmembers = _candidates(arrays, f"{attack.name}/nonmembers/")
-                rows.append(probe_row(attack, base[(attack.name, name)], spec.label, members,
-                                      nonmembers, blind[name], self.config, details))
-                pooled.setdefault(attack.name, ([], []))
-                pooled[attack.name][0].append(members)
-                pooled[attack.name][1].append(nonmembers)
-            if "generated" in arrays:
-                records += extraction_records(None, [data.domain(name)], self.index,
-                                              self.config, probe=spec.label,
-                                              generate=stored({name: arrays["generated"]}),
-                                              model_scheduler=self.subject.model.pipeline
-                                              .scheduler)
-        if len(outcomes) > 1:
-            for attack in self.attacks:
-                members, nonmembers = (_concatenated(part) for part in pooled[attack.name])
-                rows.append(probe_row(attack, base[(attack.name, "pooled")], spec.label,
-                                      members, nonmembers, blind["pooled"], self.config,
-                                      {"label": spec.label, **spec.probe.describe()}))
-        if self.calibration is not None:
-            rows += self._calibrated(spec, outcomes, base, self.calibration)
-        return rows, records
-
-    def _calibrated(self, spec: ProbeSpec, outcomes: dict[str, Outcome],
-                    base: dict[tuple[str, str], ResultRow], calibration: Calibration
-                    ) -> list[ResultRow]:
-        """One probe's ``NAME+base`` rows (per domain, and pooled): its copy's scores minus the
-        base model's (the baselines' own base scores: no model work), Δ against the released
-        model's ``NAME+base`` rows, as an attacker who holds the base would measure it."""
-        blind = self.subject.blind
-        rows: list[ResultRow] = []
-        pooled: dict[str, tuple[list[Candidates], list[Candidates]]] = {}
-        for name, (arrays, details) in outcomes.items():
-            for attack in self.attacks:
-                members, nonmembers = calibration.subtract(
-                    attack.name, name, _candidates(arrays, f"{attack.name}/members/"),
-                    _candidates(arrays, f"{attack.name}/nonmembers/"))
-                rows.append(probe_row(attack, base[(calibrated(attack.name), name)],
-                                      spec.label, members, nonmembers, blind[name],
-                                      self.config, details, calibration=calibration.settings))
+                if calibration is not None:
+                    members, nonmembers = calibration.subtract(attack.name, name, members,
+                                                               nonmembers)
+                released = base[(_row_name(attack, calibration), name)]
+                rows.append(probe_row(attack, released, spec.label, members, nonmembers,
+                                      blind[name], self.config, details, calibration=settings))
                 pooled.setdefault(attack.name, ([], []))
                 pooled[attack.name][0].append(members)
                 pooled[attack.name][1].append(nonmembers)
         if len(outcomes) > 1:
             for attack in self.attacks:
                 members, nonmembers = (_concatenated(part) for part in pooled[attack.name])
-                rows.append(probe_row(attack, base[(calibrated(attack.name), "pooled")],
+                rows.append(probe_row(attack, base[(_row_name(attack, calibration), "pooled")],
                                       spec.label, members, nonmembers, blind["pooled"],
                                       self.config, {"label": spec.label,
                                                     **spec.probe.describe()},
-                                      calibration=calibration.settings))
+                                      calibration=settings))
         return rows
+
+
+def _row_name(attack: Attack, calibration: Calibration | None) -> str:
+    """The name of ``attack``'s rows: ``NAME``, or ``NAME+base`` when base-calibrated."""
+    return attack.name if calibration is None else calibrated(attack.name)
 
 
 def run_probes(subject: Subject, attacks: Sequence[Attack], selection: ProbeSelection,
