@@ -121,24 +121,22 @@ class _WenReader:
 
     def __init__(self, model: LoadedModel, settings: MemorizationSettings) -> None:
         self.model, self.settings = model, settings
-        self._ready: tuple[Any, ...] | None = None
 
-    def _setup(self) -> tuple[Any, ...]:
-        if self._ready is None:
-            model, settings = self.model, self.settings
-            pipeline = model.pipeline
-            target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
-            # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps
-            # in DDIMScheduler.from_config): its first steps, from the model's own noise schedule
-            from diffusers import DDIMScheduler
+    @functools.cached_property
+    def _parts(self) -> tuple[Any, ...]:
+        model, settings = self.model, self.settings
+        pipeline = model.pipeline
+        target = Target(pipeline.unet, alphas(model), prediction_type=model.prediction_type)
+        # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps in
+        # DDIMScheduler.from_config): its first steps, from the model's own noise schedule
+        from diffusers import DDIMScheduler
 
-            scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
-            scheduler.set_timesteps(settings.sampler_steps)
-            steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
-            encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
-            self._ready = (target, target.eps_fn(), scheduler, steps, encoders, size,
-                           null_conditioning(encoders, size))
-        return self._ready
+        scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
+        scheduler.set_timesteps(settings.sampler_steps)
+        steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
+        encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
+        return (target, target.eps_fn(), scheduler, steps, encoders, size,
+                null_conditioning(encoders, size))
 
     def unit(self, prompt: str) -> tuple[Arrays, None]:
         """The unit of one prompt: ``{"per_start": magnitudes}``."""
@@ -146,7 +144,7 @@ class _WenReader:
 
     def magnitudes(self, prompt: str) -> np.ndarray:
         """The text-guidance magnitude of each seeded start (float64, ``starts`` values)."""
-        target, eps_fn, scheduler, steps, encoders, size, uncond = self._setup()
+        target, eps_fn, scheduler, steps, encoders, size, uncond = self._parts
         settings, unet = self.settings, self.model.pipeline.unet
         shape = (unet.config.in_channels, unet.config.sample_size, unet.config.sample_size)
         cond = encoders.encode([prompt], size)
