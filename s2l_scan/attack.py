@@ -120,7 +120,6 @@ class Attack(ABC):
         (``perturbed``: every sample's perturbed conditionings, for attacks that perturb
         captions)."""
         eps_fn = target.eps_fn()
-        extra = {"perturbed": perturbed} if perturbed else {}
         alphas = target.alphas.float()
         out: dict[str, list[torch.Tensor]] = {}
         with torch.inference_mode():
@@ -129,11 +128,17 @@ class Attack(ABC):
                 batch = self.score_batch_variants(eps_fn, x0[start:stop], cond[start:stop],
                                                   alphas, torch.arange(start, stop),
                                                   **uncond_of(self, target),
-                                                  **{k: [c[start:stop] for c in v]
-                                                     for k, v in extra.items()})
+                                                  **perturbed_slice(perturbed, start, stop))
                 for key, scores in batch.items():
                     out.setdefault(key, []).append(scores)
         return {key: torch.cat(parts) for key, parts in out.items()}
+
+
+def perturbed_slice(perturbed: Sequence[Cond], start: int, stop: int
+                    ) -> dict[str, list[Cond]]:
+    """``{"perturbed": ...}``, each perturbed conditioning's rows ``start:stop``, for a batch of
+    an attack that perturbs captions; {} when there are none."""
+    return {"perturbed": [c[start:stop] for c in perturbed]} if perturbed else {}
 
 
 def uncond_of(attack: Attack, target: Target) -> dict[str, Cond]:

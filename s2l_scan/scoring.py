@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from s2l_scan.attack import Attack, Target, uncond_of
+from s2l_scan.attack import Attack, Target, perturbed_slice, uncond_of
 from s2l_scan.conditioning import Conditioning, as_conditioning
 from s2l_scan.functional.diffusion import Cond, EpsFn
 from s2l_scan.parallel import World
@@ -99,8 +99,7 @@ def score_sets(attacks: Sequence[Attack], target: Target, sets: Sequence[SampleS
         with torch.inference_mode():
             return [{key: value.numpy() for key, value in attack.score_batch_variants(
                 shared, xb, cb, alphas, index[start:stop], **uncond_of(attack, target),
-                **({"perturbed": [c[start:stop] for c in perturbed[attack.name]]}
-                   if attack.name in perturbed else {})).items()}
+                **perturbed_slice(perturbed.get(attack.name, ()), start, stop)).items()}
                 for attack in attacks]
 
     spans = batches(len(x0), target.batch_size)
