@@ -157,10 +157,7 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
     samples = [digest(s.latents, *as_conditioning(s.cond).tensors()) for s in sets]
     uncond = (None if target.uncond is None
               else digest(*as_conditioning(target.uncond).tensors()))
-    keys = [_scores_key(model, attack, digest(sample, *(
-                tensor for c in s.perturbed.get(attack.name, ()) for tensor in c.tensors())),
-                        config, uncond) if attack.name in s.perturbed
-            else _scores_key(model, attack, sample, config, uncond)
+    keys = [_scores_key(model, attack, _with_perturbed(sample, s, attack.name), config, uncond)
             for attack in attacks for sample, s in zip(samples, sets, strict=True)]
     units = runtime.shared_units("scores", keys, lambda missing: _score_missing(
         attacks, target, sets, missing, runtime))
@@ -169,6 +166,14 @@ def _stored_scores(model: LoadedModel, attacks: list[Attack], target: Target,
     # "v_" + variant key: "" (the attack's score) is no name for an array in a .npz file
     return [[{k.removeprefix("v_"): v for k, v in units[a * len(sets) + s].items()}
              for s in range(len(sets))] for a in range(len(attacks))]
+
+
+def _with_perturbed(sample: str, samples: SampleSet, attack: str) -> str:
+    """``sample`` (a sample set's digest), extended by ``attack``'s perturbed conditionings
+    when it perturbs captions; the keys of other attacks stay as they were."""
+    if attack not in samples.perturbed:
+        return sample
+    return digest(sample, *(tensor for c in samples.perturbed[attack] for tensor in c.tensors()))
 
 
 def _score_missing(attacks: list[Attack], target: Target, sets: list[SampleSet],
