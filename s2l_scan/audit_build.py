@@ -38,7 +38,6 @@ Files are copied byte for byte; the sources are only read.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -63,6 +62,7 @@ from s2l_scan.io.audit_data import (
     list_domain_files,
     load_image,
 )
+from s2l_scan.io.model import sha256_file
 from s2l_scan.io.sources import Source, SourceImage, read_source
 
 MANIFEST_NAME = "audit-manifest.json"
@@ -401,17 +401,9 @@ def _decode(taken: Assigned, options: BuildOptions, split: str, report: Progress
     for done, (domain, image) in enumerate(taken):
         pixels = load_image(image.path, options.resolution,
                             max_image_pixels=options.max_image_pixels)
-        items.append(_Item(domain, image, pixels, _sha256(image.path)))
+        items.append(_Item(domain, image, pixels, sha256_file(image.path)))
         report(f"reading {split}", done + 1, len(taken))
     return items
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _near(queries: Sequence[_Item], known: Sequence[_Item], delta: float
@@ -621,7 +613,7 @@ def _write_tree(root: Path, result: BuildResult, options: BuildOptions) -> dict[
                 _copy(image.path, folder / relative)
                 entry[split].append({"file": relative, "source": str(image.path),
                                      "named_by": image.origin,
-                                     "sha256": _sha256(folder / relative),
+                                     "sha256": sha256_file(folder / relative),
                                      "caption": image.caption})
                 if image.caption is not None:
                     lines.append(json.dumps({"file": relative, "caption": image.caption},

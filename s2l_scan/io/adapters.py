@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError, UsageError
+from s2l_scan.io.model import sha256_file
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 PEFT_CONFIG = "adapter_config.json"
@@ -86,14 +87,6 @@ class _Found:
     weights: Path  # the safetensors file
     format: str
     config: Path | None = None  # adapter_config.json (peft)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _keys(path: Path) -> list[str]:
@@ -361,6 +354,6 @@ def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapte
                 "of this model, so fusing it changed nothing). It was made for another base "
                 "model or in a layout s2l-scan does not read; scanning on would measure the "
                 "base model, not the adapted one.")
-        applied.append(AppliedAdapter(str(spec.path), form, spec.weight, _sha256(weights),
+        applied.append(AppliedAdapter(str(spec.path), form, spec.weight, sha256_file(weights),
                                       weights.name, len(changed)))
     return applied
