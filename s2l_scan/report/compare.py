@@ -26,7 +26,7 @@ from typing import Any
 
 from s2l_scan.checks import CheckId
 from s2l_scan.errors import UsageError
-from s2l_scan.report.model import ComparisonCheck
+from s2l_scan.report.model import ComparisonCheck, largest_value
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ def register_metric(metric: Metric) -> Metric:
 
 
 def _largest(record: dict[str, Any]) -> float:
-    """A memorization record's largest value over its prompts (0 with none), as
+    """A memorization record's largest value over its prompts, as
     :attr:`~s2l_scan.report.model.MemorizationRecord.largest`."""
-    return max((float(prompt["value"]) for prompt in record["prompts"]), default=0.0)
+    return largest_value(record["prompts"])
 
 
 register_metric(Metric("auc", "calibrated AUC of a result row", "row", lambda row: row["auc"]))

@@ -107,6 +107,12 @@ class ExtractionRecord:
         return str(self.check_id)
 
 
+def largest_value(prompts: list[dict[str, Any]]) -> float:
+    """The largest ``value`` over a memorization record's prompts (0 with none), for the record
+    and for a report read back as JSON alike."""
+    return max((float(prompt["value"]) for prompt in prompts), default=0.0)
+
+
 @dataclass
 class MemorizationRecord:
     """Prompt-level memorization of one domain's prompts, found with no known image: Wen et
@@ -126,7 +132,7 @@ class MemorizationRecord:
     @property
     def largest(self) -> float:
         """The largest value over the domain's prompts (0 with none)."""
-        return max((float(p["value"]) for p in self.prompts), default=0.0)
+        return largest_value(self.prompts)
 
     @property
     def flagged(self) -> list[dict[str, Any]]:
