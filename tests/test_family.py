@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -213,3 +211,102 @@ def test_adding_checks_never_turns_fail_into_pass(seed: int, extra: int) -> None
 
     if outcome(rows[:1]) == "failed":
         assert outcome(rows) != "passed"
+
+
+# ---------------------------------------------------------------------------------------------
+# bounds
+
+
+def test_no_bound_below_eight_per_class_and_bound_never_below_point() -> None:
+    rng = np.random.default_rng(2)
+    assert F.auc_upper_bound(rng.normal(size=5), rng.normal(size=5)) is None
+    assert F.auc_interval(np.r_[3.0, 4, 5], np.r_[0.0, 1, 2]) is None  # was [1.00, 1.00]
+    for seed in range(5):
+        members, nonmembers = rng.normal(0.3, 1, 12), rng.normal(size=12)
+        bound = F.auc_upper_bound(members, nonmembers, seed=seed, n_resamples=199)
+        assert bound is not None and bound >= M.crossfit_auc(members, nonmembers, seed).auc
+
+
+def test_display_interval_is_never_zero_width_at_perfect_separation() -> None:
+    low, high = F.auc_interval(np.arange(8.0) + 10, np.arange(8.0))  # type: ignore[misc]
+    assert high == 1.0 and low < 0.8
+    boot = M.crossfit_auc_ci(np.arange(8.0) + 10, np.arange(8.0))
+    assert boot == (1.0, 1.0)  # what the report printed before
+
+
+def test_upper_bound_false_pass_rate_at_the_threshold() -> None:
+    # 150 draws at true AUC 0.6, 16/16: P(bound ≤ 0.6) is the false-PASS rate (docs: 0.5 %
+    # over 1,000 draws); allow 5 % + 2 binomial SE
+    from statistics import NormalDist
+    shift = np.sqrt(2) * NormalDist().inv_cdf(0.6)
+    rng = np.random.default_rng(11)
+    passes = 0
+    for seed in range(150):
+        bound = F.auc_upper_bound(rng.normal(shift, 1, 16), rng.normal(size=16), seed=seed,
+                                  bootstrap_seed=seed, n_resamples=199)
+        passes += bound is not None and bound <= 0.6
+    assert passes / 150 <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 150)
+
+
+def test_decide_domain_outcomes() -> None:
+    assert F.decide_domain([0.7, 0.5], [0.9, 0.58], [0.01, 0.5], 0.6, 0.05) == "failed"
+    assert F.decide_domain([0.55, 0.5], [0.59, 0.58], [0.2, 0.5], 0.6, 0.05) == "passed"
+    assert F.decide_domain([0.55], [None], [0.2], 0.6, 0.05) == "inconclusive"
+    assert F.decide_domain([0.7], [0.9], [0.2], 0.6, 0.05) == "inconclusive"
+    with pytest.raises(M.MetricInputError):
+        F.decide_domain([], [], [], 0.6, 0.05)
+
+
+# ---------------------------------------------------------------------------------------------
+# amplification
+
+
+def _amplified(rng: np.random.Generator, n: int, lift: float) -> tuple:
+    zm, zn = rng.normal(size=n), rng.normal(size=n)
+    probe_m = 0.6 * zm + 0.8 * rng.normal(size=n) + 0.35 + lift
+    probe_n = 0.6 * zn + 0.8 * rng.normal(size=n)
+    return probe_m, probe_n, zm + 0.35, zn
+
+
+def test_amplification_delta_matches_crossfit_delta_and_bounds() -> None:
+    rng = np.random.default_rng(0)
+    pair = _amplified(rng, 24, 0.5)
+    result = F.amplification_test([pair], 0.05, seed=3, n_resamples=199)
+    assert result.delta[0] == pytest.approx(M.crossfit_delta(*pair, seed=3).delta, abs=1e-12)
+    assert result.upper[0] >= result.delta[0]
+    assert 1 / 200 <= result.raw[0] <= 1 and result.adjusted[0] == result.raw[0]
+    lower_margin = F.amplification_test([pair], -0.2, seed=3, n_resamples=199)
+    assert lower_margin.raw[0] <= result.raw[0]
+
+
+def test_amplification_identical_probe_cannot_fail() -> None:
+    rng = np.random.default_rng(1)
+    m, n = rng.normal(size=20), rng.normal(size=20)
+    result = F.amplification_test([(m, n, m, n)], 0.05, n_resamples=199)
+    assert result.delta[0] == 0.0 and result.domain_p == 1.0
+
+
+def test_amplification_romano_wolf_matches_a_loop() -> None:
+    rng = np.random.default_rng(2)
+    pairs = [_amplified(rng, 16, lift) for lift in (0.0, 0.8, 2.0)]
+    # rows must score the same samples: reuse the first row's released scores
+    pairs = [(p[0], p[1], pairs[0][2], pairs[0][3]) for p in pairs]
+    result = F.amplification_test(pairs, 0.05, seed=1, bootstrap_seed=4, n_resamples=299)
+    observed, resampled = F._bootstrap_deltas(F._pair_matrices(pairs), 1, 4, 299)
+    centred, t = observed - resampled, observed - 0.05
+    order = list(np.argsort(-t, kind="stable"))
+    running, expected = 0.0, np.zeros(3)
+    for j, r in enumerate(order):
+        rest = order[j:]
+        p = (1 + np.sum(centred[:, rest].max(axis=1) >= t[r] - 1e-12)) / 300
+        running = max(running, p)
+        expected[r] = running
+    np.testing.assert_allclose(result.adjusted, expected)
+    assert np.all(result.adjusted >= result.raw)
+
+
+def test_amplification_refuses_misaligned_rows() -> None:
+    rng = np.random.default_rng(3)
+    with pytest.raises(M.MetricInputError, match="same samples"):
+        F.amplification_test([(rng.normal(size=8), rng.normal(size=8), rng.normal(size=9),
+                               rng.normal(size=8))])
