@@ -310,3 +310,16 @@ def test_amplification_refuses_misaligned_rows() -> None:
     with pytest.raises(M.MetricInputError, match="same samples"):
         F.amplification_test([(rng.normal(size=8), rng.normal(size=8), rng.normal(size=9),
                                rng.normal(size=8))])
+
+
+def test_family_floor_grows_with_the_rows() -> None:
+    # one perfectly separated row among 27 null rows: the domain p cannot go below ~27/(B + 1)
+    rng = np.random.default_rng(6)
+    perms = F.LabelPermutations.build(16, 16, n_permutations=999)
+    rows = [_rows(rng, 16, 16, 1) for _ in range(27)]
+    table = F.crossfit_auc_statistics(rows, perms)
+    perfect = F.crossfit_auc_statistic(np.arange(16.0) + 16, np.arange(16.0), perms)
+    single = F.family_test(perfect[:, None]).domain_p
+    floor = F.family_attainable_pvalue(table, perfect)
+    assert single == 1 / 1000 and floor > 10 * single
+    assert F.family_attainable_pvalue(table[:, :1], perfect) == single

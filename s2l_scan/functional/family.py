@@ -19,7 +19,10 @@ re-attack):
    ``max(fam.step_down[r], holm_d)`` (closed testing: a row is rejected only inside a rejected
    domain).
 6. ``attainable_pvalue(n_members, n_nonmembers, ...)`` × the Holm factor > alpha: the domain
-   cannot FAIL — say so (inconclusive, never "passed").
+   cannot FAIL — say so (inconclusive, never "passed"). With many rows use
+   ``family_attainable_pvalue(table, perfect)`` (perfect = ``crossfit_auc_statistic`` of
+   perfectly separated scores on ``perms``): the minP floor is about R / (B + 1), so 27 rows
+   at B = 999 cannot reach 0.01 at all; keep B + 1 ≥ 20 · R · Holm factor / alpha.
 7. ``auc_upper_bound(members, nonmembers, ...)`` per row: PASS needs every row's bound
    ≤ max_auc (intersection–union; None = no bound = cannot PASS). ``auc_interval`` for display.
 8. ``amplification_test(pairs, margin=config.max_amplification)`` per domain: the secondary
@@ -70,6 +73,7 @@ __all__ = [
     "crossfit_auc_statistics",
     "decide_domain",
     "delta_upper_bound",
+    "family_attainable_pvalue",
     "family_test",
     "permutation_counts",
     "rank_auc_bounds",
@@ -572,3 +576,21 @@ def delta_upper_bound(probe_members: Candidates, probe_nonmembers: Candidates,
     if min(member.shape[1], nonmember.shape[1]) < min_per_class:
         return None
     return float(result.upper[0])
+
+
+def family_attainable_pvalue(statistics: npt.ArrayLike, perfect: npt.ArrayLike) -> float:
+    """The smallest domain p this family could give: the domain p with one column at a time
+    replaced by ``perfect`` (crossfit_auc_statistic of perfectly separated scores on the same
+    permutations), the best over columns. With R columns of distinct null maxima it is about
+    R/(B + 1), so the permutations must grow with the rows (docs)."""
+    table = np.array(statistics, dtype=np.float64)
+    best = np.asarray(perfect, dtype=np.float64)
+    if table.ndim != 2 or best.shape != (table.shape[0],):
+        raise MetricInputError(f"statistics must be (B + 1, R) and perfect (B + 1,), got "
+                               f"{table.shape} and {best.shape}")
+    smallest = 1.0
+    for r in range(table.shape[1]):
+        replaced = table.copy()
+        replaced[:, r] = best
+        smallest = min(smallest, family_test(replaced).domain_p)
+    return smallest
