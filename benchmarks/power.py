@@ -128,7 +128,8 @@ def _cell(n: int, draws: int) -> dict[str, Any]:
 
 def _mde(rates: list[float]) -> float | None:
     """The AUC where the simulated P(FAIL) crosses 0.8 (linear between grid points)."""
-    for (a0, r0), (a1, r1) in zip(zip(FAIL_AUCS, rates), zip(FAIL_AUCS[1:], rates[1:])):
+    points = list(zip(FAIL_AUCS, rates, strict=True))
+    for (a0, r0), (a1, r1) in zip(points, points[1:], strict=False):
         if r0 < 0.8 <= r1:
             return round(a0 + (0.8 - r0) / (r1 - r0) * (a1 - a0), 3)
     return FAIL_AUCS[0] if rates and rates[0] >= 0.8 else None
@@ -139,8 +140,8 @@ def _markdown(cells: list[dict[str, Any]]) -> str:
             + " | PASS@0.5 | PASS@0.6 | MDE new (sim) | MDE analytic | MDE today |")
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for c in cells:
-        fails = " | ".join(f"{c['fail_new'][str(a)]['rate']:.2f} / {c['fail_old'][str(a)]['rate']:.2f}"
-                           for a in FAIL_AUCS)
+        fails = " | ".join(f"{c['fail_new'][str(a)]['rate']:.2f} / "
+                           f"{c['fail_old'][str(a)]['rate']:.2f}" for a in FAIL_AUCS)
         passes = " | ".join(f"{c['pass_new'][str(a)]['rate']:.2f}" for a in PASS_AUCS)
         mdes = " | ".join("—" if v is None else f"{v:.3f}"
                           for v in (c["mde_new"], c["mde_analytic"], c["mde_old"]))
