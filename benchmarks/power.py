@@ -18,6 +18,7 @@ auc_upper_bound <= max_auc. Writes docs/study-data/power-table.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -36,7 +37,7 @@ from s2l_scan.functional import power as P
 RHO = 0.7
 MAX_AUC, ALPHA = 0.6, 0.05
 ROWS, DOMAINS, DELTA_ROWS = 9, 4, 6
-PERMUTATIONS = 9999  # the scan's default
+PERMUTATIONS = 9999  # the scan's default (--quick: 1,999)
 FAIL_AUCS = (0.6, 0.65, 0.7, 0.8, 0.9)
 PASS_AUCS = (0.5, 0.6)
 SIZES = (5, 8, 16, 32, 48, 64, 128)
@@ -128,8 +129,7 @@ def _cell(n: int, draws: int) -> dict[str, Any]:
 
 def _mde(rates: list[float]) -> float | None:
     """The AUC where the simulated P(FAIL) crosses 0.8 (linear between grid points)."""
-    points = list(zip(FAIL_AUCS, rates, strict=True))
-    for (a0, r0), (a1, r1) in zip(points, points[1:], strict=False):
+    for (a0, r0), (a1, r1) in itertools.pairwise(zip(FAIL_AUCS, rates, strict=True)):
         if r0 < 0.8 <= r1:
             return round(a0 + (0.8 - r0) / (r1 - r0) * (a1 - a0), 3)
     return FAIL_AUCS[0] if rates and rates[0] >= 0.8 else None
@@ -151,16 +151,22 @@ def _markdown(cells: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.power", allow_abbrev=False)
-    parser.add_argument("--quick", action="store_true", help="20 draws, n <= 48")
+    parser.add_argument("--quick", action="store_true",
+                        help="10 draws, n in 8, 16, 32, 1,999 permutations")
+    parser.add_argument("--draws", type=int, default=50, help="draws per cell (full run)")
     args = parser.parse_args()
-    draws = 20 if args.quick else 100
-    sizes = tuple(n for n in SIZES if n <= 48) if args.quick else SIZES
+    global PERMUTATIONS
+    draws = 10 if args.quick else args.draws
+    sizes = (8, 16, 32) if args.quick else SIZES
+    if args.quick:
+        PERMUTATIONS = 1999
     start, load = time.perf_counter(), os.getloadavg()
     cells = []
     for n in sizes:
         cells.append(_cell(n, draws))
         print(f"n = {n}: {time.perf_counter() - start:.0f} s", flush=True)
-    body = {"command": f"python -m benchmarks.power{' --quick' if args.quick else ''}",
+    body = {"command": f"python -m benchmarks.power{' --quick' if args.quick else ''} "
+                       f"--draws {draws}",
             "draws": draws, "rho": RHO, "permutations": PERMUTATIONS, "cells": cells,
             "seconds": round(time.perf_counter() - start, 1),
             "load_before": load, "load_after": os.getloadavg(), "machine": platform.node()}
