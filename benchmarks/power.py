@@ -154,19 +154,19 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="10 draws, n in 8, 16, 32, 1,999 permutations")
     parser.add_argument("--draws", type=int, default=50, help="draws per cell (full run)")
+    parser.add_argument("--permutations", type=int, default=9999, help="per domain (full run)")
     args = parser.parse_args()
     global PERMUTATIONS
     draws = 10 if args.quick else args.draws
     sizes = (8, 16, 32) if args.quick else SIZES
-    if args.quick:
-        PERMUTATIONS = 1999
+    PERMUTATIONS = 1999 if args.quick else args.permutations
     start, load = time.perf_counter(), os.getloadavg()
     cells = []
     for n in sizes:
         cells.append(_cell(n, draws))
         print(f"n = {n}: {time.perf_counter() - start:.0f} s", flush=True)
     body = {"command": f"python -m benchmarks.power{' --quick' if args.quick else ''} "
-                       f"--draws {draws}",
+                       f"--draws {draws} --permutations {PERMUTATIONS}",
             "draws": draws, "rho": RHO, "permutations": PERMUTATIONS, "cells": cells,
             "seconds": round(time.perf_counter() - start, 1),
             "load_before": load, "load_after": os.getloadavg(), "machine": platform.node()}
