@@ -323,3 +323,13 @@ def test_family_floor_grows_with_the_rows() -> None:
     floor = F.family_attainable_pvalue(table, perfect)
     assert single == 1 / 1000 and floor > 10 * single
     assert F.family_attainable_pvalue(table[:, :1], perfect) == single
+
+
+def test_amplification_gives_no_bound_below_eight_per_class() -> None:
+    rng = np.random.default_rng(4)
+    pair = tuple(rng.normal(size=6) for _ in range(4))
+    assert np.isnan(F.amplification_test([pair], n_resamples=99).upper[0])
+    assert F.delta_upper_bound(*pair) is None
+    big = tuple(rng.normal(size=12) for _ in range(4))
+    bound = F.delta_upper_bound(*big, n_resamples=199)
+    assert bound is not None and bound >= M.crossfit_delta(*big).delta

@@ -485,7 +485,7 @@ class AmplificationResult:
     """Romano–Wolf step-down adjusted p (max-T over the domain's rows)."""
     upper: FloatArray
     """One-sided upper bound of Δ_r (bootstrap percentile, never below Δ̂_r): PASS needs
-    ≤ margin."""
+    ≤ margin. NaN (no bound: cannot PASS) below BOUND_MIN_PER_CLASS per class."""
     domain_p: float
     margin: float
     n_resamples: int
@@ -539,7 +539,8 @@ def amplification_test(pairs: Sequence[Pair], margin: float = 0.05, seed: int = 
     bound = float(margin)
     if not math.isfinite(bound):
         raise MetricInputError(f"margin must be a finite number, got {margin!r}")
-    observed, resampled = _bootstrap_deltas(_pair_matrices(pairs), seed, bootstrap_seed, count)
+    matrices = _pair_matrices(pairs)
+    observed, resampled = _bootstrap_deltas(matrices, seed, bootstrap_seed, count)
     # Percentile flavour (reflected): D*_r = Δ̂_r − Δ*_r, so a single row is rejected exactly
     # when the bootstrap's α-quantile of Δ* exceeds the margin. The basic flavour
     # (Δ*_r − Δ̂_r) was measured anti-conservative: size 0.145 at 16/16, 0.085 at 48/48
@@ -557,6 +558,8 @@ def amplification_test(pairs: Sequence[Pair], margin: float = 0.05, seed: int = 
     adjusted = np.empty(len(order))
     adjusted[order] = adjusted_sorted
     upper = np.maximum(observed, np.quantile(resampled, confidence, axis=0))
+    if min(matrices[0][0].shape[1], matrices[0][1].shape[1]) < BOUND_MIN_PER_CLASS:
+        upper = np.full(upper.shape, np.nan)  # no bound below the cutoff: cannot PASS
     return AmplificationResult(delta=observed, raw=raw, adjusted=adjusted, upper=upper,
                                domain_p=float(adjusted.min()), margin=bound, n_resamples=count)
 
@@ -568,13 +571,13 @@ def delta_upper_bound(probe_members: Candidates, probe_nonmembers: Candidates,
                       min_per_class: int = BOUND_MIN_PER_CLASS) -> float | None:
     """One-sided ``confidence`` upper bound of one row's Δ (amplification_test's bound), or
     None below ``min_per_class`` per class."""
+    _, member, nonmember, _ = _candidates(released_members, released_nonmembers, None)
+    if min(member.shape[1], nonmember.shape[1]) < min_per_class:
+        return None
     result = amplification_test([(probe_members, probe_nonmembers, released_members,
                                   released_nonmembers)], 0.0, seed,
                                 bootstrap_seed=bootstrap_seed, n_resamples=n_resamples,
                                 confidence=confidence)
-    _, member, nonmember, _ = _candidates(released_members, released_nonmembers, None)
-    if min(member.shape[1], nonmember.shape[1]) < min_per_class:
-        return None
     return float(result.upper[0])
 
 
