@@ -168,7 +168,10 @@ class Check(Protocol):
     @property
     def gating(self) -> bool: ...
 
-    def properties(self) -> dict[str, Any]: ...
+    def properties(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What JUnit and SARIF show of the check; ``config`` (the report's) adds the gate's
+        thresholds."""
+        ...
 
 
 def combine(outcomes: Iterable[tuple[Outcome, bool]]) -> Outcome:

@@ -342,9 +342,9 @@ def apply_comparison(report: ScanReport, checks: list[ComparisonCheck], source: 
     allowance and the previous report), and fail the rows and records that regressed with
     that reason too. A dropped check fails the verdict through ``report.comparison``: it has
     no record of its own."""
-    rows: dict[str, ResultRow | ExtractionRecord | MemorizationRecord] = {
-        record.item_id: record for record in [*report.results, *report.extraction,
-                                              *report.memorization]}
+    records: list[ResultRow | ExtractionRecord | MemorizationRecord] = [
+        *report.results, *report.extraction, *report.memorization]
+    rows = {record.item_id: record for record in records}
     for check in checks:
         if check.passed:
             continue
