@@ -71,7 +71,7 @@ def test_every_failure_has_a_one_line_reason() -> None:
     assert failed
     for check in failed:
         line = next(line for line in text.splitlines() if f"✗ {check.item_id}: " in line)
-        assert short_reason(check.reasons[0]) in line
+        assert short_reason(check.reasons[0].text) in line
 
 
 def test_the_legend_explains_the_flags_that_occur_only() -> None:
