@@ -28,7 +28,7 @@ def verdict_sentence(report: ScanReport) -> str:
         return f"FAILED: {top['failed']} of {top['checks']} checks failed"
     if top["verdict"] == "inconclusive":
         return (f"INCONCLUSIVE: {top['inconclusive']} of {top['checks']} checks undecided, none "
-                "failed (no leak shown, but safety not shown either)")
+                "failed; no leak shown, but safety not shown either")
     return f"PASSED: all {top['gating']} gating checks showed safety" + (
         f" ({top['checks'] - top['gating']} reported, not gated)"
         if top["checks"] > top["gating"] else "")
