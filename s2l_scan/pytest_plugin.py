@@ -96,6 +96,31 @@ def pytest_configure(config: pytest.Config) -> None:
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     config.stash[_STATE] = _ScanState(plan, config)
+    config.pluginmanager.register(_JUnitInconclusive(config), "s2l-junit-inconclusive")
+
+
+class _JUnitInconclusive:
+    """Gives an inconclusive item's ``<failure>`` in ``--junitxml`` the type ``inconclusive``
+    (pytest's writer sets no type), so a CI dashboard tells it from a shown leak."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after the junitxml writer has added the <failure>
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not report.failed or (
+                "outcome", "inconclusive") not in report.user_properties:
+            return
+        from _pytest.junitxml import xml_key  # pytest's writer; no public accessor
+
+        writer = self.config.stash.get(xml_key, None)
+        if writer is None:
+            return
+        nodes = getattr(writer.node_reporter(report), "nodes", [])
+        for node in reversed(nodes):
+            if node.tag == "failure":
+                node.set("type", "inconclusive")
+                break
 
 
 def _progress(config: pytest.Config) -> Any:
