@@ -192,7 +192,8 @@ def test_on_inconclusive_is_checked() -> None:
         make_config(on_inconclusive="ignore")
 
 
-FAST = ["--attacks", "loss", "--bootstrap", "50", "--extraction-samples", "0"]
+FAST = ["--attacks", "loss", "--probes", "identity", "--bootstrap", "50",
+        "--extraction-samples", "0"]
 
 
 @pytest.mark.parametrize(("extra", "code"), [([], 6), (["--on-inconclusive", "warn"], 0)])
@@ -211,8 +212,8 @@ pytest_plugins = ["pytester"]
 
 
 @pytest.mark.parametrize(("extra", "ret", "outcomes"), [
-    ([], 6, {"failed": 3}),
-    (["--s2l-on-inconclusive=warn"], 0, {"skipped": 3})])
+    ([], 6, {"failed": 6}),  # loss × (2 domains + pooled) × (released, identity probe)
+    (["--s2l-on-inconclusive=warn"], 0, {"skipped": 6})])
 def test_pytest_session_exits_6_or_skips_under_warn(
         pytester: pytest.Pytester, tiny_reference: Path, extra: list[str], ret: int,
         outcomes: dict[str, int]) -> None:
@@ -220,7 +221,7 @@ def test_pytest_session_exits_6_or_skips_under_warn(
     result = pytester.runpytest(f"--s2l-model={tiny_reference / 'model'}",
                                 f"--s2l-data={tiny_reference / 'data'}", "-p",
                                 "no:cacheprovider", "--s2l-attacks=loss",
-                                "--s2l-extraction-samples=0", "--s2l-bootstrap=50",
+                                "--s2l-probes=identity", "--s2l-extraction-samples=0", "--s2l-bootstrap=50",
                                 f"--junitxml={junit}", "-rs", *extra)
     assert result.ret == ret
     result.assert_outcomes(**outcomes)
@@ -228,8 +229,8 @@ def test_pytest_session_exits_6_or_skips_under_warn(
     xml = junit.read_text()
     assert '<property name="s2l.verdict" value="inconclusive"' in xml
     assert ("<skipped" in xml) is bool(extra)
-    assert xml.count('<failure message="') == (0 if extra else 3)
-    assert xml.count('type="inconclusive"') == (0 if extra else 3)
+    assert xml.count('<failure message="') == (0 if extra else 6)
+    assert xml.count('type="inconclusive"') == (0 if extra else 6)
 
 
 # ---- schema-2 reports ---------------------------------------------------------------------------
