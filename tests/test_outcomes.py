@@ -221,7 +221,8 @@ def test_pytest_session_exits_6_or_skips_under_warn(
     result = pytester.runpytest(f"--s2l-model={tiny_reference / 'model'}",
                                 f"--s2l-data={tiny_reference / 'data'}", "-p",
                                 "no:cacheprovider", "--s2l-attacks=loss",
-                                "--s2l-probes=identity", "--s2l-extraction-samples=0", "--s2l-bootstrap=50",
+                                "--s2l-probes=identity", "--s2l-extraction-samples=0",
+                                "--s2l-bootstrap=50",
                                 f"--junitxml={junit}", "-rs", *extra)
     assert result.ret == ret
     result.assert_outcomes(**outcomes)

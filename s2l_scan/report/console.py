@@ -329,7 +329,8 @@ def _print_reasons(checks: list[Any], console: Console) -> None:
     for check in checks:
         word = verdict_word(check)
         if word in ("FAIL", "INCONCLUSIVE"):
-            why = "; ".join(short_reason(reason.text) for reason in check.reasons) or word
+            why = "; ".join(short_reason(reason.text) for reason in check.reasons
+                            if word != "FAIL" or reason.kind != "undecided") or word
             mark = "[red]✗[/red]" if word == "FAIL" else "[yellow]?[/yellow]"
             console.print(f"  {mark} {escape(check.item_id)}: {escape(why)}")
 

@@ -55,7 +55,8 @@ def markdown_lines(report: ScanReport) -> list[str]:
     for title, word in (("Failures", "FAIL"), ("Undecided (inconclusive checks)",
                                                  "INCONCLUSIVE")):
         found = [(str(check.check_id), reason) for check in report.checks()
-                 if verdict_word(check) == word for reason in check.reasons]
+                 if verdict_word(check) == word for reason in check.reasons
+                 if word != "FAIL" or reason.kind != "undecided"]
         if found:
             lines += [f"### {title}", ""]
             lines += [f"- `{item}`: {_cell(reason.text)}" for item, reason in found]
