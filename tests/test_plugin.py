@@ -32,12 +32,14 @@ def test_gate_collects_one_item_per_attack_and_domain(
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "-v"))
     # 3 attacks × 3 domains × (baseline + noise probe) + 2 domains × (released + noise)
-    # extraction. No AUC row can show safety with 6 members / 6 non-members (fewer than 10):
-    # inconclusive, so they fail under the default on_inconclusive = fail; extraction passes.
-    result.assert_outcomes(failed=18, passed=4)
+    # extraction. A domain's rows cannot show safety with 6 members / 6 non-members (fewer
+    # than 10): inconclusive, so they fail under the default on_inconclusive = fail. The pooled
+    # rows (12 / 12) pass where the CI is below max_auc 1, except the probe rows of secmi and
+    # pia, whose ΔAUC CI reaches past max_amplification; extraction passes.
+    result.assert_outcomes(failed=14, passed=8)
     assert result.ret == 6
     result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] FAILED*",
-                                 "*baselines::pia[[]pooled[]] FAILED*",
+                                 "*baselines::pia[[]pooled[]] PASSED*",
                                  "*probes::noise/pia[[]pooled[]] FAILED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
                                  "*verdict: INCONCLUSIVE*"])
@@ -69,14 +71,15 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
                                        "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "--s2l-on-inconclusive=warn",
                                        f"--s2l-report-json={out}"))
-    # 12 AUC rows inconclusive at 6 per class (skipped under warn); 4 extraction checks pass
-    result.assert_outcomes(skipped=12, passed=4)
+    # 9 rows inconclusive (6 per class, or a Δ CI past max_amplification; skipped under warn);
+    # the pooled loss, pia and noise/loss rows and the 4 extraction checks pass
+    result.assert_outcomes(skipped=9, passed=7)
     assert result.ret == 0
     report = json.loads(out.read_text())
     assert report["schema_version"] == "3"
     assert report["verdict"]["outcome"] == "inconclusive"
     assert report["verdict"]["passed"] is False and report["verdict"]["failed_items"] == []
-    assert {row["outcome"] for row in report["results"]} == {"inconclusive"}
+    assert {row["outcome"] for row in report["results"]} == {"inconclusive", "passed"}
     for row in report["results"]:
         labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
         scores = row["member_scores"] + row["nonmember_scores"]
@@ -198,8 +201,8 @@ def test_a_failing_sweep_row_fails_the_session(pytester: pytest.Pytester,
         "--s2l-extraction-samples=0", "--s2l-max-auc=1", "--s2l-max-tpr=1",
         "--s2l-max-amplification=-1", "--s2l-family-alpha=1", "--s2l-sweep=1h",
         "--s2l-bootstrap=50", "--s2l-on-inconclusive=warn")
-    # loss × (2 domains + pooled): inconclusive at 6 per class, skipped under warn
-    result.assert_outcomes(skipped=3)
+    # loss × 2 domains: inconclusive at 6 per class, skipped under warn; pooled (12) passes
+    result.assert_outcomes(skipped=2, passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*verdict: FAILED*", "*ran as no test item*"
                                  "probes::sweep:noise(sigma=0.001)/loss[[]identity-0[]]*"])
@@ -228,9 +231,9 @@ def test_deselecting_every_check_is_no_pass(pytester: pytest.Pytester,
 
 
 @pytest.mark.parametrize(("selection", "outcomes"), [
-    # loss × (2 domains + pooled), inconclusive at 6 per class: skipped under warn
-    ((), {"skipped": 3, "failed": 2}),  # wen × 2 domains fail
-    (("-k", "baselines"), {"skipped": 3}),  # the failing memorization checks deselected
+    # loss × 2 domains, inconclusive at 6 per class: skipped under warn; pooled (12) passes
+    ((), {"skipped": 2, "passed": 1, "failed": 2}),  # wen × 2 domains fail
+    (("-k", "baselines"), {"skipped": 2, "passed": 1}),  # the failing wen checks deselected
 ])
 def test_a_failing_memorization_check_fails_the_session(
         pytester: pytest.Pytester, tiny_reference: Path, selection: tuple[str, ...],
