@@ -216,6 +216,7 @@ def test_seed_changes_loss_noises_unless_the_attack_sets_its_own(
     three = _loss_rows(tiny_reference, tmp_path, "three", "", "--seed", "3")
     pinned = _loss_rows(tiny_reference, tmp_path, "pinned", "attack_options = {loss = {seed = 0}}",
                         "--seed", "3")
+    assert set(zero) == set(three) == set(pinned) == {"identity-0", "identity-1", "pooled"}
     for domain, row in zero.items():
         assert row["settings"]["seed"] == 0 and three[domain]["settings"]["seed"] == 3
         assert pinned[domain]["settings"]["seed"] == 0
