@@ -1,7 +1,8 @@
 """The ``s2l-scan`` command line. Thin: parses, calls the engine, maps errors to exit codes.
 
-Exit codes (README, exit codes): 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage
-error. A crash never passes: an unexpected exception exits 2 with a one-line message.
+Exit codes (:class:`~s2l_scan.errors.ExitCode`; README, exit codes): 0 pass, 1 gate failed,
+2 scan error, 3 nothing scanned, 4 usage error, 6 inconclusive (``on_inconclusive = "fail"``).
+A crash never passes: an unexpected exception exits 2 with a one-line message.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from s2l_scan import __version__
-from s2l_scan.errors import S2LError, UsageError
+from s2l_scan.errors import ExitCode, S2LError, UsageError
 from s2l_scan.options import SCAN_INPUTS, Option, argparse_help, cli_spelling, scan_options
 from s2l_scan.reference.presets import PRESETS  # stdlib only: cheap
 from s2l_scan.report.outputs import RENDERERS  # cheap, like options: no torch, numpy or rich
@@ -26,7 +27,9 @@ if TYPE_CHECKING:  # rich loads only when a progress bar is shown
 
     from rich.console import Console
 
-EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_GATE, EXIT_ERROR, EXIT_NOTHING, EXIT_USAGE = (
+    ExitCode.PASSED, ExitCode.FAILED, ExitCode.SCAN_ERROR, ExitCode.NOTHING_SCANNED,
+    ExitCode.USAGE)
 EXIT_TERMINATED = 128 + signal.SIGTERM
 
 
@@ -304,6 +307,7 @@ def _progress(console: Console, quiet: bool = False
 
 def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.config import make_config, read_config_file
+    from s2l_scan.gate import exit_code
     from s2l_scan.parallel import finish, world
     from s2l_scan.plan import ScanInputs, build_plan
     from s2l_scan.report.console import make_console, render_results
@@ -331,7 +335,7 @@ def _scan(args: argparse.Namespace) -> int:
         for kind, path in plan.outputs.write(report):
             console.print(f"{kind} report: {path}")
         here.barrier()
-        return EXIT_OK if report.passed else EXIT_GATE
+        return exit_code(report)
     finally:
         finish()
 

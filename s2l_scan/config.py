@@ -20,6 +20,7 @@ from s2l_scan.sweep import DEFAULT_SPACE, parse_budget
 WEN_GRID_STEPS = 50  # Wen et al. read the first steps of a 50-step DDIM grid
 
 CI_ENDS = ("point", "lower", "upper")
+ON_INCONCLUSIVE = ("fail", "warn")
 # The named sets ``known_images`` can select (probes/extraction.py builds them); anything else
 # must be a folder of images.
 KNOWN_IMAGE_SETS = ("members", "nonmembers", "all")
@@ -66,8 +67,13 @@ class ScanConfig:
                              "calibration half) exceeds this", 0.6)
     max_tpr: float = _option("gate: fail when the calibrated TPR at 1% FPR exceeds this (only "
                              "where 1% FPR is estimable: ≥ 100 non-members per half)", 0.1)
-    ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end",
-                          "point")
+    ci_end: str = _option("which AUC is compared to max_auc: point, lower or upper CI end "
+                          "(upper: an inconclusive verdict also fails the run, whatever "
+                          "on_inconclusive says)", "point")
+    on_inconclusive: str = _option(
+        "policy for an INCONCLUSIVE verdict (no leak shown, safety not shown either): fail "
+        "(exit 6; pytest: the inconclusive checks fail) or warn (exit 0 with a warning naming "
+        "why; pytest: they are skipped)", "fail")
     family_alpha: float = _option(
         "gate: an AUC or amplification check fails only when it is also significant after "
         "Holm's correction over every such check of the scan at this family-wise error rate "
@@ -203,6 +209,9 @@ class ScanConfig:
                              f"{self.family_alpha!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
+        if self.on_inconclusive not in ON_INCONCLUSIVE:
+            raise UsageError(f"on_inconclusive must be one of {ON_INCONCLUSIVE}, got "
+                             f"{self.on_inconclusive!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted",
                      "memorization_starts", "clique_generations"):
             value = getattr(self, name)

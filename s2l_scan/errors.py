@@ -1,35 +1,49 @@
 """The one error hierarchy of s2l-scan.
 
 Every error a user can cause is an :class:`S2LError`. Each carries an ``exit_code``
-(README, exit codes) so the CLI and the pytest plugin map it without guessing, and each
-message says what was received, what was expected and how to fix it.
+(:class:`ExitCode`; README, exit codes) so the CLI and the pytest plugin map it without
+guessing, and each message says what was received, what was expected and how to fix it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import IntEnum
 from typing import ParamSpec, TypeVar
 
 _P = ParamSpec("_P")
 _T = TypeVar("_T")
 
 
+class ExitCode(IntEnum):
+    """Every exit status of s2l-scan, the same in both doors (``s2l-scan`` and the pytest
+    session). 5 is skipped on purpose: it is pytest's "no tests collected" (every check
+    deselected), which s2l-scan's pytest session keeps for that meaning."""
+
+    PASSED = 0  # every gating check showed safety
+    FAILED = 1  # a leak is shown (or a regression, a dropped check)
+    SCAN_ERROR = 2  # the scan could not run (or an internal error)
+    NOTHING_SCANNED = 3  # valid inputs that held nothing to scan
+    USAGE = 4  # bad options or configuration
+    INCONCLUSIVE = 6  # no leak shown, but safety not shown either (on_inconclusive = "fail")
+
+
 class S2LError(Exception):
     """Base class: a problem s2l-scan can explain to its user."""
 
-    exit_code: int = 2
+    exit_code: int = ExitCode.SCAN_ERROR
 
 
 class UsageError(S2LError):
     """Bad options or configuration (CLI exit 4, a pytest usage error)."""
 
-    exit_code = 4
+    exit_code = ExitCode.USAGE
 
 
 class ScanError(S2LError):
     """The scan could not run on the inputs given (CLI exit 2)."""
 
-    exit_code = 2
+    exit_code = ExitCode.SCAN_ERROR
 
 
 class ModelLoadError(ScanError):
@@ -47,7 +61,7 @@ class AuditDataError(ScanError):
 class NothingToScanError(S2LError):
     """The inputs were valid but held nothing to scan (CLI exit 3)."""
 
-    exit_code = 3
+    exit_code = ExitCode.NOTHING_SCANNED
 
 
 def checked(check: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:

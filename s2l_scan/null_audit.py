@@ -11,8 +11,10 @@ with an exact Clopper–Pearson 95% CI; the same per check kind and per check.
 The scanned folder is temporary, outside the user's data, holding copies of the non-members
 (made once) and per draw a fresh split of symlinks to them; the user's folder is only read.
 Built on the public API: :func:`s2l_scan.plan.build_plan`, :func:`s2l_scan.session.run`; it
-reads of each report only the verdict (``passed``, ``failed_items``) and the ``passed`` /
-``reasons`` of its rows and extraction records, so it follows the gate whatever its maths.
+reads of each report only the verdict (``outcome``, ``failed_items``) and the ``outcome`` of
+every check with the ``kind`` of its :class:`~s2l_scan.checks.Reason` data (never their text),
+so it follows the gate whatever its maths. A false fail is a FAILED verdict; an inconclusive
+one is no fail (it shows nothing either way), and is counted apart.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from s2l_scan.checks import Check, Outcome
 from s2l_scan.config import KNOWN_IMAGE_SETS, ScanConfig
 from s2l_scan.errors import UsageError
 from s2l_scan.functional.metrics import clopper_pearson
@@ -43,14 +45,9 @@ MIN_NONMEMBERS = 8
 """Non-members a domain needs: two halves of ≥ 4, so that each half still splits into
 cross-fitted calibration / test halves of ≥ 2 per class."""
 
-KINDS = ("auc", "tpr", "amplification", "extraction")
-"""The check kinds a null audit counts; a reason of no known kind counts as ``other``."""
-
-# A reason names the gate setting it crossed; the kind is the first setting named, tried in
-# this order (an amplification reason speaks of ΔAUC, so it is tried before max_auc).
-_REASON_KINDS = (("amplification", r"\bmax_amplification\b"), ("tpr", r"\bmax_tpr\b"),
-                 ("auc", r"\bmax_auc\b"), ("extraction", r"\bmax_extracted\b"),
-                 ("regression", r"since the previous report"))
+KINDS = ("auc", "tpr", "amplification", "extraction", "memorization")
+"""The check kinds a null audit counts (a failing Reason's ``kind``); a failed check with no
+such reason counts as ``other``."""
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -178,13 +175,11 @@ def _link(target: Path, link: Path) -> None:
 
 # ---- one draw ----------------------------------------------------------------------------------
 
-def reason_kind(reason: str) -> str:
-    """The check kind of a gate reason (``auc``, ``tpr``, ``amplification``, ``extraction``,
-    ``regression``), read from the gate setting it names; ``other`` when it names none."""
-    for kind, pattern in _REASON_KINDS:
-        if re.search(pattern, reason):
-            return kind
-    return "other"
+def failed_kinds(check: Check) -> set[str]:
+    """The kinds of a failed check's reasons (``auc``, ``tpr``, ``amplification``,
+    ``extraction``, ``memorization``, ``regression``, ...): read from the gate's Reason data,
+    never its text; ``other`` when it gave none."""
+    return {reason.kind for reason in check.reasons if reason.kind != "undecided"} or {"other"}
 
 
 @dataclass(frozen=True)
@@ -193,15 +188,17 @@ class DrawResult:
 
     draw: int
     seed: int
-    passed: bool
+    passed: bool  # the verdict did not fail (passed, or inconclusive: see ``outcome``)
     failed_items: tuple[str, ...]
     failed_by_kind: dict[str, tuple[str, ...]]  # kind → failed check ids of that kind
     checks_by_kind: dict[str, int]  # kind → how many checks of that kind the scan made
     checks: tuple[str, ...]  # every check id of the scan (rows, then extraction records)
     splits: tuple[NullSplit, ...] = ()
+    outcome: str = "passed"  # the verdict: passed | failed | inconclusive
 
     def to_dict(self) -> dict[str, Any]:
         return {"draw": self.draw, "seed": self.seed, "passed": self.passed,
+                "outcome": self.outcome,
                 "failed_items": list(self.failed_items),
                 "failed_by_kind": {k: list(v) for k, v in self.failed_by_kind.items()},
                 "checks_by_kind": dict(self.checks_by_kind),
@@ -213,31 +210,28 @@ def draw_result(draw: int, seed: int, report: ScanReport,
                 splits: Sequence[NullSplit] = ()) -> DrawResult:
     """What a null audit keeps of one scan: its verdict and which checks failed, by kind.
 
-    Reads only the verdict and each row's and extraction record's ``passed`` / ``reasons``
-    (and ids), so it holds whatever the gate's maths."""
+    Reads only outcomes, Reason kinds and ids (:meth:`ScanReport.checks`), so it holds
+    whatever the gate's maths, memorization and regression checks included."""
     failed: dict[str, set[str]] = {}
     counts = dict.fromkeys(KINDS, 0)
     for row in report.results:
         counts["auc"] += 1
         counts["tpr"] += 1
         counts["amplification"] += row.probe is not None
-        if not row.passed:
-            for kind in {reason_kind(r) for r in row.reasons} or {"other"}:
-                failed.setdefault(kind, set()).add(row.item_id)
     counts["extraction"] = len(report.extraction)
-    for record in report.extraction:
-        if not record.passed:
-            failed.setdefault("extraction", set()).add(record.item_id)
+    counts["memorization"] = sum(record.gating for record in report.memorization)
+    for check in report.checks():
+        if check.outcome is Outcome.FAILED:
+            for kind in failed_kinds(check):
+                failed.setdefault(kind, set()).add(str(check.check_id))
     items = tuple(report.failed_items)
-    seen = set().union(*failed.values()) if failed else set()
-    for item in items:  # a failed check neither a row nor a record reported: keep it visible
-        if item not in seen:
-            failed.setdefault("other", set()).add(item)
     checks = tuple([row.item_id for row in report.results]
-                   + [record.item_id for record in report.extraction])
-    return DrawResult(draw, seed, report.passed, items,
+                   + [record.item_id for record in report.extraction]
+                   + [record.item_id for record in report.memorization if record.gating])
+    outcome = report.outcome
+    return DrawResult(draw, seed, outcome is not Outcome.FAILED, items,
                       {k: tuple(sorted(v)) for k, v in sorted(failed.items())}, counts, checks,
-                      tuple(splits))
+                      tuple(splits), str(outcome))
 
 
 # ---- the rates ---------------------------------------------------------------------------------
@@ -406,6 +400,21 @@ def run_null_audit(inputs: ScanInputs, config: ScanConfig, draws: int, *,
                      seconds=time.perf_counter() - clock)
 
 
-__all__ = ["KINDS", "MIN_NONMEMBERS", "DrawResult", "NullAudit", "NullAuditFolder", "NullSplit",
-           "Rate", "check_null_domains", "draw_result", "null_config", "per_check_rates",
-           "per_kind_rates", "per_scan_rate", "reason_kind", "run_null_audit", "split_nonmembers"]
+__all__ = [
+    "KINDS",
+    "MIN_NONMEMBERS",
+    "DrawResult",
+    "NullAudit",
+    "NullAuditFolder",
+    "NullSplit",
+    "Rate",
+    "check_null_domains",
+    "draw_result",
+    "failed_kinds",
+    "null_config",
+    "per_check_rates",
+    "per_kind_rates",
+    "per_scan_rate",
+    "run_null_audit",
+    "split_nonmembers",
+]

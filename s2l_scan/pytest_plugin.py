@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 # cheap modules (no torch, numpy or rich): they keep the plugin cheap to load
+from s2l_scan.errors import ExitCode
 from s2l_scan.options import SCAN_INPUTS, argparse_help, plugin_spelling, scan_options
 
 if TYPE_CHECKING:
@@ -95,6 +96,31 @@ def pytest_configure(config: pytest.Config) -> None:
     except S2LError as error:
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     config.stash[_STATE] = _ScanState(plan, config)
+    config.pluginmanager.register(_JUnitInconclusive(config), "s2l-junit-inconclusive")
+
+
+class _JUnitInconclusive:
+    """Gives an inconclusive item's ``<failure>`` in ``--junitxml`` the type ``inconclusive``
+    (pytest's writer sets no type), so a CI dashboard tells it from a shown leak."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    @pytest.hookimpl(trylast=True)  # after the junitxml writer has added the <failure>
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" or not report.failed or (
+                "outcome", "inconclusive") not in report.user_properties:
+            return
+        from _pytest.junitxml import xml_key  # pytest's writer; no public accessor
+
+        writer = self.config.stash.get(xml_key, None)
+        if writer is None:
+            return
+        nodes = getattr(writer.node_reporter(report), "nodes", [])
+        for node in reversed(nodes):
+            if node.tag == "failure":
+                node.set("type", "inconclusive")
+                break
 
 
 def _progress(config: pytest.Config) -> Any:
@@ -164,43 +190,25 @@ class S2LItem(pytest.Item):
         state = self._state()
         state.collected.add(self.name)
         report = state.run()
-        row = next((r for r in report.results if r.item_id == self.name), None)
-        record = next((r for r in report.extraction if r.item_id == self.name), None)
-        memorized = next((r for r in report.memorization if r.item_id == self.name), None)
-        if row is not None:
-            # shown as <properties> of this <testcase> in --junitxml
-            # observed_*: what this check measured; threshold_*: the gate's limit for it
-            config = report.config
-            self.user_properties += [
-                ("observed_auc", f"{row.auc:.6g}"),
-                ("observed_auc_ci", f"{row.auc_ci[0]:.6g},{row.auc_ci[1]:.6g}"),
-                ("observed_auc_raw", f"{row.auc_raw:.6g}"),
-                ("observed_blind_auc", f"{row.blind_auc:.6g}"),
-                ("threshold_max_auc", f"{config.get('max_auc')}"),
-                ("threshold_max_tpr_at_1pct_fpr", f"{config.get('max_tpr')}")]
-            if row.tpr_at_1pct_fpr is not None:
-                self.user_properties.append(("observed_tpr_at_1pct_fpr",
-                                             f"{row.tpr_at_1pct_fpr:.6g}"))
-            reasons = row.reasons  # the gate put any regression of this row here too
-        elif record is not None:
-            self.user_properties += [
-                ("observed_extracted", str(record.extracted)),
-                ("observed_matched_generations", str(record.matched_generations)),
-                ("observed_nonmember_matches", str(record.nonmember_matches)),
-                ("threshold_max_extracted", f"{report.config.get('max_extracted')}")]
-            reasons = [*record.reasons, *_regressions(self.name, report)]
-        elif memorized is not None:
-            self.user_properties.append(("largest", f"{memorized.largest:.6g}"))
-            reasons = memorized.reasons
-        else:  # collected but not measured: never a silent pass
+        mine = [check for check in report.checks() if str(check.check_id) == self.name]
+        record = next((check for check in mine if not isinstance(check, _comparison_type())),
+                      None)
+        if record is None:  # collected but not measured: never a silent pass
             raise GateFailure("the scan report has no result for this check; checks: "
-                              + ", ".join([*(r.item_id for r in report.results),
-                                           *(r.item_id for r in report.extraction),
-                                           *(r.item_id for r in report.memorization)]))
-        passed = row.passed if row is not None else record.passed if record is not None \
-            else memorized is not None and memorized.passed
-        if reasons or not passed:
-            raise GateFailure("; ".join(reasons) or "failed")
+                              + ", ".join(str(check.check_id) for check in report.checks()))
+        # shown as <properties> of this <testcase> in --junitxml
+        # observed_*: what this check measured; threshold_*: the gate's limit for it
+        self.user_properties += list(record.properties(report.config).items())
+        outcome = _outcome(mine)
+        # a failed item states what failed; an inconclusive one what would decide it
+        reasons = "; ".join(reason.text for check in mine for reason in check.reasons
+                            if outcome != "failed" or reason.kind != "undecided")
+        if outcome == "failed":
+            raise GateFailure(reasons or "failed")
+        if outcome == "inconclusive" and record.gating:
+            if _inconclusive_fails(report):
+                raise GateFailure(f"INCONCLUSIVE: {reasons or 'not decided'}")
+            pytest.skip(f"INCONCLUSIVE: {reasons or 'not decided'}")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException],
                      style: Any = None) -> str:
@@ -236,16 +244,28 @@ def _stop_on_scan_error(error: Exception, config: pytest.Config) -> None:
     pytest.exit(message, returncode=code)
 
 
-SCAN_ERROR_EXIT = 2
+SCAN_ERROR_EXIT = int(ExitCode.SCAN_ERROR)
 """The exit status of a session whose scan could not run (as the CLI's: 2 scan error or
 internal error, 3 nothing to scan, 4 usage error), never 1, a failed gate."""
 
 
-def _regressions(item: str, report: ScanReport) -> list[str]:
-    from s2l_scan.gate import regression_reason
+def _comparison_type() -> type:
+    from s2l_scan.report.model import ComparisonCheck
 
-    return [regression_reason(check, str(report.config.get("compare")))
-            for check in report.comparison if check.item == item and not check.passed]
+    return ComparisonCheck
+
+
+def _outcome(checks: list[Any]) -> str:
+    """The outcome of one item's checks (its record and any regression check of it)."""
+    from s2l_scan.checks import combine
+
+    return str(combine((check.outcome, check.gating) for check in checks))
+
+
+def _inconclusive_fails(report: ScanReport) -> bool:
+    from s2l_scan.gate import inconclusive_fails
+
+    return inconclusive_fails(report.config)
 
 
 class GateFailure(Exception):
@@ -278,9 +298,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
         return
     # The session fails whenever the report's verdict fails, checks that were never items
-    # included: sweep rows (named at run time) and checks deselected with -k / --deselect.
-    if not state.report.passed and session.exitstatus == pytest.ExitCode.OK:
-        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    # included: sweep rows (named at run time) and checks deselected with -k / --deselect; an
+    # inconclusive verdict exits 6 (ExitCode.INCONCLUSIVE) unless on_inconclusive is "warn".
+    from s2l_scan.gate import exit_code
+
+    code = exit_code(state.report)
+    if code and session.exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED):
+        session.exitstatus = int(code)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -302,6 +326,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.write_line(
             f"s2l-scan: the verdict FAILED on {len(unseen)} check(s) that ran as no test item "
             f"(sweep rows, or deselected): {', '.join(unseen)}", red=True)
+    undecided = [item for item in state.report.inconclusive_items
+                 if item not in state.collected]
+    if undecided and state.report.outcome == "inconclusive":
+        terminalreporter.write_line(
+            f"s2l-scan: the verdict is INCONCLUSIVE on {len(undecided)} check(s) that ran as no "
+            f"test item (sweep rows, or deselected): {', '.join(undecided)}", yellow=True)
     for kind, path in state.written:
         terminalreporter.write_line(f"s2l-scan: {kind} report written to {path}")
     if state.write_error is not None:

@@ -72,6 +72,7 @@ scan() {
   case "$rc" in
     0) verdict=passed ;;
     1) verdict=failed ;;
+    6) verdict=inconclusive ;;
   esac
   output verdict "$verdict"
   output exit-code "$rc"
@@ -113,6 +114,7 @@ describe() {
     2) echo "scan error" ;;
     3) echo "nothing scanned" ;;
     4) echo "usage error" ;;
+    6) echo "inconclusive (no leak shown, safety not shown)" ;;
     *) echo "crashed" ;;
   esac
 }

@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 from sklearn.metrics import roc_auc_score
 
+from s2l_scan.checks import Outcome, Reason
 from s2l_scan.config import make_config
 from s2l_scan.gate import judge_memorization
 from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
@@ -32,8 +33,10 @@ def make_row(attack: str = "loss", domain: str = "identity-0", *, shift: float =
                     n_members=n, n_nonmembers=n, member_scores=members,
                     nonmember_scores=nonmembers, settings={"t": 100})
     if auc > max_auc:
-        row.passed = False
-        row.reasons = [f"AUC {auc:.3f} > max_auc {max_auc}"]
+        row.outcome = Outcome.FAILED
+        row.reasons = [Reason("auc", "max_auc", auc, max_auc, f"AUC {auc:.3f} > max_auc {max_auc}")]
+    else:
+        row.outcome = Outcome.PASSED
     return row
 
 
@@ -77,8 +80,9 @@ def extraction_record(domain: str = "identity-0", extracted: int = 0,
         matched_generations=matched, nonmember_matches=nonmember_matches, matches=matches,
         nearest_distance=0.05 if extracted else 0.2,
         settings={"k": 10, "delta": 0.1, "training_set": "the known member images stand in"},
-        passed=passed,
-        reasons=[] if passed else [f"{extracted} distinct training image(s) extracted"])
+        outcome=Outcome.PASSED if passed else Outcome.FAILED,
+        reasons=[] if passed else [Reason("extraction", "max_extracted", extracted, max_extracted,
+                                          f"{extracted} distinct training image(s) extracted")])
 
 
 def memorization_record(detector: str = "wen", domain: str = "identity-0",

@@ -108,7 +108,7 @@ args = sys.argv[1:]
 def value(flag):
     return args[args.index(flag) + 1] if flag in args else None
 code = int({code})
-if code in (0, 1):
+if code in (0, 1, 6):
     for flag in ("--report-json", "--report-html", "--report-sarif"):
         pathlib.Path(value(flag)).write_text("{{}}")
     pathlib.Path(value("--report-markdown")).write_text("## s2l-scan: summary\\n")

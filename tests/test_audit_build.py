@@ -420,7 +420,7 @@ def test_built_folder_loads_and_the_tiny_reference_scans_it(
     capsys.readouterr()
     code = main(["scan", str(tiny_reference / "model"), "--data", str(audit), "--attacks",
                  "loss", "--bootstrap", "50", "--extraction-samples", "0", "--probes", ""])
-    assert code in (0, 1), capsys.readouterr().err
+    assert code in (0, 1, 6), capsys.readouterr().err
     assert "identity-0" in capsys.readouterr().out
 
 

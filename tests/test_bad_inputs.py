@@ -24,6 +24,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from s2l_scan.cli import main
+from s2l_scan.errors import ExitCode
 
 FAST = """attacks = ["loss"]
 bootstrap = 50
@@ -413,8 +414,9 @@ def test_sixteen_bit_and_symlinks_inside_the_folder_are_scanned(case: Case) -> N
     assert Image.open(member).mode.startswith("I")
     link = case.root / DOMAIN / "nonmembers" / "zz-link.png"
     link.symlink_to(sorted((case.root / DOMAIN / "nonmembers").iterdir())[0])
-    assert main(case.argv()) == 0
-    assert json.loads((case.root / "out" / "report.json").read_text())["verdict"]["passed"]
+    assert main(case.argv()) == ExitCode.INCONCLUSIVE  # scanned; too few images to show safety
+    verdict = json.loads((case.root / "out" / "report.json").read_text())["verdict"]
+    assert verdict["outcome"] == "inconclusive" and not verdict["failed_items"]
 
 
 def test_the_matrix_is_big_enough() -> None:

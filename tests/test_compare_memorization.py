@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from report_factory import make_report, make_row, memorization_record
 
+from s2l_scan.checks import Outcome
 from s2l_scan.gate import apply_comparison
 from s2l_scan.gate import compare_reports as compare
 from s2l_scan.report.compare import parse_allowances
@@ -47,11 +48,13 @@ def test_largest_value_is_gated(detector: str, allowance: str, before: tuple[flo
     assert check.status == status and check.passed is (status == "ok")
     apply_comparison(current, checks, "v1.json")
     record = current.memorization[0]
-    assert record.passed is (status == "ok")
+    assert record.gating is False  # threshold None: reported, gated only by the compare
+    assert record.outcome is (Outcome.INCONCLUSIVE if status == "ok" else Outcome.FAILED)
     assert current.to_dict()["verdict"]["failed_items"] == (
         [] if status == "ok" else [check.item])
     if status == "regressed":
-        assert record.reasons[-1].startswith(f"{check.metric} rose from ")
+        assert record.reasons[-1].kind == "regression"
+        assert record.reasons[-1].text.startswith(f"{check.metric} rose from ")
 
 
 def test_a_metric_reads_only_its_own_detector() -> None:

@@ -177,6 +177,7 @@ def test_scan_with_the_open_clip_embedder(weights: dict[str, Path], tiny_referen
                          index_cache_dir=str(tmp_path))
     report = run_scan(ScanInputs(model=str(tiny_reference / "model"),
                                  data=str(tiny_reference / "data")), config)
+    assert len(report.extraction) == 2  # one per domain: the loop below is not vacuous
     for record in report.extraction:
         # δ = 1: every retrieved candidate verifies, two per generation
         assert record.matched_generations == 3 and len(record.matches) == 3 * 2

@@ -121,7 +121,8 @@ def test_memorization_checks_in_a_scan(tiny_reference: Path, tmp_path: Path) -> 
     assert (wen.item_id, clique.item_id) == ("memorization::wen[identity-0]",
                                             "memorization::clique[identity-0]")
     assert wen.passed and wen.largest > 0 and wen.prompts[0]["source"] == "prompt"
-    assert not clique.passed and "clique" in clique.reasons[0]
+    assert not clique.passed and clique.reasons[0].kind == "memorization"
+    assert "clique" in clique.reasons[0].text
     assert Path(clique.prompts[0]["evidence"]).is_file()
     assert clique.item_id in report.failed_items and wen.item_id not in report.failed_items
     plan = build_plan(inputs, config)

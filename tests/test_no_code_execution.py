@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from s2l_scan.cli import main
+from s2l_scan.errors import ExitCode
 
 FAST = ["--attacks", "loss", "--probes", "", "--extraction-samples", "0", "--bootstrap", "20",
         "--cache", "off", "--max-auc", "1", "--max-tpr", "1"]
@@ -140,7 +141,8 @@ def test_python_files_in_a_checkpoint_are_never_imported(
     for folder in (model, *(p for p in model.iterdir() if p.is_dir())):
         for name in ("evil.py", "pipeline.py", "modeling.py", "__init__.py"):
             (folder / name).write_text(_module(marker))
-    assert main(["scan", str(model), "--data", str(tiny_reference / "data"), *FAST]) == 0
+    assert main(["scan", str(model), "--data", str(tiny_reference / "data"), *FAST]) == \
+        ExitCode.INCONCLUSIVE  # the scan ran and judged (6 per class: too few to show safety)
     assert not marker.exists()
     capsys.readouterr()
 

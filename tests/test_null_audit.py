@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -29,11 +30,15 @@ from s2l_scan.null_audit import (
     per_check_rates,
     per_kind_rates,
     per_scan_rate,
-    reason_kind,
 )
 from s2l_scan.plan import ScanInputs
 from s2l_scan.session import run_scan
-from tests.report_factory import extraction_record, make_report, make_row
+from tests.report_factory import (
+    extraction_record,
+    make_report,
+    make_row,
+    memorization_record,
+)
 
 # ---- folders ------------------------------------------------------------------------------------
 
@@ -170,18 +175,26 @@ def test_failed_checks_are_counted_by_the_kind_the_gate_gave() -> None:
                               "tpr_ci": (0.4, 0.6), "achieved_fpr": 0.01}]
     report = make_report(rows, extraction=None)
     report.extraction = [extraction_record(extracted=2)]
+    # a failed memorization check counts too (the regex reading of reason texts missed it)
+    report.memorization = [memorization_record("wen", values=(1.0, 9.0), threshold=3.0)]
     decide(report, make_config(max_auc=0.9, max_tpr=0.1, max_amplification=0.05))
-    for row in report.results:
-        assert len(row.reasons) == 1, row.reasons
+    for row in report.results:  # one failing reason each (8 per class: the rest undecided)
+        assert len([r for r in row.reasons if r.kind != "undecided"]) == 1, row.reasons
+    # a reason's text is for people (and could be translated): the kind is the data, so a
+    # rewritten text counts the same
+    for check in report.checks():
+        check.reasons[:] = [dataclasses.replace(r, text="übersetzt") for r in check.reasons]
     result = draw_result(0, 5, report)
     assert not result.passed
     assert result.failed_by_kind == {
         "amplification": ("probes::noise/loss[identity-1]",),
         "auc": ("baselines::loss[identity-0]",),
         "extraction": ("extraction::released[identity-0]",),
+        "memorization": ("memorization::wen[identity-0]",),
         "tpr": ("baselines::loss[pooled]",)}
-    assert result.checks_by_kind == {"auc": 3, "tpr": 3, "amplification": 1, "extraction": 1}
-    assert reason_kind("something new") == "other"
+    assert result.checks_by_kind == {"auc": 3, "tpr": 3, "amplification": 1, "extraction": 1,
+                                     "memorization": 1}
+    assert result.outcome == "failed"
 
 
 # ---- the command --------------------------------------------------------------------------------
@@ -224,7 +237,7 @@ def test_null_probe_delta_is_exactly_zero(tiny_reference: Path) -> None:
     assert len(probed) == 2 * 3  # two attacks × (two domains + pooled)
     for row in probed:
         assert row.delta_auc == 0.0 and row.delta_auc_ci == (0.0, 0.0)
-        assert not any(reason_kind(r) == "amplification" for r in row.reasons)
+        assert not any(r.kind == "amplification" for r in row.reasons)
 
 
 def test_identity_probe_is_never_a_default_or_swept() -> None:

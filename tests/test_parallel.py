@@ -41,7 +41,7 @@ def test_two_gloo_processes_give_the_single_process_report(tiny_reference: Path,
                 "--master-port", str(free_port())]
     double = _scan([*launcher, "-m", "s2l_scan", *common,
                     "--report-json", str(tmp_path / "two.json")], env)
-    assert single.returncode in (0, 1), single.stderr
+    assert single.returncode in (0, 1, 6), single.stderr
     assert (tmp_path / "two.json").is_file(), double.stderr[-3000:]
     one, two = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("one", "two"))
     # the two processes share the single run's unit cache: unit keys do not depend on the

@@ -27,17 +27,24 @@ def test_inert_without_model(pytester: pytest.Pytester) -> None:
     assert "== s2l-scan ==" not in result.stdout.str()
 
 
-def test_passing_gate_collects_one_item_per_attack_and_domain(
+def test_gate_collects_one_item_per_attack_and_domain(
         pytester: pytest.Pytester, tiny_reference: Path) -> None:
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "-v"))
-    # 3 attacks × 3 domains × (baseline + noise probe) + 2 domains × (released + noise) extraction
-    result.assert_outcomes(passed=22)
-    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] PASSED*",
+    # 3 attacks × 3 domains × (baseline + noise probe) + 2 domains × (released + noise)
+    # extraction. A domain's rows cannot show safety with 6 members / 6 non-members (fewer
+    # than 10): inconclusive, so they fail under the default on_inconclusive = fail. The pooled
+    # rows (12 / 12) pass where the CI is below max_auc 1, except the probe rows of secmi and
+    # pia, whose ΔAUC CI reaches past max_amplification; extraction passes.
+    result.assert_outcomes(failed=14, passed=8)
+    assert result.ret == 6
+    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] FAILED*",
                                  "*baselines::pia[[]pooled[]] PASSED*",
-                                 "*probes::noise/pia[[]pooled[]] PASSED*",
+                                 "*probes::noise/pia[[]pooled[]] FAILED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
-                                 "*verdict: PASSED*"])
+                                 "*verdict: INCONCLUSIVE*"])
+    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]]: INCONCLUSIVE: fewer than "
+                                 "10 members or non-members*"])
     # live progress lines on the terminal while the scan runs (the encoding is always told)
     result.stdout.fnmatch_lines(["[[]*[]] s2l-scan: encoding the audit images (domains) 0/2",
                                  "[[]*[]] s2l-scan: encoding the audit images (domains) 2/2 "
@@ -62,11 +69,17 @@ def test_json_report_scores_reproduce_auc(pytester: pytest.Pytester, tiny_refere
     out = pytester.path / "report.json"
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss,pia",
                                        "--s2l-max-auc=1", "--s2l-max-tpr=1",
+                                       "--s2l-on-inconclusive=warn",
                                        f"--s2l-report-json={out}"))
-    result.assert_outcomes(passed=16)
+    # 9 rows inconclusive (6 per class, or a Δ CI past max_amplification; skipped under warn);
+    # the pooled loss, pia and noise/loss rows and the 4 extraction checks pass
+    result.assert_outcomes(skipped=9, passed=7)
+    assert result.ret == 0
     report = json.loads(out.read_text())
-    assert report["schema_version"] == "2"
-    assert report["verdict"]["passed"] is True
+    assert report["schema_version"] == "3"
+    assert report["verdict"]["outcome"] == "inconclusive"
+    assert report["verdict"]["passed"] is False and report["verdict"]["failed_items"] == []
+    assert {row["outcome"] for row in report["results"]} == {"inconclusive", "passed"}
     for row in report["results"]:
         labels = [1] * row["n_members"] + [0] * row["n_nonmembers"]
         scores = row["member_scores"] + row["nonmember_scores"]
@@ -178,16 +191,18 @@ def test_help_lists_the_options(pytester: pytest.Pytester) -> None:
 def test_a_failing_sweep_row_fails_the_session(pytester: pytest.Pytester,
                                                tiny_reference: Path) -> None:
     # Sweep rows are named at run time, so no test item checks them: the session's exit status
-    # must still read the report's verdict. Every collected check passes here (no planned
-    # probes, max_auc 1); only the sweep's Δ rows fail (max_amplification -1).
+    # must still read the report's verdict. No collected check fails here (no planned probes,
+    # max_auc 1; inconclusive, skipped under warn); only the sweep's Δ rows fail
+    # (max_amplification -1).
     pytester.makefile(".toml", s2l='sweep_space = {noise = {sigma = [1e-3]}}\n')
     result = pytester.runpytest(
         f"--s2l-model={tiny_reference / 'model'}", f"--s2l-data={tiny_reference / 'data'}",
         "-p", "no:cacheprovider", "--s2l-attacks=loss", "--s2l-probes=",
         "--s2l-extraction-samples=0", "--s2l-max-auc=1", "--s2l-max-tpr=1",
         "--s2l-max-amplification=-1", "--s2l-family-alpha=1", "--s2l-sweep=1h",
-        "--s2l-bootstrap=50")
-    result.assert_outcomes(passed=3)  # loss × (2 domains + pooled)
+        "--s2l-bootstrap=50", "--s2l-on-inconclusive=warn")
+    # loss × 2 domains: inconclusive at 6 per class, skipped under warn; pooled (12) passes
+    result.assert_outcomes(skipped=2, passed=1)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*verdict: FAILED*", "*ran as no test item*"
                                  "probes::sweep:noise(sigma=0.001)/loss[[]identity-0[]]*"])
@@ -216,8 +231,9 @@ def test_deselecting_every_check_is_no_pass(pytester: pytest.Pytester,
 
 
 @pytest.mark.parametrize(("selection", "outcomes"), [
-    ((), {"passed": 3, "failed": 2}),  # loss × (2 domains + pooled); wen × 2 domains fail
-    (("-k", "baselines"), {"passed": 3}),  # the failing memorization checks deselected
+    # loss × 2 domains, inconclusive at 6 per class: skipped under warn; pooled (12) passes
+    ((), {"skipped": 2, "passed": 1, "failed": 2}),  # wen × 2 domains fail
+    (("-k", "baselines"), {"skipped": 2, "passed": 1}),  # the failing wen checks deselected
 ])
 def test_a_failing_memorization_check_fails_the_session(
         pytester: pytest.Pytester, tiny_reference: Path, selection: tuple[str, ...],
@@ -228,7 +244,8 @@ def test_a_failing_memorization_check_fails_the_session(
                                        "--s2l-extraction-samples=0", "--s2l-max-auc=1",
                                        "--s2l-max-tpr=1", "--s2l-bootstrap=50",
                                        "--s2l-memorization-starts=1",
-                                       "--s2l-max-text-guidance=0", *selection))
+                                       "--s2l-max-text-guidance=0",
+                                       "--s2l-on-inconclusive=warn", *selection))
     result.assert_outcomes(**outcomes)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*memorization::wen[[]identity-0[]]*max_text_guidance 0*",

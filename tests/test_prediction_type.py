@@ -261,7 +261,7 @@ def _scan(model: Path, data: Path, out: Path, attacks: str = "loss,secmi,pia") -
     config.write_text("bootstrap = 20\nextraction_samples = 0\nprobes = []\ncache = \"off\"\n")
     code = main(["scan", str(model), "--data", str(data), "--config", str(config),
                  "--attacks", attacks, "--report-json", str(out)])
-    assert code in (0, 1)
+    assert code in (0, 1, 6)  # judged: passed, failed or inconclusive
     return json.loads(out.read_text())
 
 

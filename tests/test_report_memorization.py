@@ -22,6 +22,7 @@ from report_factory import (
     sarif_validator,
 )
 
+from s2l_scan.checks import Outcome
 from s2l_scan.report.console import render_results
 from s2l_scan.report.digest import digest_lines, what_leaked
 from s2l_scan.report.files import report_from_dict, schema
@@ -73,7 +74,10 @@ def _case(name: str, tmp_path: Path) -> tuple[ScanReport, MemorizationRecord, li
 @pytest.mark.parametrize("name", CASES)
 def test_the_gate_and_the_report_agree_with_the_oracle(name: str, tmp_path: Path) -> None:
     report, record, flagged, fails = _case(name, tmp_path)
-    assert record.passed is not fails and bool(flagged) is fails
+    gated = record.threshold is not None
+    assert record.gating is gated and bool(flagged) is fails
+    assert record.outcome is (Outcome.FAILED if fails else Outcome.PASSED if gated
+                              else Outcome.INCONCLUSIVE)  # not gated: reported, shows nothing
     assert [record.prompts.index(p) for p in record.flagged] == flagged
     assert (record.item_id in report.failed_items) is fails
     assert report.passed is not fails  # the one row passes
@@ -87,7 +91,9 @@ def test_console_has_a_memorization_group_with_a_reason_per_failure(name: str,
     text = render_results(report, width=160)
     assert "\nmemorization (" in text
     line = next(line for line in text.splitlines() if line.startswith(record.item_id))
-    assert ("FAIL" in line) is fails and ("pass" in line) is not fails
+    gated = record.threshold is not None
+    assert ("FAIL" in line) is fails and ("pass" in line) is (gated and not fails)
+    assert ("reported" in line) is not gated  # never "pass" for a check that does not gate
     assert f" {record.largest:.4g} " in line  # the largest magnitude or clique size
     assert (" - " in line) is (record.threshold is None)  # threshold '-': reported, not gated
     reasons = [line for line in text.splitlines() if line.startswith(f"  ✗ {record.item_id}")]
@@ -96,7 +102,9 @@ def test_console_has_a_memorization_group_with_a_reason_per_failure(name: str,
         prompt, value = record.prompts[index]["prompt"], record.prompts[index]["value"]
         assert repr(prompt) in reasons[0] and f"{value:.4g}" in reasons[0]
         assert f"{record.threshold:g}" in reasons[0]
-    assert f"verdict: {'FAILED' if fails else 'PASSED'} ({int(fails)} of 2 checks failed)" in text
+    assert (f"verdict: FAILED ({int(fails)} of 2 checks failed)" if fails else
+            f"verdict: PASSED (all {1 + gated} gating checks showed safety"
+            f"{'' if gated else ' (1 reported, not gated)'})") in text
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from s2l_scan.cli import main
+from s2l_scan.errors import ExitCode
 
 # Small but with every kind of unit: scores, released generations, SP sets, probe outcomes.
 # LoRA training comes last and takes a few seconds, so a kill after the first probe unit lands
@@ -84,7 +85,7 @@ def _run_block(report: Path) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def uninterrupted(tiny_reference: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = _folder(tmp_path_factory.mktemp("resume"), "uninterrupted")
-    assert _scan_in(folder, tiny_reference) == 0
+    assert _scan_in(folder, tiny_reference) == ExitCode.INCONCLUSIVE  # 6 per class
     return folder
 
 
@@ -107,7 +108,7 @@ def test_killed_scan_resumes_from_finished_units(tiny_reference: Path, uninterru
     finished = _units(folder)
     assert len(finished) < len(_units(uninterrupted)), "nothing was left to resume"
 
-    assert _scan_in(folder, tiny_reference) == 0
+    assert _scan_in(folder, tiny_reference) == ExitCode.INCONCLUSIVE  # 6 per class
     run = _run_block(folder / "report.json")
     # every unit finished before the kill was reused, none was rewritten, and the rerun
     # computed only what was missing: the same units as an uninterrupted scan
@@ -122,7 +123,7 @@ def test_killed_scan_resumes_from_finished_units(tiny_reference: Path, uninterru
 
 def test_rerun_reuses_every_unit(tiny_reference: Path, uninterrupted: Path) -> None:
     before = _units(uninterrupted)
-    assert _scan_in(uninterrupted, tiny_reference) == 0
+    assert _scan_in(uninterrupted, tiny_reference) == ExitCode.INCONCLUSIVE  # 6 per class
     run = _run_block(uninterrupted / "report.json")
     assert run["units_computed"] == "0" and int(run["units_reused"]) > 0
     assert _units(uninterrupted) == before
@@ -132,7 +133,7 @@ def test_two_runs_give_byte_identical_json_apart_from_the_run_block(
         tiny_reference: Path, uninterrupted: Path, tmp_path: Path) -> None:
     # a second, independent run that computes everything again, in its own cache folder
     folder = _folder(tmp_path, "second")
-    assert _scan_in(folder, tiny_reference) == 0
+    assert _scan_in(folder, tiny_reference) == ExitCode.INCONCLUSIVE  # 6 per class
     assert _run_block(folder / "report.json")["units_reused"] == "0"
     assert _without_run_block(folder / "report.json") == \
         _without_run_block(uninterrupted / "report.json")
@@ -174,7 +175,7 @@ def test_score_units_do_not_depend_on_the_sets_batched_with_them(tiny_reference:
                          str(tiny_reference / "data"), "--probes", "", "--extraction-samples",
                          "0", "--bootstrap", "50", "--batch-size", "3", "--max-auc", "1",
                          "--max-tpr", "1", "--cache-dir", "units", "--report-json",
-                         "report.json", *extra]) == 0
+                         "report.json", *extra]) == ExitCode.INCONCLUSIVE
         finally:
             os.chdir(here)
         return str(tmp_path / folder / "report.json")

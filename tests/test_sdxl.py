@@ -27,7 +27,7 @@ from s2l_scan.attack import ATTACKS, Target, make_attack
 from s2l_scan.cli import main
 from s2l_scan.conditioning import Conditioning, TextEncoders, time_ids
 from s2l_scan.config import ScanConfig
-from s2l_scan.errors import ModelLoadError, UsageError
+from s2l_scan.errors import ExitCode, ModelLoadError, UsageError
 from s2l_scan.io.model import LoadedModel, load_pipeline
 from s2l_scan.plan import ScanInputs, build_plan
 from s2l_scan.probe import PROBES, ModelCopy, ProbeContext
@@ -189,7 +189,7 @@ def test_sdxl_scan_end_to_end(sdxl_folder: Path, tmp_path: Path,
                  "--extraction-samples", "2", "--extraction-steps", "2",
                  "--max-amplification", "1", "--report-json", str(out), *FAST])
     err = capsys.readouterr().err
-    assert code == 0, err
+    assert code == ExitCode.INCONCLUSIVE, err  # nothing failed; the tiny sets show no safety
     body = json.loads(out.read_text())
     jsonschema.Draft202012Validator(schema()).validate(body)
     assert body["model"]["family"] == "sdxl"

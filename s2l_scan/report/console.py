@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2l_scan.report.digest import FLAGS
-from s2l_scan.report.headline import extraction_reading, fmt, gate_text
+from s2l_scan.report.headline import extraction_reading, fmt, gate_text, verdict_word
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -150,8 +150,11 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
     console.print("\n[bold]what leaked[/bold]")
     for line in digest_lines(digest)[1:]:
         console.print(f"  {escape(line)}")
-    status = "[green]PASSED[/green]" if report.passed else "[bold red]FAILED[/bold red]"
-    console.print(f"verdict: {status} ({digest.failed} of {digest.checks} checks failed)")
+    status = _VERDICT_STYLES[digest.outcome]
+    sentence = digest.verdict.split(": ", 1)[1]
+    console.print(f"verdict: {status} ({escape(sentence)})")
+    if digest.warning is not None:
+        console.print(f"[yellow]{escape(digest.warning)}[/yellow]")
     return buffer.getvalue()
 
 
@@ -162,9 +165,19 @@ def terminal_width(fallback: int = 120) -> int:
     return max(40, shutil.get_terminal_size((fallback, 24)).columns)
 
 
-def _verdict(passed: bool, flags: list[str]) -> str:
-    text = "[green]pass[/green]" if passed else "[bold red]FAIL[/bold red]"
+_WORD_STYLES = {"pass": "[green]pass[/green]", "FAIL": "[bold red]FAIL[/bold red]",
+                "INCONCLUSIVE": "[yellow]INCONCLUSIVE[/yellow]", "reported": "[dim]reported[/dim]"}
+_VERDICT_STYLES = {"passed": "[green]PASSED[/green]", "failed": "[bold red]FAILED[/bold red]",
+                   "inconclusive": "[bold yellow]INCONCLUSIVE[/bold yellow]"}
+
+
+def _verdict(check: Any, flags: list[str]) -> str:
+    text = _WORD_STYLES[verdict_word(check)]
     return " ".join([text, *(f"[yellow]{flag}[/yellow]" for flag in flags)])
+
+
+def _failed(check: Any) -> bool:
+    return bool(check.outcome == "failed")
 
 
 def _table() -> Table:
@@ -224,7 +237,7 @@ def _rows_table(rows: list[Any], width: int, delta: bool, compact: bool | None) 
         return _stacked(header, [
             (row.item_id, [f"{row.auc:.3f}", *([_delta(row, True)] if delta else []),
                            f"{row.blind_auc:.2f}", f"{row.n_members}/{row.n_nonmembers}",
-                           _verdict(row.passed, [f for f in FLAGS if getattr(row, f)])],
+                           _verdict(row, [f for f in FLAGS if getattr(row, f)])],
              row.passed) for row in rows])
     table = _table()
     _id_column(table, [row.item_id for row in rows], width)
@@ -245,8 +258,8 @@ def _rows_table(rows: list[Any], width: int, delta: bool, compact: bool | None) 
             cells.append(fmt(row.tpr_at_1pct_fpr))
         flags = [flag for flag in FLAGS if getattr(row, flag)]
         cells += [f"{row.blind_auc:.2f}", f"{row.n_members}/{row.n_nonmembers}",
-                  _verdict(row.passed, flags)]
-        table.add_row(*cells, style=None if row.passed else "red")
+                  _verdict(row, flags)]
+        table.add_row(*cells, style="red" if _failed(row) else None)
     return table
 
 
@@ -263,7 +276,7 @@ def _extraction_table(records: list[Any], width: int, compact: bool | None) -> A
     if compact is None:
         return _stacked(["extracted", "matched", "non-member"], [
             (r.item_id, [str(r.extracted), f"{r.matched_generations}/{r.n_generated}",
-                         str(r.nonmember_matches), _verdict(r.passed, [])], r.passed)
+                         str(r.nonmember_matches), _verdict(r, [])], not _failed(r))
             for r in records])
     table = _table()
     _id_column(table, [record.item_id for record in records], width)
@@ -276,8 +289,8 @@ def _extraction_table(records: list[Any], width: int, compact: bool | None) -> A
                  str(record.nonmember_matches)]
         if not compact:
             cells.append(fmt(record.nearest_distance, 4))
-        table.add_row(*cells, _verdict(record.passed, []),
-                      style=None if record.passed else "red")
+        table.add_row(*cells, _verdict(record, []),
+                      style="red" if _failed(record) else None)
     return table
 
 
@@ -292,7 +305,7 @@ def _memorization_table(records: list[Any], width: int, compact: bool | None) ->
 
     if compact is None:
         return _stacked(["prompts", "largest", "threshold", "flagged"], [
-            (r.item_id, [*cells(r), _verdict(r.passed, [])], r.passed) for r in records])
+            (r.item_id, [*cells(r), _verdict(r, [])], not _failed(r)) for r in records])
     table = _table()
     _id_column(table, [record.item_id for record in records], width)
     for column in ("prompts", "largest", "threshold", "flagged"):
@@ -305,7 +318,7 @@ def _memorization_table(records: list[Any], width: int, compact: bool | None) ->
         if not compact:
             top = max(record.prompts, key=lambda p: float(p["value"]), default=None)
             row.append("-" if top is None else escape(repr(str(top["prompt"]))))
-        table.add_row(*row, _verdict(record.passed, []), style=None if record.passed else "red")
+        table.add_row(*row, _verdict(record, []), style="red" if _failed(record) else None)
     return table
 
 
@@ -314,9 +327,12 @@ def _print_reasons(checks: list[Any], console: Console) -> None:
     from s2l_scan.report.digest import short_reason
 
     for check in checks:
-        if not check.passed:
-            why = "; ".join(short_reason(reason) for reason in check.reasons) or "failed"
-            console.print(f"  [red]✗[/red] {escape(check.item_id)}: {escape(why)}")
+        word = verdict_word(check)
+        if word in ("FAIL", "INCONCLUSIVE"):
+            why = "; ".join(short_reason(reason.text) for reason in check.reasons
+                            if word != "FAIL" or reason.kind != "undecided") or word
+            mark = "[red]✗[/red]" if word == "FAIL" else "[yellow]?[/yellow]"
+            console.print(f"  {mark} {escape(check.item_id)}: {escape(why)}")
 
 
 MEMORIZATION_LEGEND = (

@@ -14,7 +14,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from s2l_scan.report.headline import headline
+from s2l_scan.report.headline import (
+    decide_n,
+    headline,
+    policy_warning,
+    undecided_reasons,
+    verdict_sentence,
+    verdict_word,
+)
 from s2l_scan.report.model import MemorizationRecord, ResultRow, ScanReport
 
 ROOM_TITLES = {"baselines": "baselines (the released model)",
@@ -33,7 +40,7 @@ class Worst:
     check_id: str
     auc: float
     auc_ci: tuple[float, float]
-    passed: bool
+    verdict: str  # the row's verdict word: pass, FAIL, INCONCLUSIVE (headline.verdict_word)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,8 @@ class Memorization:
 class Digest:
     """The verdict and what leaked, most telling first."""
 
-    passed: bool
+    outcome: str  # passed | failed | inconclusive
+    verdict: str  # the verdict sentence (headline.verdict_sentence)
     checks: int  # as the headline counts them: dropped checks of a compared report included
     failed: int
     worst: tuple[Worst, ...]  # one per domain, then pooled, in report order
@@ -97,6 +105,15 @@ class Digest:
     amplification: Amplification | None  # None: no probe row with a Δ
     flags: dict[str, int]  # flag name → rows carrying it (only flags that occur)
     memorization: tuple[Memorization, ...] = ()  # one per detector that ran
+    # an inconclusive verdict's top reasons, "check id: reason", and the images per class
+    # that would decide it (None: unknown)
+    undecided: tuple[str, ...] = ()
+    decide_n: int | None = None
+    warning: str | None = None  # on_inconclusive = warn: why the run still exits 0
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
 
 
 FLAGS = ("confounded", "unstable", "underpowered")
@@ -127,13 +144,16 @@ def what_leaked(report: ScanReport) -> Digest:
         report.config.get("max_amplification"))
     flags = {flag: sum(bool(getattr(row, flag)) for row in report.results) for flag in FLAGS}
     return Digest(
-        passed=report.passed, checks=int(headline(report)["checks"]),
-        failed=len(report.failed_items),
-        worst=tuple(Worst(d, worst[d].item_id, worst[d].auc, worst[d].auc_ci, worst[d].passed)
-                    for d in order),
+        outcome=str(report.outcome), verdict=verdict_sentence(report),
+        checks=int(headline(report)["checks"]), failed=len(report.failed_items),
+        worst=tuple(Worst(d, worst[d].item_id, worst[d].auc, worst[d].auc_ci,
+                          verdict_word(worst[d])) for d in order),
         extracted=tuple(extracted), amplification=amplification,
         flags={flag: count for flag, count in flags.items() if count},
-        memorization=memorization_digest(report.memorization))
+        memorization=memorization_digest(report.memorization),
+        undecided=tuple(f"{item}: {short_reason(reason.text)}"
+                        for item, reason in undecided_reasons(report)),
+        decide_n=decide_n(report), warning=policy_warning(report))
 
 
 def memorization_digest(records: list[MemorizationRecord]) -> tuple[Memorization, ...]:
@@ -184,13 +204,18 @@ def _number(value: float) -> str:
 
 def digest_lines(digest: Digest, max_images: int = 5) -> list[str]:
     """The digest as plain sentences, one per line (console, Markdown)."""
-    verdict = (f"PASSED: all {digest.checks} checks passed" if digest.passed else
-               f"FAILED: {digest.failed} of {digest.checks} checks failed")
-    lines = [f"verdict {verdict}"]
+    lines = [f"verdict {digest.verdict}"]
+    if digest.outcome == "inconclusive":
+        lines += [f"  undecided: {line}" for line in digest.undecided]
+        if digest.decide_n is not None:
+            lines.append(f"  about {digest.decide_n} members and {digest.decide_n} non-members "
+                         "per domain would decide it")
+    if digest.warning is not None:
+        lines.append(digest.warning)
     for worst in digest.worst:
         low, high = worst.auc_ci
         lines.append(f"worst attack on {worst.domain}: {worst.check_id} AUC {worst.auc:.3f} "
-                     f"[{low:.2f}, {high:.2f}] ({'pass' if worst.passed else 'FAIL'})")
+                     f"[{low:.2f}, {high:.2f}] ({worst.verdict})")
     if digest.extracted:
         lines.append(f"training images extracted: {len(digest.extracted)}")
         for image in digest.extracted[:max_images]:

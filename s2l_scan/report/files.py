@@ -10,6 +10,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from s2l_scan.checks import Outcome, Reason
 from s2l_scan.errors import ScanError, UsageError
 from s2l_scan.report.model import (
     SCHEMA_VERSION,
@@ -22,6 +23,8 @@ from s2l_scan.report.model import (
 )
 
 SCHEMA_FILE = f"schema-v{SCHEMA_VERSION}.json"
+READABLE_VERSIONS = ("2", SCHEMA_VERSION)
+"""Report schema versions read back: 2 (``passed`` booleans, reason strings) and this one."""
 
 
 def schema() -> dict[str, Any]:
@@ -49,10 +52,11 @@ def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
     if not isinstance(body, dict) or "schema_version" not in body:
         raise UsageError(f"{what} {path} is not an s2l-scan JSON report (no schema_version); "
                          "give a file written by --report-json")
-    if body["schema_version"] != SCHEMA_VERSION:
+    if body["schema_version"] not in READABLE_VERSIONS:
         raise UsageError(f"{what} {path} has report schema version "
-                         f"{body['schema_version']!r}; this s2l-scan reads version "
-                         f"{SCHEMA_VERSION!r}. Re-run the scan of that release with this version.")
+                         f"{body['schema_version']!r}; this s2l-scan reads versions "
+                         f"{', '.join(READABLE_VERSIONS)}. Re-run the scan of that release with "
+                         "this version.")
     problem = _shape_problem(body)
     if problem:
         raise UsageError(f"{what} {path} does not match report schema v{SCHEMA_VERSION}: "
@@ -97,7 +101,7 @@ def report_from_dict(body: dict[str, Any]) -> ScanReport:
     row_fields = {f.name for f in fields(ResultRow)}
     rows = []
     for raw in body["results"]:
-        row = {key: value for key, value in raw.items() if key in row_fields}
+        row = {key: value for key, value in _judged(raw).items() if key in row_fields}
         row["auc_ci"] = tuple(row["auc_ci"])
         if row.get("delta_auc_ci") is not None:
             row["delta_auc_ci"] = tuple(row["delta_auc_ci"])
@@ -111,13 +115,27 @@ def report_from_dict(body: dict[str, Any]) -> ScanReport:
                                   for raw in body.get("comparison") or []],
                       memorization=[_record(MemorizationRecord, raw)
                                     for raw in body.get("memorization") or []],
-                      **{key: value for key, value in body.items() if key in known})
+                      **{key: value for key, value in body.items()
+                         if key in known and key != "schema_version"})
+
+
+def _judged(raw: dict[str, Any]) -> dict[str, Any]:
+    """A check's JSON object with its ``outcome`` and ``reasons`` typed: schema 3's as
+    written; schema 2's ``passed`` boolean read as passed / failed (what it meant then) and
+    its reason strings as ``legacy`` reasons."""
+    out = dict(raw)
+    if "outcome" in raw:
+        out["outcome"] = Outcome(raw["outcome"])
+    elif "passed" in raw:
+        out["outcome"] = Outcome.PASSED if raw["passed"] else Outcome.FAILED
+    out["reasons"] = [Reason.from_dict(reason) for reason in raw.get("reasons") or []]
+    return out
 
 
 def _record(kind: type[Any], raw: dict[str, Any]) -> Any:
     """A typed record from its JSON object (keys it does not know are dropped)."""
     names = {f.name for f in fields(kind)}
-    return kind(**{key: value for key, value in raw.items() if key in names})
+    return kind(**{key: value for key, value in _judged(raw).items() if key in names})
 
 
 def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:

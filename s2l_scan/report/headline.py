@@ -4,7 +4,62 @@ from __future__ import annotations
 
 from typing import Any
 
+from s2l_scan.checks import Check, Outcome, Reason
 from s2l_scan.report.model import ExtractionRecord, ScanReport
+
+VERDICT_WORDS = {Outcome.PASSED: "pass", Outcome.FAILED: "FAIL",
+                 Outcome.INCONCLUSIVE: "INCONCLUSIVE"}
+"""How a table cell names a gating check's outcome; a non-gating one reads ``reported``."""
+
+
+def verdict_word(check: Check) -> str:
+    """``pass``, ``FAIL``, ``INCONCLUSIVE``, or ``reported`` for a check that does not gate
+    (never "pass": it showed nothing)."""
+    if not check.gating and check.outcome is not Outcome.FAILED:
+        return "reported"
+    return VERDICT_WORDS[check.outcome]
+
+
+def verdict_sentence(report: ScanReport) -> str:
+    """The verdict in one line, e.g. ``INCONCLUSIVE: 3 of 12 checks undecided, none failed
+    (no leak shown, but safety not shown either)``."""
+    top = headline(report)
+    if top["verdict"] == "failed":
+        return f"FAILED: {top['failed']} of {top['checks']} checks failed"
+    if top["verdict"] == "inconclusive":
+        return (f"INCONCLUSIVE: {top['inconclusive']} of {top['checks']} checks undecided, none "
+                "failed; no leak shown, but safety not shown either")
+    return f"PASSED: all {top['gating']} gating checks showed safety" + (
+        f" ({top['checks'] - top['gating']} reported, not gated)"
+        if top["checks"] > top["gating"] else "")
+
+
+def undecided_reasons(report: ScanReport, limit: int = 3) -> list[tuple[str, Reason]]:
+    """The reasons of the gating inconclusive checks, (check id, reason), those needing the
+    most images per class first: what would decide the verdict."""
+    pairs = [(str(check.check_id), reason) for check in report.checks()
+             if check.gating and check.outcome is Outcome.INCONCLUSIVE
+             for reason in check.reasons]
+    pairs.sort(key=lambda pair: -(pair[1].decide_n or 0))
+    return pairs[:limit]
+
+
+def decide_n(report: ScanReport) -> int | None:
+    """The most images per class any inconclusive check says would decide it (None: none
+    says)."""
+    return max((reason.decide_n for _, reason in undecided_reasons(report, limit=10**9)
+                if reason.decide_n is not None), default=None)
+
+
+def policy_warning(report: ScanReport) -> str | None:
+    """The warning an INCONCLUSIVE verdict carries under ``on_inconclusive = "warn"`` (the run
+    exits 0), naming why; None otherwise."""
+    if report.outcome is not Outcome.INCONCLUSIVE or report.config.get(
+            "on_inconclusive") != "warn" or report.config.get("ci_end") == "upper":
+        return None
+    return ("warning: on_inconclusive = warn, so this INCONCLUSIVE verdict exits 0; the "
+            "release was not shown safe: " + "; ".join(
+                f"{item}: {reason.text}" for item, reason in undecided_reasons(report, 1)))
 
 
 def headline(report: ScanReport) -> dict[str, Any]:
@@ -13,14 +68,19 @@ def headline(report: ScanReport) -> dict[str, Any]:
     worst_auc = max(rows, key=lambda row: row.auc, default=None)
     worst_tpr = max((row for row in rows if row.tpr_at_1pct_fpr is not None),
                     key=lambda row: float(row.tpr_at_1pct_fpr or 0.0), default=None)
-    failed = report.to_dict()["verdict"]["failed_items"]
+    failed = report.failed_items
+    inconclusive = report.inconclusive_items
+    dropped = len({c.item for c in report.comparison if c.status == "missing"})
+    records: list[Check] = [*rows, *report.extraction, *report.memorization]
     return {
-        "verdict": "passed" if report.passed else "failed",
+        "verdict": str(report.outcome),
         # the checks of this report, and those of the compared report it dropped
-        "checks": len(rows) + len(report.extraction) + len(report.memorization) + len(
-            {c.item for c in report.comparison if c.status == "missing"}),
+        "checks": len(records) + dropped,
+        "gating": sum(record.gating for record in records) + dropped,
         "failed": len(failed),
         "failed_items": failed,
+        "inconclusive": len(inconclusive),
+        "inconclusive_items": inconclusive,
         "max_auc": None if worst_auc is None else worst_auc.auc,
         "max_auc_item": None if worst_auc is None else worst_auc.item_id,
         "max_tpr_at_1pct_fpr": None if worst_tpr is None else worst_tpr.tpr_at_1pct_fpr,

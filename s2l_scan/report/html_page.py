@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan import __version__
+from s2l_scan.checks import Outcome, Reason
 from s2l_scan.report import charts
 from s2l_scan.report.digest import (
     DETECTORS,
@@ -33,6 +34,7 @@ from s2l_scan.report.headline import (
     gate_text,
     headline,
     reading,
+    verdict_word,
 )
 from s2l_scan.report.model import MemorizationRecord, ResultRow, ScanReport
 
@@ -48,14 +50,17 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:20px 0 8px}
 h3{font-size:15px;margin:14px 0 6px}
 .banner{padding:14px 18px;border-radius:6px;color:#fff;font-size:18px;font-weight:600;margin:12px 0}
 .banner.passed{background:#1a7f37}.banner.failed{background:#cf222e}
+.banner.inconclusive{background:#9a6700}
 .scroll{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:8px 0;font-variant-numeric:tabular-nums}
 th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right;white-space:nowrap;
 vertical-align:top}
 th{background:#f6f8fa}td.l,th.l{text-align:left;white-space:normal}
-tr.fail td{background:#ffebe9}.tag{font-size:12px;padding:1px 6px;border-radius:10px;
+tr.fail td{background:#ffebe9}tr.undecided td{background:#fff8c5}
+.tag{font-size:12px;padding:1px 6px;border-radius:10px;
 background:#fff8c5;border:1px solid #d4a72c;margin-left:4px;white-space:nowrap}
 .pass{color:#1a7f37;font-weight:600}.failtxt{color:#cf222e;font-weight:600}
+.undecidedtxt{color:#9a6700;font-weight:600}
 .charts{display:flex;flex-wrap:wrap;gap:12px;align-items:flex-start}
 .chart{max-width:100%;height:auto}
 .chart text{font-size:11px;fill:#333}.chart .chart-title{font-size:12px;font-weight:600}
@@ -134,11 +139,20 @@ def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
 
 
 def _banner(report: ScanReport, top: dict[str, Any]) -> str:
+    """The verdict: green PASSED, red FAILED, amber INCONCLUSIVE with what would decide it."""
     verdict = top["verdict"]
-    text = (f"Release gate {verdict.upper()}: {top['failed']} of {top['checks']} checks failed"
-            if verdict == "failed" else f"Release gate PASSED: all {top['checks']} checks passed")
-    return (f'<div class="banner {verdict}">{escape(text)}</div>'
-            f'<p class="muted">gate: {escape(gate_text(report))}.</p>')
+    digest = what_leaked(report)
+    undecided = ""
+    if verdict == "inconclusive":
+        needed = ("" if digest.decide_n is None else
+                  f"<p>About {digest.decide_n} members and {digest.decide_n} non-members per "
+                  "domain would decide it.</p>")
+        undecided = ("<ul>" + "".join(f"<li>{escape(line)}</li>" for line in digest.undecided)
+                     + "</ul>" + needed
+                     + (f"<p><strong>{escape(digest.warning)}</strong></p>"
+                        if digest.warning else ""))
+    return (f'<div class="banner {verdict}">Release gate {escape(digest.verdict)}</div>'
+            f'{undecided}<p class="muted">gate: {escape(gate_text(report))}.</p>')
 
 
 def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
@@ -167,9 +181,9 @@ def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
         parts.append("<h3>No training image extracted</h3>")
     if digest.worst:
         rows = "".join(
-            f'<tr class="{"ok" if w.passed else "fail"}"><td class=l>{escape(w.domain)}</td>'
+            f'<tr class="{_ROW_CLASSES[w.verdict]}"><td class=l>{escape(w.domain)}</td>'
             f'<td class=l><code class="id">{escape(w.check_id)}</code></td>'
-            f"<td class=l>{_word(w.passed)}</td><td>{w.auc:.3f}</td>"
+            f"<td class=l>{_word(w.verdict)}</td><td>{w.auc:.3f}</td>"
             f"<td>[{w.auc_ci[0]:.3f}, {w.auc_ci[1]:.3f}]</td></tr>" for w in digest.worst)
         parts.append('<div class="scroll"><table><tr><th class=l>domain</th>'
                      "<th class=l>strongest attack</th><th class=l>verdict</th><th>AUC</th>"
@@ -190,11 +204,11 @@ def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
         parts.append(f"<p>{escape(head)}</p>"
                      + (f"<ul>{''.join(f'<li>{escape(i.strip())}</li>' for i in prompts)}"
                         "</ul>" if prompts else "") + pictures)
-    failed = sorted((row for row in report.results if not row.passed),
+    failed = sorted((row for row in report.results if row.outcome is Outcome.FAILED),
                     key=lambda row: -row.auc)
     if failed:
         items = "".join(f"<li><code>{escape(row.item_id)}</code>: "
-                        f"{escape('; '.join(short_reason(r) for r in row.reasons))}</li>"
+                        f"{escape('; '.join(short_reason(r.text) for r in row.reasons))}</li>"
                         for row in failed[:MAX_WORST_ROWS])
         more = len(failed) - MAX_WORST_ROWS
         parts.append(f"<h3>Strongest failures ({len(failed)} failed rows)</h3><ul>{items}</ul>"
@@ -203,20 +217,26 @@ def _leaked(report: ScanReport, search: Sequence[Path]) -> str:
     return "".join(parts)
 
 
-def _word(passed: bool) -> str:
-    return '<span class="pass">pass</span>' if passed else '<span class="failtxt">FAIL</span>'
+_WORD_CLASSES = {"pass": "pass", "FAIL": "failtxt", "INCONCLUSIVE": "undecidedtxt",
+                 "reported": "muted"}
+_ROW_CLASSES = {"pass": "ok", "FAIL": "fail", "INCONCLUSIVE": "undecided", "reported": "ok"}
 
 
-def _row_open(item_id: str, passed: bool) -> str:
+def _word(word: str) -> str:
+    """A verdict word (:func:`~s2l_scan.report.headline.verdict_word`), coloured."""
+    return f'<span class="{_WORD_CLASSES[word]}">{escape(word)}</span>'
+
+
+def _row_open(item_id: str, word: str) -> str:
     """A check's table row up to its id cell: the row coloured by the verdict, the id in code."""
-    return (f'<tr class="{"ok" if passed else "fail"}"><td class=l><code class="id">'
+    return (f'<tr class="{_ROW_CLASSES[word]}"><td class=l><code class="id">'
             f"{escape(item_id)}</code></td>")
 
 
-def _reasons(reasons: list[str]) -> str:
+def _reasons(reasons: list[Reason]) -> str:
     """A check's reasons, each shortened, with the whole reason on hover."""
-    return "".join(f'<div class="why" title="{escape(r)}">{escape(short_reason(r))}</div>'
-                   for r in reasons)
+    return "".join(f'<div class="why" title="{escape(r.text)}">'
+                   f"{escape(short_reason(r.text))}</div>" for r in reasons)
 
 
 def _results(report: ScanReport) -> str:
@@ -229,7 +249,7 @@ def _results(report: ScanReport) -> str:
                          + _rows_table(rows, delta=room == "probes"))
     if report.extraction:
         rows_html = "".join(
-            _row_open(r.item_id, r.passed) + f"<td class=l>{_word(r.passed)}"
+            _row_open(r.item_id, verdict_word(r)) + f"<td class=l>{_word(verdict_word(r))}"
             + _reasons(r.reasons)
             + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
             f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
@@ -241,7 +261,7 @@ def _results(report: ScanReport) -> str:
                      f"<th>nearest RMS</th></tr>{rows_html}</table></div>")
     if report.memorization:
         rows_html = "".join(
-            _row_open(r.item_id, r.passed) + f"<td class=l>{_word(r.passed)}"
+            _row_open(r.item_id, verdict_word(r)) + f"<td class=l>{_word(verdict_word(r))}"
             + _reasons(r.reasons)
             + f"</td><td class=l>{escape(DETECTORS.get(r.detector, (r.detector,))[0])}</td>"
             f"<td>{len(r.prompts)}</td><td>{r.largest:.4g}</td><td>{_threshold(r)}</td>"
@@ -281,8 +301,8 @@ def _rows_table(rows: list[ResultRow], delta: bool) -> str:
                 change += f" [{row.delta_auc_ci[0]:+.2f}, {row.delta_auc_ci[1]:+.2f}]"
             change += "</td>"
         out.append(
-            _row_open(row.item_id, row.passed)
-            + f'<td class="l verdict">{_word(row.passed)}{tags}{reasons}</td>'
+            _row_open(row.item_id, verdict_word(row))
+            + f'<td class="l verdict">{_word(verdict_word(row))}{tags}{reasons}</td>'
             f"<td>{row.auc:.3f} [{low:.2f}, {high:.2f}]</td>"
             f"{change}<td class=minor>{row.auc_raw:.3f}</td><td>{fmt(row.tpr_at_1pct_fpr)}</td>"
             f"<td class=minor>{fmt(row.tpr_at_01pct_fpr)}</td><td class=minor>{row.asr:.3f}</td>"
@@ -312,7 +332,7 @@ def _comparison(report: ScanReport) -> str:
     if not report.comparison:
         return ""
     rows = "".join(
-        _row_open(c.item, c.passed) + f"<td class=l>{escape(c.metric)}</td>"
+        _row_open(c.item, verdict_word(c)) + f"<td class=l>{escape(c.metric)}</td>"
         f"<td>{fmt(c.previous, 4)}</td><td>{fmt(c.current, 4)}</td><td>{_signed(c.change)}</td>"
         f"<td>{escape(str(c.allowance or '-'))}</td><td class=l>{escape(c.status)}</td></tr>"
         for c in report.comparison)
@@ -366,7 +386,7 @@ def _extraction(report: ScanReport, search: Sequence[Path]) -> str:
     blocks = []
     for record in report.extraction:
         head = (f'<h3><code class="id">{escape(record.item_id)}</code>: '
-                f"{escape(extraction_counts(record))} {_word(record.passed)}</h3>")
+                f"{escape(extraction_counts(record))} {_word(verdict_word(record))}</h3>")
         facts = (f"<p class=muted>nearest generation to any known image: RMS "
                  f"{fmt(record.nearest_distance, 4)}</p>{settings_list(record.settings)}")
         pairs = [_pair(match, search) for match in record.matches[:MAX_EVIDENCE_IMAGES]]
@@ -385,7 +405,8 @@ def _memorization(report: ScanReport, search: Sequence[Path]) -> str:
     for record in report.memorization:
         what, whose = DETECTORS.get(record.detector, (record.detector, ""))
         head = (f'<h3><code class="id">{escape(record.item_id)}</code>: {escape(what)} '
-                f"({escape(whose)}), threshold {_threshold(record)} {_word(record.passed)}</h3>")
+                f"({escape(whose)}), threshold {_threshold(record)} "
+                f"{_word(verdict_word(record))}</h3>")
         rows = "".join(
             f'<tr class="{"fail" if p.get("flagged") else "ok"}"><td class=l>'
             f"{escape(str(p['prompt']))}</td><td class=l>{escape(str(p.get('source', '')))}"

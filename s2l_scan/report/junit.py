@@ -20,6 +20,8 @@ def junit_properties(report: ScanReport) -> list[tuple[str, str]]:
     config = report.config
     pairs = [("s2l.verdict", top["verdict"]), ("s2l.checks", str(top["checks"])),
              ("s2l.failed", str(top["failed"])),
+             ("s2l.inconclusive", str(top["inconclusive"])),
+             ("s2l.on_inconclusive", str(config.get("on_inconclusive", "fail"))),
              ("s2l.observed_max_auc", _number(top["max_auc"])),
              ("s2l.observed_max_auc_check", str(top["max_auc_item"])),
              ("s2l.observed_max_tpr_at_1pct_fpr", _number(top["max_tpr_at_1pct_fpr"])),

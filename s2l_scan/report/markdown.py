@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import json
 
+from s2l_scan.checks import Check
 from s2l_scan.report.digest import DETECTORS, digest_lines, what_leaked
-from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
+from s2l_scan.report.headline import (
+    extraction_reading,
+    fmt,
+    gate_text,
+    headline,
+    reading,
+    verdict_sentence,
+    verdict_word,
+)
 from s2l_scan.report.model import ScanReport
 
 MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
@@ -20,11 +29,18 @@ def _cell(text: object) -> str:
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
 
 
+def _word(check: Check) -> str:
+    word = verdict_word(check)
+    return word if word in ("pass", "reported") else f"**{word}**"
+
+
 def markdown_lines(report: ScanReport) -> list[str]:
     """The summary, one element per line, most important first."""
     top = headline(report)
-    verdict = ("✅ **PASSED**" if report.passed else
-               f"❌ **FAILED** ({top['failed']} of {top['checks']} checks failed)")
+    sentence = verdict_sentence(report)
+    verdict = {"passed": "✅ **PASSED**", "failed": "❌ **FAILED**",
+               "inconclusive": "⚠️ **INCONCLUSIVE**"}[top["verdict"]]
+    verdict += f" ({_cell(sentence.split(': ', 1)[1])})"
     lines = [f"## s2l-scan: {_cell(report.model.get('source', '?'))}", "",
              f"Release gate {verdict}. Gate: {gate_text(report)}.", "",
              f"Model hash `{top['model_hash']}`; scanned {report.timestamps.get('started', '?')}"
@@ -36,13 +52,15 @@ def markdown_lines(report: ScanReport) -> list[str]:
         lines += [f"- {_cell(line.strip())}" if not line.startswith("  ") else
                   f"  - {_cell(line.strip())}" for line in leaked]
         lines.append("")
-    failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
-    failures += [(r.item_id, reason) for r in report.extraction for reason in r.reasons]
-    failures += [(r.item_id, reason) for r in report.memorization for reason in r.reasons]
-    if failures:
-        lines += ["### Failures", ""]
-        lines += [f"- `{item}`: {_cell(reason)}" for item, reason in failures]
-        lines.append("")
+    for title, word in (("Failures", "FAIL"), ("Undecided (inconclusive checks)",
+                                                 "INCONCLUSIVE")):
+        found = [(str(check.check_id), reason) for check in report.checks()
+                 if verdict_word(check) == word for reason in check.reasons
+                 if word != "FAIL" or reason.kind != "undecided"]
+        if found:
+            lines += [f"### {title}", ""]
+            lines += [f"- `{item}`: {_cell(reason.text)}" for item, reason in found]
+            lines.append("")
     lines += ["### Results", "",
               "| check | AUC [95% CI] | raw AUC | TPR@1% | TPR@0.1% | ASR | blind AUC | n | "
               "verdict |",
@@ -56,7 +74,7 @@ def markdown_lines(report: ScanReport) -> list[str]:
                      f"{row.auc_raw:.3f} | "
                      f"{fmt(row.tpr_at_1pct_fpr)} | {fmt(row.tpr_at_01pct_fpr)} | {row.asr:.3f} | "
                      f"{row.blind_auc:.3f} | {row.n_members}/{row.n_nonmembers} | "
-                     f"{'pass' if row.passed else '**FAIL**'}{flags} |")
+                     f"{_word(row)}{flags} |")
     lines += ["", _cell(reading()), ""]
     if report.extraction:
         lines += ["### Extraction", "", "| model | domain | training images extracted | "
@@ -65,7 +83,7 @@ def markdown_lines(report: ScanReport) -> list[str]:
         lines += [f"| {_cell(r.probe or 'released')} | {_cell(r.domain)} | "
                   f"{r.extracted} | {r.matched_generations} | {r.n_generated} | "
                   f"{r.nonmember_matches} | {fmt(r.nearest_distance, 4)} | "
-                  f"{'pass' if r.passed else '**FAIL**'} |"
+                  f"{_word(r)} |"
                   for r in report.extraction]
         lines += ["", _cell(extraction_reading(report)), ""]
     if report.memorization:
@@ -79,7 +97,7 @@ def markdown_lines(report: ScanReport) -> list[str]:
                 f"{len(r.prompts)} | {r.largest:.4g} | "
                 f"{'-' if peak is None else _cell(repr(str(peak['prompt'])))} | "
                 f"{_cell(f'{r.threshold:g}') if gated else 'reported, not gated'} | "
-                f"{len(r.flagged) if gated else '-'} | {'pass' if r.passed else '**FAIL**'} |")
+                f"{len(r.flagged) if gated else '-'} | {_word(r)} |")
         lines.append("")
     if report.comparison:
         lines += [f"### Compared with `{_cell(report.config.get('compare'))}`", "",

@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from s2l_scan.checks import CheckId
+from s2l_scan.checks import Check, CheckId, Outcome, Reason, combine
 from s2l_scan.errors import UsageError
 
-SCHEMA_VERSION = "2"
+SCHEMA_VERSION = "3"
+"""3: every check carries an ``outcome`` (passed, failed, inconclusive) and its reasons as
+:class:`~s2l_scan.checks.Reason` objects; 2 had ``passed`` booleans and reason strings (still
+read: :func:`s2l_scan.report.files.report_from_dict`)."""
+
+
+def _threshold(config: dict[str, Any] | None, key: str) -> str:
+    return f"{None if config is None else config.get(key)}"
 
 
 @dataclass
@@ -55,8 +63,28 @@ class ResultRow:
     delta_auc_ci: tuple[float, float] | None = None
     delta_p_value: float | None = None  # one-sided paired-bootstrap p of "Δ ≤ 0"
     delta_p_adjusted: float | None = None
-    passed: bool = True
-    reasons: list[str] = field(default_factory=list)
+    outcome: Outcome = Outcome.INCONCLUSIVE  # the gate's (gate.judge_row); unjudged: not shown
+    reasons: list[Reason] = field(default_factory=list)
+
+    gating = True  # a row's AUC check always gates (its TPR check only where estimable)
+
+    @property
+    def passed(self) -> bool:
+        """Whether the gate showed this check safe (``outcome`` passed)."""
+        return self.outcome is Outcome.PASSED
+
+    def properties(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        """What JUnit and SARIF show of this check: ``observed_*`` measured, ``threshold_*``
+        the gate's limits (from the report's ``config``)."""
+        out = {"outcome": str(self.outcome), "observed_auc": f"{self.auc:.6g}",
+               "observed_auc_ci": f"{self.auc_ci[0]:.6g},{self.auc_ci[1]:.6g}",
+               "observed_auc_raw": f"{self.auc_raw:.6g}",
+               "observed_blind_auc": f"{self.blind_auc:.6g}",
+               "threshold_max_auc": _threshold(config, "max_auc"),
+               "threshold_max_tpr_at_1pct_fpr": _threshold(config, "max_tpr")}
+        if self.tpr_at_1pct_fpr is not None:
+            out["observed_tpr_at_1pct_fpr"] = f"{self.tpr_at_1pct_fpr:.6g}"
+        return out
 
     def candidates(self) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
         """Members' and non-members' scores of every candidate: the attack's own (key "")
@@ -94,8 +122,20 @@ class ExtractionRecord:
     matches: list[dict[str, Any]]
     nearest_distance: float | None  # the closest any generation came to a known image
     settings: dict[str, Any]
-    passed: bool = True
-    reasons: list[str] = field(default_factory=list)
+    outcome: Outcome = Outcome.INCONCLUSIVE  # the gate's (gate.judge_extraction)
+    reasons: list[Reason] = field(default_factory=list)
+
+    gating = True
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASSED
+
+    def properties(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"outcome": str(self.outcome), "observed_extracted": str(self.extracted),
+                "observed_matched_generations": str(self.matched_generations),
+                "observed_nonmember_matches": str(self.nonmember_matches),
+                "threshold_max_extracted": _threshold(config, "max_extracted")}
 
     @property
     def check_id(self) -> CheckId:
@@ -126,8 +166,22 @@ class MemorizationRecord:
     prompts: list[dict[str, Any]]
     threshold: float | None  # the gate's: max_text_guidance, or clique_size; None: not gated
     settings: dict[str, Any]
-    passed: bool = True
-    reasons: list[str] = field(default_factory=list)
+    outcome: Outcome = Outcome.INCONCLUSIVE  # the gate's (gate.judge_memorization)
+    reasons: list[Reason] = field(default_factory=list)
+
+    @property
+    def gating(self) -> bool:
+        """A record without a threshold is reported, not gated."""
+        return self.threshold is not None
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASSED
+
+    def properties(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"outcome": str(self.outcome), "gating": str(self.gating).lower(),
+                "largest": f"{self.largest:.6g}",
+                "threshold": "" if self.threshold is None else f"{self.threshold:g}"}
 
     @property
     def largest(self) -> float:
@@ -164,6 +218,26 @@ class ComparisonCheck:
     allowance: str | None  # canonical text, e.g. "auc:+0.02"; None: compared for information
     status: str  # ok | regressed | new | missing (dropped since the previous report) | no-baseline
     passed: bool = True
+    reasons: list[Reason] = field(default_factory=list)  # the gate's, when it failed
+
+    gating = True
+
+    @property
+    def check_id(self) -> CheckId:
+        return CheckId.parse(self.item)
+
+    @property
+    def item_id(self) -> str:
+        return self.item
+
+    @property
+    def outcome(self) -> Outcome:
+        """A regression check shows or does not show a regression: failed or passed."""
+        return Outcome.PASSED if self.passed else Outcome.FAILED
+
+    def properties(self, config: dict[str, Any] | None = None) -> dict[str, Any]:
+        return {"outcome": str(self.outcome), "metric": self.metric, "status": self.status,
+                "previous": self.previous, "current": self.current, "change": self.change}
 
 
 @dataclass
@@ -185,27 +259,52 @@ class ScanReport:
     # prompt-level memorization per detector and domain; empty unless turned on
     memorization: list[MemorizationRecord] = field(default_factory=list)
 
+    def checks(self) -> Iterator[Check]:
+        """Every judged check, in report order: rows, extraction records, memorization
+        records, then the regression checks of a compare."""
+        yield from self.results
+        yield from self.extraction
+        yield from self.memorization
+        yield from self.comparison
+
+    @property
+    def outcome(self) -> Outcome:
+        """FAILED if any check failed, PASSED only if every gating check passed,
+        INCONCLUSIVE otherwise (:func:`s2l_scan.checks.combine`)."""
+        return combine((check.outcome, check.gating) for check in self.checks())
+
     @property
     def passed(self) -> bool:
-        """True when no result, extraction record or regression check crossed a threshold."""
-        return not self.failed_items
+        """True only when every gating check showed safety (``outcome`` passed)."""
+        return self.outcome is Outcome.PASSED
 
     @property
     def failed_items(self) -> list[str]:
-        """The ids of every failed check: rows, extraction records, then regressions of checks
-        that did not fail on their own."""
-        failed = [row.item_id for row in self.results if not row.passed] + [
-            record.item_id for record in self.extraction if not record.passed] + [
-            record.item_id for record in self.memorization if not record.passed]
-        failed += [check.item for check in self.comparison
-                   if not check.passed and check.item not in failed]
-        return list(dict.fromkeys(failed))  # a check dropped or regressed on two metrics: once
+        """The ids of every failed check, in report order (a check dropped or regressed on two
+        metrics, or failed on its own and regressed: once)."""
+        return list(dict.fromkeys(str(check.check_id) for check in self.checks()
+                                  if check.outcome is Outcome.FAILED))
+
+    @property
+    def inconclusive_items(self) -> list[str]:
+        """The ids of the gating checks that are inconclusive (none failed on that id)."""
+        failed = set(self.failed_items)
+        return [item for item in dict.fromkeys(
+            str(check.check_id) for check in self.checks()
+            if check.gating and check.outcome is Outcome.INCONCLUSIVE) if item not in failed]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; key order is stable so identical scans give identical files."""
         body = asdict(self)
-        failed = self.failed_items
-        body["verdict"] = {"passed": not failed, "failed_items": failed}
+        for key in ("results", "extraction", "memorization"):
+            for record in body[key]:
+                record["outcome"] = str(record["outcome"])
+        for check, record in zip(self.comparison, body["comparison"], strict=True):
+            record["outcome"] = str(check.outcome)
+        outcome = self.outcome
+        body["verdict"] = {"outcome": str(outcome), "passed": outcome is Outcome.PASSED,
+                           "failed_items": self.failed_items,
+                           "inconclusive_items": self.inconclusive_items}
         return body
 
 

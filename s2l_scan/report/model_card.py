@@ -25,7 +25,14 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from s2l_scan.errors import UsageError
-from s2l_scan.report.headline import fmt, gate_text, headline
+from s2l_scan.report.headline import (
+    decide_n,
+    fmt,
+    gate_text,
+    headline,
+    undecided_reasons,
+    verdict_word,
+)
 from s2l_scan.report.markdown import _cell
 from s2l_scan.report.model import ScanReport
 
@@ -156,8 +163,10 @@ def results(report: ScanReport) -> list[EvalResult]:
     if top["max_tpr_at_1pct_fpr"] is not None:
         out.append(result(*mia, "tpr_at_1pct_fpr", "max TPR at 1% FPR",
                           round(float(top["max_tpr_at_1pct_fpr"]), 4)))
-    out.append(result(*mia, "failed_checks", "s2l-scan checks failed (0: release gate passed)",
+    out.append(result(*mia, "failed_checks", "s2l-scan checks failed (0: no leak shown)",
                       int(top["failed"])))
+    out.append(result(*mia, "inconclusive_checks", "s2l-scan checks inconclusive (0 with 0 "
+                      "failed: release gate passed)", int(top["inconclusive"])))
     if report.extraction:
         extraction = ("training-data-extraction", "Training image extraction")
         out += [result(*extraction, "extracted_images",
@@ -183,7 +192,11 @@ def _replace_section(body: str, text: str) -> str:
 def section(report: ScanReport) -> str:
     """The card's privacy-scan prose: verdict, gate and the pooled (or only) rows."""
     top = headline(report)
-    verdict = "passed" if report.passed else f"failed ({top['failed']} of {top['checks']} checks)"
+    verdict = {"passed": "passed: every gating check showed safety",
+               "failed": f"failed ({top['failed']} of {top['checks']} checks)",
+               "inconclusive": f"was INCONCLUSIVE ({top['inconclusive']} of {top['checks']} "
+                               "checks undecided): no leak was shown, but this scan could not "
+                               "show the model safe either"}[top["verdict"]]
     lines = ["## Privacy scan (s2l-scan)", "",
              f"This checkpoint was scanned for training-data leakage with s2l-scan "
              f"{report.packages.get('s2l-scan', '?')} on {report.timestamps.get('started', '?')}"
@@ -197,7 +210,13 @@ def section(report: ScanReport) -> str:
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
                      f"{fmt(row.tpr_at_1pct_fpr)} | {row.blind_auc:.3f} | "
-                     f"{'pass' if row.passed else 'FAIL'} |")
+                     f"{verdict_word(row)} |")
+    if top["verdict"] == "inconclusive":
+        needed = decide_n(report)
+        lines += ["", "This is not a pass. " + "; ".join(
+            f"`{_cell(item)}`: {_cell(reason.text)}" for item, reason in undecided_reasons(report))
+            + ("." if needed is None else f". About {needed} members and {needed} non-members "
+               "per domain would decide it.")]
     if report.extraction:
         lines += ["", f"Extraction: {top['extracted']} distinct training image(s) reproduced "
                       f"((k, ℓ2, δ)-eidetic), matched by {top['matched_generations']} of "

@@ -1,7 +1,9 @@
 """SARIF 2.1.0 findings of one :class:`ScanReport`, for GitHub code scanning.
 
 One rule per check (each attack, each probe/attack pair, extraction, each memorization
-detector, each regression metric, dropped checks); one result per failed item, located at the
+detector, each regression metric, dropped checks); one result per failed item (level
+``error``) and per inconclusive gating item (level ``warning``: no leak shown, safety not shown
+either), its message the gate's Reason texts and its properties their kinds; located at the
 scanned model's ``model_index.json`` and, logically, at its check id
 (``baselines::loss[identity-0]``).
 
@@ -28,9 +30,15 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan import __version__
-from s2l_scan.gate import regression_reason
+from s2l_scan.checks import Check, Outcome, Reason
 from s2l_scan.report.headline import gate_text
-from s2l_scan.report.model import ScanReport
+from s2l_scan.report.model import (
+    ComparisonCheck,
+    ExtractionRecord,
+    MemorizationRecord,
+    ResultRow,
+    ScanReport,
+)
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _FINGERPRINT = "s2lScanItem/v1"
@@ -132,6 +140,18 @@ def _dropped_rule() -> dict[str, Any]:
                  "5.0", ["regression"])
 
 
+def _rule_of(check: Check) -> dict[str, Any]:
+    """The rule of a check, from what it is (never from its reasons' text)."""
+    if isinstance(check, ResultRow):
+        return _membership_rule(check.attack, check.probe)
+    if isinstance(check, ExtractionRecord):
+        return _extraction_rule()
+    if isinstance(check, MemorizationRecord):
+        return _memorization_rule(check.detector)
+    assert isinstance(check, ComparisonCheck)
+    return _dropped_rule() if check.status == "missing" else _regression_rule(check.metric)
+
+
 def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]:
     """The SARIF log as a dict (``json.dumps`` it). ``root``: the repository root (default:
     :func:`repository_root`)."""
@@ -139,45 +159,33 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
     results: list[dict[str, Any]] = []
     location, bases = _location(report, repository_root() if root is None else root)
     model_uri = location["physicalLocation"]["artifactLocation"]["uri"]
-    source = str(report.config.get("compare"))
 
-    def add(rule: dict[str, Any], item: str, message: str) -> None:
+    def add(rule: dict[str, Any], item: str, reasons: list[Reason], level: str) -> None:
         rules.setdefault(rule["id"], rule)
         results.append({
-            "ruleId": rule["id"], "level": "error",
-            "message": {"text": f"{item}: {message}"},
+            "ruleId": rule["id"], "level": level,
+            "message": {"text": f"{item}: {'; '.join(r.text for r in reasons) or level}"},
             "locations": [{**location, "logicalLocations": [
                 {"name": item, "fullyQualifiedName": item, "kind": "resource"}]}],
             "partialFingerprints": _fingerprints(rule["id"], item, model_uri),
-            "properties": {"item": item},
+            "properties": {"item": item, "kinds": sorted({r.kind for r in reasons}),
+                           "settings": sorted({r.setting for r in reasons if r.setting}),
+                           **({"decide_n": max(r.decide_n for r in reasons if r.decide_n)}
+                              if any(r.decide_n for r in reasons) else {})},
         })
 
-    for row in report.results:
-        rule = _membership_rule(row.attack, row.probe)
-        rules.setdefault(rule["id"], rule)  # every check has a rule, failing or not
-        regressions = {regression_reason(c, source): c for c in report.comparison
-                       if c.item == row.item_id and not c.passed}
-        threshold_reasons = [r for r in row.reasons if r not in regressions]
-        if threshold_reasons:
-            add(rule, row.item_id, "; ".join(threshold_reasons))
-        for reason, check in regressions.items():
-            add(_regression_rule(check.metric), row.item_id, reason)
-    for record in report.extraction:
-        rules.setdefault("s2l/extraction", _extraction_rule())
-        if not record.passed:
-            add(_extraction_rule(), record.item_id, "; ".join(record.reasons) or
-                f"{record.extracted} training images extracted")
-    for memorized in report.memorization:
-        rule = _memorization_rule(memorized.detector)
-        rules.setdefault(rule["id"], rule)
-        if not memorized.passed:
-            add(rule, memorized.item_id, "; ".join(memorized.reasons) or "memorization found")
-    row_items = {row.item_id for row in report.results}
-    for check in report.comparison:
-        if not check.passed and check.item not in row_items:
-            rule = _dropped_rule() if check.status == "missing" else _regression_rule(
-                check.metric)
-            add(rule, check.item, regression_reason(check, source))
+    for check in report.checks():
+        item = str(check.check_id)
+        rule = _rule_of(check)
+        if not isinstance(check, ComparisonCheck):
+            rules.setdefault(rule["id"], rule)  # every check has a rule, failing or not
+        # a record's regression reasons are reported by its comparison check, under its rule
+        own = [r for r in check.reasons if r.kind not in ("regression", "dropped")
+               or isinstance(check, ComparisonCheck)]
+        if check.outcome is Outcome.FAILED and (own or isinstance(check, ComparisonCheck)):
+            add(rule, item, own, "error")
+        elif check.outcome is Outcome.INCONCLUSIVE and check.gating:
+            add(rule, item, own, "warning")
     return {
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
@@ -191,7 +199,8 @@ def render_sarif(report: ScanReport, root: Path | None = None) -> dict[str, Any]
             "originalUriBaseIds": bases,
             "invocations": [{
                 "executionSuccessful": True,
-                "properties": {"gate": gate_text(report), "passed": report.passed,
+                "properties": {"gate": gate_text(report), "outcome": str(report.outcome),
+                               "passed": report.passed,
                                "model_hash": report.model.get("model_hash")},
             }],
             "results": results,
