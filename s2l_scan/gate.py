@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from s2l_scan.config import ScanConfig
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import UsageError
 from s2l_scan.functional.metrics import holm, smallest_pvalue
 from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
@@ -150,7 +151,8 @@ def regression_reason(check: ComparisonCheck, source: str) -> str:
 
 def judge_memorization(record: MemorizationRecord) -> None:
     """Set ``record.passed`` / ``reasons``: a domain fails when one of its prompts' text-guidance
-    magnitude exceeds ``max_text_guidance`` (Wen), or its generations hold a clique of at least
+    magnitude exceeds ``max_text_guidance`` (Wen), its anisotropy score exceeds
+    ``max_anisotropy`` (Asthana & Belagiannis), or its generations hold a clique of at least
     ``clique_size`` near-copies (Carlini); a record without a threshold is reported only."""
     record.reasons = []
     if record.threshold is None:
@@ -161,13 +163,13 @@ def judge_memorization(record: MemorizationRecord) -> None:
     for prompt in record.prompts:
         value = float(prompt["value"])
         # the per-prompt verdict, stamped for the renderers (which never judge)
-        wen = record.detector == "wen"
-        prompt["flagged"] = value > record.threshold if wen else value >= record.threshold
-        if prompt["flagged"] and wen:
+        detector = DETECTORS[record.detector]
+        prompt["flagged"] = detector.flags(value, record.threshold)
+        if prompt["flagged"] and detector.strict:
             record.reasons.append(
-                f"prompt {prompt['prompt']!r}: text-guidance magnitude {value:.4g} > "
-                f"max_text_guidance {record.threshold:g} (Wen et al.: a likely memorized "
-                f"prompt, found with no known image)")
+                f"prompt {prompt['prompt']!r}: {detector.measures} {value:.4g} > "
+                f"{detector.threshold} {record.threshold:g} ({detector.authors}: a likely "
+                f"memorized prompt, found with no known image)")
         elif prompt["flagged"]:
             record.reasons.append(
                 f"prompt {prompt['prompt']!r}: a clique of {int(value)} generations, each a "

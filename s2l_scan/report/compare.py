@@ -69,6 +69,9 @@ register_metric(Metric("text_guidance", "largest Wen text-guidance magnitude ove
                        "prompts (memorization::wen)", "memorization/wen", _largest))
 register_metric(Metric("clique", "largest clique of near-copy generations over a domain's "
                        "prompts (memorization::clique)", "memorization/clique", _largest))
+register_metric(Metric("anisotropy", "largest log-probability anisotropy score over a "
+                       "domain's prompts (memorization::anisotropy)", "memorization/anisotropy",
+                       _largest))
 
 
 @dataclass(frozen=True)
