@@ -3,6 +3,10 @@ cosines written out in numpy, Wen's step-1 magnitude, and closed forms."""
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -88,3 +92,111 @@ def test_anisotropy_score_weights_and_bad_input() -> None:
     with pytest.raises(ValueError, match="x_T"):
         guidance_anisotropy(_eps, torch.zeros(4, 4), torch.zeros(1, 2, 2),
                             torch.zeros(1, 2, 2), 900, 40)
+
+
+def _tiny(tiny_reference: Path) -> tuple[Any, list[tuple[str, str, str]]]:
+    from s2l_scan.io.audit_data import load_audit_data
+    from s2l_scan.io.model import load_pipeline
+    from s2l_scan.stages.memorization import prompts_of
+
+    model = load_pipeline(tiny_reference / "model")
+    return model, prompts_of(load_audit_data(tiny_reference / "data", model.resolution))[:2]
+
+
+def test_the_stage_pairs_its_norm_with_wens_magnitude_start_by_start(
+        tiny_reference: Path) -> None:
+    from s2l_scan.stages.memorization import MemorizationSettings, run_memorization
+
+    model, prompts = _tiny(tiny_reference)
+    settings = MemorizationSettings(starts=3, detect_steps=1, anisotropy_starts=3,
+                                    alignment_weight=0.5, anisotropy_threshold=-2.0)
+    records = run_memorization(model, prompts, settings)
+    for record in records:
+        terms = record.anisotropy
+        assert terms is not None and record.flagged_anisotropy  # score ≥ −0.5 > −2
+        # the same seeded starts and the grid's first step: Wen's step-1 value, start by start
+        np.testing.assert_allclose(terms.norm, record.magnitudes, rtol=1e-6)
+        assert all(-1.0 <= a <= 1.0 for a in terms.alignment)
+        np.testing.assert_allclose(
+            terms.score, np.add(terms.norm, 0.5 * np.asarray(terms.alignment)))
+    again = run_memorization(model, prompts, settings)
+    assert [r.anisotropy for r in again] == [r.anisotropy for r in records]  # seeded
+    assert records[0].anisotropy != records[1].anisotropy  # each prompt its own
+
+
+def test_anisotropy_runs_four_unet_forwards_a_start_and_no_wen_when_alone(
+        tiny_reference: Path, tmp_path: Path) -> None:
+    from s2l_scan.stages.memorization import MemorizationSettings, run_memorization
+    from s2l_scan.units import UnitStore
+    from tests.test_memorization_units import forwards
+
+    model, prompts = _tiny(tiny_reference)
+    settings = MemorizationSettings(starts=0, anisotropy_starts=3)
+    store = UnitStore(tmp_path / "units")
+    with forwards(model) as counted:
+        [record] = run_memorization(model, prompts[:1], settings, store=store)
+    # 2 timesteps × (conditional + unconditional), the 3 starts batched; no Wen step taken
+    assert counted["unet"] == 4 and record.magnitude is None and not record.magnitudes
+    assert counted["vae.decoder"] == 0
+    with forwards(model) as counted:  # a rescan: the unit is stored
+        again = run_memorization(model, prompts[:1], dataclasses.replace(
+            settings, alignment_weight=7.0), store=store)[0]
+    assert counted == dict.fromkeys(counted, 0)
+    assert record.anisotropy is not None and again.anisotropy is not None
+    assert again.anisotropy.norm == record.anisotropy.norm  # the weight only combines them
+    assert again.anisotropy.score != record.anisotropy.score
+
+
+def test_an_anisotropy_check_in_a_scan(tiny_reference: Path) -> None:
+    import json
+
+    import jsonschema
+
+    from s2l_scan.config import make_config
+    from s2l_scan.plan import ScanInputs, build_plan
+    from s2l_scan.report.files import schema
+    from s2l_scan.session import run_scan
+
+    inputs = ScanInputs(str(tiny_reference / "model"), str(tiny_reference / "data"))
+    # the score is norm + 2·alignment ≥ −2 (a cosine ≥ −1), so max_anisotropy −3 must fail
+    config = make_config(attacks=["loss"], probes=[], extraction_samples=0, bootstrap=20,
+                         permutations=20, domains=["identity-0"], memorization_starts=2,
+                         anisotropy_starts=2, max_anisotropy=-3.0)
+    report = run_scan(inputs, config)
+    wen, anisotropy = report.memorization
+    assert anisotropy.item_id == "memorization::anisotropy[identity-0]"
+    assert wen.passed and not wen.flagged  # ungated: reported only
+    assert not anisotropy.passed and "log-probability anisotropy score" in anisotropy.reasons[0]
+    assert "max_anisotropy -3" in anisotropy.reasons[0]
+    assert anisotropy.settings["norm_t"] > anisotropy.settings["align_t"]
+    entry = anisotropy.prompts[0]
+    assert entry["value"] == pytest.approx(entry["norm"] + 2.0 * entry["alignment"])
+    assert entry["norm"] == pytest.approx(wen.prompts[0]["value"], rel=1e-6)
+    plan = build_plan(inputs, config)
+    assert [str(c) for c in plan.checks(["identity-0"])][-2:] == [wen.item_id,
+                                                                  anisotropy.item_id]
+    jsonschema.validate(json.loads(json.dumps(report.to_dict())), schema())
+
+
+@pytest.mark.parametrize(("options", "named"), [
+    ({"anisotropy_starts": -1}, "anisotropy_starts"),
+    ({"max_anisotropy": float("nan")}, "max_anisotropy"),
+    ({"max_anisotropy": True}, "max_anisotropy"),
+    ({"anisotropy_alignment_weight": -0.5}, "anisotropy_alignment_weight"),
+])
+def test_anisotropy_option_errors(options: dict[str, object], named: str) -> None:
+    from s2l_scan.config import make_config
+    from s2l_scan.errors import UsageError
+
+    with pytest.raises(UsageError, match=named):
+        make_config(**options)
+
+
+def test_the_default_scan_runs_no_detector() -> None:
+    from s2l_scan.config import make_config
+    from s2l_scan.detectors import DETECTORS, enabled_detectors
+
+    assert enabled_detectors(make_config()) == []
+    assert list(DETECTORS) == ["wen", "anisotropy", "clique"]
+    assert [d.name for d in enabled_detectors(make_config(anisotropy_starts=1))] == [
+        "anisotropy"]

@@ -51,7 +51,8 @@ CASES = {
 
 def _oracle(detector: str, values: tuple[float, ...], threshold: float | None) -> list[int]:
     """The indices of the prompts past the threshold: magnitude > max_text_guidance, anisotropy
-    score > max_anisotropy, clique size ≥ clique_size (the config's documented rules); none without a threshold."""
+    score > max_anisotropy, clique size ≥ clique_size (the config's documented rules); none
+    without a threshold."""
     if threshold is None:
         return []
     return [i for i, v in enumerate(values)
