@@ -145,7 +145,7 @@ class ScanConfig:
                                       "grid averaged", 1, cli=False)
     anisotropy_starts: int = _option(
         "prompt-level memorization (Asthana & Belagiannis, ICLR 2026): seeded pure-noise starts "
-        "per prompt of the log-probability anisotropy score (4 UNet forwards a start, no "
+        "per prompt of the log-probability anisotropy score (ε(c) and ε(∅) at two timesteps, no "
         "sampling), over every domain prompt and caption; 0: off", 0)
     max_anisotropy: float | None = _option(
         "gate: fail a domain when a prompt's anisotropy score exceeds this (model-specific "
