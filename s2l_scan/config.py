@@ -149,6 +149,17 @@ class ScanConfig:
         "not gated)", None)
     memorization_steps: int = _option("Wen et al.: first steps of the paper's 50-step DDIM "
                                       "grid averaged", 1, cli=False)
+    anisotropy_starts: int = _option(
+        "prompt-level memorization (Asthana & Belagiannis, ICLR 2026): seeded pure-noise starts "
+        "per prompt of the log-probability anisotropy score (ε(c) and ε(∅) at two timesteps, no "
+        "sampling), over every domain prompt and caption; 0: off", 0)
+    max_anisotropy: float | None = _option(
+        "gate: fail a domain when a prompt's anisotropy score exceeds this (model-specific "
+        "scale: calibrate it on prompts known not to be memorized; default: reported, not "
+        "gated)", None)
+    anisotropy_alignment_weight: float = _option(
+        "Asthana & Belagiannis: weight of the alignment term beside the norm's 1 (the authors: "
+        "2 on SD-1.4, 0.1 on SD-2)", 2.0, cli=False)
     clique_generations: int = _option(
         "prompt-level memorization (Carlini et al.): generations per prompt searched for a "
         "clique of near-copies of one another (within extraction_delta); 0: off", 0, cli=False)
@@ -213,7 +224,7 @@ class ScanConfig:
             raise UsageError(f"on_inconclusive must be one of {ON_INCONCLUSIVE}, got "
                              f"{self.on_inconclusive!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted",
-                     "memorization_starts", "clique_generations"):
+                     "memorization_starts", "anisotropy_starts", "clique_generations"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise UsageError(f"{name} must be a non-negative integer, got {value!r}")
@@ -251,6 +262,13 @@ class ScanConfig:
                 and math.isfinite(self.max_text_guidance) and self.max_text_guidance >= 0):
             raise UsageError(f"max_text_guidance must be a finite number ≥ 0, got "
                              f"{self.max_text_guidance!r}")
+        for name, low in (("max_anisotropy", -math.inf), ("anisotropy_alignment_weight", 0.0)):
+            value = getattr(self, name)
+            if value is not None and not (isinstance(value, int | float)
+                                          and not isinstance(value, bool)
+                                          and math.isfinite(value) and value >= low):
+                raise UsageError(f"{name} must be a finite number"
+                                 f"{' ≥ 0' if low == 0 else ''}, got {value!r}")
         if self.memorization_steps > WEN_GRID_STEPS:
             raise UsageError(f"memorization_steps {self.memorization_steps} exceeds the "
                              f"{WEN_GRID_STEPS} steps of Wen et al.'s DDIM grid")

@@ -27,6 +27,7 @@ from typing import Any
 
 from s2l_scan.checks import Outcome, Reason, combine
 from s2l_scan.config import ScanConfig
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import ExitCode, UsageError
 from s2l_scan.functional.metrics import holm, smallest_pvalue
 from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
@@ -281,15 +282,14 @@ def regression_reason(check: ComparisonCheck, source: str) -> Reason:
         f"{check.allowance}"))
 
 
-_MEMORIZATION_SETTINGS = {"wen": "max_text_guidance", "clique": "clique_size"}
-
-
 def judge_memorization(record: MemorizationRecord) -> None:
-    """Set ``record.outcome`` / ``reasons``: a domain fails when one of its prompts' text-guidance
-    magnitude exceeds ``max_text_guidance`` (Wen), or its generations hold a clique of at least
+    """Set ``record.outcome`` / ``reasons``: a domain fails when one of its prompts' value is past
+    its detector's threshold (Wen's text-guidance magnitude over ``max_text_guidance``, the
+    anisotropy score over ``max_anisotropy``), or its generations hold a clique of at least
     ``clique_size`` near-copies (Carlini), and passes otherwise. A record without a threshold
     is reported, not gated (``gating`` False): INCONCLUSIVE, saying which setting gates it."""
-    setting = _MEMORIZATION_SETTINGS.get(record.detector, record.detector)
+    detector = DETECTORS[record.detector]
+    setting = detector.threshold
     if record.threshold is None:
         for prompt in record.prompts:
             prompt.pop("flagged", None)  # reported, not gated
@@ -301,12 +301,11 @@ def judge_memorization(record: MemorizationRecord) -> None:
     for prompt in record.prompts:
         value = float(prompt["value"])
         # the per-prompt verdict, stamped for the renderers (which never judge)
-        wen = record.detector == "wen"
-        prompt["flagged"] = value > record.threshold if wen else value >= record.threshold
-        if prompt["flagged"] and wen:
-            text = (f"prompt {prompt['prompt']!r}: text-guidance magnitude {value:.4g} > "
-                    f"max_text_guidance {record.threshold:g} (Wen et al.: a likely memorized "
-                    f"prompt, found with no known image)")
+        prompt["flagged"] = detector.flags(value, record.threshold)
+        if prompt["flagged"] and detector.strict:
+            text = (f"prompt {prompt['prompt']!r}: {detector.measures} {value:.4g} > "
+                    f"{setting} {record.threshold:g} ({detector.authors}: a likely "
+                    f"memorized prompt, found with no known image)")
         elif prompt["flagged"]:
             text = (f"prompt {prompt['prompt']!r}: a clique of {int(value)} generations, each "
                     f"a near-copy of every other, ≥ clique_size {int(record.threshold)} "

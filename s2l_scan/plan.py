@@ -17,6 +17,7 @@ from typing import Any
 from s2l_scan.attack import Attack, make_attack
 from s2l_scan.checks import CheckId, calibrated
 from s2l_scan.config import ScanConfig
+from s2l_scan.detectors import enabled_detectors
 from s2l_scan.errors import UsageError
 from s2l_scan.probing import ProbeSelection, select_probes
 from s2l_scan.report.compare import Allowance, parse_allowances
@@ -123,9 +124,8 @@ class ScanPlan:
                 for name in names for domain in checked]
         ids += [CheckId.extraction(source, domain)
                 for source in self.extraction_sources for domain in domains]
-        ids += [CheckId.memorization(detector, domain) for detector, on in (
-            ("wen", self.config.memorization_starts), ("clique", self.config.clique_generations))
-                if on for domain in domains]
+        ids += [CheckId.memorization(detector.name, domain)
+                for detector in enabled_detectors(self.config) for domain in domains]
         return ids
 
     def check_model(self, num_train_timesteps: int) -> None:

@@ -187,7 +187,9 @@ def _memorization(model: LoadedModel, data: AuditData, config: ScanConfig, runti
                   ) -> list[MemorizationRecord]:
     """Prompt-level memorization records, when turned on (rank 0 alone: prompts are few),
     their model work through the unit store."""
-    if not config.memorization_starts and not config.clique_generations:
+    from s2l_scan.detectors import enabled_detectors
+
+    if not enabled_detectors(config):
         return []
     from s2l_scan.stages.memorization import memorization_records
 

@@ -1,12 +1,13 @@
 """Study: prompt-level memorization detection without known images, on a reference build.
 
-Runs Wen et al.'s text-guidance magnitude and Carlini et al.'s near-copy clique
+Runs Wen et al.'s text-guidance magnitude, Asthana & Belagiannis's log-probability anisotropy
+score (``--anisotropy-starts``) and Carlini et al.'s near-copy clique
 (:mod:`s2l_scan.stages.memorization`) on every domain prompt of a reference build and on
 control prompts made of the same words but never trained on, and checks each flagged clique
 against the build's manifest (is it the planted duplicate?), an oracle the detectors never see.
 
     python studies/prompt_memorization.py REFERENCE_DIR OUT_DIR [--generations 64]
-        [--starts 8] [--detect-steps 1] [--control "a photo of" ...]
+        [--starts 8] [--detect-steps 1] [--anisotropy-starts 0] [--control "a photo of" ...]
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ def main() -> None:
     parser.add_argument("--generations", type=int, default=64)
     parser.add_argument("--starts", type=int, default=8)
     parser.add_argument("--detect-steps", type=int, default=1)
+    parser.add_argument("--anisotropy-starts", type=int, default=0)
     parser.add_argument("--delta", type=float, default=0.1)
     parser.add_argument("--min-clique", type=int, default=4)
     parser.add_argument("--tiles", type=int, default=4)
@@ -44,8 +46,9 @@ def main() -> None:
     prompts += [("control", c, "control") for c in args.control]
     settings = MemorizationSettings(starts=args.starts, detect_steps=args.detect_steps,
                                     generations=args.generations, delta=args.delta,
-                                    tiles=args.tiles,
+                                    tiles=args.tiles, anisotropy_starts=args.anisotropy_starts,
                                     min_clique=args.min_clique)
+    args.out.mkdir(parents=True, exist_ok=True)  # results.json goes there, cliques or none
     records = run_memorization(model, prompts, settings, evidence_dir=args.out)
     rows = []
     for record in records:
@@ -65,6 +68,10 @@ def main() -> None:
                        for i in record.clique]
         rows.append({"domain": record.domain, "prompt": record.prompt,
                      "magnitude": record.magnitude, "clique": len(record.clique),
+                     **({} if record.anisotropy is None else {
+                         "anisotropy": record.anisotropy.value,
+                         "anisotropy_norm": float(np.mean(record.anisotropy.norm)),
+                         "anisotropy_alignment": float(np.mean(record.anisotropy.alignment))}),
                      "flagged_clique": record.flagged_clique, "evidence": record.evidence,
                      "clique_rms_to_planted": planted})
         print(json.dumps(rows[-1]), flush=True)

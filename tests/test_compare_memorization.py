@@ -32,6 +32,9 @@ def _report(*records: Any) -> Any:
     ("wen", "text_guidance:+0.5", (1.0, 2.0), (2.5, 1.0), "ok"),
     ("wen", "text_guidance:+20%", (1.0, 2.0), (2.5, 1.0), "regressed"),  # +0.5 > 0.4
     ("wen", "text_guidance:+0", (1.0, 2.0), (3.0, 0.5), "regressed"),
+    ("anisotropy", "anisotropy:+0", (-0.5, 0.2), (0.2, -1.0), "ok"),
+    ("anisotropy", "anisotropy:+0", (-0.5, 0.2), (0.3, -1.0), "regressed"),  # 0.2 → 0.3
+    ("anisotropy", "anisotropy:+0.2", (-0.5, 0.2), (0.3, -1.0), "ok"),
     ("clique", "clique:+0", (2, 3), (3, 1), "ok"),
     ("clique", "clique:+0", (2, 3), (4, 1), "regressed"),
     ("clique", "clique:+1", (2, 3), (4, 1), "ok"),

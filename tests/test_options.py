@@ -31,7 +31,7 @@ pytest_plugins = ["pytester"]
 # The spellings both doors offered before options were generated (the hand-written tables of
 # config.SCAN_OPTIONS, cli._SCAN_OPTIONS and pytest_plugin._PATH_OPTIONS), plus negative_prompt,
 # family_alpha, allow_dropped_checks, reference_preset, memorization_starts, max_text_guidance,
-# sampler and budget.
+# sampler, budget, anisotropy_starts and max_anisotropy.
 _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootstrap",
            "bootstrap-seed", "reference-seed", "batch-size", "threads", "device", "dtype",
            "probes", "max-amplification", "max-extracted", "evidence-dir", "extraction-samples",
@@ -39,7 +39,8 @@ _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootst
            "known-index", "index-cache-dir", "sweep", "cache", "cache-dir", "allow-pickle",
            "compare", "compare-fail", "negative-prompt", "family-alpha",
            "allow-dropped-checks", "reference-preset", "memorization-starts",
-           "max-text-guidance", "sampler", "budget", "on-inconclusive")
+           "max-text-guidance", "sampler", "budget", "anisotropy-starts", "max-anisotropy",
+           "on-inconclusive")
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
        "--base-model",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif",

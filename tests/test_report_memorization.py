@@ -39,6 +39,10 @@ CASES = {
     "wen passes": ("wen", (1.0, 2.0), 3.0, False, False),
     "wen at the threshold passes": ("wen", (3.0,), 3.0, False, False),  # > fails, = does not
     "wen ungated": ("wen", (1.0, 9.0), None, False, False),
+    "anisotropy fails": ("anisotropy", (-0.4, 2.5), 2.0, False, True),
+    "anisotropy at the threshold passes": ("anisotropy", (2.0,), 2.0, False, False),
+    "anisotropy passes, all negative": ("anisotropy", (-0.9, -0.2), -0.1, False, False),
+    "anisotropy ungated": ("anisotropy", (0.5, 7.0), None, False, False),
     "clique fails, pictured": ("clique", (12, 2), 10, True, True),
     "clique at the size fails": ("clique", (10,), 10, False, True),  # ≥ fails
     "clique passes": ("clique", (3, 2), 10, False, False),
@@ -47,12 +51,13 @@ CASES = {
 
 
 def _oracle(detector: str, values: tuple[float, ...], threshold: float | None) -> list[int]:
-    """The indices of the prompts past the threshold: magnitude > max_text_guidance, clique
-    size ≥ clique_size (the config's documented rules); none without a threshold."""
+    """The indices of the prompts past the threshold: magnitude > max_text_guidance, anisotropy
+    score > max_anisotropy, clique size ≥ clique_size (the config's documented rules); none
+    without a threshold."""
     if threshold is None:
         return []
     return [i for i, v in enumerate(values)
-            if (v > threshold if detector == "wen" else v >= threshold)]
+            if (v >= threshold if detector == "clique" else v > threshold)]
 
 
 def _picture(tmp_path: Path) -> Path:
@@ -65,8 +70,9 @@ def _case(name: str, tmp_path: Path) -> tuple[ScanReport, MemorizationRecord, li
     detector, values, threshold, pictured, fails = CASES[name]
     evidence = str(_picture(tmp_path)) if pictured else None
     record = memorization_record(detector, values=values, threshold=threshold, evidence=evidence)
-    config = ({"memorization_starts": 2, "max_text_guidance": threshold} if detector == "wen"
-              else {"clique_generations": 16, "clique_size": int(threshold or 10)})
+    config = {"wen": {"memorization_starts": 2, "max_text_guidance": threshold},
+              "anisotropy": {"anisotropy_starts": 2, "max_anisotropy": threshold},
+              "clique": {"clique_generations": 16, "clique_size": int(threshold or 10)}}[detector]
     report = make_report([make_row(domain="identity-0")], memorization=[record], config=config)
     return report, record, _oracle(detector, values, threshold), fails
 
@@ -180,7 +186,8 @@ def test_junit_lists_each_record_with_its_largest_value(name: str, tmp_path: Pat
     properties = dict(junit_properties(report))
     detector, values, _, _, _ = CASES[name]
     assert properties[f"s2l.observed_largest.{record.item_id}"] == f"{max(values):.6g}"
-    key = "max_text_guidance" if detector == "wen" else "clique_size"
+    key = {"wen": "max_text_guidance", "anisotropy": "max_anisotropy",
+           "clique": "clique_size"}[detector]
     configured = report.config[key]  # "": max_text_guidance unset, reported, not gated
     assert properties[f"s2l.threshold_{key}"] == ("" if configured is None else str(configured))
 
@@ -210,6 +217,9 @@ def _report(kind: str) -> ScanReport:
     if kind == "wen":
         return make_report(memorization=[memorization_record("wen", threshold=None)],
                            config={"memorization_starts": 2})
+    if kind == "anisotropy":
+        return make_report(memorization=[memorization_record("anisotropy", threshold=None)],
+                           config={"anisotropy_starts": 2})
     if kind == "clique":
         return make_report(memorization=[memorization_record("clique", threshold=7)],
                            config={"clique_generations": 8, "clique_size": 7})
@@ -219,12 +229,16 @@ def _report(kind: str) -> ScanReport:
 
 
 @pytest.mark.parametrize(("kind", "keys"), [
-    ("baselines", ["max_auc", "max_tpr", "family_alpha"]),
-    ("probes", ["max_auc", "max_tpr", "max_amplification", "family_alpha"]),
-    ("extraction", ["max_auc", "max_tpr", "max_extracted", "family_alpha"]),
+    # with no detector on, the line says memorization went unchecked (memorization_starts 0, …)
+    ("baselines", ["max_auc", "max_tpr", "memorization_starts", "family_alpha"]),
+    ("probes", ["max_auc", "max_tpr", "max_amplification", "memorization_starts",
+                "family_alpha"]),
+    ("extraction", ["max_auc", "max_tpr", "max_extracted", "memorization_starts",
+                    "family_alpha"]),
     ("wen", ["max_auc", "max_tpr", "max_text_guidance", "family_alpha"]),
+    ("anisotropy", ["max_auc", "max_tpr", "max_anisotropy", "family_alpha"]),
     ("clique", ["max_auc", "max_tpr", "clique_size", "family_alpha"]),
-    ("compare", ["max_auc", "max_tpr", "family_alpha", "compare_fail"]),
+    ("compare", ["max_auc", "max_tpr", "memorization_starts", "family_alpha", "compare_fail"]),
 ])
 def test_the_gate_line_lists_every_threshold_used_in_every_renderer(kind: str,
                                                                      keys: list[str]) -> None:
@@ -237,3 +251,8 @@ def test_the_gate_line_lists_every_threshold_used_in_every_renderer(kind: str,
     assert gate_text(report) in render_results(report, width=10_000)
     assert gate_text(report) in render_html(report).replace("&#x27;", "'")
     assert gate_text(report) in render_markdown(report)
+    if not report.memorization:
+        assert ("memorization_starts 0, anisotropy_starts 0, clique_generations 0 "
+                "(prompt-level memorization not checked)") in line
+    elif kind in ("wen", "anisotropy"):  # on, with no threshold: the default
+        assert "reported, not gated" in line

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from s2l_scan.checks import CheckId
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import UsageError
 from s2l_scan.report.model import ComparisonCheck, largest_value
 
@@ -65,10 +66,10 @@ register_metric(Metric("asr", "calibrated balanced accuracy of a result row", "r
 register_metric(Metric("extracted", "distinct training images extracted ((k, ℓ2, δ)-eidetic) "
                        "by an extraction record (probe, domain)",
                        "extraction", lambda record: record["extracted"]))
-register_metric(Metric("text_guidance", "largest Wen text-guidance magnitude over a domain's "
-                       "prompts (memorization::wen)", "memorization/wen", _largest))
-register_metric(Metric("clique", "largest clique of near-copy generations over a domain's "
-                       "prompts (memorization::clique)", "memorization/clique", _largest))
+for _detector in DETECTORS.values():  # text_guidance, anisotropy, clique
+    register_metric(Metric(_detector.metric, f"largest {_detector.measures} over a domain's "
+                           f"prompts (memorization::{_detector.name}, {_detector.authors})",
+                           f"memorization/{_detector.name}", _largest))
 
 
 @dataclass(frozen=True)

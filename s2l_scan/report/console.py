@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.digest import FLAGS
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, verdict_word
 
@@ -337,8 +338,8 @@ def _print_reasons(checks: list[Any], console: Console) -> None:
 
 MEMORIZATION_LEGEND = (
     "memorization: per domain's prompts (its prompt and each distinct caption), the largest "
-    "text-guidance magnitude (wen, Wen et al.) or clique of near-copy generations (clique, "
-    "Carlini et al.); flagged = prompts past the threshold; threshold '-' = reported, not gated")
+    + ", ".join(f"{d.measures} ({d.name}, {d.authors})" for d in DETECTORS.values())
+    + "; flagged = prompts past the threshold; threshold '-' = reported, not gated")
 
 
 def _print_legend(report: Any, flags: dict[str, int], meanings: dict[str, str],

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from s2l_scan import detectors
 from s2l_scan.report.headline import (
     decide_n,
     headline,
@@ -64,8 +65,7 @@ class Amplification:
     max_amplification: float | None  # the gate's threshold for Δ, from the report's config
 
 
-DETECTORS = {"wen": ("text-guidance magnitude", "Wen et al."),
-             "clique": ("clique of near-copy generations", "Carlini et al.")}
+DETECTORS = {d.name: (d.measures, d.authors) for d in detectors.DETECTORS.values()}
 """Each memorization detector: what its value measures, and whose method it is."""
 
 
@@ -85,7 +85,7 @@ class Memorization:
     """One detector over every domain: its threshold, the prompt with the largest value, and
     the prompts the gate flagged (largest first)."""
 
-    detector: str  # "wen" | "clique"
+    detector: str  # a name of s2l_scan.detectors: "wen" | "anisotropy" | "clique"
     threshold: float | None  # None: reported, not gated
     prompts: int
     largest: Memorized | None  # None: no prompt probed
@@ -176,11 +176,12 @@ def memorization_lines(memorization: Memorization, max_prompts: int = 5) -> list
     """One detector's digest as sentences: the flagged prompts, or the largest value and
     whether it was gated."""
     what, whose = DETECTORS.get(memorization.detector, (memorization.detector, ""))
+    detector = detectors.DETECTORS[memorization.detector]
     threshold = memorization.threshold
     limit = ("reported, not gated" if threshold is None else
-             f"{'>' if memorization.detector == 'wen' else '≥'} {_number(threshold)}")
+             f"{'>' if detector.strict else '≥'} {_number(threshold)}")
     if memorization.flagged:
-        noun = "prompts" if memorization.detector == "wen" else "cliques"
+        noun = detector.noun
         lines = [f"likely memorized {noun} ({whose} {what} {limit}): "
                  f"{len(memorization.flagged)} of {memorization.prompts} prompts"]
         for item in memorization.flagged[:max_prompts]:

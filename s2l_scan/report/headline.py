@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from s2l_scan.checks import Check, Outcome, Reason
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.model import ExtractionRecord, ScanReport
 
 VERDICT_WORDS = {Outcome.PASSED: "pass", Outcome.FAILED: "FAIL",
@@ -130,8 +131,10 @@ def extraction_reading(report: ScanReport) -> str:
 def gate_thresholds(report: ScanReport) -> list[tuple[str, str]]:
     """Every threshold the gate used on ``report``, as (config key, text) pairs in a fixed
     order: ``max_auc`` and ``max_tpr`` always; ``max_amplification`` with probe rows,
-    ``max_extracted`` with extraction records, ``max_text_guidance`` and ``clique_size`` with
-    the memorization records they judge; ``family_alpha``; ``compare_fail`` with a compare.
+    ``max_extracted`` with extraction records, each memorization detector's threshold
+    (``max_text_guidance``, ``max_anisotropy``, ``clique_size``; "none": reported, not gated)
+    with the records it judges, or, with no detector on, their switches at 0 (so the line says
+    memorization went unchecked); ``family_alpha``; ``compare_fail`` with a compare.
     The one source of the console's, HTML's, Markdown's and SARIF's gate line."""
     config = report.config
     detectors = {record.detector for record in report.memorization}
@@ -143,13 +146,16 @@ def gate_thresholds(report: ScanReport) -> list[tuple[str, str]]:
                                           " (ΔAUC of a probe's copy)"))
     if report.extraction:
         out.append(("max_extracted", f"max_extracted {config.get('max_extracted')}"))
-    if "wen" in detectors:
-        value = config.get("max_text_guidance")
-        out.append(("max_text_guidance", "max_text_guidance " + (
-            "none (text-guidance magnitude reported, not gated)" if value is None
-            else str(value))))
-    if "clique" in detectors:
-        out.append(("clique_size", f"clique_size {config.get('clique_size')}"))
+    for detector in DETECTORS.values():
+        if detector.name in detectors:
+            value = config.get(detector.threshold)
+            out.append((detector.threshold, f"{detector.threshold} " + (
+                f"none ({detector.measures} reported, not gated)" if value is None
+                else str(value))))
+    if not detectors:  # the default: say so, rather than list nothing
+        switches = [detector.switch for detector in DETECTORS.values()]
+        out.append((switches[0], ", ".join(f"{name} {config.get(name, 0)}" for name in switches)
+                    + " (prompt-level memorization not checked)"))
     out.append(("family_alpha", f"family_alpha {config.get('family_alpha', '-')} (an AUC or Δ "
                                 "check fails only when also significant after Holm's "
                                 "correction)"))

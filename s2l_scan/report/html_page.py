@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan import __version__
+from s2l_scan import detectors as memorization_detectors
 from s2l_scan.checks import Outcome, Reason
 from s2l_scan.report import charts
 from s2l_scan.report.digest import (
@@ -278,7 +279,8 @@ def _results(report: ScanReport) -> str:
 def _threshold(record: MemorizationRecord) -> str:
     if record.threshold is None:
         return '<span class="muted">reported, not gated</span>'
-    return f"{'&gt;' if record.detector == 'wen' else '≥'} {record.threshold:g}"
+    strict = memorization_detectors.DETECTORS[record.detector].strict
+    return f"{'&gt;' if strict else '≥'} {record.threshold:g}"
 
 
 def _rows_table(rows: list[ResultRow], delta: bool) -> str:

@@ -6,6 +6,7 @@ per release without parsing the JSON report.
 
 from __future__ import annotations
 
+from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.headline import headline
 from s2l_scan.report.model import ScanReport
 
@@ -37,9 +38,10 @@ def junit_properties(report: ScanReport) -> list[tuple[str, str]]:
              ("s2l.schema_version", report.schema_version)]
     pairs += [(f"s2l.observed_auc.{row.item_id}", _number(row.auc)) for row in report.results]
     detectors = {record.detector for record in report.memorization}
-    for detector, key in (("wen", "max_text_guidance"), ("clique", "clique_size")):
-        if detector in detectors:  # "": reported, not gated
-            pairs.append((f"s2l.threshold_{key}", _text(config.get(key))))
+    for detector in DETECTORS.values():
+        if detector.name in detectors:  # "": reported, not gated
+            pairs.append((f"s2l.threshold_{detector.threshold}",
+                          _text(config.get(detector.threshold))))
     # the largest text-guidance magnitude or clique size of each memorization check
     pairs += [(f"s2l.observed_largest.{record.item_id}", _number(record.largest))
               for record in report.memorization]

@@ -161,7 +161,7 @@ class MemorizationRecord:
     caption) with its ``value`` (magnitude, or clique size), what else was measured, and the
     gate's ``flagged`` (absent when not gated)."""
 
-    detector: str  # "wen" | "clique"
+    detector: str  # a name of s2l_scan.detectors: "wen" | "anisotropy" | "clique"
     domain: str
     prompts: list[dict[str, Any]]
     threshold: float | None  # the gate's: max_text_guidance, or clique_size; None: not gated
