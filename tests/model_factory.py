@@ -263,16 +263,21 @@ def _kohya_name(module: str) -> str:
     return "lora_unet_" + module.replace(".", "_")
 
 
-def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 2.0) -> Path:
+def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 2.0,
+                    block_alphas: dict[str, float] | None = None) -> Path:
     """A kohya-ss (sd-scripts) LoRA as one bare file: ``lora_unet_<module>.lora_down.weight``,
-    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank: 1 by default, like the others)."""
+    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank: 1 by default, like the others).
+    ``block_alphas`` (block prefix → alpha) gives layers their own alphas, as sd-scripts'
+    ``networks/lora.py`` ``block_alphas`` and ``resize_lora.py --dynamic_method`` write them."""
     state = _adapter_state(peft_unet(model, seed=seed))
     kohya: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         module, _, tail = key.rpartition(".lora_")
         part = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[tail]
         kohya[f"{_kohya_name(module)}.{part}"] = value
-        kohya[f"{_kohya_name(module)}.alpha"] = torch.tensor(alpha)
+        own = next((a for block, a in (block_alphas or {}).items()
+                    if module.startswith(block)), alpha)
+        kohya[f"{_kohya_name(module)}.alpha"] = torch.tensor(float(own))
     save_file(kohya, out)
     return out
 
