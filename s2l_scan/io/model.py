@@ -343,8 +343,8 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
     The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (README,
     scanning), so only fields that change what the UNet's output or its timestep input mean matter:
     ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
-    ``rescale_betas_zero_snr`` (ᾱ_T = 0: x̂₀ from x_T divides by √ᾱ_T = 0), a schedule whose
-    ᾱ_t leaves (0, 1), ``timestep_type`` other than ``discrete`` (the UNet would expect
+    a schedule whose ᾱ_t leaves (0, 1) (``rescale_betas_zero_snr`` may set ᾱ_T = 0: that one
+    step is left out, see :func:`usable_timesteps`), ``timestep_type`` other than ``discrete`` (the UNet would expect
     continuous noise levels, not training timesteps) and a learned variance (the UNet's output
     then holds more than one prediction). Inference-only fields (``timestep_spacing``,
     ``steps_offset``, ``clip_sample``, Karras sigmas, ...) only change diffusers' own sampling,
@@ -362,11 +362,6 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
             f"{where} has prediction_type {kind!r}; s2l-scan interprets {list(PREDICTION_TYPES)}"
             " (converting each to the ε its attacks need). Scanning other outputs as ε would "
             "measure nothing; set the model's real prediction_type in its scheduler config.")
-    if config.get("rescale_betas_zero_snr", False):
-        raise ModelLoadError(
-            f"{where} sets rescale_betas_zero_snr = true (zero terminal SNR: ᾱ_T = 0), which "
-            "s2l-scan does not support: its DDIM maths divides by √ᾱ_t. Scan a checkpoint whose "
-            "scheduler keeps ᾱ_t > 0.")
     if config.get("timestep_type", "discrete") != "discrete":
         raise ModelLoadError(
             f"{where} has timestep_type {config.get('timestep_type')!r}; the attacks feed the "
@@ -382,12 +377,23 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
             "timesteps): its model is not a DDPM-family ε/v/x₀ predictor (flow matching, "
             "continuous-time or variance-exploding schedulers are), so the attacks' maths does "
             "not apply and s2l-scan does not scan it.")
+    if config.get("rescale_betas_zero_snr", False) and alphas.ndim == 1:
+        alphas = alphas[:usable_timesteps(scheduler)]  # ᾱ_T = 0 by design; no attack reads T
     if alphas.ndim != 1 or not bool(
             ((alphas > 0) & (alphas < 1)).all()):
         raise ModelLoadError(
             f"{where}: its noise schedule (beta_schedule / trained_betas) does not keep every "
             "ᾱ_t strictly between 0 and 1, which the attacks' DDIM maths and the ε conversion "
             "need.")
+
+
+def usable_timesteps(scheduler: Any) -> int:
+    """How many training timesteps, from 0, the attacks may read: all of them, or all but
+    the last when a zero-terminal-SNR schedule (``rescale_betas_zero_snr``, Lin et al. 2024)
+    makes it pure noise (ᾱ_T = 0, or diffusers' Euler's 2**-24, where x̂₀ would divide by
+    √ᾱ_T)."""
+    total = int(scheduler.config.num_train_timesteps)
+    return total - 1 if scheduler.config.get("rescale_betas_zero_snr", False) else total
 
 
 def _offline() -> None:

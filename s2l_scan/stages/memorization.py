@@ -28,7 +28,7 @@ from s2l_scan.functional.memorization import (
 )
 from s2l_scan.generation import SamplerSettings, generate_images, image_seed
 from s2l_scan.io.audit_data import AuditData
-from s2l_scan.io.model import LoadedModel
+from s2l_scan.io.model import LoadedModel, usable_timesteps
 from s2l_scan.report.model import MemorizationRecord
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import null_conditioning
@@ -133,7 +133,9 @@ class _WenReader:
 
         scheduler = DDIMScheduler.from_config(pipeline.scheduler.config)
         scheduler.set_timesteps(settings.sampler_steps)
-        steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
+        # a zero-terminal-SNR grid may start at ᾱ_T = 0, where a DDIM step divides by √ᾱ_T
+        steps = [int(t) for t in scheduler.timesteps
+                 if int(t) < usable_timesteps(pipeline.scheduler)][:settings.detect_steps]
         encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
         return (target, target.eps_fn(), scheduler, steps, encoders, size,
                 null_conditioning(encoders, size))
