@@ -344,11 +344,11 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
     scanning), so only fields that change what the UNet's output or its timestep input mean matter:
     ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
     a schedule whose ᾱ_t leaves (0, 1) (``rescale_betas_zero_snr`` may set ᾱ_T = 0: that one
-    step is left out, see :func:`usable_timesteps`), ``timestep_type`` other than ``discrete`` (the UNet would expect
-    continuous noise levels, not training timesteps) and a learned variance (the UNet's output
-    then holds more than one prediction). Inference-only fields (``timestep_spacing``,
-    ``steps_offset``, ``clip_sample``, Karras sigmas, ...) only change diffusers' own sampling,
-    which honours them.
+    step is left out, see :func:`usable_timesteps`), ``timestep_type`` other than
+    ``discrete`` (the UNet would expect continuous noise levels, not training timesteps) and
+    a learned variance (the UNet's output then holds more than one prediction).
+    Inference-only fields (``timestep_spacing``, ``steps_offset``, ``clip_sample``, Karras
+    sigmas, ...) only change diffusers' own sampling, which honours them.
     """
     import torch
 
