@@ -311,3 +311,49 @@ def edit_json(path: Path, **changes: Any) -> None:
     body = json.loads(path.read_text())
     body.update(changes)
     path.write_text(json.dumps(body))
+
+
+# --- layouts s2l-scan refuses by name (issue 28.6, 28.7) ---
+
+def unet_variant(model: Path, **config: Any) -> Path:
+    """``model`` with its UNet rebuilt from its own config changed by ``config`` and written by
+    ``save_pretrained``: ``in_channels=9`` is an inpainting UNet (latents + mask + masked
+    image), ``class_embed_type="projection"`` an unCLIP one (StableUnCLIPPipeline's UNet)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_config({**dict(_unet(model).config), **config})
+    shutil.rmtree(model / "unet")
+    unet.save_pretrained(model / "unet", safe_serialization=True)
+    return model
+
+
+def hub_cache_repo(model: Path, cache: Path, repo_id: str = "org/tiny-sd") -> Path:
+    """``model`` laid out as huggingface_hub's cache stores a download (``models--org--name``
+    with ``blobs/<sha256>``, ``refs/main`` and ``snapshots/<commit>/…`` links into the blobs;
+    the folder names from ``huggingface_hub.constants`` / ``repo_folder_name``); returns the
+    repo folder."""
+    import hashlib
+
+    from huggingface_hub.file_download import _create_symlink, repo_folder_name
+
+    repo = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for path in sorted(p for p in model.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, blob)
+        link = repo / "snapshots" / commit / path.relative_to(model)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        _create_symlink(str(blob), str(link))
+    return repo
+
+
+def controlnet_folder(model: Path, out: Path) -> Path:
+    """A ControlNet as ``ControlNetModel.from_unet(...).save_pretrained`` writes it
+    (``config.json`` + weights, no ``model_index.json``)."""
+    from diffusers import ControlNetModel
+
+    ControlNetModel.from_unet(_unet(model)).save_pretrained(out, safe_serialization=True)
+    return out

@@ -88,6 +88,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ModelLoadError(f"{path}: a broken link (to {os.readlink(path)}); the folder "
+                                 "was copied without the files its links point to (a hub cache "
+                                 "snapshot links into ../../blobs). Copy it with the links "
+                                 "followed (cp -rL).") from None
         raise ModelLoadError(f"{path}: missing. A diffusers pipeline folder needs it.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{path}: not readable JSON ({error}).") from None
@@ -204,6 +209,43 @@ def _check_safetensors(path: Path) -> None:
                              "truncated or corrupted; re-export or re-download it.") from None
 
 
+def _explain_no_index(root: Path) -> None:
+    """A folder without model_index.json that is something else people pass: a hub cache repo
+    folder (``models--org--name``), or a single model such as a ControlNet; say which."""
+    ref = root / "refs" / "main"
+    if ref.is_file() and (root / "snapshots").is_dir():
+        commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+        snapshot = root / "snapshots" / commit
+        where = (f"pass its snapshot {snapshot}" if snapshot.is_dir() else
+                 f"its refs/main names {commit[:40]!r}, which is not under snapshots/")
+        raise ModelLoadError(f"{root}: a hugging-face hub cache repo folder, not a pipeline "
+                             f"folder; {where}.")
+    config = root / "config.json"
+    if config.is_file():
+        try:
+            name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            name = None
+        if name:
+            hint = (" A ControlNet steers a base pipeline; pass the base pipeline folder it "
+                    "was trained on (s2l-scan scans the base text-to-image model)."
+                    if "ControlNet" in str(name) else "")
+            raise ModelLoadError(f"{root}: a single {name} (config.json), not a pipeline folder "
+                                 f"with model_index.json.{hint}")
+
+
+def _refuse_broken_links(root: Path) -> None:
+    """Name a link in a component folder whose target is gone (a snapshot copied without its
+    blobs), before diffusers reports it as a missing weight file."""
+    for folder in [root, *(p for p in sorted(root.iterdir()) if p.is_dir())]:
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink() and not path.exists():
+                raise ModelLoadError(
+                    f"{path}: a broken link (to {os.readlink(path)}); the folder was copied "
+                    "without the files its links point to (a hub cache snapshot links into "
+                    "../../blobs). Copy it with the links followed (cp -rL).")
+
+
 def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
                             weights: bool = True) -> FolderReport:
     """Check a diffusers folder before loading it; raise with a clear message if it is unsafe.
@@ -215,7 +257,10 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     if not root.is_dir():
         raise ModelLoadError(f"{root}: not a folder. Expected a diffusers pipeline folder with "
                              "model_index.json, or pass a .safetensors file with a config folder.")
+    if not (root / "model_index.json").exists():
+        _explain_no_index(root)
     index = _read_json(root / "model_index.json")
+    _refuse_broken_links(root)
     pipeline_class = index.get("_class_name")
     if pipeline_class not in SUPPORTED_PIPELINES:
         raise ModelLoadError(f"{root / 'model_index.json'}: pipeline class {pipeline_class!r} is "
@@ -426,6 +471,20 @@ def check_conditioning(pipeline: Any, family: Family, source: str) -> None:
     ``addition_embed_type = "text_time"``, or dimensions that disagree (the checks of
     ``StableDiffusionXLPipeline._get_add_time_ids``, made at load time)."""
     unet = pipeline.unet.config
+    latent = int(pipeline.vae.config.latent_channels)
+    if int(unet.in_channels) != latent:
+        kind = (" (an inpainting UNet: latents + mask + masked image)"
+                if int(unet.in_channels) == 2 * latent + 1 else "")
+        raise ModelLoadError(
+            f"{source}: unet in_channels is {unet.in_channels}, but the VAE's latents have "
+            f"{latent} channels{kind}. s2l-scan scans text-to-image UNets, which denoise the "
+            "latents alone; scan the text-to-image model this one was made from.")
+    for key in ("class_embed_type", "num_class_embeds"):
+        if unet.get(key) is not None:
+            raise ModelLoadError(
+                f"{source}: unet {key} is {unet.get(key)!r}: a class-conditioned UNet "
+                "(unCLIP image variations, upscalers) needs class labels or image embeddings "
+                "the text-to-image pipeline never passes. s2l-scan does not scan it.")
     embed = unet.get("addition_embed_type")
     if family.name == "sd":
         if embed is not None:
