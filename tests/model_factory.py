@@ -357,3 +357,37 @@ def controlnet_folder(model: Path, out: Path) -> Path:
 
     ControlNetModel.from_unet(_unet(model)).save_pretrained(out, safe_serialization=True)
     return out
+
+
+# --- textual-inversion releases (issue 28.8), each as its trainer saves it ---
+
+def _learned(model: Path, count: int, seed: int, part: str = "text_encoder") -> torch.Tensor:
+    from transformers import CLIPTextConfig
+
+    width = CLIPTextConfig.from_pretrained(model / part).hidden_size
+    return torch.randn(count, width, generator=torch.Generator().manual_seed(seed))
+
+
+def diffusers_embedding(model: Path, out: Path, token: str = "<cat-toy>", seed: int = 0
+                        ) -> Path:
+    """diffusers ``examples/textual_inversion/textual_inversion.py`` ``save_progress``:
+    ``{placeholder_token: embeds[min_id:max_id + 1]}`` in ``learned_embeds.safetensors``."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({token: _learned(model, 1, seed)}, out / "learned_embeds.safetensors",
+              metadata={"format": "pt"})
+    return out / "learned_embeds.safetensors"
+
+
+def kohya_embedding(model: Path, out: Path, count: int = 3, seed: int = 0) -> Path:
+    """kohya-ss ``train_textual_inversion.py`` ``save_weights`` (A1111 reads the same file):
+    ``{"emb_params": [count, dim]}``; the trigger token is the file's name."""
+    save_file({"emb_params": _learned(model, count, seed)}, out)
+    return out
+
+
+def sdxl_embedding(model: Path, out: Path, count: int = 2, seed: int = 0) -> Path:
+    """kohya-ss ``sdxl_train_textual_inversion.py`` ``save_weights``:
+    ``{"clip_l": [count, 768-ish], "clip_g": [count, 1280-ish]}``."""
+    save_file({"clip_l": _learned(model, count, seed),
+               "clip_g": _learned(model, count, seed + 1, "text_encoder_2")}, out)
+    return out

@@ -44,7 +44,7 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_TYPES = ("LORA", "LOHA", "LOKR")
-FORMATS = ("diffusers", "kohya", "peft")
+FORMATS = ("diffusers", "kohya", "peft", "textual-inversion")
 NO_MATCH = "the adapter matched no layer of this model"
 # key fragments of LyCORIS algorithms that no library here can fuse from a bare file
 _LYCORIS = {"hada_w1": "LyCORIS LoHa", "lokr_w1": "LyCORIS LoKr", "oft_blocks": "LyCORIS OFT",
@@ -85,10 +85,12 @@ class AppliedAdapter:
     sha256: str
     file: str
     layers_changed: int
+    tokens: tuple[str, ...] = ()  # a textual inversion's tokens, as prompts write them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "weight": self.weight,
+        body = {"path": self.path, "format": self.format, "weight": self.weight,
                 "sha256": self.sha256, "file": self.file, "layers_changed": self.layers_changed}
+        return {**body, "tokens": list(self.tokens)} if self.tokens else body
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,10 @@ def _classify(path: Path) -> str:
                 "LoRA in diffusers, peft or kohya format, and LoHa / LoKr only as a peft adapter "
                 f"folder ({PEFT_WEIGHTS} + {PEFT_CONFIG} with peft_type LOHA or LOKR). Convert "
                 "it, or scan the model with the adapter already merged.")
+    from s2l_scan.io.embeddings import is_embedding
+
+    if is_embedding(keys):
+        return "textual-inversion"
     if any(key.startswith("base_model.model.") for key in keys):
         raise ModelLoadError(f"{path}: peft adapter weights without their {PEFT_CONFIG}; peft "
                              "needs it for the adapter's rank and scale. Pass the folder that "
@@ -475,12 +481,27 @@ def _tuner_layers(module: Any) -> list[tuple[Any, str, Any]]:
             if isinstance(child, BaseTunerLayer)]
 
 
+def _embed(pipeline: Any, spec: AdapterSpec, weights: Path) -> AppliedAdapter:
+    """A textual-inversion file given as ``--lora``: its token(s) added and verified."""
+    from s2l_scan.io.embeddings import apply_embedding
+
+    if spec.weight != 1.0:
+        raise UsageError(f"--lora {spec.path}:{spec.weight:g}: a textual-inversion embedding "
+                         "has no weight; pass it without ':WEIGHT'.")
+    tokens = apply_embedding(pipeline, weights)  # its errors name the file
+    return AppliedAdapter(str(spec.path), "textual-inversion", 1.0, sha256_file(weights),
+                          weights.name, len(tokens), tuple(tokens))
+
+
 def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapter]:
     """Fuse each adapter into ``pipeline`` (in order, each at its weight); refuse one that
     changes no weight, or that does not fit the model, naming it."""
     applied: list[AppliedAdapter] = []
     for number, spec in enumerate(specs):
         weights, form, config = find_adapter(spec.path)
+        if form == "textual-inversion":
+            applied.append(_embed(pipeline, spec, weights))
+            continue
         name = f"s2l_scan_{number}"
         try:
             if form == "peft":
