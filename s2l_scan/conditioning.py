@@ -22,6 +22,23 @@ FAMILIES = ("sd", "sdxl")
 encoders, pooled embeddings, ``add_time_ids``)."""
 
 
+def expand_embedding_tokens(caption: str, tokenizer: Any) -> str:
+    """``tok`` → ``tok tok_1 tok_2`` for a textual inversion of several vectors (diffusers'
+    ``TextualInversionLoaderMixin.maybe_convert_prompt``, which its pipelines apply to every
+    prompt); captions without such tokens are returned unchanged."""
+    added = getattr(tokenizer, "added_tokens_encoder", {}) or {}
+    if not any(token.endswith("_1") for token in added):
+        return caption
+    for token in sorted(set(tokenizer.tokenize(caption))):
+        if token in added and f"{token}_1" in added:
+            count = 1
+            while f"{token}_{count}" in added:
+                count += 1
+            caption = caption.replace(token, " ".join(
+                [token] + [f"{token}_{i}" for i in range(1, count)]))
+    return caption
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: tensors do not compare to one bool
 class Conditioning:
     """Per-sample UNet conditioning: hidden states, and SDXL's pooled embeddings and time ids.
@@ -139,8 +156,10 @@ class TextEncoders:
 
     def tokenize(self, captions: Sequence[str], device: torch.device | str
                  ) -> tuple[torch.Tensor, ...]:
-        """Token ids of ``captions`` per tokenizer, padded to its ``model_max_length``."""
-        return tuple(tokenizer(list(captions), padding="max_length",
+        """Token ids of ``captions`` per tokenizer, padded to its ``model_max_length``; a
+        multi-vector textual-inversion token is spelled out as diffusers' pipelines do."""
+        return tuple(tokenizer([expand_embedding_tokens(c, tokenizer) for c in captions],
+                               padding="max_length",
                                max_length=tokenizer.model_max_length, truncation=True,
                                return_tensors="pt").input_ids.to(device)
                      for tokenizer in self.tokenizers)

@@ -50,7 +50,10 @@ SCAN_INPUTS: tuple[ScanInput, ...] = (
                                      "checkpoint"),
     ScanInput("lora", "PATH[:WEIGHT]", "adapter fused into the model before scanning: a folder "
                                        "or a .safetensors file (diffusers, peft or kohya LoRA; "
-                                       "peft LoHa/LoKr), at WEIGHT (default 1); repeatable",
+                                       "peft LoHa/LoKr), at WEIGHT (default 1), or a "
+                                       "textual-inversion embedding (learned_embeds, "
+                                       "emb_params, clip_l/clip_g; its token(s) added); "
+                                       "repeatable",
               repeated=True),
     ScanInput("base_model", "PATH", "the public base checkpoint a fine-tune release started "
                                     "from (a diffusers folder; 'reference': the reference "

@@ -20,7 +20,7 @@ from s2l_scan.devices import resolve_device, torch_dtype
 from s2l_scan.errors import UsageError
 from s2l_scan.gate import decide
 from s2l_scan.io.audit_data import AuditData, load_audit_data
-from s2l_scan.io.model import LoadedModel, load_pipeline
+from s2l_scan.io.model import LoadedModel, load_pipeline, usable_timesteps
 from s2l_scan.plan import REFERENCE, ScanInputs, ScanPlan, build_plan
 from s2l_scan.progress import ProgressFn, quiet, reporting
 from s2l_scan.report.model import ExtractionRecord, MemorizationRecord, ResultRow, ScanReport
@@ -118,7 +118,7 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
                                   dtype=torch_dtype(config.dtype))
             data = load_audit_data(data_dir, model.resolution, domains=config.domains)
             check_known_index(data, config)
-            plan.check_model(int(model.pipeline.scheduler.config.num_train_timesteps))
+            plan.check_model(usable_timesteps(model.pipeline.scheduler))
             subject = encode_subject(model, data, config.batch_size, config.seed,
                                      with_blind=runtime.is_main)
             base = None if base_dir is None else load_pipeline(

@@ -263,16 +263,21 @@ def _kohya_name(module: str) -> str:
     return "lora_unet_" + module.replace(".", "_")
 
 
-def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 2.0) -> Path:
+def kohya_lora_file(model: Path, out: Path, seed: int = 0, alpha: float = 2.0,
+                    block_alphas: dict[str, float] | None = None) -> Path:
     """A kohya-ss (sd-scripts) LoRA as one bare file: ``lora_unet_<module>.lora_down.weight``,
-    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank: 1 by default, like the others)."""
+    ``.lora_up.weight`` and ``.alpha`` (scale alpha / rank: 1 by default, like the others).
+    ``block_alphas`` (block prefix → alpha) gives layers their own alphas, as sd-scripts'
+    ``networks/lora.py`` ``block_alphas`` and ``resize_lora.py --dynamic_method`` write them."""
     state = _adapter_state(peft_unet(model, seed=seed))
     kohya: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         module, _, tail = key.rpartition(".lora_")
         part = {"A.weight": "lora_down.weight", "B.weight": "lora_up.weight"}[tail]
         kohya[f"{_kohya_name(module)}.{part}"] = value
-        kohya[f"{_kohya_name(module)}.alpha"] = torch.tensor(alpha)
+        own = next((a for block, a in (block_alphas or {}).items()
+                    if module.startswith(block)), alpha)
+        kohya[f"{_kohya_name(module)}.alpha"] = torch.tensor(float(own))
     save_file(kohya, out)
     return out
 
@@ -306,3 +311,83 @@ def edit_json(path: Path, **changes: Any) -> None:
     body = json.loads(path.read_text())
     body.update(changes)
     path.write_text(json.dumps(body))
+
+
+# --- layouts s2l-scan refuses by name (issue 28.6, 28.7) ---
+
+def unet_variant(model: Path, **config: Any) -> Path:
+    """``model`` with its UNet rebuilt from its own config changed by ``config`` and written by
+    ``save_pretrained``: ``in_channels=9`` is an inpainting UNet (latents + mask + masked
+    image), ``class_embed_type="projection"`` an unCLIP one (StableUnCLIPPipeline's UNet)."""
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_config({**dict(_unet(model).config), **config})
+    shutil.rmtree(model / "unet")
+    unet.save_pretrained(model / "unet", safe_serialization=True)
+    return model
+
+
+def hub_cache_repo(model: Path, cache: Path, repo_id: str = "org/tiny-sd") -> Path:
+    """``model`` laid out as huggingface_hub's cache stores a download (``models--org--name``
+    with ``blobs/<sha256>``, ``refs/main`` and ``snapshots/<commit>/…`` links into the blobs;
+    the folder names from ``huggingface_hub.constants`` / ``repo_folder_name``); returns the
+    repo folder."""
+    import hashlib
+
+    from huggingface_hub.file_download import _create_symlink, repo_folder_name
+
+    repo = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+    commit = hashlib.sha1(repo_id.encode()).hexdigest()
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+    for path in sorted(p for p in model.rglob("*") if p.is_file()):
+        blob = repo / "blobs" / hashlib.sha256(path.read_bytes()).hexdigest()
+        blob.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, blob)
+        link = repo / "snapshots" / commit / path.relative_to(model)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        _create_symlink(str(blob), str(link))
+    return repo
+
+
+def controlnet_folder(model: Path, out: Path) -> Path:
+    """A ControlNet as ``ControlNetModel.from_unet(...).save_pretrained`` writes it
+    (``config.json`` + weights, no ``model_index.json``)."""
+    from diffusers import ControlNetModel
+
+    ControlNetModel.from_unet(_unet(model)).save_pretrained(out, safe_serialization=True)
+    return out
+
+
+# --- textual-inversion releases (issue 28.8), each as its trainer saves it ---
+
+def _learned(model: Path, count: int, seed: int, part: str = "text_encoder") -> torch.Tensor:
+    from transformers import CLIPTextConfig
+
+    width = CLIPTextConfig.from_pretrained(model / part).hidden_size
+    return torch.randn(count, width, generator=torch.Generator().manual_seed(seed))
+
+
+def diffusers_embedding(model: Path, out: Path, token: str = "<cat-toy>", seed: int = 0
+                        ) -> Path:
+    """diffusers ``examples/textual_inversion/textual_inversion.py`` ``save_progress``:
+    ``{placeholder_token: embeds[min_id:max_id + 1]}`` in ``learned_embeds.safetensors``."""
+    out.mkdir(parents=True, exist_ok=True)
+    save_file({token: _learned(model, 1, seed)}, out / "learned_embeds.safetensors",
+              metadata={"format": "pt"})
+    return out / "learned_embeds.safetensors"
+
+
+def kohya_embedding(model: Path, out: Path, count: int = 3, seed: int = 0) -> Path:
+    """kohya-ss ``train_textual_inversion.py`` ``save_weights`` (A1111 reads the same file):
+    ``{"emb_params": [count, dim]}``; the trigger token is the file's name."""
+    save_file({"emb_params": _learned(model, count, seed)}, out)
+    return out
+
+
+def sdxl_embedding(model: Path, out: Path, count: int = 2, seed: int = 0) -> Path:
+    """kohya-ss ``sdxl_train_textual_inversion.py`` ``save_weights``:
+    ``{"clip_l": [count, 768-ish], "clip_g": [count, 1280-ish]}``."""
+    save_file({"clip_l": _learned(model, count, seed),
+               "clip_g": _learned(model, count, seed + 1, "text_encoder_2")}, out)
+    return out

@@ -201,3 +201,61 @@ def test_lora_is_repeatable_and_a_bad_weight_is_a_usage_error_before_loading(
     code = main(["scan", str(tmp_path / "nowhere"), "--data", str(tmp_path), "--lora",
                  "a.safetensors:inf"])
     assert code == 4 and "finite" in capsys.readouterr().err
+
+
+def _kohya_merged(base_model: LoadedModel, kohya: Path, weight: float = 1.0
+                  ) -> dict[str, torch.Tensor]:
+    """The oracle: sd-scripts' own merge (networks/merge_lora.py ``merge_to_sd_model``):
+    W += weight · alpha / rank · up @ down, each layer with its own alpha."""
+    state = load_file(kohya)
+    merged = {k: v.clone() for k, v in base_model.pipeline.unet.state_dict().items()}
+    for key in state:
+        if not key.endswith(".lora_down.weight"):
+            continue
+        stem = key.removesuffix(".lora_down.weight")
+        down, up = state[key].float(), state[f"{stem}.lora_up.weight"].float()
+        alpha = float(state[f"{stem}.alpha"])
+        target = next(k for k in merged if factory._kohya_name(k.removesuffix(".weight")) == stem)
+        merged[target] = merged[target] + weight * alpha / down.shape[0] * (up @ down)
+    return merged
+
+
+def test_kohya_per_block_alphas_fuse_at_each_layers_own_scale(
+        base: Path, base_model: LoadedModel, tmp_path: Path) -> None:
+    """Issue 28.1: diffusers' conversion gives mid_block / up_blocks attention layers another
+    layer's alpha (it splits names on ``.lora.``); the scan must fuse kohya's own maths."""
+    kohya = factory.kohya_lora_file(base, tmp_path / "locon.safetensors", block_alphas={
+        "down_blocks": 2.0, "mid_block": 1.0, "up_blocks.0": 0.5, "up_blocks.1": 4.0})
+    tuned = load_pipeline(base, lora=f"{kohya}:0.7")
+    expected = _kohya_merged(base_model, kohya, 0.7)
+    for key, value in tuned.pipeline.unet.state_dict().items():
+        torch.testing.assert_close(value, expected[key], atol=1e-5, rtol=1e-5, msg=key)
+
+
+def test_a_mis_scaled_layer_is_refused_by_name(base: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The magnitude check, not the folding, is what stands between a conversion bug and a
+    silent scale: with diffusers left to read the alphas itself, the file is refused."""
+    from s2l_scan.io import adapters
+
+    kohya = factory.kohya_lora_file(base, tmp_path / "locon.safetensors", block_alphas={
+        "down_blocks": 2.0, "mid_block": 1.0, "up_blocks.0": 0.5, "up_blocks.1": 4.0})
+    monkeypatch.setattr(adapters, "fold_kohya_alphas", lambda state: state)
+    with pytest.raises(ModelLoadError, match=r"layer unet\.\S+ changed by [\d.]+× the update"):
+        load_pipeline(base, lora=kohya)
+
+
+def test_fold_kohya_alphas_keeps_the_update() -> None:
+    down, up = torch.randn(4, 6), torch.randn(5, 4)
+    folded = adapters_module().fold_kohya_alphas(
+        {"l.lora_down.weight": down, "l.lora_up.weight": up, "l.alpha": torch.tensor(2.0),
+         "z.lora_down.weight": down, "z.lora_up.weight": up, "z.alpha": torch.tensor(0.0)})
+    assert "l.alpha" not in folded and "z.alpha" not in folded
+    torch.testing.assert_close(up @ folded["l.lora_down.weight"], 0.5 * (up @ down))
+    torch.testing.assert_close(up @ folded["z.lora_down.weight"], up @ down)  # 0 means rank
+
+
+def adapters_module() -> Any:
+    from s2l_scan.io import adapters
+
+    return adapters

@@ -121,11 +121,13 @@ SCHEDULERS: list[tuple[str, Any, str | None]] = [
     ("euler-karras", EulerDiscreteScheduler(use_karras_sigmas=True), None),
     ("flow-prediction", DDIMScheduler.from_config({"prediction_type": "flow_prediction"}),
      "prediction_type 'flow_prediction'"),
+    # issue 28.9: zero terminal SNR (real SD-2.1 fine-tunes) scans; only t = T is left out
     ("zero-terminal-snr", DDIMScheduler(rescale_betas_zero_snr=True,
-                                        prediction_type="v_prediction"),
-     "rescale_betas_zero_snr"),
-    ("zero-snr-euler", EulerDiscreteScheduler(rescale_betas_zero_snr=True),
-     "rescale_betas_zero_snr"),
+                                        prediction_type="v_prediction"), None),
+    ("zero-snr-trailing", DDIMScheduler(**SD_SCHEDULE, rescale_betas_zero_snr=True,
+                                        timestep_spacing="trailing",
+                                        prediction_type="v_prediction"), None),
+    ("zero-snr-euler", EulerDiscreteScheduler(rescale_betas_zero_snr=True), None),
     ("continuous-timesteps", EulerDiscreteScheduler(timestep_type="continuous"),
      "timestep_type 'continuous'"),
     ("learned-variance", DDPMScheduler(variance_type="learned_range"),
@@ -144,6 +146,19 @@ def test_scheduler_checks(scheduler: Any, culprit: str | None) -> None:
     with pytest.raises(ModelLoadError, match=r"x/scheduler_config\.json") as error:
         check_scheduler(scheduler, "x/scheduler_config.json")
     assert culprit in str(error.value)
+
+
+@pytest.mark.parametrize(("scheduler", "usable"), [
+    (DDIMScheduler(**SD_SCHEDULE), 1000),
+    (DDIMScheduler(**SD_SCHEDULE, rescale_betas_zero_snr=True), 999),
+    (EulerDiscreteScheduler(rescale_betas_zero_snr=True), 999),  # ᾱ_T = 2**-24 there
+])
+def test_a_zero_snr_schedule_leaves_out_only_its_pure_noise_step(scheduler: Any,
+                                                                usable: int) -> None:
+    from s2l_scan.io.model import usable_timesteps
+
+    assert usable_timesteps(scheduler) == usable
+    assert float(scheduler.alphas_cumprod[usable - 1]) > 0
 
 
 # --- the fine-tuning loop trains on the model's own target ---
@@ -326,3 +341,26 @@ def test_memorising_v_model_is_caught_and_is_missed_when_read_as_epsilon(
     assert pooled_v["loss"] >= 0.75 and pooled_v["pia"] >= 0.75, pooled_v
     for attack in ("loss", "pia"):
         assert pooled_v[attack] > pooled_eps[attack], (attack, pooled_v, pooled_eps)
+
+
+def test_a_zero_snr_v_model_loads_and_no_attack_may_read_its_last_step(tmp_path: Path) -> None:
+    """Issue 28.9: an SD-2.1-style zero-terminal-SNR v-prediction fine-tune (scheduler config
+    as diffusers writes it) loads; an attack step at t = T is a usage error, not NaN scores."""
+    import json
+
+    from s2l_scan.attack import make_attack
+    from s2l_scan.errors import UsageError
+    from s2l_scan.io.model import load_pipeline, usable_timesteps
+    from tests import model_factory as factory
+
+    model = factory.sd2_v_folder(tmp_path / "v")
+    config = model / "scheduler" / "scheduler_config.json"
+    body = json.loads(config.read_text())
+    body.update(rescale_betas_zero_snr=True, timestep_spacing="trailing")
+    config.write_text(json.dumps(body))
+    loaded = load_pipeline(model)
+    usable = usable_timesteps(loaded.pipeline.scheduler)
+    assert usable == body["num_train_timesteps"] - 1
+    make_attack("loss", {"timesteps": [usable - 1]}, seed=0).check_timesteps(usable)
+    with pytest.raises(UsageError, match="outside"):
+        make_attack("loss", {"timesteps": [usable]}, seed=0).check_timesteps(usable)

@@ -338,3 +338,22 @@ def test_the_budget_times_an_sdxl_unet_with_its_own_conditioning(sdxl: LoadedMod
 
     seconds = seconds_per_forward(sdxl, batch_size=2, repeats=1)
     assert 0 < seconds < float("inf")
+
+
+def test_an_sdxl_embedding_adds_its_token_to_both_text_encoders(sdxl: LoadedModel,
+                                                                sdxl_folder: Path,
+                                                                tmp_path: Path) -> None:
+    """Issue 28.8: kohya's SDXL textual inversion ({"clip_l", "clip_g"}) is applied to
+    text_encoder and text_encoder_2 alike, and changes the conditioning of its prompt."""
+    from s2l_scan.conditioning import TextEncoders
+    from tests import model_factory as factory
+
+    file = factory.sdxl_embedding(sdxl_folder / "model", tmp_path / "zq.safetensors")
+    tuned = load_pipeline(sdxl_folder / "model", lora=file)
+    assert tuned.adapters[0]["tokens"] == ["zq", "zq_1"]
+    for encoder, tokenizer in (("text_encoder", "tokenizer"), ("text_encoder_2", "tokenizer_2")):
+        ids = getattr(tuned.pipeline, tokenizer).convert_tokens_to_ids(["zq", "zq_1"])
+        assert all(i != getattr(tuned.pipeline, tokenizer).unk_token_id for i in ids), encoder
+    cond = [TextEncoders.of(m.pipeline).encode(["a zq"], (32, 32)) for m in (sdxl, tuned)]
+    assert not torch.equal(cond[0].hidden, cond[1].hidden)
+    assert not torch.equal(cond[0].pooled, cond[1].pooled)

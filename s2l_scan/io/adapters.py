@@ -17,6 +17,15 @@ Every adapter is verified: each layer it was placed in is fingerprinted before a
 and an adapter that changed none is refused ("matched no layer of this model"). diffusers skips
 keys it cannot place with a log warning only, which is how a peft folder used to be "applied"
 while the scan measured the base model.
+
+Every fused LoRA layer is also checked *by how much* it changed: its measured delta against the
+format's own maths, ``weight · alpha / rank · up @ down`` with the layer's own alpha read from
+the file (kohya ``.alpha`` keys, peft ``lora_alpha`` / ``alpha_pattern``). A library's
+conversion that gives a layer another's scale is a named refusal, never a silent scale. kohya
+files are handed to diffusers with each layer's ``alpha / rank`` folded into its ``lora_down``
+(and no ``.alpha`` keys): diffusers 0.3x–0.4x looks alphas up by splitting names on ``.lora.``,
+which kohya attention names lack, so files whose alphas differ between layers (LoCon
+``block_alphas``, ``resize_lora.py --dynamic_method``) were fused at 0.5× / 0.25× on some layers.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_TYPES = ("LORA", "LOHA", "LOKR")
-FORMATS = ("diffusers", "kohya", "peft")
+FORMATS = ("diffusers", "kohya", "peft", "textual-inversion")
 NO_MATCH = "the adapter matched no layer of this model"
 # key fragments of LyCORIS algorithms that no library here can fuse from a bare file
 _LYCORIS = {"hada_w1": "LyCORIS LoHa", "lokr_w1": "LyCORIS LoKr", "oft_blocks": "LyCORIS OFT",
@@ -76,10 +85,12 @@ class AppliedAdapter:
     sha256: str
     file: str
     layers_changed: int
+    tokens: tuple[str, ...] = ()  # a textual inversion's tokens, as prompts write them
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "format": self.format, "weight": self.weight,
+        body = {"path": self.path, "format": self.format, "weight": self.weight,
                 "sha256": self.sha256, "file": self.file, "layers_changed": self.layers_changed}
+        return {**body, "tokens": list(self.tokens)} if self.tokens else body
 
 
 @dataclass(frozen=True)
@@ -116,6 +127,10 @@ def _classify(path: Path) -> str:
                 "LoRA in diffusers, peft or kohya format, and LoHa / LoKr only as a peft adapter "
                 f"folder ({PEFT_WEIGHTS} + {PEFT_CONFIG} with peft_type LOHA or LOKR). Convert "
                 "it, or scan the model with the adapter already merged.")
+    from s2l_scan.io.embeddings import is_embedding
+
+    if is_embedding(keys):
+        return "textual-inversion"
     if any(key.startswith("base_model.model.") for key in keys):
         raise ModelLoadError(f"{path}: peft adapter weights without their {PEFT_CONFIG}; peft "
                              "needs it for the adapter's rank and scale. Pass the folder that "
@@ -199,6 +214,145 @@ def targeted_layers(keys: list[str]) -> list[str]:
     return sorted({_TARGET.split(key, maxsplit=1)[0] for key in keys if _TARGET.search(key)})
 
 
+# --- magnitudes: did each layer change by the format's own maths ---
+
+@dataclass(frozen=True)
+class _Factors:
+    """One layer's update as the file states it: ``scale · up @ down`` (scale = alpha / rank)."""
+
+    stem: str
+    up: Any
+    down: Any
+    scale: float
+
+
+# kohya, peft / diffusers, diffusers' older text-encoder and attention-processor names
+_DOWN = re.compile(r"(\.lora_down|\.lora_A|\.lora_linear_layer\.down|[._]lora\.down)"
+                   r"(\.weight)?$")
+
+
+def _pattern_value(patterns: dict[str, Any], module: str, default: float) -> float:
+    r"""peft's ``alpha_pattern`` / ``rank_pattern`` lookup: a key matches a module name ending
+    with it (``(.*\.)?KEY$``)."""
+    for pattern, value in patterns.items():
+        if re.fullmatch(rf"(.*\.)?{pattern}", module):
+            return float(value)
+    return default
+
+
+def _scale_rule(form: str, weights: Path, config: Path | None) -> Any:
+    """``(module, rank, file alpha) → alpha / rank`` by the format's own convention."""
+    body: dict[str, Any] = {}
+    if config is not None:
+        body = json.loads(config.read_text(encoding="utf-8"))
+    elif form == "diffusers":  # diffusers >= 0.34 writes the peft config into the metadata
+        from safetensors import safe_open
+
+        with safe_open(str(weights), framework="pt") as handle:
+            meta = (handle.metadata() or {}).get("lora_adapter_metadata")
+        body = json.loads(meta) if meta else {}
+
+    def rule(module: str, rank: int, alpha: float | None) -> float:
+        if alpha is not None:  # an .alpha key: kohya, or diffusers' network alphas
+            return (alpha if alpha != 0 else rank) / rank
+        if not body:
+            return 1.0  # kohya: no alpha means alpha = rank; diffusers/peft: lora_alpha = r
+        own = _pattern_value(body.get("alpha_pattern") or {}, module,
+                             float(body.get("lora_alpha", body.get("r", rank))))
+        return own / (rank ** 0.5 if body.get("use_rslora") else rank)
+    return rule
+
+
+def file_factors(weights: Path, form: str, config: Path | None) -> list[_Factors]:
+    """Every LoRA layer's ``(up, down, alpha / rank)`` as the adapter file states them."""
+    from safetensors.torch import load_file
+
+    state = load_file(weights)
+    rule = _scale_rule(form, weights, config)
+    factors: list[_Factors] = []
+    for key, down in state.items():
+        found = _DOWN.search(key)
+        if not found:
+            continue
+        stem = key[:found.start()]
+        up_key = stem + found[1].replace("down", "up").replace("lora_A", "lora_B") + (
+            found[2] or "")
+        if up_key not in state:
+            continue
+        alpha = state.get(f"{stem}.alpha")
+        module = re.sub(r"^(base_model\.model|unet|text_encoder(_2)?)\.", "", stem)
+        factors.append(_Factors(stem, state[up_key], down, rule(
+            module, int(down.shape[0]), None if alpha is None else float(alpha))))
+    return factors
+
+
+def _values_key(tensor: Any, dtype: Any) -> tuple[int, str]:
+    """A tensor's values (cast to ``dtype``, any shape) as a lookup key."""
+    flat = tensor.detach().to(dtype).float().cpu().contiguous().reshape(-1)
+    return flat.numel(), hashlib.blake2b(flat.numpy().tobytes(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class _Watched:
+    """A LoRA layer before fusing: its weight then, and the file's factors its ``up`` is."""
+
+    before: Any
+    candidates: tuple[_Factors, ...]
+
+
+def watch_magnitudes(layers: dict[str, Any], factors: list[_Factors], name: str
+                     ) -> dict[str, _Watched]:
+    """For each injected LoRA layer (not DoRA, whose update is renormalised): its weight
+    before fusing and the file's factors whose ``up`` it holds, found by value, not by name,
+    so a library's renaming cannot hide a misplaced scale."""
+    by_up: dict[tuple[int, str], list[_Factors]] = {}
+    watched: dict[str, _Watched] = {}
+    for key, layer in layers.items():
+        lora_b = getattr(layer, "lora_B", None)
+        if lora_b is None or name not in lora_b or getattr(layer, "use_dora", {}).get(name):
+            continue
+        dtype = lora_b[name].weight.dtype
+        if not by_up or next(iter(by_up.values()))[0].up.dtype != dtype:
+            by_up = {}
+            for factor in factors:
+                by_up.setdefault(_values_key(factor.up, dtype), []).append(factor)
+        watched[key] = _Watched(layer.get_base_layer().weight.detach().float().cpu().clone(),
+                                tuple(by_up.get(_values_key(lora_b[name].weight, dtype), ())))
+    return watched
+
+
+def check_magnitudes(pipeline: Any, watched: dict[str, _Watched], weight: float, form: str,
+                     adapter: Path) -> int:
+    """Refuse, naming the layer, any fused LoRA layer whose change is not ``weight · alpha /
+    rank · up @ down`` by the file's own numbers; returns how many layers were checked."""
+    from s2l_scan.functional.lora import delta_error, lora_delta
+
+    for key, seen in sorted(watched.items()):
+        fused = _layer_at(pipeline, key).weight.detach()
+        measured = fused.float().cpu() - seen.before
+        errors = [(delta_error(measured, lora_delta(f.up, f.down, weight * f.scale,
+                                                    measured.shape), fused.cpu()), f)
+                  for f in seen.candidates
+                  if f.up.shape[0] * f.down[0].numel() == measured.numel()]
+        if not errors:
+            raise ModelLoadError(
+                f"{adapter}: layer {key} was changed by factors that are not in the {form} "
+                "file, so its update cannot be checked against the file's maths. s2l-scan "
+                "refuses it rather than scan a model nobody released.")
+        error, best = min(errors, key=lambda pair: pair[0])
+        if error > 1.0:
+            expected = float(lora_delta(best.up, best.down, weight * best.scale,
+                                        measured.shape).norm())
+            ratio = float(measured.norm()) / expected if expected else float("inf")
+            raise ModelLoadError(
+                f"{adapter}: layer {key} changed by {ratio:.3g}× the update the {form} file "
+                f"states for {best.stem} (weight {weight:g} · alpha/rank {best.scale:g} · "
+                "up @ down). The library's conversion mis-scaled it; scanning on would "
+                "measure a model nobody released. Merge the adapter with its trainer's own "
+                "tool and scan the merged model.")
+    return len(watched)
+
+
 # --- fusing ---
 
 def _split_param(name: str) -> tuple[str, str]:
@@ -228,8 +382,27 @@ def _mismatch(adapter: Path, error: Exception) -> ModelLoadError:
                           f"{first[:400]}).")
 
 
-def _load_with_diffusers(pipeline: Any, weights: Path, name: str) -> None:
+def _load_with_diffusers(pipeline: Any, weights: Path, name: str, form: str) -> None:
+    if form == "kohya":  # each layer's own alpha / rank, folded in (see the module docstring)
+        from safetensors.torch import load_file
+
+        pipeline.load_lora_weights(fold_kohya_alphas(load_file(weights)), adapter_name=name)
+        return
     pipeline.load_lora_weights(str(weights.parent), weight_name=weights.name, adapter_name=name)
+
+
+def fold_kohya_alphas(state: dict[str, Any]) -> dict[str, Any]:
+    """A kohya state dict with each layer's ``alpha / rank`` multiplied into its ``lora_down``
+    and the ``.alpha`` keys dropped: the same update (kohya's ``scale = alpha / lora_dim``;
+    no alpha means alpha = rank), which no library can then misplace."""
+    folded = {key: value for key, value in state.items() if not key.endswith(".alpha")}
+    for key, down in state.items():
+        if not key.endswith(".lora_down.weight"):
+            continue
+        alpha = state.get(key.removesuffix(".lora_down.weight") + ".alpha")
+        if alpha is not None and float(alpha) != 0.0:  # sd-scripts: alpha 0 or None → rank
+            folded[key] = down.float() * (float(alpha) / down.shape[0])
+    return folded
 
 
 def _merge_with_diffusers(pipeline: Any, weight: float, name: str) -> None:
@@ -308,22 +481,38 @@ def _tuner_layers(module: Any) -> list[tuple[Any, str, Any]]:
             if isinstance(child, BaseTunerLayer)]
 
 
+def _embed(pipeline: Any, spec: AdapterSpec, weights: Path) -> AppliedAdapter:
+    """A textual-inversion file given as ``--lora``: its token(s) added and verified."""
+    from s2l_scan.io.embeddings import apply_embedding
+
+    if spec.weight != 1.0:
+        raise UsageError(f"--lora {spec.path}:{spec.weight:g}: a textual-inversion embedding "
+                         "has no weight; pass it without ':WEIGHT'.")
+    tokens = apply_embedding(pipeline, weights)  # its errors name the file
+    return AppliedAdapter(str(spec.path), "textual-inversion", 1.0, sha256_file(weights),
+                          weights.name, len(tokens), tuple(tokens))
+
+
 def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapter]:
     """Fuse each adapter into ``pipeline`` (in order, each at its weight); refuse one that
     changes no weight, or that does not fit the model, naming it."""
     applied: list[AppliedAdapter] = []
     for number, spec in enumerate(specs):
         weights, form, config = find_adapter(spec.path)
+        if form == "textual-inversion":
+            applied.append(_embed(pipeline, spec, weights))
+            continue
         name = f"s2l_scan_{number}"
         try:
             if form == "peft":
                 assert config is not None
                 module = _load_with_peft(pipeline, weights, config, name)
             else:
-                _load_with_diffusers(pipeline, weights, name)
+                _load_with_diffusers(pipeline, weights, name, form)
             # fingerprints of the layers the adapter was placed in, before and after fusing
             layers = _adapted_layers(pipeline)
             before = {key: layer_print(layer.get_base_layer()) for key, layer in layers.items()}
+            watched = watch_magnitudes(layers, file_factors(weights, form, config), name)
             if form == "peft":
                 _merge_with_peft(module, spec.weight, name)
             else:
@@ -354,6 +543,7 @@ def fuse_adapters(pipeline: Any, specs: list[AdapterSpec]) -> list[AppliedAdapte
                 "of this model, so fusing it changed nothing). It was made for another base "
                 "model or in a layout s2l-scan does not read; scanning on would measure the "
                 "base model, not the adapted one.")
+        check_magnitudes(pipeline, watched, spec.weight, form, spec.path)
         applied.append(AppliedAdapter(str(spec.path), form, spec.weight, sha256_file(weights),
                                       weights.name, len(changed)))
     return applied

@@ -88,6 +88,11 @@ def _read_json(path: Path) -> dict[str, Any]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
+        if path.is_symlink():
+            raise ModelLoadError(f"{path}: a broken link (to {os.readlink(path)}); the folder "
+                                 "was copied without the files its links point to (a hub cache "
+                                 "snapshot links into ../../blobs). Copy it with the links "
+                                 "followed (cp -rL).") from None
         raise ModelLoadError(f"{path}: missing. A diffusers pipeline folder needs it.") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
         raise ModelLoadError(f"{path}: not readable JSON ({error}).") from None
@@ -204,6 +209,43 @@ def _check_safetensors(path: Path) -> None:
                              "truncated or corrupted; re-export or re-download it.") from None
 
 
+def _explain_no_index(root: Path) -> None:
+    """A folder without model_index.json that is something else people pass: a hub cache repo
+    folder (``models--org--name``), or a single model such as a ControlNet; say which."""
+    ref = root / "refs" / "main"
+    if ref.is_file() and (root / "snapshots").is_dir():
+        commit = ref.read_text(encoding="utf-8", errors="replace").strip()
+        snapshot = root / "snapshots" / commit
+        where = (f"pass its snapshot {snapshot}" if snapshot.is_dir() else
+                 f"its refs/main names {commit[:40]!r}, which is not under snapshots/")
+        raise ModelLoadError(f"{root}: a hugging-face hub cache repo folder, not a pipeline "
+                             f"folder; {where}.")
+    config = root / "config.json"
+    if config.is_file():
+        try:
+            name = json.loads(config.read_text(encoding="utf-8")).get("_class_name")
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+            name = None
+        if name:
+            hint = (" A ControlNet steers a base pipeline; pass the base pipeline folder it "
+                    "was trained on (s2l-scan scans the base text-to-image model)."
+                    if "ControlNet" in str(name) else "")
+            raise ModelLoadError(f"{root}: a single {name} (config.json), not a pipeline folder "
+                                 f"with model_index.json.{hint}")
+
+
+def _refuse_broken_links(root: Path) -> None:
+    """Name a link in a component folder whose target is gone (a snapshot copied without its
+    blobs), before diffusers reports it as a missing weight file."""
+    for folder in [root, *(p for p in sorted(root.iterdir()) if p.is_dir())]:
+        for path in sorted(folder.iterdir()):
+            if path.is_symlink() and not path.exists():
+                raise ModelLoadError(
+                    f"{path}: a broken link (to {os.readlink(path)}); the folder was copied "
+                    "without the files its links point to (a hub cache snapshot links into "
+                    "../../blobs). Copy it with the links followed (cp -rL).")
+
+
 def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
                             weights: bool = True) -> FolderReport:
     """Check a diffusers folder before loading it; raise with a clear message if it is unsafe.
@@ -215,7 +257,10 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     if not root.is_dir():
         raise ModelLoadError(f"{root}: not a folder. Expected a diffusers pipeline folder with "
                              "model_index.json, or pass a .safetensors file with a config folder.")
+    if not (root / "model_index.json").exists():
+        _explain_no_index(root)
     index = _read_json(root / "model_index.json")
+    _refuse_broken_links(root)
     pipeline_class = index.get("_class_name")
     if pipeline_class not in SUPPORTED_PIPELINES:
         raise ModelLoadError(f"{root / 'model_index.json'}: pipeline class {pipeline_class!r} is "
@@ -343,12 +388,12 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
     The attacks work in ε at training timesteps, indexing ``alphas_cumprod`` directly (README,
     scanning), so only fields that change what the UNet's output or its timestep input mean matter:
     ``prediction_type`` (ε, v and x₀ are converted to ε; anything else is refused),
-    ``rescale_betas_zero_snr`` (ᾱ_T = 0: x̂₀ from x_T divides by √ᾱ_T = 0), a schedule whose
-    ᾱ_t leaves (0, 1), ``timestep_type`` other than ``discrete`` (the UNet would expect
-    continuous noise levels, not training timesteps) and a learned variance (the UNet's output
-    then holds more than one prediction). Inference-only fields (``timestep_spacing``,
-    ``steps_offset``, ``clip_sample``, Karras sigmas, ...) only change diffusers' own sampling,
-    which honours them.
+    a schedule whose ᾱ_t leaves (0, 1) (``rescale_betas_zero_snr`` may set ᾱ_T = 0: that one
+    step is left out, see :func:`usable_timesteps`), ``timestep_type`` other than
+    ``discrete`` (the UNet would expect continuous noise levels, not training timesteps) and
+    a learned variance (the UNet's output then holds more than one prediction).
+    Inference-only fields (``timestep_spacing``, ``steps_offset``, ``clip_sample``, Karras
+    sigmas, ...) only change diffusers' own sampling, which honours them.
     """
     import torch
 
@@ -362,11 +407,6 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
             f"{where} has prediction_type {kind!r}; s2l-scan interprets {list(PREDICTION_TYPES)}"
             " (converting each to the ε its attacks need). Scanning other outputs as ε would "
             "measure nothing; set the model's real prediction_type in its scheduler config.")
-    if config.get("rescale_betas_zero_snr", False):
-        raise ModelLoadError(
-            f"{where} sets rescale_betas_zero_snr = true (zero terminal SNR: ᾱ_T = 0), which "
-            "s2l-scan does not support: its DDIM maths divides by √ᾱ_t. Scan a checkpoint whose "
-            "scheduler keeps ᾱ_t > 0.")
     if config.get("timestep_type", "discrete") != "discrete":
         raise ModelLoadError(
             f"{where} has timestep_type {config.get('timestep_type')!r}; the attacks feed the "
@@ -382,12 +422,23 @@ def check_scheduler(scheduler: Any, config_file: Path | str) -> None:
             "timesteps): its model is not a DDPM-family ε/v/x₀ predictor (flow matching, "
             "continuous-time or variance-exploding schedulers are), so the attacks' maths does "
             "not apply and s2l-scan does not scan it.")
+    if config.get("rescale_betas_zero_snr", False) and alphas.ndim == 1:
+        alphas = alphas[:usable_timesteps(scheduler)]  # ᾱ_T = 0 by design; no attack reads T
     if alphas.ndim != 1 or not bool(
             ((alphas > 0) & (alphas < 1)).all()):
         raise ModelLoadError(
             f"{where}: its noise schedule (beta_schedule / trained_betas) does not keep every "
             "ᾱ_t strictly between 0 and 1, which the attacks' DDIM maths and the ε conversion "
             "need.")
+
+
+def usable_timesteps(scheduler: Any) -> int:
+    """How many training timesteps, from 0, the attacks may read: all of them, or all but
+    the last when a zero-terminal-SNR schedule (``rescale_betas_zero_snr``, Lin et al. 2024)
+    makes it pure noise (ᾱ_T = 0, or diffusers' Euler's 2**-24, where x̂₀ would divide by
+    √ᾱ_T)."""
+    total = int(scheduler.config.num_train_timesteps)
+    return total - 1 if scheduler.config.get("rescale_betas_zero_snr", False) else total
 
 
 def _offline() -> None:
@@ -420,6 +471,20 @@ def check_conditioning(pipeline: Any, family: Family, source: str) -> None:
     ``addition_embed_type = "text_time"``, or dimensions that disagree (the checks of
     ``StableDiffusionXLPipeline._get_add_time_ids``, made at load time)."""
     unet = pipeline.unet.config
+    latent = int(pipeline.vae.config.latent_channels)
+    if int(unet.in_channels) != latent:
+        kind = (" (an inpainting UNet: latents + mask + masked image)"
+                if int(unet.in_channels) == 2 * latent + 1 else "")
+        raise ModelLoadError(
+            f"{source}: unet in_channels is {unet.in_channels}, but the VAE's latents have "
+            f"{latent} channels{kind}. s2l-scan scans text-to-image UNets, which denoise the "
+            "latents alone; scan the text-to-image model this one was made from.")
+    for key in ("class_embed_type", "num_class_embeds"):
+        if unet.get(key) is not None:
+            raise ModelLoadError(
+                f"{source}: unet {key} is {unet.get(key)!r}: a class-conditioned UNet "
+                "(unCLIP image variations, upscalers) needs class labels or image embeddings "
+                "the text-to-image pipeline never passes. s2l-scan does not scan it.")
     embed = unet.get("addition_embed_type")
     if family.name == "sd":
         if embed is not None:

@@ -10,13 +10,22 @@
   (at its root or in sub-folders), whose rows name ``file_name`` relative to the metadata
   file's folder and carry the caption in ``text`` (or ``caption`` / ``prompt``). Every image of
   the folder must be named by a metadata row.
+* **a kohya-ss DreamBooth folder**: sub-folders named ``N_concept`` (N repeats), as
+  sd-scripts' ``train_util.DreamBoothDataset`` reads them: only the images directly in each
+  concept folder (its sub-folders, e.g. ``rejected/``, are never trained on), a concept folder
+  linked from elsewhere followed (kohya follows it), the caption the first line of
+  ``image.txt`` / ``image.caption`` (kohya's ``read_caption`` keeps ``lines[0]``), and an
+  image without one captioned with the folder's class tokens (``10_sks dog`` → ``sks dog``).
 * **caption files** (kohya style): ``image.png`` beside ``image.txt`` (or ``image.caption``),
   in any sub-folder. An image without a caption file has no caption (the domain prompt is used);
   a caption file without its image is an error.
 * **a plain folder** of images, searched recursively, no captions.
 
-Images are ``.png/.jpg/.jpeg/.webp`` files (the audit reader's list); hidden files are
-skipped, and a folder walk follows symlinks only while they stay inside the folder, as the
+Images are ``.png/.jpg/.jpeg/.webp`` files (the audit reader's list); an image format some
+trainer reads but the audit cannot hold (``.jfif``, ``.tif``, ``.bmp``, ...) is an error naming
+the file, never skipped (a skipped training image's copies would stay among the non-members);
+OneTrainer's ``-masklabel.png`` masks are masks, not training images, and are left out. Hidden
+files are skipped, and a folder walk follows symlinks only while they stay inside the folder, as the
 audit reader's ``known/`` does. Nothing is decoded here and nothing is ever written: a
 :class:`Source` is the list of image files, each with its path relative to the source (its
 first folder can name a domain) and its caption or ``None``.
@@ -29,6 +38,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -40,7 +50,11 @@ FILE_KEYS = ("file_name", "file", "image", "path", "filename")
 CAPTION_KEYS = ("text", "caption", "prompt")
 METADATA_NAMES = ("metadata.jsonl", "metadata.csv")
 CAPTION_SUFFIXES = (".txt", ".caption")
-CONVENTIONS = ("csv", "jsonl", "imagefolder", "caption-files", "folder")
+CONVENTIONS = ("csv", "jsonl", "imagefolder", "kohya", "caption-files", "folder")
+# formats trainers read (diffusers: .jfif via PIL; OneTrainer: .tif; kohya: .bmp / .avif / .jxl)
+TRAINER_ONLY_SUFFIXES = (".jfif", ".tif", ".tiff", ".bmp", ".avif", ".jxl", ".gif")
+MASK_SUFFIX = "-masklabel"  # OneTrainer's mask beside image.png: image-masklabel.png
+_KOHYA_CONCEPT = re.compile(r"^(\d+)_(.+)$")
 """The conventions :func:`read_source` recognises, by the name it records."""
 
 
@@ -103,7 +117,11 @@ def read_source(path: Path, role: str = "source") -> Source:
 
 
 def _folder(root: Path) -> tuple[str, list[SourceImage]]:
-    files = image_folder(root)
+    _refuse_trainer_only_formats(root)
+    concepts = _kohya_concepts(root)
+    if concepts:
+        return "kohya", [image for folder in concepts for image in _kohya_images(root, folder)]
+    files = tuple(path for path in image_folder(root) if not _is_mask(path))
     metadata = [path for path in _walk(root) if path.name in METADATA_NAMES]
     if metadata:
         return "imagefolder", _imagefolder(root, metadata, files)
@@ -112,6 +130,52 @@ def _folder(root: Path) -> tuple[str, list[SourceImage]]:
         return "caption-files", _caption_files(root, files, captions)
     return "folder", [SourceImage(path, _relative(path, root), None, path.name)
                       for path in files]
+
+
+def _is_mask(path: Path) -> bool:
+    return path.stem.endswith(MASK_SUFFIX)
+
+
+def _refuse_trainer_only_formats(root: Path) -> None:
+    odd = [path for path in _walk(root) if path.suffix.lower() in TRAINER_ONLY_SUFFIXES]
+    if odd:
+        raise AuditDataError(
+            f"{odd[0]}: a {odd[0].suffix} image ({len(odd)} such file(s) in {root}). Trainers "
+            f"read it, so it may be a training image, but an audit holds {IMAGE_KINDS} only; "
+            "convert it (e.g. to .png, keeping its caption file's name) and build again.")
+
+
+def _kohya_concepts(root: Path) -> list[Path]:
+    """The ``N_concept`` folders of a kohya DreamBooth folder (all its visible sub-folders
+    must be concepts and it holds no image of its own), else []."""
+    entries = [p for p in sorted(root.iterdir()) if not p.name.startswith(".")]
+    folders = [p for p in entries if p.is_dir()]
+    if not folders or any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in entries):
+        return []
+    return folders if all(_KOHYA_CONCEPT.match(p.name) for p in folders) else []
+
+
+def _kohya_images(root: Path, folder: Path) -> list[SourceImage]:
+    """The images kohya trains on in one concept folder, with their captions."""
+    class_tokens = _KOHYA_CONCEPT.match(folder.name)[2]  # type: ignore[index]  # matched above
+    images: list[SourceImage] = []
+    for path in sorted(folder.iterdir()):
+        if path.name.startswith(".") or not path.is_file() or _is_mask(path) or \
+                path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        caption_files = [path.with_suffix(s) for s in CAPTION_SUFFIXES
+                         if path.with_suffix(s).is_file()]
+        caption = _caption_text(caption_files[0], first_line=True) if caption_files else None
+        relative = PurePosixPath(folder.name, path.name)
+        images.append(SourceImage(path.absolute(), relative, caption or class_tokens,
+                                  caption_files[0].name if caption_files else path.name))
+    orphans = [p for p in sorted(folder.iterdir()) if p.suffix.lower() in CAPTION_SUFFIXES
+               and not any(p.with_suffix(s).is_file() for s in IMAGE_SUFFIXES)]
+    if orphans:
+        raise AuditDataError(f"{orphans[0]}: a caption file whose image is missing (no "
+                             f"{path_stem_kinds(orphans[0])} beside it in the training folder "
+                             f"{root}). Restore the image or remove the caption file.")
+    return images
 
 
 def _walk(root: Path) -> Iterator[Path]:
@@ -166,12 +230,14 @@ def path_stem_kinds(path: Path) -> str:
     return f"{path.stem}{IMAGE_KINDS}"
 
 
-def _caption_text(path: Path) -> str | None:
+def _caption_text(path: Path, first_line: bool = False) -> str | None:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise AuditDataError(f"{path}: cannot be read as UTF-8 text ({exc}). Save the caption "
                              "as a UTF-8 text file.") from exc
+    if first_line:  # kohya-ss read_caption: lines[0].strip()
+        text = text.splitlines()[0] if text.splitlines() else ""
     text = " ".join(text.split())  # one line: kohya captions are often wrapped
     return text or None
 

@@ -34,7 +34,7 @@ from s2l_scan.functional.memorization import (
 )
 from s2l_scan.generation import SamplerSettings, generate_images, image_seed
 from s2l_scan.io.audit_data import AuditData
-from s2l_scan.io.model import LoadedModel
+from s2l_scan.io.model import LoadedModel, usable_timesteps
 from s2l_scan.report.model import MemorizationRecord
 from s2l_scan.stages.baselines import alphas
 from s2l_scan.stages.encode import null_conditioning
@@ -155,8 +155,10 @@ def _ddim(model: LoadedModel, steps: int) -> Any:
 
 
 def ddim_grid(model: LoadedModel, steps: int) -> list[int]:
-    """The timesteps of the detectors' DDIM grid, first (noisiest) to last."""
-    return [int(t) for t in _ddim(model, steps).timesteps]
+    """The timesteps of the detectors' DDIM grid, first (noisiest) to last (t = T left out on a
+    zero-terminal-SNR schedule, where ᾱ_T = 0)."""
+    usable = usable_timesteps(model.pipeline.scheduler)
+    return [int(t) for t in _ddim(model, steps).timesteps if int(t) < usable]
 
 
 def _measure_anisotropy(record: PromptMemorization, reader: _WenReader, store: UnitStore
@@ -190,7 +192,9 @@ class _WenReader:
         # Wen et al. read a DDIM grid whatever the model's own sampler (their script swaps in
         # DDIMScheduler.from_config): its first steps, from the model's own noise schedule
         scheduler = _ddim(model, settings.sampler_steps)
-        steps = [int(t) for t in scheduler.timesteps[:settings.detect_steps]]
+        # a zero-terminal-SNR grid may start at ᾱ_T = 0, where a DDIM step divides by √ᾱ_T
+        steps = [int(t) for t in scheduler.timesteps
+                 if int(t) < usable_timesteps(model.pipeline.scheduler)][:settings.detect_steps]
         encoders, size = TextEncoders.of(pipeline), (model.resolution, model.resolution)
         return (target, target.eps_fn(), scheduler, steps, encoders, size,
                 null_conditioning(encoders, size))
