@@ -317,6 +317,7 @@ def _scan(args: argparse.Namespace) -> int:
                       config, protected=[args.config] if args.config else [])
     console = make_console()
     here = world()
+    _warn_idle_gpu(config.device)
     try:
         if not here.is_main:
             # A data-parallel helper: rank 0 judges and reports, and its exit code is the
@@ -334,6 +335,14 @@ def _scan(args: argparse.Namespace) -> int:
         return EXIT_OK if report.passed else EXIT_GATE
     finally:
         finish()
+
+
+def _warn_idle_gpu(device: str) -> None:
+    from s2l_scan.devices import idle_gpu_note
+
+    note = idle_gpu_note(device)
+    if note is not None:
+        print(f"s2l-scan: {note}", file=sys.stderr)
 
 
 def _null_audit(args: argparse.Namespace) -> int:
