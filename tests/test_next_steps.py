@@ -78,3 +78,17 @@ def test_a_rerun_says_how_many_units_it_reused() -> None:
     line = reuse_line(report)
     assert line is not None and line.startswith("reused 36 of 36 units from /c/units")
     assert line in render_results(report, width=200)
+
+
+def test_the_html_first_screen_names_the_budget_cut_and_what_to_do_next() -> None:
+    from s2l_scan.report.html_page import render_html
+
+    report = _failing()
+    report.model["sampling"] = {"budget": BUDGET}
+    page = render_html(report)
+    notes, leaked = page.index('id="run-notes"'), page.index('id="leaked"')
+    assert notes < leaked and "extraction_samples 32 → 8" in page[notes:leaked]
+    steps = page.index('id="next-steps"')
+    assert leaked < steps < page.index('class="toc"')
+    assert "docs/checks/extraction.md" in page[steps:]
+    assert 'id="next-steps"' not in render_html(make_report([make_row(domain="identity-0")]))

@@ -165,7 +165,7 @@ def _print_run_notes(report: Any, console: Console) -> None:
     if lines:
         console.print("\n[bold]this run[/bold]")
     for line in lines:
-        console.print(f"  {escape(line)}", soft_wrap=True)
+        console.print(f"  {escape(line)}")
 
 
 def _print_next_steps(report: Any, console: Console) -> None:
@@ -176,7 +176,7 @@ def _print_next_steps(report: Any, console: Console) -> None:
     if lines:
         console.print("\n[bold]what to do next[/bold]")
     for line in lines:
-        console.print(f"  {escape(line)}", soft_wrap=True)
+        console.print(f"  {escape(line)}")
 
 
 def terminal_width(fallback: int = 120) -> int:
