@@ -464,3 +464,12 @@ def test_the_radius_is_the_one_given(tmp_path: Path) -> None:
         result = build_audit(members, held, tmp_path / "out", BuildOptions(
             resolution=RES, prompt="p", delta=delta), dry_run=True)
         assert {d.source.name for d in result.dropped} == dropped
+
+
+def test_concept_under_a_single_domain_is_refused_not_replaced_by_its_name() -> None:
+    # was: "a photo of {concept}" silently became "a photo of main", a prompt without the
+    # trigger word, so extraction ran on the wrong prompt and could pass for that reason
+    with pytest.raises(UsageError, match=r"--prompt uses \{concept\}.*trigger word"):
+        BuildOptions(resolution=RES, prompt="a photo of {concept}")
+    BuildOptions(resolution=RES, prompt="a photo of {concept}", domains="subfolders")
+    BuildOptions(resolution=RES, prompt="a photo of {domain}")  # the name, as documented
