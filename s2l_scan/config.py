@@ -92,7 +92,8 @@ class ScanConfig:
                                  "weights_only=True))", False)
     reference_preset: str = _option("preset of the reference model when the model is "
                                     "'reference', as `s2l-scan reference build --preset` takes "
-                                    "it: default, or tiny (seconds)", "default", metavar="NAME")
+                                    "it: default, finetune (a release and its base) or tiny",
+                                    "default", metavar="NAME")
     reference_seed: int = _option("build seed of the reference model when the model is "
                                   "'reference' (not seed: another build seed is another model)",
                                   0)
