@@ -49,3 +49,17 @@ def test_a_mistyped_option_gets_a_did_you_mean(capsys: pytest.CaptureFixture[str
     with pytest.raises(SystemExit) as stop:
         main(argv)
     assert stop.value.code == 4 and hint in capsys.readouterr().err
+
+
+def test_the_example_config_is_valid_and_spells_out_the_defaults() -> None:
+    from pathlib import Path
+
+    from s2l_scan.config import ScanConfig, make_config, read_config_file
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "s2l.toml"
+    values = read_config_file(example)
+    config = make_config(values)  # unknown keys or bad values would be usage errors
+    defaults = ScanConfig()
+    for key in ("max_auc", "max_tpr", "max_amplification", "max_extracted", "ci_end",
+                "family_alpha", "device"):
+        assert values[key] == getattr(defaults, key) == getattr(config, key), key
