@@ -245,3 +245,16 @@ def test_a_failing_memorization_check_fails_the_session(
                                  "*verdict: FAILED*"])
     if selection:
         result.stdout.fnmatch_lines(["*ran as no test item*memorization::wen[[]identity-0[]]*"])
+
+
+def test_junit_classnames_and_node_ids_are_the_check_ids(pytester: pytest.Pytester,
+                                                        tiny_reference: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "--s2l-bootstrap=50",
+                                       f"--junitxml={junit}", "-rA"))
+    cases = ET.parse(junit).getroot().iter("testcase")
+    assert {case.get("classname") for case in cases} == {"baselines"}  # was ".baselines"
+    assert "PASSED ::" not in result.stdout.str()  # node ids no longer start with "::"
