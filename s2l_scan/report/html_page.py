@@ -155,7 +155,7 @@ def _next_steps(report: ScanReport) -> str:
         return ""
     items = "".join(
         f"<li><strong>{escape(REMEDIES[kind].title)}</strong> ({count} failed): "
-        + "; ".join(escape(step) for step in REMEDIES[kind].steps[:3])
+        + "; ".join(escape(step.replace("`", "")) for step in REMEDIES[kind].steps[:3])
         + f" — more in <code>{escape(REMEDIES[kind].page)}</code></li>"  # no network links
         for kind, count in kinds.items())
     return f'<section id="next-steps"><h2>What to do next</h2><ul>{items}</ul></section>'
