@@ -128,7 +128,7 @@ def test_each_convention_reads_files_and_captions(tmp_path: Path, convention: st
 
 
 @pytest.mark.parametrize(("domains", "keywords", "expected"), [
-    ("single", (), {"main": (4, "photo of main (main)")}),
+    ("single", (), {"main": (4, "photo of ohwx (main)")}),  # {concept}: refused under single
     ("subfolders", (), {"ohwx-man": (2, "photo of ohwx man (ohwx-man)"),
                         "sks-dog": (2, "photo of sks dog (sks-dog)")}),
     ("keywords", ("ohwx", "SKS"), {"ohwx": (2, "photo of ohwx (ohwx)"),
@@ -151,7 +151,8 @@ def test_domains_from_subfolders_keywords_or_one(tmp_path: Path, domains: str,
     prefix = ""  # the held-out set has no repeat counts
     nonmembers = source(tmp_path / "held", 500)
     result = build_audit(members, nonmembers, tmp_path / "audit",
-                         BuildOptions(resolution=RES, prompt="photo of {concept} ({domain})",
+                         BuildOptions(resolution=RES, prompt="photo of {concept} ({domain})"
+                                      if domains != "single" else "photo of ohwx ({domain})",
                                       domains=domains, keywords=keywords))
     assert {plan.name: (len(plan.members), plan.prompt) for plan in result.domains} == expected
     data = load_audit_data(tmp_path / "audit", RES)
