@@ -92,3 +92,15 @@ def test_the_html_first_screen_names_the_budget_cut_and_what_to_do_next() -> Non
     assert leaked < steps < page.index('class="toc"')
     assert "docs/checks/extraction.md" in page[steps:]
     assert 'id="next-steps"' not in render_html(make_report([make_row(domain="identity-0")]))
+
+
+def test_the_markdown_summary_names_the_budget_cut_and_what_to_do_next() -> None:
+    from s2l_scan.report.markdown import render_markdown
+
+    report = _failing()
+    report.model["sampling"] = {"budget": BUDGET}
+    text = render_markdown(report)
+    assert "### This run" in text and "extraction_samples 32 → 8" in text
+    assert text.index("### This run") < text.index("### What to do next") < text.index(
+        "### Results")
+    assert "### What to do next" not in render_markdown(make_report([make_row()]))

@@ -11,6 +11,8 @@ import json
 from s2l_scan.report.digest import DETECTORS, digest_lines, what_leaked
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, headline, reading
 from s2l_scan.report.model import ScanReport
+from s2l_scan.report.remedies import next_steps
+from s2l_scan.report.run_notes import run_lines
 
 MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
 
@@ -18,6 +20,14 @@ MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
 def _cell(text: object) -> str:
     """A table cell: pipes and newlines would break the row."""
     return str(text).replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ")
+
+
+def _section(title: str, items: list[str]) -> list[str]:
+    """A titled bullet list (budget cuts and reused units; what to do next); nothing when
+    there are no items."""
+    if not items:
+        return []
+    return [f"### {title}", "", *(f"- {_cell(item)}" for item in items), ""]
 
 
 def markdown_lines(report: ScanReport) -> list[str]:
@@ -30,12 +40,14 @@ def markdown_lines(report: ScanReport) -> list[str]:
              f"Model hash `{top['model_hash']}`; scanned {report.timestamps.get('started', '?')}"
              f" in {report.timestamps.get('seconds', '?')} s with s2l-scan "
              f"{report.packages.get('s2l-scan', '?')}.", ""]
+    lines += _section("This run", run_lines(report))
     leaked = digest_lines(what_leaked(report))[1:]
     if leaked:
         lines += ["### What leaked", ""]
         lines += [f"- {_cell(line.strip())}" if not line.startswith("  ") else
                   f"  - {_cell(line.strip())}" for line in leaked]
         lines.append("")
+    lines += _section("What to do next", next_steps(report))
     failures = [(row.item_id, reason) for row in report.results for reason in row.reasons]
     failures += [(r.item_id, reason) for r in report.extraction for reason in r.reasons]
     failures += [(r.item_id, reason) for r in report.memorization for reason in r.reasons]
