@@ -104,3 +104,15 @@ def test_the_markdown_summary_names_the_budget_cut_and_what_to_do_next() -> None
     assert text.index("### This run") < text.index("### What to do next") < text.index(
         "### Results")
     assert "### What to do next" not in render_markdown(make_report([make_row()]))
+
+
+def test_an_evidence_triplet_says_which_panel_is_which(tmp_path: Path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from s2l_scan.report.html_page import render_html
+
+    Image.fromarray(np.zeros((4, 12, 3), np.uint8)).save(tmp_path / "pair.png")
+    record = extraction_record(extracted=1, evidence=[str(tmp_path / "pair.png")])
+    page = render_html(make_report([make_row()], extraction=[record]))
+    assert "generated · training image · difference" in page

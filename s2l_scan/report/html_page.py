@@ -454,7 +454,9 @@ def _pair(match: dict[str, Any], search: Sequence[Path], note: str = "") -> str:
         return f'<div class="pair"><div class=muted>image: {where}</div>{caption}</div>'
     encoded = base64.b64encode(data).decode("ascii")
     alt = escape(f"generation ≈ {match.get('known')}")
-    return (f'<div class="pair"><img alt="{alt}" src="data:image/png;base64,'
+    # the evidence picture is three panels side by side: say which is which
+    labels = '<div class="muted">generated · training image · difference</div>'
+    return (f'<div class="pair">{labels}<img alt="{alt}" src="data:image/png;base64,'
             f'{encoded}"><br>{caption}</div>')
 
 
