@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scan_arguments(scan, scan_options())
     scan.add_argument("-q", "--quiet", action="store_true",
                       help="no progress while scanning (the results and verdict still print)")
+    scan.add_argument("--quick", action="store_true",
+                      help="a first look, not a release gate: " + _quick_text() + "; the "
+                           "config file and options given here still win")
 
     null = commands.add_parser(
         "null-audit", help="measure the gate's false-fail rate on null audits of your data",
@@ -389,7 +392,11 @@ def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.session import run
 
     overrides = {option.key: getattr(args, option.key) for option in scan_options()}
-    config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
+    quick = dict(QUICK) if args.quick else {}  # under the file: the file and options win
+    config = make_config({**quick, **read_config_file(args.config, Path.cwd())}, **overrides)
+    if args.quick:
+        print(f"s2l-scan: --quick: {_quick_text()}: a first look, not a release gate",
+              file=sys.stderr)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
                                  model_config=args.model_config, lora=args.lora,
                                  base_model=args.base_model),
@@ -414,6 +421,16 @@ def _scan(args: argparse.Namespace) -> int:
         return EXIT_OK if report.passed else EXIT_GATE
     finally:
         finish()
+
+
+QUICK: dict[str, Any] = {"attacks": ["loss"], "probes": ["noise"], "extraction_samples": 8,
+                         "sp_samples": 8, "bootstrap": 200}
+"""What ``scan --quick`` sets, below the config file and the command line."""
+
+
+def _quick_text() -> str:
+    return ", ".join(f"{key} {','.join(map(str, value)) if isinstance(value, list) else value}"
+                     for key, value in QUICK.items())
 
 
 def _warn_idle_gpu(device: str) -> None:

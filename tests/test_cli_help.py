@@ -63,3 +63,39 @@ def test_the_example_config_is_valid_and_spells_out_the_defaults() -> None:
     for key in ("max_auc", "max_tpr", "max_amplification", "max_extracted", "ci_end",
                 "family_alpha", "device"):
         assert values[key] == getattr(defaults, key) == getattr(config, key), key
+
+
+class _Stop(BaseException):  # main() turns an Exception into exit 2
+    pass
+
+
+def _planned_config(monkeypatch: pytest.MonkeyPatch, tmp_path: object, *argv: str) -> object:
+    import s2l_scan.plan
+
+    seen = {}
+
+    def capture(inputs: object, config: object, protected: object = ()) -> None:
+        seen["config"] = config
+        raise _Stop
+
+    monkeypatch.chdir(tmp_path)  # type: ignore[arg-type]
+    monkeypatch.setattr(s2l_scan.plan, "build_plan", capture)
+    with pytest.raises(_Stop):
+        main(["scan", "reference", *argv])
+    return seen["config"]
+
+
+def test_quick_sets_a_small_scan_under_the_file_and_the_options(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: object,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from pathlib import Path
+
+    config = _planned_config(monkeypatch, tmp_path, "--quick")
+    assert (config.attacks, config.probes, config.extraction_samples) == (  # type: ignore[attr-defined]
+        ("loss",), ("noise",), 8)
+    assert "not a release gate" in capsys.readouterr().err
+    Path(str(tmp_path), "s2l.toml").write_text('attacks = ["pia"]\n')
+    config = _planned_config(monkeypatch, tmp_path, "--quick", "--extraction-samples=4")
+    assert config.attacks == ("pia",) and config.extraction_samples == 4  # type: ignore[attr-defined]
+    plain = _planned_config(monkeypatch, tmp_path)
+    assert plain.probes != ("noise",) or plain.extraction_samples != 8  # type: ignore[attr-defined]
