@@ -4,6 +4,7 @@ memory, and the projected time of the default scan at that size.
     python -m benchmarks.sd15 forwards [--device cpu|cuda] [--dtype float32|float16|bfloat16]
                                        [--steps 2] [--json FILE]
     python -m benchmarks.sd15 count [--json FILE]
+    python -m benchmarks.sd15 flops [--json FILE]
 
 ``forwards`` builds an SD-1.5-sized pipeline with random weights from the real configurations
 (860M-parameter UNet on 64×64 latents, CLIP-L text encoder, the SD VAE at 512 px; the tokenizer
@@ -37,17 +38,10 @@ import torch
 TRAINING_WEIGHT = 3  # forward + backward ≈ 3 forwards
 
 
-def _sd15_pipeline(device: str, dtype: torch.dtype) -> Any:
-    from diffusers import (
-        AutoencoderKL,
-        DPMSolverMultistepScheduler,
-        StableDiffusionPipeline,
-        UNet2DConditionModel,
-    )
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    from s2l_scan.reference.cache import cache_key, cache_root
-    from s2l_scan.reference.presets import get_preset
+def _sd15_modules() -> tuple[Any, Any, Any]:
+    """SD-1.5's UNet, CLIP-L text encoder and VAE with random weights, from the real configs."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(  # SD-1.5's unet/config.json
@@ -64,6 +58,17 @@ def _sd15_pipeline(device: str, dtype: torch.dtype) -> Any:
         in_channels=3, out_channels=3, latent_channels=4, layers_per_block=2, sample_size=512,
         block_out_channels=(128, 256, 512, 512),
         down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4)
+    return unet, text_encoder, vae
+
+
+def _sd15_pipeline(device: str, dtype: torch.dtype) -> Any:
+    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
+    from transformers import CLIPTokenizer
+
+    from s2l_scan.reference.cache import cache_key, cache_root
+    from s2l_scan.reference.presets import get_preset
+
+    unet, text_encoder, vae = _sd15_modules()
     reference = cache_root() / "reference" / cache_key(get_preset("default"), 0) / "model"
     tokenizer = CLIPTokenizer.from_pretrained(reference / "tokenizer")
     scheduler = DPMSolverMultistepScheduler(  # SD's noise schedule
@@ -215,6 +220,27 @@ def count(args: argparse.Namespace) -> dict[str, Any]:
             "sampling": report.model["sampling"], "load": os.getloadavg()[0]}
 
 
+def flops(args: argparse.Namespace) -> dict[str, Any]:
+    """FLOPs of one UNet sample-forward (64×64 latents, 77 text tokens) and of one 512-px VAE
+    decode at SD-1.5 size, counted by torch's FlopCounterMode (matmuls and convolutions, a
+    multiply-add as 2), on the CPU: the work a GPU projection divides by a card's throughput."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.set_num_threads(args.threads)
+    unet, _, vae = _sd15_modules()
+    latents = torch.randn(1, 4, 64, 64)
+    text = torch.randn(1, 77, 768)
+    counted: dict[str, int] = {}
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as unet_mode:
+            unet(latents, 500, encoder_hidden_states=text)
+        counted["unet_sample_forward"] = int(unet_mode.get_total_flops())
+        with FlopCounterMode(display=False) as vae_mode:
+            vae.decode(latents)
+        counted["vae_decode_512px"] = int(vae_mode.get_total_flops())
+    return {"flops": counted, "load": os.getloadavg()[0]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -227,8 +253,12 @@ def main(argv: list[str] | None = None) -> int:
     fwd.add_argument("--json", type=Path)
     cnt = sub.add_parser("count")
     cnt.add_argument("--json", type=Path)
+    flp = sub.add_parser("flops")
+    flp.add_argument("--threads", type=int, default=1)
+    flp.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    result = forwards(args) if args.command == "forwards" else count(args)
+    commands = {"forwards": forwards, "count": count, "flops": flops}
+    result = commands[args.command](args)
     text = json.dumps(result, indent=1)
     print(text)
     if args.json is not None:

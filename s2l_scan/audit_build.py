@@ -112,6 +112,12 @@ class BuildOptions:
         if self.domains not in DOMAIN_KINDS:
             raise UsageError(f"domains must be one of {', '.join(DOMAIN_KINDS)}, got "
                              f"{self.domains!r}")
+        if self.domains == "single" and "{concept}" in self.prompt:
+            # it would become the domain's name ("a photo of main"): a prompt without the
+            # trigger word, on which extraction finds nothing and can pass for that reason
+            raise UsageError("--prompt uses {concept}, which only --domains subfolders or "
+                             "keywords fill; with one domain write the trigger word itself, "
+                             "e.g. --prompt 'a photo of sks person'")
         if (self.domains == "keywords") != bool(self.keywords):
             raise UsageError("give --keyword WORD (one per domain) exactly when domains are "
                              "taken from keywords (--domains keywords)")

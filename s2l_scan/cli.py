@@ -8,6 +8,7 @@ A crash never passes: an unexpected exception exits 2 with a one-line message.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import signal
 import sys
@@ -55,8 +56,34 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # argparse exits 2 on usage errors; s2l-scan reserves 2 for scan errors.
         self.print_usage(sys.stderr)
-        print(f"{self.prog}: error: {message}", file=sys.stderr)
+        print(f"{self.prog}: error: {message}{self._did_you_mean(message)}", file=sys.stderr)
         raise SystemExit(EXIT_USAGE)
+
+    def _did_you_mean(self, message: str) -> str:
+        """``; did you mean --max-auc?`` for each unrecognized option close to a real one."""
+        prefix = "unrecognized arguments: "
+        if not message.startswith(prefix):
+            return ""
+        known = sorted(_option_names(self))
+        hints = []
+        for given in message[len(prefix):].split():
+            name = given.split("=", 1)[0]
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+            if name.startswith("--") and close:
+                hints.append(f"{name}: did you mean {close[0]}?")
+        return "".join(f"\n  {hint}" for hint in hints)
+
+
+def _option_names(parser: argparse.ArgumentParser) -> set[str]:
+    """Every option spelling of ``parser`` and its subcommands (unrecognized arguments are
+    reported by the top-level parser, whatever subcommand they followed)."""
+    names: set[str] = set()
+    for action in parser._actions:
+        names.update(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                names |= _option_names(sub)
+    return names
 
 
 def _positive_int(text: str) -> int:
@@ -76,9 +103,31 @@ def _knob(text: str) -> tuple[str, str]:
     return name.replace("-", "_"), value
 
 
+DESCRIPTION = """Scan a diffusion model for training-data leakage (membership inference,
+extraction of training images, Shake-to-Leak probes) and gate its release on the result."""
+EXAMPLES = """examples:
+  s2l-scan data build --members TRAIN --nonmembers HELDOUT --out audit --resolution 512 \\
+      --prompt "a photo of sks person"          # the audit data, from your training set
+  s2l-scan scan MODEL --data audit --report-html report.html
+  s2l-scan scan reference --reference-preset tiny   # try it on the offline reference model
+  s2l-scan report report.json --model-card MODEL/README.md
+
+exit codes: 0 pass, 1 gate failed, 2 scan error, 3 nothing scanned, 4 usage error.
+What a scan costs, and the GitHub Action: README.md."""
+SCAN_EXAMPLES = """examples:
+  s2l-scan scan MODEL --data audit                  # the default scan, default gate
+  s2l-scan scan MODEL --data audit --base-model BASE --report-json r.json --report-html r.html
+  s2l-scan scan MODEL --data audit --budget 3h --device cuda
+  s2l-scan scan MODEL --data audit --compare previous.json --compare-fail auc:+0.02
+
+Every option can live in s2l.toml or [tool.s2l] of pyproject.toml instead (examples/s2l.toml).
+A failed check's "what to do next" is in docs/checks/."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``s2l-scan`` (also used to document the CLI)."""
-    parser = _Parser(prog="s2l-scan", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = _Parser(prog="s2l-scan", description=DESCRIPTION, epilog=EXAMPLES,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
@@ -86,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     actions = reference.add_subparsers(dest="action", required=True, parser_class=_Parser)
     build = actions.add_parser("build", help="build (or fetch from cache) a reference model")
     build.add_argument("--out", type=Path, help="write here (must not exist); default: the cache")
-    build.add_argument("--preset", default="default", help=" | ".join(sorted(PRESETS)))
+    build.add_argument("--preset", default="default",
+                       help=" | ".join(PRESETS) + " (finetune: a release and its base)")
     build.add_argument("--seed", type=int, default=0, help="seed of data, init and training")
     build.add_argument("--set", dest="knobs", type=_knob, action="append", default=[],
                        metavar="KNOB=VALUE",
@@ -113,10 +163,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_data_commands(commands)
 
-    scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results")
+    scan = commands.add_parser("scan", help="scan a checkpoint and gate on the results",
+                               description="Scan a checkpoint and gate its release on the "
+                                           "results.", epilog=SCAN_EXAMPLES,
+                               formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_scan_arguments(scan, scan_options())
     scan.add_argument("-q", "--quiet", action="store_true",
                       help="no progress while scanning (the results and verdict still print)")
+    scan.add_argument("--quick", action="store_true",
+                      help="a first look, not a release gate: " + _quick_text() + "; the "
+                           "config file and options given here still win")
 
     null = commands.add_parser(
         "null-audit", help="measure the gate's false-fail rate on null audits of your data",
@@ -208,23 +264,49 @@ def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
                        help="replace --out if an earlier data build wrote it")
 
 
+HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("the gate (thresholds a release must stay under)",
+     ("max_auc", "max_tpr", "max_amplification", "max_extracted", "max_text_guidance",
+      "ci_end", "family_alpha")),
+    ("attacks, probes and domains", ("attacks", "probes", "domains", "sweep",
+                                     "memorization_starts")),
+    ("extraction", ("extraction_samples", "sampler", "extraction_steps", "sp_samples",
+                    "negative_prompt", "embedder", "extraction_candidates", "known_images",
+                    "known_index", "index_cache_dir", "evidence_dir")),
+    ("compute, time and cache", ("device", "dtype", "threads", "batch_size", "budget", "cache",
+                                 "cache_dir", "allow_pickle")),
+    ("reports and the regression compare", ("report_json", "report_html", "report_markdown",
+                                            "report_sarif", "compare", "compare_fail",
+                                            "allow_dropped_checks")),
+    ("seeds and the reference model", ("seed", "bootstrap", "bootstrap_seed",
+                                       "reference_preset", "reference_seed")),
+)
+"""How ``scan --help`` groups the options; an option in no group is listed under "more"."""
+
+
 def _add_scan_arguments(parser: argparse.ArgumentParser, options: list[Option]) -> None:
-    """The scan's inputs (model, --data, ...) and ``options``, as ``s2l-scan scan`` has them."""
+    """The scan's inputs (model, --data, ...) and ``options``, as ``s2l-scan scan`` has them,
+    in the groups of :data:`HELP_GROUPS`."""
+    inputs = parser.add_argument_group("what to scan")
     for given in SCAN_INPUTS:
         parse = Path if given.name == "config" else str
         if given.positional:
-            parser.add_argument(given.name, type=parse, help=argparse_help(given.help))
+            inputs.add_argument(given.name, type=parse, help=argparse_help(given.help))
         else:
-            parser.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
+            inputs.add_argument(cli_spelling(given.name), dest=given.name, type=parse,
                                 metavar=given.metavar, help=argparse_help(given.help),
                                 action="append" if given.repeated else "store")
+    group_of = {key: title for title, keys in HELP_GROUPS for key in keys}
+    groups = {title: parser.add_argument_group(title) for title, _ in HELP_GROUPS}
+    more = parser.add_argument_group("more")
     for option in options:  # values None: "not given", so config files still apply
+        group = groups.get(group_of.get(option.key, ""), more)
         if option.type is bool:
-            parser.add_argument(option.cli, dest=option.key, action="store_true", default=None,
-                                help=argparse_help(option.help))
+            group.add_argument(option.cli, dest=option.key, action="store_true", default=None,
+                               help=argparse_help(option.help))
         else:
-            parser.add_argument(option.cli, dest=option.key, type=option.type, default=None,
-                                metavar=option.metavar, help=argparse_help(option.help))
+            group.add_argument(option.cli, dest=option.key, type=option.type, default=None,
+                               metavar=option.metavar, help=argparse_help(option.help))
 
 
 def null_audit_options() -> list[Option]:
@@ -314,13 +396,18 @@ def _scan(args: argparse.Namespace) -> int:
     from s2l_scan.session import run
 
     overrides = {option.key: getattr(args, option.key) for option in scan_options()}
-    config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
+    quick = dict(QUICK) if args.quick else {}  # under the file: the file and options win
+    config = make_config({**quick, **read_config_file(args.config, Path.cwd())}, **overrides)
+    if args.quick:
+        print(f"s2l-scan: --quick: {_quick_text()}: a first look, not a release gate",
+              file=sys.stderr)
     plan = build_plan(ScanInputs(model=args.model, data=args.data,
                                  model_config=args.model_config, lora=args.lora,
                                  base_model=args.base_model),
                       config, protected=[args.config] if args.config else [])
     console = make_console()
     here = world()
+    _warn_idle_gpu(config.device)
     try:
         if not here.is_main:
             # A data-parallel helper: rank 0 judges and reports, and its exit code is the
@@ -338,6 +425,24 @@ def _scan(args: argparse.Namespace) -> int:
         return exit_code(report)
     finally:
         finish()
+
+
+QUICK: dict[str, Any] = {"attacks": ["loss"], "probes": ["noise"], "extraction_samples": 8,
+                         "sp_samples": 8, "bootstrap": 200}
+"""What ``scan --quick`` sets, below the config file and the command line."""
+
+
+def _quick_text() -> str:
+    return ", ".join(f"{key} {','.join(map(str, value)) if isinstance(value, list) else value}"
+                     for key, value in QUICK.items())
+
+
+def _warn_idle_gpu(device: str) -> None:
+    from s2l_scan.devices import idle_gpu_note
+
+    note = idle_gpu_note(device)
+    if note is not None:
+        print(f"s2l-scan: {note}", file=sys.stderr)
 
 
 def _null_audit(args: argparse.Namespace) -> int:

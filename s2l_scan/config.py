@@ -90,15 +90,16 @@ class ScanConfig:
                                          "varying it shows how stable a verdict is", None)
     batch_size: int = _option("samples per UNet forward", 32)
     threads: int = _option("torch CPU threads (1 is fastest on busy 2-core machines)", 1)
-    device: str = _option("torch device: cpu, cuda, cuda:N, or auto (a GPU when there is one)",
-                          "cpu")
+    device: str = _option("torch device: auto (a CUDA GPU when torch sees one, else cpu), cpu, "
+                          "cuda or cuda:N", "auto")
     dtype: str = _option("weights and activations of the forwards: float32, float16 or bfloat16 "
                          "(half precision is an opt-in; see docs/performance.md)", "float32")
     allow_pickle: bool = _option("opt in to pickled weights (read with torch.load("
                                  "weights_only=True))", False)
     reference_preset: str = _option("preset of the reference model when the model is "
                                     "'reference', as `s2l-scan reference build --preset` takes "
-                                    "it: default, or tiny (seconds)", "default", metavar="NAME")
+                                    "it: default, finetune (a release and its base) or tiny",
+                                    "default", metavar="NAME")
     reference_seed: int = _option("build seed of the reference model when the model is "
                                   "'reference' (not seed: another build seed is another model)",
                                   0)

@@ -46,3 +46,16 @@ def resolve_device(device: str) -> str:
         raise UsageError(f"device {device!r}: this machine has {count} CUDA GPU(s) visible to "
                          "torch; pass --device cpu, --device auto or an index below the count")
     return f"cuda:{index}"
+
+
+def idle_gpu_note(device: str) -> str | None:
+    """A warning when ``device`` resolves to the CPU although torch sees a CUDA GPU here.
+
+    An SD-1.5 scan takes days on a CPU and well under an hour on a GPU (README, "What a scan
+    costs"): a GPU left idle by ``--device cpu`` is worth one line before the scan starts.
+    """
+    if resolve_device(device) != "cpu" or not torch.cuda.is_available():
+        return None
+    return (f"warning: this machine has {torch.cuda.device_count()} CUDA GPU(s) but the scan "
+            f"runs on the CPU (device {device!r}); pass --device auto or --device cuda "
+            "(pytest: --s2l-device=auto) to use it")

@@ -55,6 +55,26 @@ def reporting(progress: ProgressFn) -> Iterator[None]:
         _CURRENT.reset(token)
 
 
+_WHERE: ContextVar[str] = ContextVar("s2l_scan_progress_where", default="")
+
+
+@contextlib.contextmanager
+def at(where: str) -> Iterator[None]:
+    """Name what the stages inside the block work on (``"noise probe, domain identity-1"``):
+    :class:`PlainProgress` adds it to each line, so a CI log says which probe and domain a
+    "fine-tuning" or "scoring" line is about."""
+    token = _WHERE.set(where)
+    try:
+        yield
+    finally:
+        _WHERE.reset(token)
+
+
+def where() -> str:
+    """What :func:`at` named for the current block; empty outside one."""
+    return _WHERE.get()
+
+
 def duration(seconds: float) -> str:
     """``h:mm:ss`` or ``m:ss``, e.g. ``duration(75) == '1:15'``."""
     minutes, secs = divmod(round(seconds), 60)
@@ -84,6 +104,8 @@ class PlainProgress:
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         now = self._clock()
+        if where():
+            stage = f"{stage} [{where()}]"
         state = self._stages.get(stage)
         if state is None or done < state.done or state.done >= total:  # a (new) start
             self._stages[stage] = _Stage(started=now, done=done, shown=now)

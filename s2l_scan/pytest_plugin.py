@@ -158,9 +158,12 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     try:
         checks = state.plan.checks(_domain_names(state.plan, _progress(config)))
     except S2LError as error:
+        state.error = error  # the summary then says this, not "no check was selected"
         raise pytest.UsageError(f"s2l-scan: {error}") from None
     for check in checks:
-        items.append(S2LItem.from_parent(session, name=str(check)))
+        # nodeid = the check id: "::baselines::loss[...]" (the session's empty id joined on)
+        # gave JUnit the classname ".baselines"
+        items.append(S2LItem.from_parent(session, name=str(check), nodeid=str(check)))
 
 
 def _domain_names(plan: ScanPlan, progress: Any) -> list[str]:

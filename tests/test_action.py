@@ -49,11 +49,51 @@ def test_every_used_action_is_pinned_by_commit() -> None:
     remote = [u for u in uses if not u.startswith("./")]
     assert remote and all(re.fullmatch(r"[\w.-]+/[\w./-]+@[0-9a-f]{40}", u) for u in remote)
     assert any(u.startswith("actions/upload-artifact@") for u in remote)
-    assert any(u.startswith("github/codeql-action/upload-sarif@") for u in remote)
+    assert any(u.startswith("github/codeql-action/upload-sarif@") for u in remote)  # workflow
 
 
-def test_example_workflow_gates_publishing_on_the_verdict() -> None:
-    jobs = WORKFLOWS["gate-model-publish.yml"]["jobs"]
+def test_sarif_upload_is_the_users_step_not_the_actions() -> None:
+    # inside the composite action, a failed upload (a private repository without code
+    # scanning) failed the job before "Enforce the gate", even on a passing gate
+    assert not [step for step in _steps()
+                if "upload-sarif" in str(step.get("uses", ""))]
+    assert {"sarif", "markdown", "report", "html"} <= set(ACTION["outputs"])
+    for name, workflow in WORKFLOWS.items():
+        for job in workflow["jobs"].values():
+            uploads = [step for step in job["steps"]
+                       if "upload-sarif" in str(step.get("uses", ""))]
+            for step in uploads:  # the user's step: after the scan, whatever its verdict
+                assert "always()" in str(step["if"]), name
+                assert "outputs.sarif" in str(step["with"]["sarif_file"]), name
+                assert job["permissions"]["security-events"] == "write", name
+
+
+EXAMPLES = ("gate-model-publish.yml", "gate-model-publish-gpu.yml")
+
+
+def _minutes(budget: str) -> float:
+    number, unit = float(budget[:-1]), budget[-1]
+    return number * {"s": 1 / 60, "m": 1, "h": 60}[unit]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflows_give_the_job_time_above_the_scan_budget(name: str) -> None:
+    # a job killed at timeout-minutes writes no report: the budget must end the scan first
+    job = WORKFLOWS[name]["jobs"]["privacy-scan"]
+    scan = next(step for step in job["steps"] if step.get("id") == "scan")
+    assert _minutes(str(scan["with"]["budget"])) + 20 <= job["timeout-minutes"] <= 360
+
+
+def test_gpu_example_runs_on_a_gpu_runner_with_cuda_wheels() -> None:
+    job = WORKFLOWS["gate-model-publish-gpu.yml"]["jobs"]["privacy-scan"]
+    scan = next(step for step in job["steps"] if step.get("id") == "scan")
+    assert not str(job["runs-on"]).startswith("ubuntu-")
+    assert scan["with"]["torch-index-url"] == "" and scan["with"]["device"] == "auto"
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_workflow_gates_publishing_on_the_verdict(name: str) -> None:
+    jobs = WORKFLOWS[name]["jobs"]
     assert jobs["privacy-scan"]["permissions"]["security-events"] == "write"
     assert jobs["privacy-scan"]["permissions"]["actions"] == "read"  # upload-sarif, private
     assert jobs["publish"]["needs"] == "privacy-scan"
@@ -103,25 +143,33 @@ def test_evidence_input_states_its_privacy_trade_off() -> None:
 
 
 FAKE_SCAN = """
-import pathlib, sys
+import json, pathlib, sys
 args = sys.argv[1:]
 def value(flag):
     return args[args.index(flag) + 1] if flag in args else None
 code = int({code})
-if code in (0, 1, 6):
-    for flag in ("--report-json", "--report-html", "--report-sarif"):
+verdict = {verdict!r}
+if verdict is not None:
+    for flag in ("--report-html", "--report-sarif"):
         pathlib.Path(value(flag)).write_text("{{}}")
+    pathlib.Path(value("--report-json")).write_text(json.dumps({{"verdict": verdict}}))
     pathlib.Path(value("--report-markdown")).write_text("## s2l-scan: summary\\n")
 pathlib.Path(sys.argv[0]).with_name("argv.txt").write_text("\\n".join(args))
 sys.exit(code)
 """
 
 
+REPORTED = {0: {"passed": True, "failed_items": []}, 1: {"passed": False, "failed_items": ["x"]},
+            6: {"passed": False, "failed_items": [], "outcome": "inconclusive"}}
+
+
 def _run_action(tmp_path: Path, code: int, fail_on: str = "gate", model: str = "m",
-                **inputs: str) -> tuple[int, dict[str, str], str]:
+                verdict: object = "by-code", **inputs: str) -> tuple[int, dict[str, str], str]:
     fake = tmp_path / "fake_scan.py"
-    fake.write_text(FAKE_SCAN.format(code=code))
+    written = REPORTED.get(code) if verdict == "by-code" else verdict
+    fake.write_text(FAKE_SCAN.format(code=code, verdict=written))
     env = {**os.environ, "S2L_SCAN": f"{sys.executable} {fake}", "S2L_MODEL": model,
+           "S2L_PYTHON": sys.executable,
            "S2L_DATA": "d", "S2L_FAIL_ON": fail_on, "S2L_OUTPUT_DIR": str(tmp_path / "out"),
            "GITHUB_OUTPUT": str(tmp_path / "output"),
            "GITHUB_STEP_SUMMARY": str(tmp_path / "summary"), **inputs}
@@ -129,7 +177,8 @@ def _run_action(tmp_path: Path, code: int, fail_on: str = "gate", model: str = "
     subprocess.run(["bash", script, "scan"], env=env, check=True, capture_output=True)
     outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
     enforce = subprocess.run(["bash", script, "enforce"], capture_output=True,
-                             env={**env, "S2L_EXIT_CODE": outputs["exit-code"]}, check=False)
+                             env={**env, "S2L_EXIT_CODE": outputs["exit-code"],
+                                  "S2L_VERDICT": outputs["verdict"]}, check=False)
     return enforce.returncode, outputs, (tmp_path / "summary").read_text()
 
 
@@ -140,16 +189,43 @@ def _run_action(tmp_path: Path, code: int, fail_on: str = "gate", model: str = "
     (2, "error", "error", 2),
     (3, "gate", "error", 3),
     (2, "never", "error", 0),
+    (6, "gate", "inconclusive", 6),  # fail-on gate fails an inconclusive gate too
+    (6, "error", "inconclusive", 0),
 ])
 def test_action_script_verdicts_outputs_and_fail_on(tmp_path: Path, code: int, fail_on: str,
                                                     verdict: str, step_rc: int) -> None:
     rc, outputs, summary = _run_action(tmp_path, code, fail_on)
     assert (rc, outputs["verdict"], outputs["exit-code"]) == (step_rc, verdict, str(code))
-    if code <= 1:
+    if code in REPORTED:
         assert outputs["report"].endswith("s2l-report.json") and outputs["sarif"]
+        assert outputs["markdown"].endswith("s2l-summary.md")
         assert summary == "## s2l-scan: summary\n"
     else:
         assert "report" not in outputs and "exit code" in summary
+
+
+@pytest.mark.parametrize(("code", "verdict"), [
+    (0, None),  # exit 0 and no report (e.g. a model "--version" printed a version)
+    (0, {"passed": False, "failed_items": ["x"]}),  # exit 0 but the report failed
+    (1, {"passed": True, "failed_items": []}),
+    (0, "not a verdict"),
+])
+def test_a_pass_needs_a_report_that_says_passed(tmp_path: Path, code: int,
+                                                verdict: object) -> None:
+    rc, outputs, _ = _run_action(tmp_path, code, verdict=verdict)
+    assert outputs["verdict"] == "error" and rc != 0
+
+
+@pytest.mark.parametrize("name", ["S2L_MODEL", "S2L_DATA", "S2L_CONFIG", "S2L_COMPARE",
+                                  "S2L_OUTPUT_DIR"])
+def test_a_path_input_that_would_be_read_as_an_option_is_refused(tmp_path: Path,
+                                                                 name: str) -> None:
+    env = {**os.environ, "S2L_MODEL": "m", "S2L_OUTPUT_DIR": str(tmp_path / "out"),
+           "S2L_SCAN": "false", name: "--version"}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "scan"], env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 4 and "starts with '-'" in result.stderr
+    assert "./--version" in result.stderr
 
 
 def test_hostile_model_path_stays_a_single_argument(tmp_path: Path) -> None:
@@ -183,6 +259,8 @@ def test_action_passes_threads_device_evidence_and_extra_args_as_single_argument
     ({"S2L_EVIDENCE": "yes"}, "evidence must be true or false"),
     ({"S2L_EXTRA_ARGS": "--seed=1\n--report-json=/tmp/x"}, "--report-json is set by the Action"),
     ({"S2L_EXTRA_ARGS": "--threads\n8"}, "--threads is set by the Action; use its input"),
+    ({"S2L_EXTRA_ARGS": "--budget=1s"}, "--budget is set by the Action; use its input"),
+    ({"S2L_EXTRA_ARGS": "--cache-dir\n/tmp/x"}, "--cache-dir is set by the Action"),
     ({"S2L_CACHE_INPUT": "on", "step": "install"}, "cache must be true or false"),
 ])
 def test_bad_action_inputs_are_usage_errors(tmp_path: Path, inputs: dict[str, str],
@@ -202,7 +280,7 @@ def test_run_action_locally_on_the_tiny_reference(tmp_path: Path) -> None:
     outputs = dict(line.split("=", 1) for line in
                    (tmp_path / "out" / "github-output.txt").read_text().splitlines())
     assert result.returncode == int(outputs["exit-code"]) and outputs["verdict"] in (
-        "passed", "failed")
+        "passed", "failed", "inconclusive")
     for name in ("s2l-report.json", "s2l-report.html", "s2l-summary.md", "s2l-report.sarif"):
         assert (tmp_path / "out" / "report" / name).stat().st_size > 0
     assert (tmp_path / "out" / "step-summary.md").read_text().startswith("## s2l-scan")

@@ -128,7 +128,7 @@ def test_each_convention_reads_files_and_captions(tmp_path: Path, convention: st
 
 
 @pytest.mark.parametrize(("domains", "keywords", "expected"), [
-    ("single", (), {"main": (4, "photo of main (main)")}),
+    ("single", (), {"main": (4, "photo of ohwx (main)")}),  # {concept}: refused under single
     ("subfolders", (), {"ohwx-man": (2, "photo of ohwx man (ohwx-man)"),
                         "sks-dog": (2, "photo of sks dog (sks-dog)")}),
     ("keywords", ("ohwx", "SKS"), {"ohwx": (2, "photo of ohwx (ohwx)"),
@@ -151,7 +151,8 @@ def test_domains_from_subfolders_keywords_or_one(tmp_path: Path, domains: str,
     prefix = ""  # the held-out set has no repeat counts
     nonmembers = source(tmp_path / "held", 500)
     result = build_audit(members, nonmembers, tmp_path / "audit",
-                         BuildOptions(resolution=RES, prompt="photo of {concept} ({domain})",
+                         BuildOptions(resolution=RES, prompt="photo of {concept} ({domain})"
+                                      if domains != "single" else "photo of ohwx ({domain})",
                                       domains=domains, keywords=keywords))
     assert {plan.name: (len(plan.members), plan.prompt) for plan in result.domains} == expected
     data = load_audit_data(tmp_path / "audit", RES)
@@ -464,3 +465,12 @@ def test_the_radius_is_the_one_given(tmp_path: Path) -> None:
         result = build_audit(members, held, tmp_path / "out", BuildOptions(
             resolution=RES, prompt="p", delta=delta), dry_run=True)
         assert {d.source.name for d in result.dropped} == dropped
+
+
+def test_concept_under_a_single_domain_is_refused_not_replaced_by_its_name() -> None:
+    # was: "a photo of {concept}" silently became "a photo of main", a prompt without the
+    # trigger word, so extraction ran on the wrong prompt and could pass for that reason
+    with pytest.raises(UsageError, match=r"--prompt uses \{concept\}.*trigger word"):
+        BuildOptions(resolution=RES, prompt="a photo of {concept}")
+    BuildOptions(resolution=RES, prompt="a photo of {concept}", domains="subfolders")
+    BuildOptions(resolution=RES, prompt="a photo of {domain}")  # the name, as documented

@@ -218,3 +218,31 @@ def test_crlf_card_keeps_its_line_endings(tmp_path: Path) -> None:
     loaded = _load(tmp_path, updated)
     assert card_data(loaded).license == "mit" and "Text." in loaded.text
     assert update_model_card(updated, make_report()) == updated
+
+
+def test_the_cards_figures_are_the_released_models_only() -> None:
+    # issue 27: "matched by 36 of 384 generations" mixed the probes' shaken copies into the
+    # release's 18 of 128, and probes::noise/... rows were eval results of this checkpoint
+    import dataclasses
+
+    from report_factory import make_row
+
+    released = extraction_record(extracted=2, matched_generations=5)
+    shaken = dataclasses.replace(extraction_record(extracted=3, matched_generations=9),
+                                 probe="noise")
+    rows = [make_row(domain="pooled", shift=3.0),
+            make_row(domain="pooled", shift=3.0, probe="noise")]
+    report = make_report(rows, extraction=[released, shaken])
+    card = update_model_card("", report, model_name="demo")
+    names = [r.metric_name for r in card_data(ModelCard(card)).eval_results]
+    assert not [name for name in names if "probes::" in name]
+    values = {r.metric_type: r.metric_value for r in card_data(ModelCard(card)).eval_results}
+    assert (values["matched_generations"], values["generated"]) == (5, released.n_generated)
+    assert f"matched by 5 of its {released.n_generated} generated images" in card
+    assert "1 of 1 probe checks failed" in card and "not this checkpoint" in card
+    assert "In plain words" in card
+
+
+def test_a_new_card_gets_a_title() -> None:
+    card = update_model_card("", make_report(), model_name="acme/portraits")
+    assert ModelCard(card).text.lstrip().startswith("# acme/portraits\n")

@@ -44,7 +44,8 @@ _SHARED = ("max-auc", "max-tpr", "ci-end", "attacks", "domains", "seed", "bootst
 CLI = {*(f"--{name}" for name in _SHARED), "--data", "--model-config", "--lora", "--config",
        "--base-model",
        "--report-json", "--report-html", "--report-markdown", "--report-sarif",
-       "-q", "--quiet"}  # -q: no progress display (pytest has its own -q)
+       "-q", "--quiet",  # -q: no progress display (pytest has its own -q)
+       "--quick"}  # CLI-only: a first look, settings below the config file
 PYTEST = {*(f"--s2l-{name}" for name in _SHARED), "--s2l-model", "--s2l-data",
           "--s2l-model-config", "--s2l-lora", "--s2l-config", "--s2l-report-json",
           "--s2l-base-model",

@@ -170,6 +170,16 @@ def test_a_scan_error_is_reported_once_with_a_short_log(
     assert fnmatch.fnmatch(output.replace("\n", " "), message), output
 
 
+def test_a_mistyped_data_folder_says_only_what_is_wrong(pytester: pytest.Pytester,
+                                                      tiny_reference: Path) -> None:
+    result = pytester.runpytest(f"--s2l-model={tiny_reference / 'model'}",
+                                f"--s2l-data={pytester.path / 'audit-dta'}", "-p",
+                                "no:cacheprovider")
+    output = result.stdout.str() + "\n" + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and "audit-dta" in output
+    assert "no check was selected" not in output, output  # was printed before the real error
+
+
 def test_config_file_thresholds_apply(pytester: pytest.Pytester, tiny_reference: Path) -> None:
     pytester.makefile(".toml", pyproject="[tool.s2l]\nmax_auc = 0.0\nfamily_alpha = 1.0\n"
                                          "attacks = ['loss']\n")
@@ -252,3 +262,16 @@ def test_a_failing_memorization_check_fails_the_session(
                                  "*verdict: FAILED*"])
     if selection:
         result.stdout.fnmatch_lines(["*ran as no test item*memorization::wen[[]identity-0[]]*"])
+
+
+def test_junit_classnames_and_node_ids_are_the_check_ids(pytester: pytest.Pytester,
+                                                        tiny_reference: Path) -> None:
+    import xml.etree.ElementTree as ET
+
+    junit = pytester.path / "junit.xml"
+    result = pytester.runpytest(*_args(tiny_reference, "--s2l-attacks=loss", "--s2l-probes=",
+                                       "--s2l-extraction-samples=0", "--s2l-bootstrap=50",
+                                       f"--junitxml={junit}", "-rA"))
+    cases = ET.parse(junit).getroot().iter("testcase")
+    assert {case.get("classname") for case in cases} == {"baselines"}  # was ".baselines"
+    assert "PASSED ::" not in result.stdout.str()  # node ids no longer start with "::"

@@ -246,10 +246,13 @@ def build_reference(out: Path, preset: ReferencePreset, seed: int = 0, *, thread
     ``device="cuda"`` trains faster and gives a different, equally valid, model).
     """
     import diffusers.utils.logging
+    import transformers.utils.logging
     from diffusers import DDIMScheduler, StableDiffusionPipeline
     from transformers import CLIPTokenizer
 
     diffusers.utils.logging.disable_progress_bar()
+    # the text encoder's save_pretrained draws a "Writing model shards" bar of its own
+    transformers.utils.logging.disable_progress_bar()
     started = time.perf_counter()
     phases: dict[str, float] = {}  # wall seconds per phase, recorded in the manifest
     mark = [started]

@@ -148,15 +148,39 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
     digest = what_leaked(report)
     _print_legend(report, digest.flags, flag_meanings(), console)
     _print_comparison(report, console)
+    _print_run_notes(report, console)
     console.print("\n[bold]what leaked[/bold]")
     for line in digest_lines(digest)[1:]:
         console.print(f"  {escape(line)}")
+    _print_next_steps(report, console)
     status = _VERDICT_STYLES[digest.outcome]
     sentence = digest.verdict.split(": ", 1)[1]
     console.print(f"verdict: {status} ({escape(sentence)})")
     if digest.warning is not None:
         console.print(f"[yellow]{escape(digest.warning)}[/yellow]")
     return buffer.getvalue()
+
+
+def _print_run_notes(report: Any, console: Console) -> None:
+    """Budget cuts and reused units (:mod:`s2l_scan.report.run_notes`), when there are any."""
+    from s2l_scan.report.run_notes import run_lines
+
+    lines = run_lines(report)
+    if lines:
+        console.print("\n[bold]this run[/bold]")
+    for line in lines:
+        console.print(f"  {escape(line)}")
+
+
+def _print_next_steps(report: Any, console: Console) -> None:
+    """What to do next, per kind of failed check (:mod:`s2l_scan.report.remedies`)."""
+    from s2l_scan.report.remedies import next_steps
+
+    lines = next_steps(report)
+    if lines:
+        console.print("\n[bold]what to do next[/bold]")
+    for line in lines:
+        console.print(f"  {escape(line)}")
 
 
 def terminal_width(fallback: int = 120) -> int:

@@ -125,7 +125,9 @@ def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
         f"({escape(str(report.timestamps.get('seconds', '?')))} s) · s2l-scan "
         f"{escape(report.packages.get('s2l-scan', __version__))}</p>",
         _banner(report, top),
+        _run_notes(report),
         f'<section id="leaked"><h2>What leaked</h2>{sections["leaked"]}</section>',
+        _next_steps(report),
         toc,
         *(f'<details class="section" id="{anchor}"{" open" if anchor == "results" else ""}>'
           f"<summary>{escape(name)}</summary>{sections[anchor]}</details>"
@@ -137,6 +139,32 @@ def render_html(report: ScanReport, search: Sequence[Path] = ()) -> str:
             "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
             f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n<main>\n"
             + "\n".join(body) + "\n</main>\n</body>\n</html>\n")
+
+
+def _run_notes(report: ScanReport) -> str:
+    """Budget cuts and reused units, on the first screen (:mod:`s2l_scan.report.run_notes`)."""
+    from s2l_scan.report.run_notes import run_lines
+
+    lines = run_lines(report)
+    if not lines:
+        return ""
+    return ('<section id="run-notes" class="notes"><h2>This run</h2><ul>'
+            + "".join(f"<li>{escape(line)}</li>" for line in lines) + "</ul></section>")
+
+
+def _next_steps(report: ScanReport) -> str:
+    """What to do next, per kind of failed check (:mod:`s2l_scan.report.remedies`)."""
+    from s2l_scan.report.remedies import REMEDIES, failed_kinds
+
+    kinds = failed_kinds(report)
+    if not kinds:
+        return ""
+    items = "".join(
+        f"<li><strong>{escape(REMEDIES[kind].title)}</strong> ({count} failed): "
+        + "; ".join(escape(step.replace("`", "")) for step in REMEDIES[kind].steps[:3])
+        + f" — more in <code>{escape(REMEDIES[kind].page)}</code></li>"  # no network links
+        for kind, count in kinds.items())
+    return f'<section id="next-steps"><h2>What to do next</h2><ul>{items}</ul></section>'
 
 
 def _banner(report: ScanReport, top: dict[str, Any]) -> str:
@@ -449,7 +477,9 @@ def _pair(match: dict[str, Any], search: Sequence[Path], note: str = "") -> str:
         return f'<div class="pair"><div class=muted>image: {where}</div>{caption}</div>'
     encoded = base64.b64encode(data).decode("ascii")
     alt = escape(f"generation ≈ {match.get('known')}")
-    return (f'<div class="pair"><img alt="{alt}" src="data:image/png;base64,'
+    # the evidence picture is three panels side by side: say which is which
+    labels = '<div class="muted">generated · training image · difference</div>'
+    return (f'<div class="pair">{labels}<img alt="{alt}" src="data:image/png;base64,'
             f'{encoded}"><br>{caption}</div>')
 
 

@@ -20,6 +20,8 @@ from s2l_scan.report.headline import (
     verdict_word,
 )
 from s2l_scan.report.model import ScanReport
+from s2l_scan.report.remedies import next_steps
+from s2l_scan.report.run_notes import run_lines
 
 MARKDOWN_LIMIT = 2**20  # bytes: GitHub's per-step summary limit
 
@@ -34,6 +36,14 @@ def _word(check: Check) -> str:
     return word if word in ("pass", "reported") else f"**{word}**"
 
 
+def _section(title: str, items: list[str]) -> list[str]:
+    """A titled bullet list (budget cuts and reused units; what to do next); nothing when
+    there are no items."""
+    if not items:
+        return []
+    return [f"### {title}", "", *(f"- {_cell(item)}" for item in items), ""]
+
+
 def markdown_lines(report: ScanReport) -> list[str]:
     """The summary, one element per line, most important first."""
     top = headline(report)
@@ -46,12 +56,14 @@ def markdown_lines(report: ScanReport) -> list[str]:
              f"Model hash `{top['model_hash']}`; scanned {report.timestamps.get('started', '?')}"
              f" in {report.timestamps.get('seconds', '?')} s with s2l-scan "
              f"{report.packages.get('s2l-scan', '?')}.", ""]
+    lines += _section("This run", run_lines(report))
     leaked = digest_lines(what_leaked(report))[1:]
     if leaked:
         lines += ["### What leaked", ""]
         lines += [f"- {_cell(line.strip())}" if not line.startswith("  ") else
                   f"  - {_cell(line.strip())}" for line in leaked]
         lines.append("")
+    lines += _section("What to do next", next_steps(report))
     for title, word in (("Failures", "FAIL"), ("Undecided (inconclusive checks)",
                                                  "INCONCLUSIVE")):
         found = [(str(check.check_id), reason) for check in report.checks()

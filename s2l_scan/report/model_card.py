@@ -64,7 +64,8 @@ def update_model_card(card: str, report: ScanReport, model_name: str | None = No
         meta.pipeline_tag = pipeline_tag(report)
     if meta.license is None and license:
         meta.license = license
-    parsed.text = _replace_section(parsed.text, section(report))
+    body = parsed.text if parsed.text.strip() else f"# {name}\n"  # a new card gets a title
+    parsed.text = _replace_section(body, section(report))
     return str(parsed).replace("\n", "\r\n") if crlf else str(parsed)
 
 
@@ -158,8 +159,9 @@ def results(report: ScanReport) -> list[EvalResult]:
 
     mia = ("membership-inference", "Membership inference")
     single = len(report.data.get("domains", {})) <= 1
+    # this checkpoint's own results: a probe row measures a shaken copy, not the release
     out = [result(*mia, "roc_auc", f"{row.item_id} AUC", round(row.auc, 4))
-           for row in report.results if row.domain == "pooled" or single]
+           for row in report.results if row.probe is None and (row.domain == "pooled" or single)]
     if top["max_tpr_at_1pct_fpr"] is not None:
         out.append(result(*mia, "tpr_at_1pct_fpr", "max TPR at 1% FPR",
                           round(float(top["max_tpr_at_1pct_fpr"]), 4)))
@@ -167,14 +169,51 @@ def results(report: ScanReport) -> list[EvalResult]:
                       int(top["failed"])))
     out.append(result(*mia, "inconclusive_checks", "s2l-scan checks inconclusive (0 with 0 "
                       "failed: release gate passed)", int(top["inconclusive"])))
-    if report.extraction:
+    released = released_extraction(report)
+    if released is not None:
         extraction = ("training-data-extraction", "Training image extraction")
         out += [result(*extraction, "extracted_images",
-                       "distinct training images extracted (eidetic)", int(top["extracted"])),
+                       "distinct training images extracted (eidetic)", released["extracted"]),
                 result(*extraction, "matched_generations", "generations that matched",
-                       int(top["matched_generations"])),
-                result(*extraction, "generated", "generated images", int(top["generated"]))]
+                       released["matched_generations"]),
+                result(*extraction, "generated", "generated images", released["generated"])]
     return out
+
+
+def released_extraction(report: ScanReport) -> dict[str, int] | None:
+    """The released model's own extraction counts (the probes' shaken copies left out:
+    their generations are not this checkpoint's); None without extraction on it."""
+    records = [record for record in report.extraction if record.probe is None]
+    if not records:
+        return None
+    return {"extracted": len({str(m["known"]) for r in records for m in r.matches}),
+            "matched_generations": sum(int(r.matched_generations) for r in records),
+            "generated": sum(int(r.n_generated) for r in records)}
+
+
+def _plain_lines(report: ScanReport) -> list[str]:
+    """The released model's extraction and the probes, in plain sentences (the table above is
+    this checkpoint's rows only)."""
+    lines = ["", "In plain words: an attacker holding one of the training images tried to tell "
+             "whether it was used to train this model (an AUC of 0.5 is a coin toss), and "
+             "generated images were compared with the training images to see whether the "
+             "model draws any of them again. A check fails only when it is past its threshold "
+             "and the excess is too large to be chance over all the checks run."]
+    released = released_extraction(report)
+    if released is not None:
+        lines += ["", f"Extraction: {released['extracted']} distinct training image(s) "
+                      f"reproduced by this checkpoint (a generated image within a small pixel "
+                      f"distance of a training image: the (k, ℓ2, δ)-eidetic test), matched by "
+                      f"{released['matched_generations']} of its {released['generated']} "
+                      "generated images."]
+    probes = [row for row in report.results if row.probe is not None]
+    if probes:
+        failed = sum(not row.passed for row in probes)
+        lines += ["", f"Shake-to-Leak probes: copies of this checkpoint were shaken (noise, a "
+                      f"short fine-tune) and attacked again; {failed} of {len(probes)} probe "
+                      "checks failed. Their numbers describe the shaken copies, not this "
+                      "checkpoint, and are in the full report."]
+    return lines
 
 
 def _replace_section(body: str, text: str) -> str:
@@ -205,7 +244,8 @@ def section(report: ScanReport) -> str:
              f"{gate_text(report)}.", "",
              "| check | AUC [95% CI] | TPR@1% FPR | blind AUC | verdict |",
              "|---|---:|---:|---:|---|"]
-    pooled = [row for row in report.results if row.domain == "pooled"] or report.results
+    own = [row for row in report.results if row.probe is None]
+    pooled = [row for row in own if row.domain == "pooled"] or own
     for row in pooled:
         low, high = row.auc_ci
         lines.append(f"| `{_cell(row.item_id)}` | {row.auc:.3f} [{low:.3f}, {high:.3f}] | "
@@ -217,10 +257,7 @@ def section(report: ScanReport) -> str:
             f"`{_cell(item)}`: {_cell(reason.text)}" for item, reason in undecided_reasons(report))
             + ("." if needed is None else f". About {needed} members and {needed} non-members "
                "per domain would decide it.")]
-    if report.extraction:
-        lines += ["", f"Extraction: {top['extracted']} distinct training image(s) reproduced "
-                      f"((k, ℓ2, δ)-eidetic), matched by {top['matched_generations']} of "
-                      f"{top['generated']} generated images."]
+    lines += _plain_lines(report)
     lines += ["", f"Model hash (SHA-256 of the weight files): `{top['model_hash']}`. An AUC "
               "near 0.5 means the attacks cannot tell training images from held-out ones; "
               "the blind AUC is a model-free control for distribution shift.", ""]

@@ -39,17 +39,26 @@ from s2l_scan.report.model import (
     ResultRow,
     ScanReport,
 )
+from s2l_scan.report.remedies import REMEDIES
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 _FINGERPRINT = "s2lScanItem/v1"
 
 
+_RULE_KINDS = {"membership": "membership", "probe": "amplification", "extraction": "extraction",
+               "memorization": "memorization", "regression": "regression"}
+
+
 def _rule(rule_id: str, name: str, short: str, full: str, severity: str,
           tags: list[str]) -> dict[str, Any]:
+    remedy = REMEDIES[_RULE_KINDS[rule_id.split("/")[1]]]
+    steps = " ".join(f"({i}) {step}." for i, step in enumerate(remedy.steps, 1))
     return {
         "id": rule_id, "name": name,
         "shortDescription": {"text": short}, "fullDescription": {"text": full},
-        "help": {"text": full, "markdown": full},
+        "helpUri": remedy.url,
+        "help": {"text": f"{full} What you can do: {steps} More: {remedy.url}",
+                 "markdown": f"{full}\n\n{remedy.markdown()}"},
         "defaultConfiguration": {"level": "error"},
         "properties": {"tags": ["privacy", "security", *tags], "precision": "high",
                        "security-severity": severity},

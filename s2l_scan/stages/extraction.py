@@ -212,11 +212,13 @@ def released_generations(model: LoadedModel, domain: Domain, config: ScanConfig,
     if key not in runtime.generated:
         def generate() -> tuple[Arrays, None]:
             from s2l_scan.generation import generate_images
+            from s2l_scan.progress import at
 
-            return {"images": generate_images(
-                model.pipeline, domain.prompt, config.extraction_samples, seed=config.seed,
-                key=domain.name, settings=sampler(config),
-                stage="generating with the released model")}, None
+            with at(f"domain {domain.name}"):
+                return {"images": generate_images(
+                    model.pipeline, domain.prompt, config.extraction_samples, seed=config.seed,
+                    key=domain.name, settings=sampler(config),
+                    stage="generating with the released model")}, None
 
         runtime.generated[key] = runtime.get_or_compute("generated", key, generate)[0]["images"]
     return runtime.generated[key]

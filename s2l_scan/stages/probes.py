@@ -162,7 +162,14 @@ class _ProbeRun:
 
     def _shake_and_score(self, spec: ProbeSpec, domain: str, save_dir: str | None) -> Outcome:
         """Apply one probe to a private copy for one domain; its scores (and samples) as
-        arrays, and its details for the report."""
+        arrays, and its details for the report. Progress lines name the probe and domain."""
+        from s2l_scan.progress import at
+
+        with at(f"{spec.label} probe, domain {domain}"):
+            return self._shake_and_score_here(spec, domain, save_dir)
+
+    def _shake_and_score_here(self, spec: ProbeSpec, domain: str, save_dir: str | None
+                              ) -> Outcome:
         from s2l_scan.generation import generate_images
         from s2l_scan.probe import ModelCopy
 
