@@ -267,9 +267,9 @@ def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
 HELP_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("the gate (thresholds a release must stay under)",
      ("max_auc", "max_tpr", "max_amplification", "max_extracted", "max_text_guidance",
-      "ci_end", "family_alpha")),
+      "max_anisotropy", "ci_end", "family_alpha", "on_inconclusive")),
     ("attacks, probes and domains", ("attacks", "probes", "domains", "sweep",
-                                     "memorization_starts")),
+                                     "memorization_starts", "anisotropy_starts")),
     ("extraction", ("extraction_samples", "sampler", "extraction_steps", "sp_samples",
                     "negative_prompt", "embedder", "extraction_candidates", "known_images",
                     "known_index", "index_cache_dir", "evidence_dir")),
