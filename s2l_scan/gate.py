@@ -2,21 +2,24 @@
 
 Stages measure; this module judges. Each check gets an outcome (:class:`~s2l_scan.checks.
 Outcome`): FAILED when a leak is shown, PASSED when safety is shown (the check could have
-caught a leak of its threshold's size), INCONCLUSIVE otherwise, with
-:class:`~s2l_scan.checks.Reason` data saying why (and, for an inconclusive check, what would
-decide it). Each rule is one small function (:func:`auc_check`, :func:`delta_check`,
-:func:`tpr_check`); the PASS rules are INTERIM (a CI end below the threshold) until the
-verdict statistics (docs/verdict-maths.md) replace them.
+caught a leak of its threshold's size: its one-sided 95 % upper bound is within the
+threshold), INCONCLUSIVE otherwise, with :class:`~s2l_scan.checks.Reason` data saying why (and,
+for an inconclusive check, how many images per class would decide it). Each rule is one small
+function (:func:`auc_check`, :func:`delta_check`, :func:`tpr_check`).
 
-A result row fails past ``max_auc``, ``max_tpr`` or ``max_amplification`` — an AUC or Δ check
-only when it is also significant after Holm's correction over every such check of the scan at
+The families (docs/verdict-maths.md, "The verdict as evidence"): membership is one hypothesis
+per domain (and ``pooled``): every row of the domain — each attack and candidate, the ``+base``
+rows, each probe copy's re-attack, each row's memorized-few count — is tested with the same
+label permutations (Westfall–Young step-down minP), Holm across domains, at
+:func:`membership_alpha`. Amplification (H0: Δ ≤ ``max_amplification``) is a second family
+of one hypothesis per domain at :func:`amplification_alpha`; the two levels add up to
 ``family_alpha``, so the false-fail rate of a whole scan on data with no signal stays at or
-below ``family_alpha``; an extraction record fails past ``max_extracted``; a regression check
-when its metric rose more than its allowance since the previous report, which also fails the
-record it names, and a check of the previous report this one dropped unless
-``allow_dropped_checks``. :func:`decide` applies all of it to a finished :class:`ScanReport`,
-whose verdict (``ScanReport.outcome``) is FAILED if any check failed, PASSED only if every
-gating check passed, INCONCLUSIVE otherwise.
+below it, and adding an attack, probe, sweep value or base model never adds a hypothesis.
+An extraction record fails past ``max_extracted``; a regression check when its metric rose
+more than its allowance since the previous report, which also fails the record it names, and a
+check of the previous report this one dropped unless ``allow_dropped_checks``. :func:`decide`
+applies all of it to a finished :class:`ScanReport`, whose verdict (``ScanReport.outcome``) is
+FAILED if any check failed, PASSED only if every gating check passed, INCONCLUSIVE otherwise.
 """
 
 from __future__ import annotations
@@ -25,11 +28,14 @@ import math
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
+
 from s2l_scan.checks import Outcome, Reason, combine
 from s2l_scan.config import ScanConfig
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import ExitCode, UsageError
-from s2l_scan.functional.metrics import holm, smallest_pvalue
+from s2l_scan.functional import family, power
+from s2l_scan.functional.metrics import holm
 from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
 from s2l_scan.report.model import (
     ComparisonCheck,
@@ -46,8 +52,27 @@ _SLACK = 1e-9
 Judged = tuple[Outcome, list[Reason]]
 """One check's outcome and its reasons (none when it passed)."""
 
-MIN_PER_CLASS = 10
-"""INTERIM: the fewest members and non-members with which an AUC or Δ check may pass."""
+MIN_PER_CLASS = family.BOUND_MIN_PER_CLASS
+"""The fewest members and non-members with which an AUC or Δ check may pass: below it no
+one-sided bound is issued (docs/verdict-maths.md: the bootstrap bound's coverage by n)."""
+
+AMPLIFICATION_SHARE = 0.2
+"""The share of ``family_alpha`` spent on the amplification family (secondary); membership
+gets the rest. Fixed whatever the scan runs, so adding a probe never changes a membership
+decision, and the two families together keep the scan's false-fail rate ≤ ``family_alpha``
+(Bonferroni over the two families)."""
+
+
+def membership_alpha(config: ScanConfig) -> float:
+    """The level of the membership (primary) family: one hypothesis per domain."""
+    return config.family_alpha if config.family_alpha >= 1.0 else \
+        config.family_alpha * (1.0 - AMPLIFICATION_SHARE)
+
+
+def amplification_alpha(config: ScanConfig) -> float:
+    """The level of the amplification (secondary) family: one hypothesis per domain."""
+    return config.family_alpha if config.family_alpha >= 1.0 else \
+        config.family_alpha * AMPLIFICATION_SHARE
 
 
 def judge_row(row: ResultRow, config: ScanConfig) -> None:
@@ -78,10 +103,11 @@ def _enough(row: ResultRow) -> bool:
 
 
 def decide_n(n: int, observed: float, high: float, limit: float) -> int | None:
-    """INTERIM: the images per class that would bring the CI's upper end ``high`` down to
-    ``limit``, were the estimate ``observed`` to stay and the CI to narrow as 1/√n:
-    ``n × ((high − observed) / (limit − observed))²``, rounded up (at least
-    :data:`MIN_PER_CLASS`); None when ``observed`` is not below ``limit`` (no n would pass it).
+    """The images per class that would bring an upper bound ``high`` down to ``limit``, were
+    the estimate ``observed`` to stay and the bound to narrow as 1/√n: ``n × ((high −
+    observed) / (limit − observed))²``, rounded up (at least :data:`MIN_PER_CLASS`); None when
+    ``observed`` is not below ``limit`` (no n would pass it). Used for Δ and the TPR, whose
+    bounds have no closed-form law here; the AUC uses :func:`power.images_to_decide`.
 
     >>> decide_n(20, 0.5, 0.7, 0.6)
     80
@@ -93,37 +119,69 @@ def decide_n(n: int, observed: float, high: float, limit: float) -> int | None:
 
 
 def auc_check(row: ResultRow, config: ScanConfig) -> Judged:
-    """INTERIM rule of a row's AUC check. FAILED: the ``ci_end`` AUC exceeds ``max_auc`` and
-    is Holm-significant. PASSED: the row is not underpowered, has ≥ :data:`MIN_PER_CLASS`
-    members and non-members, and its CI's upper end is ≤ ``max_auc``. Else INCONCLUSIVE."""
-    end, alpha, limit = config.ci_end, config.family_alpha, config.max_auc
+    """A row's AUC check (docs/verdict-maths.md, "The verdict as evidence").
+
+    FAILED: the ``ci_end`` AUC exceeds ``max_auc`` and the row is significant family-wise
+    (its domain's step-down p, across domains, ≤ the membership alpha); or the memorized few
+    are shown: the members scored above every calibration non-member are significant
+    family-wise and more than ``max_tpr`` of the members. PASSED: the one-sided 95 % upper
+    bound of the calibrated AUC is ≤ ``max_auc`` (safety shown; no bound below
+    :data:`MIN_PER_CLASS` per class). Else INCONCLUSIVE, with the images per class that would
+    decide it."""
+    end, alpha, limit = config.ci_end, membership_alpha(config), config.max_auc
     compared = _end(row.auc, row.auc_ci, end)
     ci = f"95% CI [{row.auc_ci[0]:.3f}, {row.auc_ci[1]:.3f}]"
     n = f"n = {row.n_members} members / {row.n_nonmembers} non-members"
+    failed: list[Reason] = []
     if compared > limit and _significant(row.p_adjusted, alpha):
         which = "calibrated AUC" if end == "point" else f"calibrated AUC CI {end} end"
-        return Outcome.FAILED, [Reason("auc", "max_auc", compared, limit, (
+        failed.append(Reason("auc", "max_auc", compared, limit, (
             f"{which} {compared:.3f} > max_auc {limit} (AUC {row.auc:.3f}, {ci}, "
             f"{_p_text(row.p_value, row.p_adjusted, alpha)}, raw fixed-sign AUC "
             f"{row.auc_raw:.3f}, {n}, blind AUC {row.blind_auc:.3f}"
-            f"{', confounded' if row.confounded else ''})"))]
-    high = row.auc_ci[1]
-    if not row.underpowered and _enough(row) and high <= limit:
+            f"{', confounded' if row.confounded else ''})")))
+    top = top_members_reason(row, config)
+    if top is not None:
+        failed.append(top)
+    if failed:
+        return Outcome.FAILED, failed
+    high = row.auc_upper
+    if high is not None and high <= limit:
         return Outcome.PASSED, []
-    per_class = min(row.n_members, row.n_nonmembers)
-    if high > limit:
-        why = (f"AUC {row.auc:.3f} is not shown below max_auc {limit}: its {ci} reaches "
-               f"{high:.3f}")
-        needed = decide_n(per_class, row.auc, high, limit)
-    elif not _enough(row):
-        why = f"fewer than {MIN_PER_CLASS} members or non-members ({n})"
-        needed = MIN_PER_CLASS
+    family_size = max(1, int((row.top_members or {}).get("domains", 1)))
+    needed = power.images_to_decide(row.auc, row.n_members, row.n_nonmembers, limit, alpha,
+                                    family_size)
+    if high is None:
+        why = (f"no upper bound at {n} (fewer than {MIN_PER_CLASS} per class), so safety "
+               f"cannot be shown")
+        needed = max(MIN_PER_CLASS, needed or MIN_PER_CLASS)
+    elif row.underpowered:
+        why = (f"AUC {row.auc:.3f}, one-sided 95% upper bound {high:.3f} > max_auc {limit}, and "
+               f"at {n} no AUC could be significant at alpha {alpha:.3g}")
     else:
-        why = (f"underpowered: at {n} the AUC check could never be significant at "
-               f"family_alpha {alpha}, so its pass would show nothing")
-        needed = None
+        why = (f"AUC {row.auc:.3f} is not shown below max_auc {limit}: its one-sided 95% "
+               f"upper bound is {high:.3f}; nor is it shown above "
+               f"({_p_text(row.p_value, row.p_adjusted, alpha, rejected=False)})")
     return Outcome.INCONCLUSIVE, [Reason("undecided", "max_auc", high, limit, (
         f"{why}; {_decide_text(needed)}"), needed)]
+
+
+def top_members_reason(row: ResultRow, config: ScanConfig) -> Reason | None:
+    """The memorized-few route to FAILED: more than ``max_tpr`` of the members scored above
+    every calibration non-member (net of the non-members there), significant family-wise."""
+    top = row.top_members
+    if not top or top.get("p_adjusted") is None:
+        return None
+    alpha = membership_alpha(config)
+    share = float(top["count"]) / row.n_members
+    if share <= config.max_tpr or not _significant(top["p_adjusted"], alpha):
+        return None
+    return Reason("tpr", "max_tpr", share, config.max_tpr, (
+        f"{int(top['count'])} of {row.n_members} members ({share:.3f}) scored above every "
+        f"calibration non-member (net of the test non-members above it; the memorized few) > "
+        f"max_tpr {config.max_tpr} ({_p_text(float(top['p_value']), top['p_adjusted'], alpha)}"
+        f"; flagged members {', '.join(f'#{i}' for i in top['flagged'][:10])}"
+        f"{' …' if len(top['flagged']) > 10 else ''})"))
 
 
 def _decide_text(needed: int | None) -> str:
@@ -133,28 +191,35 @@ def _decide_text(needed: int | None) -> str:
 
 
 def delta_check(row: ResultRow, config: ScanConfig) -> Judged:
-    """INTERIM rule of a probe row's Δ check. FAILED: the ``ci_end`` ΔAUC exceeds
-    ``max_amplification`` and is Holm-significant. PASSED: the paired CI's upper end is ≤
-    ``max_amplification`` with ≥ :data:`MIN_PER_CLASS` per class. Else INCONCLUSIVE."""
+    """A probe row's Δ check. FAILED: the ``ci_end`` ΔAUC exceeds ``max_amplification`` and
+    H0: Δ ≤ ``max_amplification`` is rejected family-wise (the domain's Romano–Wolf step-down
+    on the paired bootstrap, across domains, at the amplification alpha). PASSED: Δ's
+    one-sided 95 % upper bound is ≤ ``max_amplification``. Else INCONCLUSIVE."""
     assert row.delta_auc is not None and row.delta_auc_ci is not None
-    alpha, limit = config.family_alpha, config.max_amplification
+    alpha, limit = amplification_alpha(config), config.max_amplification
     low, high = row.delta_auc_ci
     delta = _end(row.delta_auc, row.delta_auc_ci, config.ci_end)
     if delta > limit and _significant(row.delta_p_adjusted, alpha):
         return Outcome.FAILED, [Reason("amplification", "max_amplification", row.delta_auc,
                                        limit, (
             f"amplification ΔAUC {row.delta_auc:+.3f} (calibrated; paired 95% CI "
-            f"[{low:+.3f}, {high:+.3f}], "
+            f"[{low:+.3f}, {high:+.3f}], H0 Δ ≤ {limit}: "
             f"{_p_text(row.delta_p_value or 1.0, row.delta_p_adjusted, alpha)}) > "
             f"max_amplification {limit} after probe {row.probe}"))]
-    if _enough(row) and high <= limit:
+    upper = row.delta_upper
+    if upper is not None and upper <= limit:
         return Outcome.PASSED, []
-    needed = decide_n(min(row.n_members, row.n_nonmembers), row.delta_auc, high, limit) \
-        if high > limit else MIN_PER_CLASS
-    return Outcome.INCONCLUSIVE, [Reason("undecided", "max_amplification", high, limit, (
+    per_class = min(row.n_members, row.n_nonmembers)
+    if upper is None:
+        needed: int | None = MIN_PER_CLASS
+        shown = f"no upper bound at fewer than {MIN_PER_CLASS} per class"
+    else:
+        needed = decide_n(per_class, row.delta_auc, upper, limit)
+        shown = f"its one-sided 95% upper bound is {upper:+.3f}"
+    return Outcome.INCONCLUSIVE, [Reason("undecided", "max_amplification", upper, limit, (
         f"ΔAUC {row.delta_auc:+.3f} after probe {row.probe} is not shown below "
-        f"max_amplification {limit}: its paired 95% CI [{low:+.3f}, {high:+.3f}] "
-        f"(n = {row.n_members} / {row.n_nonmembers}); {_decide_text(needed)}"), needed)]
+        f"max_amplification {limit}: {shown} (paired 95% CI [{low:+.3f}, {high:+.3f}], "
+        f"n = {row.n_members} / {row.n_nonmembers}); {_decide_text(needed)}"), needed)]
 
 
 def tpr_check(row: ResultRow, config: ScanConfig) -> Judged | None:
@@ -207,30 +272,105 @@ def _significant(adjusted: float | None, alpha: float) -> bool:
     return alpha >= 1.0 or adjusted is None or adjusted <= alpha
 
 
-def _p_text(p: float, adjusted: float | None, alpha: float) -> str:
+def _p_text(p: float, adjusted: float | None, alpha: float, rejected: bool = True) -> str:
     if adjusted is None:
         return f"p {p:.2g}"
-    return f"p {p:.2g}, Holm-adjusted {adjusted:.2g} ≤ family_alpha {alpha}"
+    relation = "≤" if rejected and adjusted <= alpha else ">"
+    return f"p {p:.2g}, family-wise {adjusted:.2g} {relation} alpha {alpha:.3g}"
+
+
+def _groups(rows: list[ResultRow]) -> dict[str, list[ResultRow]]:
+    """The rows of each domain (and ``pooled``), in the order they first appear."""
+    groups: dict[str, list[ResultRow]] = {}
+    for row in rows:
+        groups.setdefault(row.domain, []).append(row)
+    return groups
+
+
+def _combined(step_down: float, domain_p: float, holm_p: float, n_domains: int) -> float:
+    """A check's family-wise p: its domain's Holm-adjusted p for the domain's strongest
+    statistic (its step-down p is the domain p), else the larger of that and the step-down p
+    times the number of domains (Bonferroni across domains for the rows inside one: closed
+    testing, a check is rejected only inside a rejected domain)."""
+    if step_down <= domain_p:
+        return holm_p
+    return max(holm_p, min(1.0, n_domains * step_down))
 
 
 def adjust_family(rows: list[ResultRow], config: ScanConfig) -> None:
-    """Holm-adjust every statistical check of a scan together: each row's AUC p-value and each
-    probe row's Δ p-value (one family, so the false-fail rate of the whole scan is bounded).
+    """Family-wise p-values, upper bounds and the attainability flag of every row.
 
-    A row whose smallest attainable p-value, times the family's size, exceeds ``family_alpha``
-    is marked ``underpowered``: its AUC check could not fail however strong the signal, so its
-    pass is no evidence of safety (the renderers say so)."""
-    p_values = [row.p_value for row in rows] + [row.delta_p_value for row in rows
-                                                if row.delta_p_value is not None]
-    adjusted = iter(holm(p_values))
-    for row in rows:
-        row.p_adjusted = next(adjusted)
-        smallest = smallest_pvalue(row.n_members, row.n_nonmembers, config.permutations)
-        row.underpowered = config.family_alpha < 1.0 and \
-            smallest * len(p_values) > config.family_alpha
-    for row in rows:
-        if row.delta_p_value is not None:
-            row.delta_p_adjusted = next(adjusted)
+    Membership (primary family): per domain, every row's calibrated AUC and its memorized-few
+    count under the SAME label permutations (the rows score the same images), Westfall–Young
+    step-down minP; Holm across the domains (and ``pooled``). Adding an attack, probe, base
+    model or sweep value adds columns inside a domain, never a hypothesis to the family.
+    Amplification (secondary family): per domain, H0: Δ ≤ ``max_amplification`` for every
+    probe row, Romano–Wolf on shared paired-bootstrap draws; Holm across domains."""
+    groups = _groups(rows)
+    tests = {domain: _membership(members, config) for domain, members in groups.items()}
+    holm_p = dict(zip(tests, holm([test.domain_p for test, _, _ in tests.values()]),
+                      strict=True))
+    for domain, members in groups.items():
+        test, top, attainable = tests[domain]
+        width = len(members)
+        for r, row in enumerate(members):
+            row.p_adjusted = _combined(float(test.step_down[r]), test.domain_p, holm_p[domain],
+                                       len(groups))
+            row.underpowered = attainable * len(groups) > membership_alpha(config)
+            row.top_members = {
+                "count": float(top[r].statistic[0]), "flagged": [int(i) for i in top[r].flagged],
+                "p_value": float(test.raw[width + r]),
+                "p_adjusted": _combined(float(test.step_down[width + r]), test.domain_p,
+                                        holm_p[domain], len(groups)),
+                "domains": len(groups)}
+            row.auc_upper = family.auc_upper_bound(*row.candidates(), config.seed,
+                                                   bootstrap_seed=config.resample_seed,
+                                                   n_resamples=config.bootstrap)
+    _adjust_amplification(groups, config)
+
+
+def _membership(rows: list[ResultRow], config: ScanConfig,
+                ) -> tuple[family.FamilyResult, list[family.TopMembers], float]:
+    """One domain's membership family: the test, each row's memorized-few statistic, and the
+    smallest domain p the family could give (a perfectly separating row in its place)."""
+    sizes = {(row.n_members, row.n_nonmembers) for row in rows}
+    if len(sizes) != 1:
+        raise UsageError(f"domain {rows[0].domain}: its rows score different samples "
+                         f"({sorted(sizes)}); every row of a domain must score the same images")
+    n_members, n_nonmembers = sizes.pop()
+    perms = family.LabelPermutations.build(n_members, n_nonmembers, seed=config.seed,
+                                           permutation_seed=config.resample_seed,
+                                           n_permutations=config.permutations)
+    candidates = [row.candidates() for row in rows]
+    aucs = family.crossfit_auc_statistics(candidates, perms)
+    tops = [family.top_members_statistic(m, n, perms) for m, n in candidates]
+    table = np.column_stack([aucs] + [top.statistic for top in tops])
+    perfect = family.crossfit_auc_statistic({"": [1.0] * n_members}, {"": [0.0] * n_nonmembers},
+                                            perms)
+    attainable = family.family_attainable_pvalue(table, perfect)
+    return family.family_test(table), tops, attainable
+
+
+def _adjust_amplification(groups: dict[str, list[ResultRow]], config: ScanConfig) -> None:
+    """The amplification family: per domain, each probe row against the released row of the
+    same attack; Holm across the domains that have probe rows."""
+    tests: dict[str, tuple[list[ResultRow], family.AmplificationResult]] = {}
+    for domain, rows in groups.items():
+        released = {row.attack: row for row in rows if row.probe is None}
+        probed = [row for row in rows if row.probe is not None and row.attack in released]
+        if not probed:
+            continue
+        pairs = [(*row.candidates(), *released[row.attack].candidates()) for row in probed]
+        tests[domain] = probed, family.amplification_test(
+            pairs, config.max_amplification, config.seed, bootstrap_seed=config.resample_seed)
+    holm_p = dict(zip(tests, holm([test.domain_p for _, test in tests.values()]), strict=True))
+    for domain, (probed, test) in tests.items():
+        for r, row in enumerate(probed):
+            row.delta_p_value = float(test.raw[r])
+            row.delta_p_adjusted = _combined(float(test.adjusted[r]), test.domain_p,
+                                             holm_p[domain], len(tests))
+            upper = float(test.upper[r])
+            row.delta_upper = None if math.isnan(upper) else upper
 
 
 def _tpr_estimate(row: ResultRow, alpha: float) -> dict[str, Any] | None:

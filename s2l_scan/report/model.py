@@ -57,12 +57,19 @@ class ResultRow:
     variant_scores: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     unstable: bool = False  # the two calibration halves chose a different variant or sign
     p_value: float = 1.0  # permutation p of the calibrated AUC against "no signal"
-    p_adjusted: float | None = None  # Holm-adjusted over every statistical check of the scan
-    underpowered: bool = False  # too few samples for its AUC check ever to reach family_alpha
+    # family-wise adjusted: the domain's Westfall–Young step-down (shared label permutations
+    # over every row of the domain), then across domains (gate.adjust_family)
+    p_adjusted: float | None = None
+    underpowered: bool = False  # the domain's attainable p cannot reach the membership alpha
+    auc_upper: float | None = None  # one-sided 95 % upper bound; None: no bound at this n
+    # the memorized few: test-half members above every calibration non-member (net of
+    # non-members there), its family-wise p, and the member indices it flags
+    top_members: dict[str, Any] | None = None
     delta_auc: float | None = None  # calibrated AUC(probe) − calibrated AUC(released)
     delta_auc_ci: tuple[float, float] | None = None
     delta_p_value: float | None = None  # one-sided paired-bootstrap p of "Δ ≤ 0"
-    delta_p_adjusted: float | None = None
+    delta_p_adjusted: float | None = None  # H0: Δ ≤ max_amplification, family-wise
+    delta_upper: float | None = None  # one-sided 95 % upper bound of Δ; None: no bound at this n
     outcome: Outcome = Outcome.INCONCLUSIVE  # the gate's (gate.judge_row); unjudged: not shown
     reasons: list[Reason] = field(default_factory=list)
 
