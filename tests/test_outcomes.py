@@ -15,7 +15,9 @@ from s2l_scan.checks import Check, Outcome, Reason, combine
 from s2l_scan.cli import main
 from s2l_scan.config import make_config
 from s2l_scan.errors import ExitCode, NothingToScanError, ScanError, UsageError
+from s2l_scan.functional.power import images_to_decide
 from s2l_scan.gate import (
+    MIN_PER_CLASS,
     apply_comparison,
     auc_check,
     compare_reports,
@@ -23,6 +25,8 @@ from s2l_scan.gate import (
     decide_n,
     delta_check,
     exit_code,
+    judge_row,
+    membership_alpha,
     tpr_check,
 )
 from s2l_scan.report.compare import parse_allowances
@@ -83,54 +87,71 @@ def test_reason_round_trips_through_json(body: dict[str, object]) -> None:
         Reason("made-up", None, None, None, "x")
 
 
-# ---- the gate's interim rules -------------------------------------------------------------------
+# ---- the gate's rules ---------------------------------------------------------------------------
 
-def _row(auc: float, ci: tuple[float, float], n: int = 20, p: float = 1e-4, **extra: object
+def _row(auc: float, upper: float | None, n: int = 20, p: float = 1e-4, **extra: object
          ) -> ResultRow:
     row = make_row(n=n)
-    row.auc, row.auc_ci, row.p_adjusted = auc, ci, p
+    row.auc, row.auc_upper, row.p_adjusted = auc, upper, p
     for key, value in extra.items():
         setattr(row, key, value)
     return row
 
 
 CONFIG = make_config(max_auc=0.6, max_amplification=0.05, max_tpr=0.1)
+ALPHA = membership_alpha(CONFIG)
 
 
-@pytest.mark.parametrize(("row", "outcome", "needed"), [
-    (_row(0.9, (0.8, 0.95)), F, None),  # past max_auc and significant: a leak is shown
-    (_row(0.9, (0.8, 0.95), p=0.5), I, None),  # past but not significant: not shown
-    (_row(0.5, (0.4, 0.58)), P, None),  # the whole CI below: safety shown
-    (_row(0.5, (0.4, 0.6)), P, None),  # the upper end at the threshold passes
-    (_row(0.5, (0.4, 0.7), n=20), I, 80),  # 20 × ((0.7 − 0.5) / (0.6 − 0.5))² = 80
-    (_row(0.55, (0.45, 0.58), n=8), I, 10),  # CI fine, but fewer than 10 per class
-    (_row(0.55, (0.45, 0.58), underpowered=True), I, None),  # could never be significant
+def _top(count: float, p: float) -> dict[str, object]:
+    return {"count": count, "flagged": list(range(int(count))), "p_value": p, "p_adjusted": p,
+            "domains": 1}
+
+
+@pytest.mark.parametrize(("row", "outcome", "kinds"), [
+    (_row(0.9, 0.95), F, ["auc"]),  # past max_auc and significant: a leak is shown
+    (_row(0.9, 0.95, p=0.5), I, ["undecided"]),  # past but not significant: not shown
+    (_row(0.5, 0.58), P, []),  # the upper bound below: safety shown
+    (_row(0.5, 0.6), P, []),  # the bound at the threshold passes
+    (_row(0.5, 0.7), I, ["undecided"]),  # the bound above: not shown safe
+    (_row(0.55, None, n=6), I, ["undecided"]),  # no bound below 8 per class: cannot pass
+    (_row(0.55, 0.7, top_members=_top(5, 1e-3)), F, ["tpr"]),  # 5 of 20 memorized > max_tpr
+    (_row(0.55, 0.58, top_members=_top(5, 1e-3)), F, ["tpr"]),  # a bound never hides them
+    (_row(0.55, 0.7, top_members=_top(2, 1e-3)), I, ["undecided"]),  # 2 of 20 ≤ max_tpr
+    (_row(0.55, 0.7, top_members=_top(5, 0.5)), I, ["undecided"]),  # not significant
 ])
-def test_auc_rule(row: ResultRow, outcome: Outcome, needed: int | None) -> None:
+def test_auc_rule(row: ResultRow, outcome: Outcome, kinds: list[str]) -> None:
     got, reasons = auc_check(row, CONFIG)
     assert got is outcome
-    assert bool(reasons) is (outcome is not P)
+    assert [reason.kind for reason in reasons] == kinds
     if outcome is I:
         [reason] = reasons
-        assert (reason.kind, reason.setting, reason.threshold) == ("undecided", "max_auc", 0.6)
-        assert reason.observed == row.auc_ci[1] and reason.decide_n == needed
-    if outcome is F:
-        assert reasons[0].kind == "auc" and reasons[0].observed == row.auc
+        assert (reason.setting, reason.threshold) == ("max_auc", 0.6)
+        assert reason.observed == row.auc_upper
+        assert reason.decide_n is not None and reason.decide_n >= MIN_PER_CLASS
+    if outcome is F and kinds == ["auc"]:
+        assert reasons[0].observed == row.auc
+
+
+def test_an_undecided_auc_says_the_images_that_would_decide_it() -> None:
+    _, [reason] = auc_check(_row(0.5, 0.7), CONFIG)
+    assert reason.decide_n == images_to_decide(0.5, 20, 20, 0.6, ALPHA, 1)
+    _, [reason] = auc_check(_row(0.9, 0.95, p=0.5), CONFIG)  # a leak, not yet shown
+    assert reason.decide_n == images_to_decide(0.9, 20, 20, 0.6, ALPHA, 1)
 
 
 def test_decide_n_is_the_formula_rounded_up() -> None:
     assert decide_n(20, 0.5, 0.7, 0.6) == 80
     assert decide_n(13, 0.51, 0.66, 0.6) == math.ceil(13 * (0.15 / 0.09) ** 2)
-    assert decide_n(100, 0.5, 0.52, 0.6) == 10  # never below the 10 per class a pass needs
+    assert decide_n(100, 0.5, 0.52, 0.6) == MIN_PER_CLASS  # never below the n a pass needs
     assert decide_n(20, 0.6, 0.7, 0.6) is None  # at the threshold, no n would pass it
 
 
-@pytest.mark.parametrize(("delta", "ci", "p", "outcome"), [
-    (0.3, (0.2, 0.4), 1e-4, F), (0.3, (0.2, 0.4), 0.5, I),
-    (0.0, (-0.03, 0.04), 1.0, P), (0.0, (-0.05, 0.2), 1.0, I)])
-def test_delta_rule(delta: float, ci: tuple[float, float], p: float, outcome: Outcome) -> None:
-    row = _row(0.5, (0.45, 0.55), probe="noise", delta_auc=delta, delta_auc_ci=ci,
-               delta_p_adjusted=p)
+@pytest.mark.parametrize(("delta", "upper", "p", "outcome"), [
+    (0.3, 0.4, 1e-4, F), (0.3, 0.4, 0.5, I), (0.0, 0.04, 1.0, P), (0.0, 0.2, 1.0, I),
+    (0.0, None, 1.0, I)])
+def test_delta_rule(delta: float, upper: float | None, p: float, outcome: Outcome) -> None:
+    row = _row(0.5, 0.55, probe="noise", delta_auc=delta, delta_auc_ci=(delta - 0.1, delta + 0.1),
+               delta_p_adjusted=p, delta_upper=upper)
     got, reasons = delta_check(row, CONFIG)
     assert got is outcome
     assert [r.kind for r in reasons] == {P: [], F: ["amplification"], I: ["undecided"]}[outcome]
@@ -146,18 +167,18 @@ def test_delta_rule(delta: float, ci: tuple[float, float], p: float, outcome: Ou
     ({"alpha": 0.01, "estimable": True, "tpr": 0.05, "tpr_ci": (0.0, 0.3),
       "achieved_fpr": 0.01}, I)])
 def test_tpr_rule(estimate: dict[str, object] | None, outcome: Outcome | None) -> None:
-    row = _row(0.5, (0.45, 0.55), tpr_estimates=[] if estimate is None else [estimate])
+    row = _row(0.5, 0.55, tpr_estimates=[] if estimate is None else [estimate])
     judged = tpr_check(row, CONFIG)
     assert (None if judged is None else judged[0]) is outcome
 
 
 def test_a_row_fails_if_any_check_fails_else_inconclusive_if_any_is() -> None:
-    report = make_report([_row(0.5, (0.4, 0.58), n=20, p_value=1.0),
-                          _row(0.5, (0.4, 0.58), n=20, p_value=1.0, probe="noise",
-                               delta_auc=0.0, delta_auc_ci=(-0.05, 0.2),
-                               delta_p_value=1.0)])
-    decide(report, CONFIG)
-    first, second = report.results
+    first = _row(0.5, 0.58, n=20, p_value=1.0)
+    second = _row(0.5, 0.58, n=20, p_value=1.0, probe="noise", delta_auc=0.0,
+                  delta_auc_ci=(-0.05, 0.2), delta_p_value=1.0, delta_upper=0.2)
+    for row in (first, second):
+        judge_row(row, CONFIG)
+    report = make_report([first, second])
     assert first.outcome is P and second.outcome is I  # its AUC passes, its Δ does not
     assert report.outcome is I and report.inconclusive_items == [second.item_id]
     body = report.to_dict()
