@@ -43,6 +43,9 @@ class _Parser(argparse.ArgumentParser):
     name: error messages say "rerun with --debug" without knowing where it goes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: ``--evid`` must not mean ``--evidence-dir``. A wrapper (the Action,
+        # a CI script) that refuses an option by its name could otherwise be bypassed.
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
         # SUPPRESS: a subcommand's parser sets ``debug`` only when given, so it never resets
         # a --debug given before the subcommand

@@ -52,18 +52,27 @@ class AdapterSpec:
 
     @classmethod
     def parse(cls, text: str | Path) -> AdapterSpec:
-        """``lora.safetensors:0.8`` → (lora.safetensors, 0.8); a plain path has weight 1."""
+        """``lora.safetensors:0.8`` → (lora.safetensors, 0.8); a plain path has weight 1.
+
+        A path that exists as given wins over a ``PATH:WEIGHT`` reading (a folder named
+        ``v1:2.0`` is that folder at weight 1, never ``v1`` at 2.0); given both, ``v1:2.0:1.5``
+        is that folder at 1.5. Text after the last ':' that is not a number is a usage error
+        when the whole text is no existing path (``X:abc``)."""
         text = str(text)
         head, sep, tail = text.rpartition(":")
-        if sep and head:
-            try:
-                weight = float(tail)
-            except ValueError:
+        if not sep or not head or Path(text).exists():
+            return cls(Path(text))
+        try:
+            weight = float(tail)
+        except ValueError:
+            if "/" in tail or "\\" in tail:  # e.g. C:/x/lora: a path, judged when it loads
                 return cls(Path(text))
-            if weight != weight or weight in (float("inf"), float("-inf")):
-                raise UsageError(f"--lora {text}: the weight after ':' must be a finite number.")
-            return cls(Path(head), weight)
-        return cls(Path(text))
+            raise UsageError(f"--lora {text}: no such file or folder, and {tail!r} after the "
+                             f"last ':' is not a weight (PATH:WEIGHT, e.g. {head}:0.8)."
+                             ) from None
+        if weight != weight or weight in (float("inf"), float("-inf")):
+            raise UsageError(f"--lora {text}: the weight after ':' must be a finite number.")
+        return cls(Path(head), weight)
 
 
 @dataclass(frozen=True)
