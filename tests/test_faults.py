@@ -70,3 +70,84 @@ def test_lora_with_a_bad_weight_exits_4(tmp_path: Path,
     code = main(["scan", str(tmp_path / "m"), "--data", str(tmp_path), "--lora",
                  f"{tmp_path / 'X'}:abc"])
     assert code == 4 and "not a weight" in capsys.readouterr().err
+
+
+# --- 1. outputs never over inputs --------------------------------------------------------
+
+
+def _scan_inputs(tmp_path: Path) -> tuple[Path, Path, dict[Path, str]]:
+    model, data = tmp_path / "model", tmp_path / "data"
+    (model / "unet").mkdir(parents=True)
+    (data / "identity-0" / "members").mkdir(parents=True)
+    files = {model / "model_index.json": '{"_class_name": "StableDiffusionPipeline"}\n',
+             model / "unet" / "config.json": "{}\n",
+             data / "identity-0" / "prompt.txt": "a photo\n"}
+    for path, text in files.items():
+        path.write_text(text)
+    return model, data, {path: text for path, text in files.items()}
+
+
+@pytest.mark.parametrize(("option", "target"), [
+    ("--report-json", "model/model_index.json"),
+    ("--report-html", "data/identity-0/prompt.txt"),
+    ("--report-markdown", "model/unet/new.md"),  # a new file inside the model folder
+    ("--report-sarif", "link.sarif"),  # a symlink to a model file
+    ("--evidence-dir", "data/identity-0/evidence"),
+])
+def test_no_scan_output_lands_on_or_inside_an_input(
+        tmp_path: Path, option: str, target: str, capsys: pytest.CaptureFixture[str]) -> None:
+    model, data, files = _scan_inputs(tmp_path)
+    (tmp_path / "link.sarif").symlink_to(model / "unet" / "config.json")
+    code = main(["scan", str(model), "--data", str(data), option, str(tmp_path / target)])
+    assert code == 4, capsys.readouterr().err
+    assert "input" in capsys.readouterr().err
+    assert all(path.read_text() == text for path, text in files.items())
+    assert not (model / "unet" / "new.md").exists()
+
+
+def test_no_scan_output_lands_inside_an_adapter_or_the_base_model(tmp_path: Path) -> None:
+    from s2l_scan.config import make_config
+    from s2l_scan.plan import ScanInputs, build_plan
+
+    model, data, _ = _scan_inputs(tmp_path)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    base = tmp_path / "base"
+    inputs = ScanInputs(model=str(model), data=str(data), lora=f"{adapter}:0.5")
+    with pytest.raises(UsageError, match="inside the input"):
+        build_plan(inputs, make_config(report_json=str(adapter / "r.json")))
+    assert ScanInputs(model=str(model), data=str(data), base_model=str(base)).paths == [
+        model, base, data]
+
+
+def test_report_command_writes_over_none_of_the_scanned_inputs(tmp_path: Path) -> None:
+    from report_factory import make_report
+
+    from s2l_scan.report.files import write_text_atomic
+
+    model, data, files = _scan_inputs(tmp_path)
+    report = make_report(model_path=str(model))
+    report.data["root"] = str(data)
+    saved = tmp_path / "report.json"
+    write_text_atomic(saved, __import__("json").dumps(report.to_dict()))
+    for option, target in (("--html", model / "model_index.json"),
+                           ("--model-card", data / "identity-0" / "prompt.txt")):
+        assert main(["report", str(saved), option, str(target)]) == 4
+    assert all(path.read_text() == text for path, text in files.items())
+
+
+def test_a_model_card_given_as_a_symlink_is_updated_through_it(tmp_path: Path) -> None:
+    from report_factory import make_report
+
+    from s2l_scan.report.files import write_text_atomic
+
+    saved = tmp_path / "report.json"
+    write_text_atomic(saved, __import__("json").dumps(make_report().to_dict()))
+    real = tmp_path / "cards" / "README.md"
+    real.parent.mkdir()
+    real.write_text("# My model\n")
+    link = tmp_path / "README.md"
+    link.symlink_to(real)
+    assert main(["report", str(saved), "--model-card", str(link)]) == 0
+    assert link.is_symlink() and "# My model" in real.read_text()
+    assert "privacy" in real.read_text().lower()
