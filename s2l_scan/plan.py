@@ -84,6 +84,12 @@ class ScanInputs:
         if self.model != REFERENCE:
             from s2l_scan.io.model import check_base_model
 
+            if not self.adapters and os.path.realpath(self.model) == os.path.realpath(
+                    self.base_model):
+                raise UsageError(f"base model {self.base_model} is the scanned model itself; "
+                                 "its calibrated (+base) checks would all score zero. Give the "
+                                 "checkpoint the release was fine-tuned from.")
+
             check_base_model(Path(self.model), Path(self.base_model),
                              None if self.model_config is None else Path(self.model_config))
 

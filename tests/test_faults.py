@@ -151,3 +151,28 @@ def test_a_model_card_given_as_a_symlink_is_updated_through_it(tmp_path: Path) -
     assert main(["report", str(saved), "--model-card", str(link)]) == 0
     assert link.is_symlink() and "# My model" in real.read_text()
     assert "privacy" in real.read_text().lower()
+
+
+# --- 5. NaN in a report -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["current", "previous"])
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_a_report_holding_nan_is_a_usage_error_for_compare_and_render(
+        tmp_path: Path, which: str, constant: str, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from report_factory import make_report
+
+    clean = json.dumps(make_report().to_dict(), indent=2)
+    auc = f'"auc": {make_report().results[0].auc!r}'
+    assert auc in clean
+    broken = clean.replace(auc, f'"auc": {constant}', 1)
+    paths = {"current": tmp_path / "current.json", "previous": tmp_path / "previous.json"}
+    for name, path in paths.items():
+        path.write_text(broken if name == which else clean)
+    code = main(["report", str(paths["current"]), "--compare", str(paths["previous"]),
+                 "--html", str(tmp_path / "r.html")])
+    assert code == 4
+    assert f"holds {constant}" in capsys.readouterr().err
+    assert not (tmp_path / "r.html").exists()

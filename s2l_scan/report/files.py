@@ -39,7 +39,11 @@ def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except _NonFinite as error:
+        raise UsageError(f"{what} {path} holds {error} where a number belongs; s2l-scan "
+                         "writes only finite numbers (a NaN AUC would compare as passed), so "
+                         "the file was edited or corrupted. Re-run the scan.") from None
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -59,6 +63,14 @@ def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
         raise UsageError(f"{what} {path} does not match report schema v{SCHEMA_VERSION}: "
                          f"{problem}")
     return body
+
+
+class _NonFinite(ValueError):
+    """A NaN or ±Infinity in a report file (Python's json reads them by default)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NonFinite(name)
 
 
 def _shape_problem(body: dict[str, Any]) -> str | None:
