@@ -176,3 +176,22 @@ def test_a_report_holding_nan_is_a_usage_error_for_compare_and_render(
     assert code == 4
     assert f"holds {constant}" in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+# --- 7. deeply nested folders --------------------------------------------------------------
+
+
+def test_a_path_too_long_to_resolve_is_not_called_a_symlink_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    from s2l_scan.errors import AuditDataError
+    from s2l_scan.io import audit_data
+
+    def too_long(self: Path, strict: bool = False) -> Path:
+        raise OSError(errno.ENAMETOOLONG, "File name too long")
+
+    monkeypatch.setattr(Path, "resolve", too_long)
+    with pytest.raises(AuditDataError, match="no symlink loop") as raised:
+        audit_data._inside(tmp_path / "deep", tmp_path)
+    assert "Remove the symlink loop" not in str(raised.value)

@@ -36,6 +36,7 @@ error. The loader only reads: it never creates, modifies or deletes anything und
 
 from __future__ import annotations
 
+import errno
 import json
 import struct
 import threading
@@ -284,6 +285,12 @@ def _inside(path: Path, real_root: Path) -> Path:
     try:
         real = path.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+            # e.g. ENAMETOOLONG: folders nested too deep for the system, no loop at all
+            why = exc.strerror or exc
+            raise AuditDataError(f"{str(path)[:200]}...: cannot be resolved ({why}; "
+                                 f"{len(path.parts)} path parts, no symlink loop). Flatten the "
+                                 "folders of the audit data.") from None
         raise AuditDataError(f"{path}: cannot be resolved ({exc}). Remove the symlink "
                              "loop.") from exc
     if not real.is_relative_to(real_root):
