@@ -195,3 +195,75 @@ def test_a_path_too_long_to_resolve_is_not_called_a_symlink_loop(
     with pytest.raises(AuditDataError, match="no symlink loop") as raised:
         audit_data._inside(tmp_path / "deep", tmp_path)
     assert "Remove the symlink loop" not in str(raised.value)
+
+
+# --- 7. config sizes bounded before allocation ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sd1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests import model_factory as factory
+
+    return factory.sd1_folder(tmp_path_factory.mktemp("bounds") / "sd1")
+
+
+def _edited(model: Path, tmp_path: Path, part: str, **changes: object) -> Path:
+    import json
+    import shutil
+
+    copy = Path(shutil.copytree(model, tmp_path / "model"))
+    values = json.loads((copy / part).read_text())
+    values.update(changes)
+    (copy / part).write_text(json.dumps(values))
+    return copy
+
+
+@pytest.mark.parametrize(("part", "changes", "named"), [
+    ("unet/config.json", {"sample_size": 10**6}, "sample_size is 1000000"),
+    ("tokenizer/tokenizer_config.json", {"model_max_length": 10**9},
+     "model_max_length is 1000000000"),
+    ("unet/config.json", {"block_out_channels": [10**5, 10**5]}, "unet/config.json: its sizes"),
+    ("vae/config.json", {"block_out_channels": [10**5, 10**5]}, "vae/config.json: its sizes"),
+    ("text_encoder/config.json", {"hidden_size": 10**5}, "text_encoder/config.json: its sizes"),
+    ("unet/config.json", {"layers_per_block": 10**7}, "layers_per_block is 10000000"),
+])
+def test_a_config_claiming_sizes_its_weights_lack_is_refused_naming_the_field(
+        sd1: Path, tmp_path: Path, part: str, changes: dict[str, object], named: str) -> None:
+    from s2l_scan.errors import ModelLoadError
+    from s2l_scan.io.model import inspect_pipeline_folder
+
+    model = _edited(sd1, tmp_path, part, **changes)
+    with pytest.raises(ModelLoadError, match=named):
+        inspect_pipeline_folder(model)  # before any module is built: reads headers only
+
+
+def test_the_untouched_model_passes_the_size_checks(sd1: Path) -> None:
+    from s2l_scan.io.model import inspect_pipeline_folder
+
+    inspect_pipeline_folder(sd1)
+
+
+def test_a_peft_rank_no_tensor_has_is_refused_before_peft_allocates(sd1: Path,
+                                                                    tmp_path: Path) -> None:
+    import json
+
+    from s2l_scan.errors import ModelLoadError
+    from s2l_scan.io.model import load_pipeline
+    from tests import model_factory as factory
+
+    peft = factory.peft_adapter(sd1, tmp_path / "peft")
+    config = peft / "adapter_config.json"
+    config.write_text(json.dumps({**json.loads(config.read_text()), "r": 3 * 10**7}))
+    with pytest.raises(ModelLoadError, match="r is 30000000"):
+        load_pipeline(sd1, lora=peft)
+
+
+def test_a_prompt_longer_than_any_tokenizer_reads_is_refused(tmp_path: Path) -> None:
+    from s2l_scan.errors import AuditDataError
+    from s2l_scan.io.audit_data import MAX_PROMPT_BYTES, list_domain_files
+
+    for split in ("members", "nonmembers"):
+        (tmp_path / "identity-0" / split).mkdir(parents=True)
+    (tmp_path / "identity-0" / "prompt.txt").write_text("a photo " * MAX_PROMPT_BYTES)
+    with pytest.raises(AuditDataError, match=r"prompt\.txt: \d+ bytes"):
+        list_domain_files(tmp_path)

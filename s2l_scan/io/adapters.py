@@ -288,11 +288,28 @@ def _load_with_peft(pipeline: Any, weights: Path, config_file: Path, name: str) 
     except (TypeError, ValueError) as error:
         raise ModelLoadError(f"{config_file}: not a valid {kind} config ({error}).") from None
     state = load_file(weights)
+    _check_peft_ranks(body, state, config_file)
     _, module = _peft_target(pipeline, list(state))
     state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
     inject_adapter_in_model(config, module, adapter_name=name)
     set_peft_model_state_dict(module, state, adapter_name=name)
     return module
+
+
+def _check_peft_ranks(body: dict[str, Any], state: dict[str, Any], config_file: Path) -> None:
+    """A rank the config claims (``r``, ``rank_pattern``, LoKr's ``decompose_factor`` aside) is
+    at most the largest side of any tensor the adapter holds: peft allocates every layer at the
+    claimed rank before it reads a weight (a rank of 3·10⁷ grew past 4 GB)."""
+    largest = max((max(tensor.shape, default=1) for tensor in state.values()), default=0)
+    claims: list[tuple[str, Any]] = [("r", body.get("r"))]
+    pattern = body.get("rank_pattern")
+    if isinstance(pattern, dict):
+        claims += [(f"rank_pattern[{key!r}]", value) for key, value in pattern.items()]
+    for field, value in claims:
+        if isinstance(value, int) and not isinstance(value, bool) and value > largest:
+            raise ModelLoadError(f"{config_file}: {field} is {value}, but no tensor of the "
+                                 f"adapter has a side longer than {largest}; the config "
+                                 "claims a rank its weights do not have.")
 
 
 def _merge_with_peft(module: Any, weight: float, name: str) -> None:
