@@ -40,10 +40,15 @@ output() {  # name value: one step output, refusing values that could forge othe
 scan() {
   check_fail_on
   [[ -n "${S2L_MODEL:-}" ]] || die "the model input is required"
+  # a model that starts with "-" would be read as an option (--help, --version exit 0 and
+  # scan nothing): refused; a folder of that name is given as ./-name
+  [[ "$S2L_MODEL" != -* ]] || die "the model input '$S2L_MODEL' starts with '-'; give a path (e.g. ./$S2L_MODEL)"
   local out="${S2L_OUTPUT_DIR:-s2l-report}"
   mkdir -p -- "$out"
   local json="$out/s2l-report.json" html="$out/s2l-report.html"
   local markdown="$out/s2l-summary.md" sarif="$out/s2l-report.sarif"
+  # an earlier run's reports never stand for this one's
+  rm -f -- "$json" "$html" "$markdown" "$sarif"
   local args=(scan "$S2L_MODEL" --report-json "$json" --report-html "$html"
               --report-markdown "$markdown" --report-sarif "$sarif")
   [[ -z "${S2L_DATA:-}" ]] || args+=(--data "$S2L_DATA")
@@ -68,6 +73,11 @@ scan() {
   # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
   # it is set by scripts/run-action-locally.sh, never from an action input
   ${S2L_SCAN:-s2l-scan} "${args[@]}" || rc=$?
+  if [[ "$rc" -le 1 && ! -f "$json" ]]; then
+    # exit 0 or 1 without a JSON report: no scan completed (never a pass)
+    echo "s2l-scan action: the scan exited $rc but wrote no report; treating it as a scan error" >&2
+    rc=2
+  fi
   local verdict=error
   case "$rc" in
     0) verdict=passed ;;
