@@ -186,8 +186,8 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
 def _check_evidence_dir(config: ScanConfig, inputs: Sequence[Path]) -> None:
     """A usage error when ``evidence_dir`` is, or lies inside, an input folder (its PNGs would
     join the audit data or the model) or is an input file."""
-    if config.evidence_dir is None:
-        return
+    if not isinstance(config.evidence_dir, str | os.PathLike):
+        return  # unset, or a value of the wrong type: the session names it
     from s2l_scan.report.files import inside_input
 
     folder = Path(config.evidence_dir).expanduser()
