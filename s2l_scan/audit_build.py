@@ -275,10 +275,46 @@ def _check_out(out: Path, sources: Sequence[Source], force: bool) -> None:
         raise UsageError(f"--out {out}: exists and is not empty; s2l-scan never overwrites a "
                          "folder. Choose a new path, or pass --force to replace a folder an "
                          "earlier `data build` wrote.")
-    if not (out / MANIFEST_NAME).is_file():
+    foreign = _foreign_files(out)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3
+                                          else "")
         raise UsageError(f"--out {out}: --force replaces only a folder written by `s2l-scan "
-                         f"data build` (it holds {MANIFEST_NAME}); this one does not. Choose a "
-                         "new path.")
+                         f"data build` (its {MANIFEST_NAME} lists every file); this one holds "
+                         f"files that build did not write ({shown}). Nothing was deleted; "
+                         "choose a new path.")
+
+
+def _written_files(manifest: Any) -> set[str] | None:
+    """The files (relative, POSIX) an earlier build's manifest says it wrote, the manifest
+    itself included; None when ``manifest`` is no manifest this tool writes."""
+    if not isinstance(manifest, dict) or manifest.get("format") != MANIFEST_FORMAT \
+            or not isinstance(manifest.get("domains"), dict):
+        return None
+    files = {MANIFEST_NAME}
+    try:
+        for name, entry in manifest["domains"].items():
+            files |= {f"{name}/prompt.txt", f"{name}/captions.jsonl"}
+            files |= {f"{name}/{item['file']}" for split in ("members", "nonmembers")
+                      for item in entry[split]}
+        files |= {item["file"] for item in manifest.get("known") or []}
+    except (TypeError, KeyError, AttributeError):
+        return None
+    return files
+
+
+def _foreign_files(out: Path) -> list[str]:
+    """Files and links under ``out`` that its manifest does not list (all of them when it has
+    no manifest this tool wrote): ``--force`` may delete only what a build wrote."""
+    try:
+        manifest = json.loads((out / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    written = _written_files(manifest) or set()
+    present = sorted(path.relative_to(out).as_posix() for path in out.rglob("*")
+                     if path.is_symlink() or not path.is_dir())
+    return [name for name in present if name not in written] or \
+        ([] if written else [MANIFEST_NAME])
 
 
 def _check_disjoint(sources: dict[str, Source]) -> None:
@@ -599,7 +635,7 @@ def _swap_in(temp: Path, out: Path, force: bool) -> None:
     if not out.exists():
         os.rename(temp, out)
         return
-    assert force and (out / MANIFEST_NAME).is_file()  # checked by _check_out
+    assert force and not _foreign_files(out)  # checked by _check_out
     old = out.parent / f".{out.name}.replaced-{uuid.uuid4().hex[:8]}"
     os.rename(out, old)
     os.rename(temp, out)

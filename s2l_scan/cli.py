@@ -47,6 +47,9 @@ class _Parser(argparse.ArgumentParser):
     name: error messages say "rerun with --debug" without knowing where it goes."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # No abbreviations: ``--evid`` must not mean ``--evidence-dir``. A wrapper (the Action,
+        # a CI script) that refuses an option by its name could otherwise be bypassed.
+        kwargs["allow_abbrev"] = False
         super().__init__(*args, **kwargs)
         # SUPPRESS: a subcommand's parser sets ``debug`` only when given, so it never resets
         # a --debug given before the subcommand
@@ -455,14 +458,13 @@ def _null_audit(args: argparse.Namespace) -> int:
     overrides = {option.key: getattr(args, option.key) for option in null_audit_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
     protected = [args.config] if args.config else []
+    inputs = ScanInputs(model=args.model, data=args.data, model_config=args.model_config,
+                        lora=args.lora, base_model=args.base_model)
     if args.report_json is not None:
-        check_outputs({"--report-json": args.report_json}, protected)
+        check_outputs({"--report-json": args.report_json}, [*protected, *inputs.paths])
     console = make_console()
     with _progress(console) as progress:
-        audit = run_null_audit(ScanInputs(model=args.model, data=args.data,
-                                          model_config=args.model_config, lora=args.lora,
-                                          base_model=args.base_model),
-                               config, args.draws, protected=protected, progress=progress,
+        audit = run_null_audit(inputs, config, args.draws, protected=protected, progress=progress,
                                on_draw=lambda draw: console.print(render_draw(draw),
                                                                   soft_wrap=True))
     for note in audit.notes:
@@ -483,11 +485,13 @@ def _report(args: argparse.Namespace) -> int:
         files = ", ".join(f"--{kind} FILE" for kind in RENDERERS)
         raise UsageError(f"nothing to write: give {files}, --model-card README.md and/or "
                          "--compare PREVIOUS.json")
-    inputs = [args.report, *([args.compare] if args.compare is not None else [])]
+    inputs: list[Path | str] = [args.report, *([args.compare] if args.compare else [])]
+    check_outputs({f"--{kind}": path for kind, path in wanted.items()}, inputs)
+    report = load_report(args.report)
+    inputs += _scanned_paths(report)  # the model, adapters and audit data the report names
     check_outputs({f"--{kind}": path for kind, path in wanted.items()}, inputs)
     if args.model_card is not None:
         check_outputs({"--model-card": args.model_card}, [*inputs, *wanted.values()])
-    report = load_report(args.report)
     compared = _report_compare(args, report)
     # relative evidence paths were written relative to where the scan ran; try the report's
     # own folder first, then the current one
@@ -501,6 +505,17 @@ def _report(args: argparse.Namespace) -> int:
                                                               args.card_license))
         print(f"model card updated: {args.model_card}")
     return EXIT_OK if compared else EXIT_GATE
+
+
+def _scanned_paths(report: Any) -> list[str]:
+    """The folders and files a report says its scan read (model, adapters, audit data), so
+    that ``s2l-scan report`` writes over none of them; a reference build's are the tool's."""
+    model = report.model if isinstance(report.model, dict) else {}
+    data = report.data if isinstance(report.data, dict) else {}
+    paths = [model.get("path"), data.get("root")]
+    paths += [adapter.get("path") for adapter in model.get("adapters") or []
+              if isinstance(adapter, dict)]
+    return [path for path in paths if isinstance(path, str) and path]
 
 
 def _report_compare(args: argparse.Namespace, report: Any) -> bool:

@@ -9,6 +9,7 @@ pytest plugin build it; the pytest plugin collects its checks; the session runs 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +51,18 @@ class ScanInputs:
         return () if self.lora is None else (self.lora,) if isinstance(self.lora, str) \
             else tuple(self.lora)
 
+    @property
+    def paths(self) -> list[Path]:
+        """Every file and folder the scan reads that the user gave (the model, its config,
+        each adapter, the base model, the audit data; not the cached reference build): no
+        output may be written over or inside one."""
+        from s2l_scan.io.adapters import AdapterSpec
+
+        given = [self.model, self.base_model] if self.model != REFERENCE else []
+        given += [self.data, self.model_config]
+        paths = [Path(path) for path in given if path is not None]
+        return paths + [AdapterSpec.parse(adapter).path for adapter in self.adapters]
+
     def check(self) -> None:
         """A usage error when a model other than the reference comes without audit data, an
         adapter's weight is not a number, or a base model ('reference' is the reference
@@ -71,6 +84,12 @@ class ScanInputs:
                              "'reference'; give a base that matches the scanned model")
         if self.model != REFERENCE:
             from s2l_scan.io.model import check_base_model
+
+            if not self.adapters and os.path.realpath(self.model) == os.path.realpath(
+                    self.base_model):
+                raise UsageError(f"base model {self.base_model} is the scanned model itself; "
+                                 "its calibrated (+base) checks would all score zero. Give the "
+                                 "checkpoint the release was fine-tuned from.")
 
             check_base_model(Path(self.model), Path(self.base_model),
                              None if self.model_config is None else Path(self.model_config))
@@ -159,7 +178,24 @@ def build_plan(inputs: ScanInputs, config: ScanConfig, protected: Sequence[Path]
 
             read_meta(Path(config.known_index).expanduser())
     resolve_device(config.device)
+    protected = [*protected, *inputs.paths]
+    _check_evidence_dir(config, protected)
     return ScanPlan(inputs, config, attacks, probes, _outputs(config, protected))
+
+
+def _check_evidence_dir(config: ScanConfig, inputs: Sequence[Path]) -> None:
+    """A usage error when ``evidence_dir`` is, or lies inside, an input folder (its PNGs would
+    join the audit data or the model) or is an input file."""
+    if not isinstance(config.evidence_dir, str | os.PathLike):
+        return  # unset, or a value of the wrong type: the session names it
+    from s2l_scan.report.files import inside_input
+
+    folder = Path(config.evidence_dir).expanduser()
+    given = inside_input(Path(os.path.realpath(folder)), inputs)
+    if given is not None:
+        raise UsageError(f"evidence_dir {folder} is inside the input {given[0]}; its PNGs would "
+                         "become part of it. Choose a folder outside the model, the adapters, "
+                         "the base model and the audit data.")
 
 
 REFERENCE_OPTIONS = ("reference_preset", "reference_seed")

@@ -124,6 +124,7 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
             base = None if base_dir is None else load_pipeline(
                 base_dir, allow_pickle=config.allow_pickle,
                 device=resolve_device(config.device), dtype=torch_dtype(config.dtype))
+            _check_base_differs(base, model)
             baselines_start = time.perf_counter()
             results, calibration = run_calibrated_baselines(subject, plan.attacks, config,
                                                             runtime, base=base)
@@ -157,6 +158,16 @@ def run(plan: ScanPlan, progress: ProgressFn = quiet) -> ScanReport:
     shared = runtime.broadcast(report)
     assert shared is not None  # rank 0 built it, and every process gets it
     return shared
+
+
+def _check_base_differs(base: LoadedModel | None, model: LoadedModel) -> None:
+    """A usage error when the base model holds the very weights scanned (a copy of the model
+    folder): every calibrated score would be zero and the ``+base`` checks say nothing."""
+    if base is not None and base.model_hash == model.model_hash:
+        raise UsageError(f"base model {base.source} has the same weights as the scanned model "
+                         f"(model hash {model.model_hash[:12]}); its calibrated (+base) checks "
+                         "would all score zero. Give the checkpoint the release was fine-tuned "
+                         "from.")
 
 
 def _report(plan: ScanPlan, config: ScanConfig, budget: dict[str, Any] | None, model_dir: Path,

@@ -30,7 +30,14 @@ from s2l_scan import __version__
 from s2l_scan.errors import ScanError, UsageError
 
 _JSON = "__json__"
+_DIGEST = "__sha256__"  # hex sha256 of every other array of the unit (_unit_digest)
 Arrays = dict[str, np.ndarray]
+
+
+def _unit_digest(arrays: Arrays) -> str:
+    """sha256 over a unit's arrays (names, dtypes, shapes and bytes, in name order), stored
+    with the unit and checked on every read."""
+    return digest(*(part for name in sorted(arrays) for part in (name, arrays[name])))
 
 
 def unit_key(kind: str, **settings: Any) -> str:
@@ -113,8 +120,17 @@ class UnitStore:
             # a unit that cannot be read (another version's format, a damaged disk) is recomputed
             # and replaced; units are written atomically, so a killed scan never leaves one
             return None
+        stored_digest = arrays.pop(_DIGEST, None)
+        if stored_digest is None or stored_digest.dtype != np.uint8 \
+                or stored_digest.tobytes().decode("ascii", "replace") != _unit_digest(arrays):
+            # altered after it was written (a restored CI cache, a flipped bit, an edited
+            # header that still parses), or written before units carried a digest: recomputed
+            return None
         meta = arrays.pop(_JSON, None)
-        return arrays, None if meta is None else json.loads(meta.tobytes().decode("utf-8"))
+        try:
+            return arrays, None if meta is None else json.loads(meta.tobytes().decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            return None
 
     def save(self, kind: str, key: str, arrays: Arrays, meta: Any = None) -> None:
         """Store a finished unit atomically (temporary file + rename); no-op when off.
@@ -132,6 +148,7 @@ class UnitStore:
         if meta is not None:
             body[_JSON] = np.frombuffer(json.dumps(meta).encode("utf-8"),
                                         dtype=np.uint8)
+        body[_DIGEST] = np.frombuffer(_unit_digest(body).encode("ascii"), dtype=np.uint8)
         temp: str | None = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

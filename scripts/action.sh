@@ -60,6 +60,8 @@ scan() {
   mkdir -p -- "$out"
   local json="$out/s2l-report.json" html="$out/s2l-report.html"
   local markdown="$out/s2l-summary.md" sarif="$out/s2l-report.sarif"
+  # an earlier run's reports never stand for this one's
+  rm -f -- "$json" "$html" "$markdown" "$sarif"
   local args=(scan "$S2L_MODEL" --report-json "$json" --report-html "$html"
               --report-markdown "$markdown" --report-sarif "$sarif")
   [[ -z "${S2L_DATA:-}" ]] || args+=(--data "$S2L_DATA")
@@ -84,6 +86,11 @@ scan() {
   # S2L_SCAN is the command to run (unquoted on purpose: e.g. ".venv/bin/python -m s2l_scan");
   # it is set by scripts/run-action-locally.sh, never from an action input
   ${S2L_SCAN:-s2l-scan} "${args[@]}" || rc=$?
+  if [[ "$rc" -le 1 && ! -f "$json" ]]; then
+    # exit 0 or 1 without a JSON report: no scan completed (never a pass)
+    echo "s2l-scan action: the scan exited $rc but wrote no report; treating it as a scan error" >&2
+    rc=2
+  fi
   local verdict
   verdict="$(verdict_of "$rc" "$json")"
   output verdict "$verdict"

@@ -284,3 +284,31 @@ def test_run_action_locally_on_the_tiny_reference(tmp_path: Path) -> None:
     for name in ("s2l-report.json", "s2l-report.html", "s2l-summary.md", "s2l-report.sarif"):
         assert (tmp_path / "out" / "report" / name).stat().st_size > 0
     assert (tmp_path / "out" / "step-summary.md").read_text().startswith("## s2l-scan")
+
+
+@pytest.mark.parametrize("model", ["--help", "-h", "--version", "--data=x"])
+def test_a_model_input_starting_with_a_dash_is_refused(tmp_path: Path, model: str) -> None:
+    env = {**os.environ, "S2L_MODEL": model, "S2L_OUTPUT_DIR": str(tmp_path / "out")}
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "action.sh"), "scan"], env=env,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 4 and "starts with '-'" in result.stderr
+
+
+def test_a_scan_that_wrote_no_report_never_passes(tmp_path: Path) -> None:
+    """Exit 0 without a report (e.g. a help text, a wrapper that did nothing) is a scan error;
+    a stale report of an earlier run in the output folder does not count."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "s2l-report.json").write_text("{}")  # an earlier run's
+    fake = tmp_path / "fake_scan.py"
+    fake.write_text("import sys; sys.exit(0)\n")
+    env = {**os.environ, "S2L_SCAN": f"{sys.executable} {fake}", "S2L_MODEL": "m",
+           "S2L_DATA": "d", "S2L_OUTPUT_DIR": str(tmp_path / "out"),
+           "GITHUB_OUTPUT": str(tmp_path / "output"),
+           "GITHUB_STEP_SUMMARY": str(tmp_path / "summary")}
+    script = str(ROOT / "scripts" / "action.sh")
+    subprocess.run(["bash", script, "scan"], env=env, check=True, capture_output=True)
+    outputs = dict(line.split("=", 1) for line in (tmp_path / "output").read_text().splitlines())
+    assert (outputs["verdict"], outputs["exit-code"]) == ("error", "2")
+    enforce = subprocess.run(["bash", script, "enforce"], capture_output=True,
+                             env={**env, "S2L_EXIT_CODE": outputs["exit-code"]}, check=False)
+    assert enforce.returncode == 2

@@ -474,3 +474,28 @@ def test_concept_under_a_single_domain_is_refused_not_replaced_by_its_name() -> 
         BuildOptions(resolution=RES, prompt="a photo of {concept}")
     BuildOptions(resolution=RES, prompt="a photo of {concept}", domains="subfolders")
     BuildOptions(resolution=RES, prompt="a photo of {domain}")  # the name, as documented
+
+
+def test_force_never_deletes_a_file_the_build_did_not_write(tmp_path: Path) -> None:
+    members = make_source(tmp_path / "m", "folder", {f"m{i}.png": pixels(i) for i in range(3)})
+    held = make_source(tmp_path / "n", "folder", {f"n{i}.png": pixels(100 + i)
+                                                  for i in range(3)})
+    options = BuildOptions(resolution=RES, prompt="first")
+    # a foreign folder that merely holds a file of the manifest's name
+    thesis = tmp_path / "thesis"
+    thesis.mkdir()
+    (thesis / "audit-manifest.json").write_text("{}")
+    (thesis / "thesis.tex").write_text("keep")
+    with pytest.raises(UsageError, match="did not write"):
+        build_audit(members, held, thesis, options, force=True)
+    assert (thesis / "thesis.tex").read_text() == "keep"
+    # a real earlier build with a file added beside it by hand
+    build_audit(members, held, tmp_path / "audit", options)
+    (tmp_path / "audit" / "main" / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match=r"main/notes\.txt"):
+        build_audit(members, held, tmp_path / "audit", options, force=True)
+    assert (tmp_path / "audit" / "main" / "notes.txt").read_text() == "mine"
+    (tmp_path / "audit" / "main" / "notes.txt").unlink()
+    build_audit(members, held, tmp_path / "audit", BuildOptions(resolution=RES, prompt="2nd"),
+                force=True)
+    assert (tmp_path / "audit" / "main" / "prompt.txt").read_text() == "2nd\n"

@@ -233,7 +233,8 @@ CASES: list[tuple[str, Callable[[Case], list[str]], int, str]] = [
      "pipeline class 'StableVideoDiffusionPipeline' is not supported"),
     # model: broken weights and layout
     ("truncated-safetensors", _truncate(UNET), 2, "unet/diffusion_pytorch_model.safetensors"),
-    ("misshaped-safetensors", _weights(TEXT, _misshape), 2, "model: diffusers could not load"),
+    ("misshaped-safetensors", _weights(TEXT, _misshape), 2,
+     "text_encoder/config.json: its sizes do not match the weights"),
     ("nan-weights", _weights(UNET, _first_weight(float("nan"))), 2, "holds NaN or Inf"),
     ("inf-weights", _weights(VAE, _first_weight(float("inf"))), 2, "holds NaN or Inf"),
     ("missing-component", _remove("model/vae"), 2, "missing component(s) ['vae']"),

@@ -119,3 +119,16 @@ def test_the_finetune_preset_builds_a_base() -> None:
     assert preset.base_steps > 0 and preset.base_per_identity > 0
     assert preset.fingerprint() != get_preset("finetune").with_overrides(
         base_steps=0, base_per_identity=0).fingerprint()
+
+
+def test_a_base_model_equal_to_the_model_is_refused(finetune: Path, tmp_path: Path) -> None:
+    model, data = str(finetune / "model"), str(finetune / "data")
+    with pytest.raises(UsageError, match="is the scanned model itself"):
+        build_plan(ScanInputs(model, data, base_model=model), make_config(**FAST))
+    (tmp_path / "link").symlink_to(finetune / "model")
+    with pytest.raises(UsageError, match="is the scanned model itself"):
+        build_plan(ScanInputs(model, data, base_model=str(tmp_path / "link")),
+                   make_config(**FAST))
+    copy = shutil.copytree(finetune / "model", tmp_path / "copy")  # same weights, other folder
+    with pytest.raises(UsageError, match="same weights as the scanned model"):
+        run_scan(ScanInputs(model, data, base_model=str(copy)), make_config(**FAST))

@@ -68,3 +68,39 @@ def test_an_unusable_folder_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("")
     with pytest.raises(UsageError, match=r"unit cache folder .*file/units cannot be written"):
         UnitStore(tmp_path / "file" / "units").check()
+
+
+def _rewrite(path: Path, change: dict[str, np.ndarray]) -> None:
+    """Rewrite a stored unit's file with some arrays changed and every other entry (its
+    digest included) kept: what a restored or hand-edited cache can hold."""
+    with np.load(path, allow_pickle=False) as stored:
+        body = {name: np.asarray(stored[name]) for name in stored.files}
+    body.update(change)
+    with path.open("wb") as out:
+        np.savez(out, **body)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("change", [
+    {"scores": np.array([1.0, 1.0, 1.0000001])},  # one value in its last digits
+    {"scores": np.full(3, 1.0, dtype=np.float32)},  # its header: another dtype
+    {"scores": np.full((3, 1), 1.0)},  # its header: another shape
+    {"extra": np.zeros(1)},  # an array slipped in
+])
+def test_a_unit_altered_after_it_was_written_is_computed_again(
+        tmp_path: Path, change: dict[str, np.ndarray]) -> None:
+    store = UnitStore(tmp_path)
+    store.save("scores", "12" * 32, *_unit(1.0))
+    assert store.load("scores", "12" * 32) is not None
+    _rewrite(store.path("scores", "12" * 32), change)
+    assert store.load("scores", "12" * 32) is None  # the digest stored with it disagrees
+    arrays, _ = store.get_or_compute("scores", "12" * 32, lambda: _unit(1.0))
+    assert store.computed == 1 and arrays["scores"].dtype == np.float64
+    assert store.load("scores", "12" * 32) is not None  # replaced by the recomputed unit
+
+
+def test_a_unit_without_a_digest_is_computed_again(tmp_path: Path) -> None:
+    path = UnitStore(tmp_path).path("scores", "34" * 32)
+    path.parent.mkdir(parents=True)
+    with path.open("wb") as out:
+        np.savez(out, scores=np.full(3, 9.0))
+    assert UnitStore(tmp_path).load("scores", "34" * 32) is None

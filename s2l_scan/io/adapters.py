@@ -61,18 +61,27 @@ class AdapterSpec:
 
     @classmethod
     def parse(cls, text: str | Path) -> AdapterSpec:
-        """``lora.safetensors:0.8`` → (lora.safetensors, 0.8); a plain path has weight 1."""
+        """``lora.safetensors:0.8`` → (lora.safetensors, 0.8); a plain path has weight 1.
+
+        A path that exists as given wins over a ``PATH:WEIGHT`` reading (a folder named
+        ``v1:2.0`` is that folder at weight 1, never ``v1`` at 2.0); given both, ``v1:2.0:1.5``
+        is that folder at 1.5. Text after the last ':' that is not a number is a usage error
+        when the whole text is no existing path (``X:abc``)."""
         text = str(text)
         head, sep, tail = text.rpartition(":")
-        if sep and head:
-            try:
-                weight = float(tail)
-            except ValueError:
+        if not sep or not head or Path(text).exists():
+            return cls(Path(text))
+        try:
+            weight = float(tail)
+        except ValueError:
+            if "/" in tail or "\\" in tail:  # e.g. C:/x/lora: a path, judged when it loads
                 return cls(Path(text))
-            if weight != weight or weight in (float("inf"), float("-inf")):
-                raise UsageError(f"--lora {text}: the weight after ':' must be a finite number.")
-            return cls(Path(head), weight)
-        return cls(Path(text))
+            raise UsageError(f"--lora {text}: no such file or folder, and {tail!r} after the "
+                             f"last ':' is not a weight (PATH:WEIGHT, e.g. {head}:0.8)."
+                             ) from None
+        if weight != weight or weight in (float("inf"), float("-inf")):
+            raise UsageError(f"--lora {text}: the weight after ':' must be a finite number.")
+        return cls(Path(head), weight)
 
 
 @dataclass(frozen=True)
@@ -452,11 +461,28 @@ def _load_with_peft(pipeline: Any, weights: Path, config_file: Path, name: str) 
     except (TypeError, ValueError) as error:
         raise ModelLoadError(f"{config_file}: not a valid {kind} config ({error}).") from None
     state = load_file(weights)
+    _check_peft_ranks(body, state, config_file)
     _, module = _peft_target(pipeline, list(state))
     state = {k.removeprefix("base_model.model."): v for k, v in state.items()}
     inject_adapter_in_model(config, module, adapter_name=name)
     set_peft_model_state_dict(module, state, adapter_name=name)
     return module
+
+
+def _check_peft_ranks(body: dict[str, Any], state: dict[str, Any], config_file: Path) -> None:
+    """A rank the config claims (``r``, ``rank_pattern``, LoKr's ``decompose_factor`` aside) is
+    at most the largest side of any tensor the adapter holds: peft allocates every layer at the
+    claimed rank before it reads a weight (a rank of 3·10⁷ grew past 4 GB)."""
+    largest = max((max(tensor.shape, default=1) for tensor in state.values()), default=0)
+    claims: list[tuple[str, Any]] = [("r", body.get("r"))]
+    pattern = body.get("rank_pattern")
+    if isinstance(pattern, dict):
+        claims += [(f"rank_pattern[{key!r}]", value) for key, value in pattern.items()]
+    for field, value in claims:
+        if isinstance(value, int) and not isinstance(value, bool) and value > largest:
+            raise ModelLoadError(f"{config_file}: {field} is {value}, but no tensor of the "
+                                 f"adapter has a side longer than {largest}; the config "
+                                 "claims a rank its weights do not have.")
 
 
 def _merge_with_peft(module: Any, weight: float, name: str) -> None:

@@ -36,6 +36,7 @@ error. The loader only reads: it never creates, modifies or deletes anything und
 
 from __future__ import annotations
 
+import errno
 import json
 import struct
 import threading
@@ -284,6 +285,12 @@ def _inside(path: Path, real_root: Path) -> Path:
     try:
         real = path.resolve()
     except (OSError, RuntimeError) as exc:  # a symlink loop: RuntimeError before Python 3.13
+        if isinstance(exc, OSError) and exc.errno != errno.ELOOP:
+            # e.g. ENAMETOOLONG: folders nested too deep for the system, no loop at all
+            why = exc.strerror or exc
+            raise AuditDataError(f"{str(path)[:200]}...: cannot be resolved ({why}; "
+                                 f"{len(path.parts)} path parts, no symlink loop). Flatten the "
+                                 "folders of the audit data.") from None
         raise AuditDataError(f"{path}: cannot be resolved ({exc}). Remove the symlink "
                              "loop.") from exc
     if not real.is_relative_to(real_root):
@@ -378,11 +385,21 @@ def _load_domain(folder: Path, real_root: Path, resolution: int, max_pixels: int
                   nonmembers=load(files.nonmembers))
 
 
+MAX_PROMPT_BYTES = 4096
+"""The longest prompt or caption read: far above what a text encoder reads (77 CLIP tokens are
+a few hundred bytes), far below what tokenizing costs memory (a 10 MB prompt.txt took 2.5 GB)."""
+
+
 def _read_prompt(path: Path, real_root: Path) -> str:
     _inside(path, real_root)
     if not path.is_file():
         raise AuditDataError(f"{path}: missing. Expected a prompt.txt file holding the domain's "
                              "prompt on one line, e.g. 'photo of identity 3'; create it.")
+    size = path.stat().st_size
+    if size > MAX_PROMPT_BYTES:
+        raise AuditDataError(f"{path}: {size} bytes; a prompt is one line of at most "
+                             f"{MAX_PROMPT_BYTES} bytes (the text encoder reads at most its "
+                             "tokenizer's model_max_length tokens, 77 for CLIP). Shorten it.")
     text = _read_text(path).strip()
     if not text:
         raise AuditDataError(f"{path}: the prompt is empty. Expected the domain's prompt on one "
@@ -489,6 +506,10 @@ def _read_captions(path: Path, real_root: Path,
         if not line.strip():
             continue  # blank lines (a trailing newline, spacing) carry nothing
         image, caption = _parse_caption_line(path, number, line, lookup)
+        if len(caption.encode("utf-8")) > MAX_PROMPT_BYTES:
+            raise _caption_error(path, number, f"a caption of more than {MAX_PROMPT_BYTES} "
+                                 "bytes", "shorten it (the text encoder reads at most its "
+                                 "tokenizer's model_max_length tokens)")
         if image in first_line:
             raise _caption_error(path, number, f"a second caption for {image.name!r} (first on "
                                  f"line {first_line[image]})", "keep one line per image")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
+from s2l_scan.io.config_bounds import check_component_sizes, check_unbacked_sizes
 from s2l_scan.io.weights import add_variant, choose_variant, loaded_files
 
 PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
@@ -286,10 +287,12 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
     # exactly the files diffusers will read (s2l_scan/io/weights.py), nothing else in the folder
     libraries = {name: str(index[name][0]) for name in family.weights}
     variant = choose_variant(root, libraries, pickles=allow_pickle) if weights else None
+    chosen: dict[str, list[Path]] = {}  # component → the safetensors files it loads
     for name in family.weights:
         if not weights:
             continue
         files = loaded_files(root / name, libraries[name], variant)
+        chosen[name] = files
         if files:
             safe += files
             continue
@@ -308,6 +311,9 @@ def inspect_pipeline_folder(root: Path, *, allow_pickle: bool = False,
         pickled += files
     for path in safe:
         _check_safetensors(path)
+    check_unbacked_sizes(root, family.weights)
+    for name, files in chosen.items():  # before any module is built (io/config_bounds.py)
+        check_component_sizes(root / name, libraries[name], str(index[name][1]), files)
     return FolderReport(root, str(pipeline_class), variant, tuple(safe), tuple(pickled))
 
 
@@ -515,9 +521,25 @@ def check_conditioning(pipeline: Any, family: Family, source: str) -> None:
             "text_encoder_2 configs disagree.")
 
 
+def _check_tokenizer_limits(pipeline: Any, family: Family, source: str) -> None:
+    """Each tokenizer pads prompts to its ``model_max_length`` (transformers' default, when the
+    config sets none, is 10³⁰): at most its text encoder's position table."""
+    for tokenizer, encoder in (("tokenizer", "text_encoder"), ("tokenizer_2", "text_encoder_2")):
+        if encoder not in family.weights:
+            continue
+        limit = getattr(getattr(pipeline, tokenizer), "model_max_length", None)
+        table = getattr(getattr(pipeline, encoder).config, "max_position_embeddings", None)
+        if isinstance(limit, int | float) and isinstance(table, int) and limit > table:
+            raise ModelLoadError(f"{source}: {tokenizer} model_max_length is {limit}, but "
+                                 f"{encoder} has {table} positions (max_position_embeddings); "
+                                 f"set model_max_length to {table} in "
+                                 f"{tokenizer}/tokenizer_config.json.")
+
+
 def _finish(pipeline: Any, source: str, identity: dict[str, str], device: str,
             config_root: Path, family: Family) -> LoadedModel:
     _check_finite(pipeline, source, family)
+    _check_tokenizer_limits(pipeline, family, source)
     check_conditioning(pipeline, family, source)
     check_scheduler(pipeline.scheduler, config_root / "scheduler" / "scheduler_config.json")
     pipeline.set_progress_bar_config(disable=True)

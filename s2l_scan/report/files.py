@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import MISSING, fields
 from importlib import resources
 from pathlib import Path
@@ -41,7 +42,11 @@ def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
     """
     path = Path(path)
     try:
-        body = json.loads(path.read_text(encoding="utf-8"))
+        body = json.loads(path.read_text(encoding="utf-8"), parse_constant=_no_constant)
+    except _NonFinite as error:
+        raise UsageError(f"{what} {path} holds {error} where a number belongs; s2l-scan "
+                         "writes only finite numbers (a NaN AUC would compare as passed), so "
+                         "the file was edited or corrupted. Re-run the scan.") from None
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -62,6 +67,14 @@ def read_report_dict(path: Path, what: str = "report") -> dict[str, Any]:
         raise UsageError(f"{what} {path} does not match report schema v{SCHEMA_VERSION}: "
                          f"{problem}")
     return body
+
+
+class _NonFinite(ValueError):
+    """A NaN or ±Infinity in a report file (Python's json reads them by default)."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NonFinite(name)
 
 
 def _shape_problem(body: dict[str, Any]) -> str | None:
@@ -138,26 +151,41 @@ def _record(kind: type[Any], raw: dict[str, Any]) -> Any:
     return kind(**{key: value for key, value in _judged(raw).items() if key in names})
 
 
-def check_outputs(outputs: dict[str, Path], inputs: list[Path]) -> None:
-    """Usage errors, before any work: an output over an input, two outputs on one path, or a
-    path that cannot be written. ``outputs`` maps an option name to its path."""
+def check_outputs(outputs: dict[str, Path], inputs: Sequence[Path | str]) -> None:
+    """Usage errors, before any work: an output over an input file or inside an input folder
+    (symlinks resolved), two outputs on one path, or a path that cannot be written.
+    ``outputs`` maps an option name to its path."""
     seen: dict[Path, str] = {}
     for option, path in outputs.items():
         check_writable(path)
         real = Path(os.path.realpath(path))
-        for given in inputs:
-            if real == Path(os.path.realpath(given)):
-                raise UsageError(f"{option} {path} is also an input ({given}); s2l-scan never "
-                                 "overwrites an input. Choose another file name.")
+        given = inside_input(real, inputs)
+        if given is not None:
+            where = "is also an input" if real == given[1] else "is inside the input"
+            raise UsageError(f"{option} {path} {where} ({given[0]}); s2l-scan never overwrites "
+                             "an input. Choose a file outside the model, the adapters, the "
+                             "base model, the audit data and the config.")
         if real in seen:
             raise UsageError(f"{option} {path} is also given to {seen[real]}; give each report "
                              "its own file")
         seen[real] = option
 
 
+def inside_input(real: Path, inputs: Sequence[Path | str]) -> tuple[Path | str, Path] | None:
+    """The first input (and its resolved path) that the resolved path ``real`` is, or lies
+    inside when that input is a folder; None when it touches none."""
+    for given in inputs:
+        target = Path(os.path.realpath(Path(given).expanduser()))
+        if real == target or (target.is_dir() and real.is_relative_to(target)):
+            return given, target
+    return None
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     """Write UTF-8 text so that readers never see a partial file (temp file + rename)."""
     path = Path(path)
+    if path.is_symlink():  # e.g. a model card linked from elsewhere: update the real file
+        path = Path(os.path.realpath(path))
     if path.is_dir():
         raise UsageError(f"report path {path} is a folder; give a file name")
     try:

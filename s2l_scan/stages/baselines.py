@@ -178,22 +178,19 @@ def _with_perturbed(sample: str, samples: SampleSet, attack: str) -> str:
 
 def _score_missing(attacks: list[Attack], target: Target, sets: list[SampleSet],
                    missing: list[int], runtime: Runtime) -> list[Arrays] | None:
-    """The units at positions ``attack · len(sets) + set`` in ``missing``: sets that miss the
-    same attacks are scored together, in one pass of shared batches per such group."""
-    wanted: dict[int, list[int]] = {}  # set → the attacks it misses
-    for position in missing:
-        a, s = divmod(position, len(sets))
-        wanted.setdefault(s, []).append(a)
-    groups: dict[tuple[int, ...], list[int]] = {}
-    for s, missed in wanted.items():
-        groups.setdefault(tuple(missed), []).append(s)
-    out: dict[int, Arrays] = {}
-    for chosen, members in groups.items():
-        scored = score_sets([attacks[a] for a in chosen], target, [sets[s] for s in members],
-                            runtime.world, stage="scoring the released model")
-        if scored is None:  # another process: rank 0 gathers the scores
-            continue
-        for a, per_set in zip(chosen, scored, strict=True):
-            for s, scores in zip(members, per_set, strict=True):
-                out[a * len(sets) + s] = {f"v_{k}": v for k, v in scores.items()}
+    """The units at positions ``attack · len(sets) + set`` in ``missing``.
+
+    Each attack that misses any set is scored on every set, in the batches of a scan that
+    misses them all: a set scored alone (or with fewer others) lands in batches of other
+    sizes, and a UNet forward over another batch size sums in another order (its scores
+    moved in the 7th digit when one damaged unit was recomputed, docs/determinism.md). The
+    units not missing are recomputed bit-identically and discarded."""
+    chosen = sorted({position // len(sets) for position in missing})
+    scored = score_sets([attacks[a] for a in chosen], target, sets, runtime.world,
+                        stage="scoring the released model")
+    if scored is None:  # another process: rank 0 gathers the scores
+        return None
+    out = {a * len(sets) + s: {f"v_{k}": v for k, v in scores.items()}
+           for a, per_set in zip(chosen, scored, strict=True)
+           for s, scores in enumerate(per_set)}
     return [out[p] for p in missing] if runtime.is_main else None
