@@ -115,6 +115,10 @@ class ScanConfig:
     extraction_delta: float = _option("eidetic δ: RMS distance of [0, 1] pixels", 0.1, cli=False)
     extraction_tiled: bool = _option("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
                                      False, cli=False)
+    extraction_invariances: tuple[str, ...] = _option(
+        "views under which a generation still counts as a copy (trainers mirror, squash, crop "
+        "and jitter their images): flip, squash, crop, shift, comma-separated; none: as "
+        "generated only", ("flip", "squash", "crop", "shift"))
     extraction_on_probes: bool = _option("also run extraction on every probe's shaken copy",
                                          True, cli=False)
     embedder: str = _option("extraction index embedding: pixels (exact: finds every match) or "
@@ -201,6 +205,12 @@ class ScanConfig:
         if not (isinstance(self.family_alpha, int | float) and 0.0 < self.family_alpha <= 1.0):
             raise UsageError(f"family_alpha must be a number in (0, 1], got "
                              f"{self.family_alpha!r}")
+        from s2l_scan.functional.views import FAMILIES
+
+        unknown_views = [name for name in self.extraction_invariances if name not in FAMILIES]
+        if unknown_views:
+            raise UsageError(f"extraction_invariances: unknown view {unknown_views[0]!r}; "
+                             f"choose among {', '.join(FAMILIES)} (or none)")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted",
@@ -408,7 +418,9 @@ def help_text(f: dataclasses.Field[Any]) -> str:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("attacks", "domains", "probes") and value is not None:
+    if name == "extraction_invariances" and value in ("none", ["none"], ("none",)):
+        return ()
+    if name in ("attacks", "domains", "probes", "extraction_invariances") and value is not None:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):

@@ -132,6 +132,7 @@ def extraction_records(pipeline: Any, domains: list[Domain], index: Any, config:
         samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
         tiled=config.extraction_tiled, candidates=config.extraction_candidates,
         known_images=config.known_images, known_index=config.known_index,
+        invariances=config.extraction_invariances,
         sampler=sampler(config), scheduler=sampler_class(
             config.sampler, (pipeline.scheduler if model_scheduler is None
                              else model_scheduler)))
