@@ -41,6 +41,13 @@ CONFOUNDED_MEANING = (
     "alike.")
 """One sentence the report can print beside a confounded row."""
 
+BEYOND_BLIND_CAUTION = (
+    "A caution, not a verdict: within strata of the blind score (members and non-members the "
+    "blind classifier scores alike) the attack's AUC is {auc:.3f} (permutation p = {p:.3g}, "
+    "{strata} strata); a small p says the attack sees more than the shift, a large one that "
+    "nothing more is seen at this size.")
+"""How a confounded row's test of the attack beyond the blind score reads."""
+
 # Comparable effects: the blind effect is at least this fraction of the attack's (see confounded).
 COMPARABLE_FRACTION = 0.5
 
@@ -57,6 +64,9 @@ class BlindResult:
     """Feature groups the classifier saw, e.g. ("pixels-8x8", ..., "captions")."""
     n_members: int
     n_nonmembers: int
+    scores: tuple[float, ...] = ()
+    """The out-of-fold blind scores, members first, in the order given (what the attack's
+    scores are compared within: :func:`s2l_scan.functional.beyond_blind.beyond_blind`)."""
 
 
 def _images(pixels: np.ndarray, name: str) -> np.ndarray:
@@ -283,7 +293,8 @@ def blind_baseline(member_pixels: np.ndarray, nonmember_pixels: np.ndarray, *,
     ci = (max(0.0, min(boot_low, point - (q_hi - 0.5))),
           min(1.0, max(boot_high, point + (0.5 - q_lo))))
     return BlindResult(auc=point, ci=(float(ci[0]), float(ci[1])), features_used=names,
-                       n_members=n_m, n_nonmembers=n_n)
+                       n_members=n_m, n_nonmembers=n_n,
+                       scores=tuple(float(s) for s in scores))
 
 
 def confounded(attack_auc: float, blind: BlindResult) -> bool:
