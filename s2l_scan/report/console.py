@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import FLAGS
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text
 
@@ -262,7 +263,7 @@ def _delta(row: Any, compact: bool) -> str:
 def _extraction_table(records: list[Any], width: int, compact: bool | None) -> Any:
     if compact is None:
         return _stacked(["extracted", "matched", "non-member"], [
-            (r.item_id, [str(r.extracted), f"{r.matched_generations}/{r.n_generated}",
+            (r.item_id, [extracted_cell(r), f"{r.matched_generations}/{r.n_generated}",
                          str(r.nonmember_matches), _verdict(r.passed, [])], r.passed)
             for r in records])
     table = _table()
@@ -271,7 +272,7 @@ def _extraction_table(records: list[Any], width: int, compact: bool | None) -> A
         _number_column(table, column)
     table.add_column("verdict", overflow="fold")
     for record in records:
-        cells = [escape(record.item_id), str(record.extracted),
+        cells = [escape(record.item_id), extracted_cell(record),
                  f"{record.matched_generations}/{record.n_generated}",
                  str(record.nonmember_matches)]
         if not compact:

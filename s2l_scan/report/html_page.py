@@ -18,6 +18,7 @@ from typing import Any
 
 from s2l_scan import __version__
 from s2l_scan.report import charts
+from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import (
     DETECTORS,
     ROOM_TITLES,
@@ -231,7 +232,8 @@ def _results(report: ScanReport) -> str:
         rows_html = "".join(
             _row_open(r.item_id, r.passed) + f"<td class=l>{_word(r.passed)}"
             + _reasons(r.reasons)
-            + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
+            + f"</td><td>{extracted_cell(r)}</td>"
+            f"<td>{r.matched_generations}/{r.n_generated}</td>"
             f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
             for r in report.extraction)
         parts.append(f"<h3>{escape(ROOM_TITLES['extraction'])}</h3>"
