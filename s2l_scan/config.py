@@ -106,6 +106,11 @@ class ScanConfig:
         "classifier-free guidance scale for generation (7.5, as the SP sets': then a domain's "
         "SP set is its first extraction images, generated once; docs/performance.md)", 7.5,
         cli=False)
+    extraction_extra_guidance: tuple[float, ...] = _option(
+        "more classifier-free guidance scales at which the released model's extraction images "
+        "are generated too (extraction_samples each; a fine-tuned model may give its training "
+        "images back at guidance 2 and not at 7.5), e.g. [2.0]; a budget drops them first",
+        (), cli=False)
     negative_prompt: str | None = _option(
         "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
         None)
@@ -211,6 +216,10 @@ class ScanConfig:
         if unknown_views:
             raise UsageError(f"extraction_invariances: unknown view {unknown_views[0]!r}; "
                              f"choose among {', '.join(FAMILIES)} (or none)")
+        if not all(isinstance(g, int | float) and not isinstance(g, bool) and math.isfinite(g)
+                   and g >= 0 for g in self.extraction_extra_guidance):
+            raise UsageError("extraction_extra_guidance must list finite numbers ≥ 0, got "
+                             f"{list(self.extraction_extra_guidance)!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
         for name in ("extraction_samples", "extraction_k", "max_extracted",
@@ -418,6 +427,8 @@ def help_text(f: dataclasses.Field[Any]) -> str:
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name == "extraction_extra_guidance" and isinstance(value, list | tuple):
+        return tuple(value)
     if name == "extraction_invariances" and value in ("none", ["none"], ("none",)):
         return ()
     if name in ("attacks", "domains", "probes", "extraction_invariances") and value is not None:
