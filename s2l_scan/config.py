@@ -123,7 +123,7 @@ class ScanConfig:
     extraction_invariances: tuple[str, ...] = _option(
         "views under which a generation still counts as a copy (trainers mirror, squash, crop "
         "and jitter their images): flip, squash, crop, shift, comma-separated; none: as "
-        "generated only", ("flip", "squash", "crop", "shift"))
+        "generated only", ("flip", "squash", "crop", "shift"), cli=False)
     extraction_on_probes: bool = _option("also run extraction on every probe's shaken copy",
                                          True, cli=False)
     embedder: str = _option("extraction index embedding: pixels (exact: finds every match) or "
