@@ -33,6 +33,16 @@ from PIL import Image
 from s2l_scan.config import check_known_images
 from s2l_scan.errors import UsageError
 from s2l_scan.extraction.index import DEFAULT_CANDIDATES, KnownImageIndex
+from s2l_scan.functional.views import (
+    DEFAULT_FAMILIES,
+    View,
+    clopper_upper,
+    overlap_lower_bound,
+    overlap_rms,
+    pooled,
+    views,
+    whole_view,
+)
 from s2l_scan.generation import SamplerSettings, generate_images
 from s2l_scan.io.audit_data import KNOWN_FOLDER, image_folder, load_image
 from s2l_scan.report.model import ExtractionRecord
@@ -51,9 +61,12 @@ class ExtractionSettings:
     known_index: str | None = None  # a sharded index folder, searched instead of known_images
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     scheduler: str | None = None  # the scheduler class the sampler ran, for the report
+    invariances: tuple[str, ...] = DEFAULT_FAMILIES
+    """View families (:data:`s2l_scan.functional.views.FAMILIES`) a copy is searched under."""
 
 
 Pairs = list[tuple[str, np.ndarray]]
+_Found = list[tuple[int, int, float]]  # (generation, known index, distance)
 
 
 def _data_id(data: Any, path: Path) -> str:
@@ -194,35 +207,32 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
     for domain in domains:
         prompt = domain.prompt if prompt_fn is None else prompt_fn(domain.prompt)
         generated = (sample if generate is None else generate)(prompt, domain.name)
-        matches = index.matches(generated, k=settings.k, delta=settings.delta,
-                                tiled=settings.tiled, candidates=settings.candidates,
-                                training=training)
-        # Only an index holding non-members can have them near a generation.
-        near_nonmembers = (set() if training is None or training.all() else
-                           {m.generated_index for m in index.near(
-                               generated, delta=settings.delta, tiled=settings.tiled,
-                               candidates=settings.candidates)
-                            if not training[m.known_index]})
+        search = _ViewSearch(index, settings, training)
+        matches, near_nonmembers, plain_nonmembers = search.run(generated)
         found = []
-        for match in matches:
-            known_id = index.ids[match.known_index]
-            entry: dict[str, Any] = {"generated_index": match.generated_index,
-                                     "known": known_id, "distance": round(match.distance, 6)}
+        for g, j, distance, view in matches:
+            known_id = index.ids[j]
+            entry: dict[str, Any] = {"generated_index": g, "known": known_id,
+                                     "distance": round(distance, 6),
+                                     **({} if view.name == "identity" else {"view": view.name})}
             if evidence_dir is not None:
                 tag = hashlib.sha256(known_id.encode()).hexdigest()[:8]
-                name = f"{probe or 'released'}-{domain.name}-{match.generated_index:04d}-{tag}.png"
-                entry["evidence"] = str(evidence_png(generated[match.generated_index],
-                                                     index.pixels[match.known_index],
-                                                     evidence_dir / name))
+                name = f"{probe or 'released'}-{domain.name}-{g:04d}-{tag}.png"
+                entry["evidence"] = str(evidence_png(*_as_seen(generated[g], index.pixels[j],
+                                                               view), evidence_dir / name))
             found.append(entry)
         nearest = _nearest(index, generated)
+        matched = len({m["generated_index"] for m in found})
         records.append(ExtractionRecord(
             probe=probe, domain=domain.name, n_generated=settings.samples,
             extracted=len({m["known"] for m in found}),
-            matched_generations=len({m["generated_index"] for m in found}),
+            matched_generations=matched,
             nonmember_matches=len(near_nonmembers), matches=found,
             nearest_distance=nearest,
             settings={"k": settings.k, "delta": settings.delta, "tiled": settings.tiled,
+                         **search.describe(len(plain_nonmembers)),
+                         "copy_rate_upper_95": round(clopper_upper(
+                             matched, max(1, settings.samples)), 6),
                          "sampler": settings.sampler.sampler,
                          **({} if settings.scheduler is None
                             else {"scheduler": settings.scheduler}),
@@ -240,6 +250,94 @@ def run_extraction(pipeline: Any, domains: list[Any], index: KnownImageIndex,
         ))
         report(stage, len(records), len(domains))
     return records
+
+
+class _ViewSearch:
+    """One domain's search of its generations under every view of ``settings.invariances``
+    (:mod:`s2l_scan.functional.views`): whole views through the index (its exact retrieval
+    and k rule); shifts by brute force over the known pixels, screened by an exact lower bound
+    on pooled pixels, for indexes of at most 50,000 images and the plain RMS only (the tiled
+    ℓ2 of a part of an image is not defined; the record says when shifts were left out)."""
+
+    def __init__(self, index: KnownImageIndex, settings: ExtractionSettings,
+                 training: np.ndarray | None) -> None:
+        self.index, self.settings, self.training = index, settings, training
+        every = views(settings.invariances, index.resolution[0])
+        self.skipped = (None if not any(v.shifted for v in every) else
+                        "the tiled distance" if settings.tiled else
+                        f"an index of over {_NEAREST_LIMIT} images"
+                        if len(index) > _NEAREST_LIMIT else None)
+        self.views = tuple(v for v in every if not (v.shifted and self.skipped))
+        self.factor = max(1, index.resolution[0] // 32)
+        self._blocks: np.ndarray | None = None
+
+    def describe(self, plain_nonmembers: int) -> dict[str, Any]:
+        """What the record's settings say of the search."""
+        return {"invariances": list(self.settings.invariances), "views": len(self.views),
+                **({} if self.skipped is None else {"shifts_left_out": self.skipped}),
+                "nonmember_matches_plain": plain_nonmembers}
+
+    def run(self, generated: np.ndarray) -> tuple[list[tuple[int, int, float, View]], set[int],
+                                                   set[int]]:
+        """Eidetic matches (generation, known index, distance, closest view), each pair once
+        and sorted like :meth:`KnownImageIndex.matches`; the generations near a non-member
+        under any view; those near one as generated."""
+        best: dict[tuple[int, int], tuple[float, int]] = {}
+        nonmembers: dict[int, set[int]] = {}
+        for number, view in enumerate(self.views):
+            eidetic, near = (self._shifted(generated, view) if view.shifted
+                             else self._whole(generated, view))
+            for g, j, distance in eidetic:
+                best[g, j] = min(best.get((g, j), (np.inf, 0)), (distance, number))
+            nonmembers[number] = near
+        matches = sorted(((g, j, d, self.views[v]) for (g, j), (d, v) in best.items()),
+                         key=lambda m: (m[0], m[2], m[1]))
+        return matches, set().union(*nonmembers.values()), nonmembers.get(0, set())
+
+    def _whole(self, generated: np.ndarray, view: View) -> tuple[_Found, set[int]]:
+        s, training = self.settings, self.training
+        seen = whole_view(generated, view)
+        found = [(m.generated_index, m.known_index, m.distance) for m in self.index.matches(
+            seen, k=s.k, delta=s.delta, tiled=s.tiled, candidates=s.candidates,
+            training=training)]
+        if training is None or training.all():  # only an index holding non-members can
+            return found, set()  # have them near a generation
+        near = {m.generated_index for m in self.index.near(
+            seen, delta=s.delta, tiled=s.tiled, candidates=s.candidates)
+            if not training[m.known_index]}
+        return found, near
+
+    def _shifted(self, generated: np.ndarray, view: View) -> tuple[_Found, set[int]]:
+        if self._blocks is None:  # in chunks: a sharded index keeps its pixels on disk
+            total = len(self.index)
+            self._blocks = np.concatenate([pooled(self.index.pixels[np.arange(
+                start, min(start + 256, total))], self.factor) for start in range(0, total, 256)])
+        gen = generated[:, :, ::-1] if view.flip else generated
+        bound = overlap_lower_bound(gen, self._blocks, view.dy, view.dx, self.factor)
+        pixels, delta = self.index.pixels, self.settings.delta
+        within = [(int(g), int(j), float(overlap_rms(gen[g:g + 1], pixels[[int(j)]], view.dy,
+                                                     view.dx)[0, 0]))
+                  for g, j in zip(*np.nonzero(bound <= delta + 1e-9), strict=True)]
+        within = [(g, j, d) for g, j, d in within if d <= delta]
+        training = self.training
+        members = [(g, j, d) for g, j, d in within if training is None or training[j]]
+        copies = self.index.copy_counts({j for _, j, _ in members}, delta=delta,
+                                        training=training)
+        return ([(g, j, d) for g, j, d in members if copies[j] <= self.settings.k],
+                {g for g, j, _ in within if training is not None and not training[j]})
+
+
+def _as_seen(generated: np.ndarray, known: np.ndarray, view: View
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """The pair an evidence picture shows: the generation under the view (uint8) and the known
+    image, moved as the view moves it (so their difference is the matched one)."""
+    if view.shifted:
+        seen = generated[:, ::-1] if view.flip else generated
+        return np.ascontiguousarray(seen), np.roll(known, (view.dy, view.dx), axis=(0, 1))
+    seen = whole_view(generated[None], view)[0]
+    if seen.dtype != np.uint8:
+        seen = np.rint(np.clip(seen, 0, 1) * 255).astype(np.uint8)
+    return seen, known
 
 
 def search_stage(probe: str | None) -> str:

@@ -9,7 +9,9 @@ reader's policy at the scan resolution, and only then checks, before writing any
    uses, :mod:`s2l_scan.functional.eidetic`, searched with the same exact pixel index,
    :class:`~s2l_scan.extraction.index.KnownImageIndex`) of *any* member image, of any domain,
    is a copy of a training image, not a held-out image: it is dropped and reported ("exact"
-   when the files are byte-identical, "near" otherwise).
+   when the files are byte-identical, "near" otherwise). With ``flips`` (on by default; the
+   common trainers train on mirrored images) a non-member whose mirror image is within δ of a
+   member is one too ("mirrored"), and so is a mirrored duplicate within a set (2.).
 2. **Duplicates within each set.** Going through a set in order, an image within δ of one
    already kept is dropped and reported, so no two kept images of a set are near-copies (a
    near-copy pair split over the two cross-fitting halves would tie them together). Dropped
@@ -101,6 +103,11 @@ class BuildOptions:
     strict: bool = False
     """Stop, writing nothing, when the blind baseline finds a shift."""
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    flips: bool = True
+    """The model was trained on horizontally mirrored images too, so a mirrored copy is a copy:
+    duplicates are searched flip-aware. On by default because the common trainers mirror by
+    default or on one switch (OneTrainer on by default; kohya ``--flip_aug``, diffusers
+    ``--random_flip``), and a mirrored duplicate left among the non-members is a member."""
 
     def __post_init__(self) -> None:
         if isinstance(self.resolution, bool) or not isinstance(self.resolution, int) \
@@ -224,10 +231,11 @@ def build_audit(members: Path, nonmembers: Path, out: Path, options: BuildOption
                               options, split, report)
                for split, (taken, _) in assigned.items()}
     member_items, nonmember_items = decoded["members"], decoded["nonmembers"]
-    members_kept, member_copies = _dedup_within(member_items, "members", options.delta)
-    nonmembers_clean, cross = _dedup_across(nonmember_items, member_items, options.delta)
-    nonmembers_kept, nonmember_copies = _dedup_within(nonmembers_clean, "nonmembers",
-                                                      options.delta)
+    delta, flips = options.delta, options.flips
+    members_kept, member_copies = _dedup_within(member_items, "members", delta, flips)
+    nonmembers_clean, cross = _dedup_across(nonmember_items, member_items, delta, flips)
+    nonmembers_kept, nonmember_copies = _dedup_within(nonmembers_clean, "nonmembers", delta,
+                                                      flips)
     dropped += member_copies + cross + nonmember_copies
     drawn, surplus = _draw(members_kept, nonmembers_kept, options,
                            {"members": member_items, "nonmembers": nonmember_items})
@@ -448,61 +456,76 @@ def _decode(taken: Assigned, options: BuildOptions, split: str, report: Progress
     return items
 
 
-def _near(queries: Sequence[_Item], known: Sequence[_Item], delta: float
-          ) -> list[tuple[int, int, float]]:
-    """Every (query, known, distance) within δ: the extraction index, pixels embedder (exact)."""
+def _near(queries: Sequence[_Item], known: Sequence[_Item], delta: float, flips: bool
+          ) -> list[tuple[int, int, float, bool]]:
+    """Every (query, known, distance, flipped) within δ: the extraction index, pixels embedder
+    (exact). With ``flips``, each query is also searched mirrored left–right, and a pair found
+    both ways keeps its smaller distance (``flipped`` says which way that was)."""
     from s2l_scan.extraction.index import KnownImageIndex
 
     index = KnownImageIndex.build((str(i), item.pixels) for i, item in enumerate(known))
-    matches = index.near(np.stack([item.pixels for item in queries]), delta=delta)
-    return [(m.generated_index, m.known_index, m.distance) for m in matches]
+    stacked = np.stack([item.pixels for item in queries])
+    best: dict[tuple[int, int], tuple[float, bool]] = {}
+    for flipped in (False, True) if flips else (False,):
+        view = np.ascontiguousarray(stacked[:, :, ::-1]) if flipped else stacked
+        for m in index.near(view, delta=delta):
+            pair = (m.generated_index, m.known_index)
+            best[pair] = min(best.get(pair, (math.inf, False)), (m.distance, flipped))
+    return [(i, j, distance, flipped) for (i, j), (distance, flipped) in sorted(best.items())]
 
 
-def _kind(a: _Item, b: _Item) -> str:
+def _kind(a: _Item, b: _Item, flipped: bool = False) -> str:
+    if flipped:
+        return "mirrored copy"
     return "exact copy" if a.sha256 == b.sha256 else "near copy"
 
 
-def _dedup_within(items: list[_Item], split: str, delta: float
+def _dedup_within(items: list[_Item], split: str, delta: float, flips: bool = True
                   ) -> tuple[list[_Item], list[Dropped]]:
-    """Keep each image unless it lies within δ of one kept before it, in source order."""
+    """Keep each image unless it lies within δ of one kept before it (or of its mirror image,
+    with ``flips``), in source order."""
     if not items:
         return [], []
-    earlier: dict[int, list[tuple[float, int]]] = {}
-    for i, j, distance in _near(items, items, delta):
+    earlier: dict[int, list[tuple[float, int, bool]]] = {}
+    for i, j, distance, flipped in _near(items, items, delta, flips):
         if j < i:
-            earlier.setdefault(i, []).append((distance, j))
+            earlier.setdefault(i, []).append((distance, j, flipped))
     kept: list[_Item] = []
     kept_at: set[int] = set()
     dropped: list[Dropped] = []
     for i, item in enumerate(items):
-        copy_of = next(((d, j) for d, j in sorted(earlier.get(i, [])) if j in kept_at), None)
+        copy_of = next(((d, j, f) for d, j, f in sorted(earlier.get(i, [])) if j in kept_at),
+                       None)
         if copy_of is None:
             kept.append(item)
             kept_at.add(i)
             continue
         other = items[copy_of[1]]
         dropped.append(Dropped(item.image.path, split,
-                               f"{_kind(item, other)} of another image of the same set",
+                               f"{_kind(item, other, copy_of[2])} of another image of the "
+                               "same set",
                                other.image.path, copy_of[0]))
     return kept, dropped
 
 
-def _dedup_across(nonmembers: list[_Item], members: list[_Item], delta: float
-                  ) -> tuple[list[_Item], list[Dropped]]:
-    """Drop every non-member within δ of any member image (of any domain)."""
+def _dedup_across(nonmembers: list[_Item], members: list[_Item], delta: float,
+                  flips: bool = True) -> tuple[list[_Item], list[Dropped]]:
+    """Drop every non-member within δ of any member image (of any domain), or of its mirror
+    image with ``flips``."""
     if not nonmembers or not members:
         return nonmembers, []
-    nearest: dict[int, tuple[float, int]] = {}
-    for i, j, distance in _near(nonmembers, members, delta):
-        nearest[i] = min(nearest.get(i, (math.inf, -1)), (distance, j))
+    nearest: dict[int, tuple[float, int, bool]] = {}
+    for i, j, distance, flipped in _near(nonmembers, members, delta, flips):
+        nearest[i] = min(nearest.get(i, (math.inf, -1, False)), (distance, j, flipped))
     kept, dropped = [], []
     for i, item in enumerate(nonmembers):
         if i not in nearest:
             kept.append(item)
             continue
-        distance, j = nearest[i]
+        distance, j, flipped = nearest[i]
         dropped.append(Dropped(item.image.path, "nonmembers",
-                               f"{_kind(item, members[j])} of a member (a training image)",
+                               f"{_kind(item, members[j], flipped)} of a member (a training "
+                               "image)",
                                members[j].image.path, distance))
     return kept, dropped
 

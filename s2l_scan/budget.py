@@ -35,6 +35,8 @@ class Knobs:
     extraction_steps: int
     sp_samples: int
     sp_steps: int
+    extraction_extra_guidance: tuple[float, ...] = ()
+    """More guidance scales of the released model's extraction images (each as many again)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def generation_forwards(work: Work, knobs: Knobs) -> int:
     """Sample-forwards through the UNet of every generation the plan asks for."""
     extraction = (work.domains * work.extraction_models * knobs.extraction_samples
                   * knobs.extraction_steps * (2 if work.extraction_guided else 1))
+    if work.extraction_models:  # the released model's images at each more guidance scale
+        extraction += (work.domains * knobs.extraction_samples * knobs.extraction_steps
+                       * sum(2 if g > 1 else 1 for g in knobs.extraction_extra_guidance))
     sp = ((work.sp_prompts - _shared(work, knobs)) * knobs.sp_samples * knobs.sp_steps
           * (2 if work.sp_guided else 1))
     return extraction + sp
@@ -117,6 +122,14 @@ def _ladder(knobs: Knobs, work: Work) -> list[tuple[Knobs, Cut]]:
                                "fine-tuning probes train on fewer self-generated images: a "
                                "weaker attacker, so a probe's Δ-AUC may understate "
                                "amplification (not measured at this size)")))
+        current = new
+    if work.extraction_models and current.extraction_extra_guidance:
+        new = replace(current, extraction_extra_guidance=())
+        steps.append((new, Cut(
+            "extraction_extra_guidance", list(current.extraction_extra_guidance), [],
+            "extraction samples the released model at extraction_guidance only: a copy it "
+            "gives back only at a lower guidance scale is missed (reported on a DreamBooth "
+            "release: planted members at RMS 0.074 / 0.094 at guidance 2, 0.145-0.178 at 7.5)")))
         current = new
     while work.extraction_models and current.extraction_samples > FLOOR:
         new = replace(current, extraction_samples=max(FLOOR, current.extraction_samples // 2))

@@ -260,6 +260,11 @@ def _add_data_commands(commands: argparse._SubParsersAction[_Parser]) -> None:
                             "δ, extraction_delta; set both alike)")
     build.add_argument("--known", choices=("rest", "none"), default="rest",
                        help="rest: training images not drawn go to known/ for extraction")
+    build.add_argument("--no-flips", dest="flips", action="store_false",
+                       help="the model was trained without mirrored images: a mirrored copy "
+                            "is no duplicate (default: duplicates are searched mirrored too, "
+                            "as OneTrainer, kohya --flip_aug and diffusers --random_flip "
+                            "train on mirrored images)")
     build.add_argument("--strict", action="store_true",
                        help="exit 1 and write nothing when the held-out set is shifted")
     build.add_argument("--dry-run", action="store_true", help="check and report, write nothing")
@@ -357,7 +362,7 @@ def _data_build(args: argparse.Namespace) -> int:
     options = BuildOptions(resolution=args.resolution, prompt=args.prompt, domains=args.domains,
                            keywords=tuple(args.keywords), domain_name=args.domain_name,
                            per_domain=args.per_domain, seed=args.seed, known=args.known,
-                           strict=args.strict,
+                           strict=args.strict, flips=args.flips,
                            **({} if args.delta is None else {"delta": args.delta}))
     with _progress(make_console(stderr=True)) as progress:
         result = build_audit(args.members, args.nonmembers, args.out, options, force=args.force,

@@ -113,6 +113,11 @@ class ScanConfig:
         "classifier-free guidance scale for generation (7.5, as the SP sets': then a domain's "
         "SP set is its first extraction images, generated once; docs/performance.md)", 7.5,
         cli=False)
+    extraction_extra_guidance: tuple[float, ...] = _option(
+        "more classifier-free guidance scales at which the released model's extraction images "
+        "are generated too (extraction_samples each; a fine-tuned model may give its training "
+        "images back at guidance 2 and not at 7.5), e.g. [2.0]; a budget drops them first",
+        (), cli=False)
     negative_prompt: str | None = _option(
         "negative prompt of the sampler, for extraction and SP-set generation (default: none)",
         None)
@@ -122,6 +127,10 @@ class ScanConfig:
     extraction_delta: float = _option("eidetic δ: RMS distance of [0, 1] pixels", 0.1, cli=False)
     extraction_tiled: bool = _option("use the tiled ℓ2 (max over 4×4 tiles) instead of plain RMS",
                                      False, cli=False)
+    extraction_invariances: tuple[str, ...] = _option(
+        "views under which a generation still counts as a copy (trainers mirror, squash, crop "
+        "and jitter their images): flip, squash, crop, shift, comma-separated; none: as "
+        "generated only", ("flip", "squash", "crop", "shift"), cli=False)
     extraction_on_probes: bool = _option("also run extraction on every probe's shaken copy",
                                          True, cli=False)
     embedder: str = _option("extraction index embedding: pixels (exact: finds every match) or "
@@ -219,6 +228,16 @@ class ScanConfig:
         if not (isinstance(self.family_alpha, int | float) and 0.0 < self.family_alpha <= 1.0):
             raise UsageError(f"family_alpha must be a number in (0, 1], got "
                              f"{self.family_alpha!r}")
+        from s2l_scan.functional.views import FAMILIES
+
+        unknown_views = [name for name in self.extraction_invariances if name not in FAMILIES]
+        if unknown_views:
+            raise UsageError(f"extraction_invariances: unknown view {unknown_views[0]!r}; "
+                             f"choose among {', '.join(FAMILIES)} (or none)")
+        if not all(isinstance(g, int | float) and not isinstance(g, bool) and math.isfinite(g)
+                   and g >= 0 for g in self.extraction_extra_guidance):
+            raise UsageError("extraction_extra_guidance must list finite numbers ≥ 0, got "
+                             f"{list(self.extraction_extra_guidance)!r}")
         if self.ci_end not in CI_ENDS:
             raise UsageError(f"ci_end must be one of {CI_ENDS}, got {self.ci_end!r}")
         if self.on_inconclusive not in ON_INCONCLUSIVE:
@@ -436,7 +455,11 @@ def help_text(f: dataclasses.Field[Any]) -> str:
 
 
 def _coerce(name: str, value: Any) -> Any:
-    if name in ("attacks", "domains", "probes") and value is not None:
+    if name == "extraction_extra_guidance" and isinstance(value, list | tuple):
+        return tuple(value)
+    if name == "extraction_invariances" and value in ("none", ["none"], ("none",)):
+        return ()
+    if name in ("attacks", "domains", "probes", "extraction_invariances") and value is not None:
         if isinstance(value, str):
             value = [part.strip() for part in value.split(",") if part.strip()]
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):

@@ -499,3 +499,35 @@ def test_force_never_deletes_a_file_the_build_did_not_write(tmp_path: Path) -> N
     build_audit(members, held, tmp_path / "audit", BuildOptions(resolution=RES, prompt="2nd"),
                 force=True)
     assert (tmp_path / "audit" / "main" / "prompt.txt").read_text() == "2nd\n"
+
+
+def test_mirrored_copies_of_training_images_never_reach_the_nonmembers(tmp_path: Path) -> None:
+    # OneTrainer (by default), kohya --flip_aug and diffusers --random_flip train on mirrored
+    # images: a held-out mirror of a member is a member, and a mirror within the training set
+    # a second copy of one (known/, so the k rule counts it)
+    members = {f"m{i}.png": pixels(i) for i in range(5)} | {"m9-mirror.png": pixels(3)[:, ::-1]}
+    held = {f"n{i}.png": pixels(100 + i) for i in range(5)}
+    held |= {f"mirror{i}.png": pixels(i)[:, ::-1] for i in (0, 1)}
+    # the oracle: each mirror is far from its original as it is, within δ only mirrored back
+    for i in (0, 1, 3):
+        assert rms(pixels(i)[:, ::-1], pixels(i)) > DELTA
+    source_m = make_source(tmp_path / "m", "folder", members)
+    source_n = make_source(tmp_path / "n", "folder", held)
+    result = build_audit(source_m, source_n, tmp_path / "audit",
+                         BuildOptions(resolution=RES, prompt="p"))
+    dropped = {d.source.name: (d.reason, d.copy_of.name if d.copy_of else None)
+               for d in result.dropped}
+    assert dropped == {
+        "mirror0.png": ("mirrored copy of a member (a training image)", "m0.png"),
+        "mirror1.png": ("mirrored copy of a member (a training image)", "m1.png"),
+        "m9-mirror.png": ("mirrored copy of another image of the same set", "m3.png")}
+    kept = {image.path.name for image in result.domains[0].nonmembers}
+    assert not kept & {"mirror0.png", "mirror1.png"}
+    assert [image.path.name for image in result.known] == ["m9-mirror.png"]
+    # trained without flips (--no-flips): a mirror is a different image, and stays
+    plain = build_audit(source_m, source_n, tmp_path / "plain",
+                        BuildOptions(resolution=RES, prompt="p", flips=False), dry_run=True)
+    assert not plain.dropped
+    assert main(["data", "build", "--members", str(source_m), "--nonmembers", str(source_n),
+                 "--out", str(tmp_path / "cli"), "--resolution", str(RES), "--prompt", "p",
+                 "--no-flips", "--dry-run"]) == 0

@@ -144,7 +144,12 @@ def _blind(auc: float, ci: tuple[float, float]) -> B.BlindResult:
     (0.95, _blind(0.60, (0.55, 0.65)), False),  # significant, but a fifth of the effect
     (0.70, _blind(0.60, (0.55, 0.65)), True),  # exactly half of 0.2
     (0.75, _blind(0.70, (0.49, 0.91)), False),  # comparable but not significant
-    (0.50, _blind(0.40, (0.33, 0.47)), True),  # a shift with no attack signal: still flagged
+    (0.50, _blind(0.60, (0.53, 0.67)), True),  # a shift with no attack signal: still flagged
+    # one-sided: a blind classifier below chance found no shift, so it explains nothing (the
+    # two-sided rule flagged both; the second is the real leak on iid sets)
+    (0.50, _blind(0.40, (0.33, 0.47)), False),
+    (0.977, _blind(0.199, (0.000, 0.449)), False),
+    (0.25, _blind(0.20, (0.10, 0.30)), False),
 ])
 def test_confounded_table(attack: float, blind: B.BlindResult, expected: bool) -> None:
     assert B.confounded(attack, blind) is expected

@@ -85,6 +85,19 @@ SHARED = Work(domains=4, extraction_models=3, sp_prompts=5, extraction_guided=Tr
               sp_guided=True, shared_sp_prompts=4)
 
 
+def test_more_guidance_scales_go_through_the_budget_and_are_cut_before_samples() -> None:
+    # each more scale is the released model's extraction images again (4 domains × 32 × 50,
+    # guided ×2 at 2.0; unguided at 1.0): counted, and the first extraction cut drops them
+    more = replace(DEFAULT, extraction_extra_guidance=(2.0, 1.0))
+    assert generation_forwards(WORK, more) == 44_800 + 4 * 32 * 50 * (2 + 1)
+    plan = plan_budget(1, seconds_per_forward=0.25, fixed_s=1_000, work=WORK, knobs=more)
+    settings = [c.setting for c in plan.cuts]
+    assert settings.index("extraction_extra_guidance") < settings.index("extraction_samples")
+    assert plan.knobs.extraction_extra_guidance == ()
+    roomy = plan_budget(1e9, seconds_per_forward=0.25, fixed_s=1_000, work=WORK, knobs=more)
+    assert roomy.knobs.extraction_extra_guidance == (2.0, 1.0) and not roomy.cuts
+
+
 @pytest.mark.parametrize("knobs", [
     Knobs("dpmsolver++", 32, 20, 32, 20),  # the default: the 4 domains' SP sets are free
     Knobs("dpmsolver++", 32, 20, 16, 20),  # a prefix: free

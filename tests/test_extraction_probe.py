@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from s2l_scan.config import make_config
+from s2l_scan.errors import UsageError
 from s2l_scan.generation import SamplerSettings, generate_images
 from s2l_scan.io.model import load_pipeline
 from s2l_scan.session import ScanInputs, run_scan
@@ -60,6 +61,22 @@ def test_every_generation_matches_when_delta_is_loose(tiny_reference: Path, tmp_
             png = Image.open(match["evidence"])
             assert png.width == 3 * png.height  # generated | known | difference
     assert not report.passed  # type: ignore[attr-defined]
+
+
+def test_more_guidance_scales_add_their_generations_to_the_search(tiny_reference: Path
+                                                                  ) -> None:
+    # extraction_samples images at each scale, searched together: δ = 1 matches all 6, and
+    # every match and the settings say at which scale it came back
+    report = _scan(tiny_reference, extraction_delta=1.0, extraction_k=1000,
+                   extraction_extra_guidance=[3.0], max_auc=1.0, max_tpr=1.0)
+    for record in report.extraction:  # type: ignore[attr-defined]
+        assert (record.n_generated, record.matched_generations) == (6, 6)
+        assert record.settings["guidance"] == [1.0, 3.0]
+        assert record.settings["matched_generations_by_guidance"] == {"1.0": 3, "3.0": 3}
+        assert {m["guidance"] for m in record.matches if m["generated_index"] < 3} == {1.0}
+        assert {m["guidance"] for m in record.matches if m["generated_index"] >= 3} == {3.0}
+    with pytest.raises(UsageError, match="extraction_extra_guidance"):
+        make_config(extraction_extra_guidance=[float("inf")])
 
 
 def test_nothing_matches_when_delta_is_tight(tiny_reference: Path) -> None:

@@ -123,6 +123,23 @@ def test_extraction_counts_images_generations_and_nonmember_matches_apart() -> N
     jsonschema.Draft202012Validator(schema()).validate(_as_json(report))
 
 
+def test_none_extracted_prints_the_copy_rate_bound_in_every_renderer() -> None:
+    # "0 extracted of 4 generations" bounds the copy rate only below 1 − 0.05^(1/4) = 52.7%
+    # (one-sided 95% Clopper–Pearson); a count alone reads as "never copies"
+    from s2l_scan.report.console import render_results
+
+    report = make_report(extraction=[extraction_record(domain="identity-1"),
+                                     extraction_record(extracted=2)])
+    bound = f"0 (copy rate < {1 - 0.05 ** (1 / 4):.1%})"
+    assert bound == "0 (copy rate < 52.7%)"
+    row = next(line for line in render_markdown(report).splitlines()
+               if line.startswith("| released | identity-1"))
+    assert row.split("|")[3].strip() == bound
+    assert bound in " ".join(render_results(report, width=400).split())
+    assert f"<td>{bound}</td>" in render_html(report, search=[])
+    assert "2 (copy rate" not in render_markdown(report)  # a count of copies needs no bound
+
+
 def test_headline_counts_an_image_extracted_by_two_checks_once() -> None:
     from s2l_scan.report.headline import headline
 

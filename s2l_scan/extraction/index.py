@@ -351,6 +351,18 @@ class KnownImageIndex:
         return sorted((Match(g, j, d) for g, j, d in pairs if copies[j] <= k_max),
                       key=match_order)
 
+    def copy_counts(self, rows: Iterable[int], *, delta: float = 0.1, tiled: bool = False,
+                    tiles: int = 4, training: npt.ArrayLike | None = None) -> dict[int, int]:
+        """For each known index in ``rows``, the training images (``training``; None: every
+        known image) within δ of it, itself included: the count the k rule compares with k,
+        the same :meth:`matches` uses."""
+        radius = checked(check_delta, delta)
+        count = checked(check_tiles, self.resolution, tiles) if tiled else 1
+        mask = None if training is None else checked(check_training, training, len(self))
+        near = self._near_known(set(rows), radius, count)
+        return {j: len(found) if mask is None else int(mask[found].sum())
+                for j, found in near.items()}
+
     def _pairs(self, gen: Images, radius: float, tiles: int, candidates: int) -> _Pairs:
         found = self._retrieve(gen, radius, candidates)
         return [(g, j, d) for g, hits in enumerate(found)

@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from s2l_scan.detectors import DETECTORS
+from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import FLAGS
 from s2l_scan.report.headline import extraction_reading, fmt, gate_text, verdict_word
 
@@ -300,7 +301,7 @@ def _delta(row: Any, compact: bool) -> str:
 def _extraction_table(records: list[Any], width: int, compact: bool | None) -> Any:
     if compact is None:
         return _stacked(["extracted", "matched", "non-member"], [
-            (r.item_id, [str(r.extracted), f"{r.matched_generations}/{r.n_generated}",
+            (r.item_id, [extracted_cell(r), f"{r.matched_generations}/{r.n_generated}",
                          str(r.nonmember_matches), _verdict(r, [])], not _failed(r))
             for r in records])
     table = _table()
@@ -309,7 +310,7 @@ def _extraction_table(records: list[Any], width: int, compact: bool | None) -> A
         _number_column(table, column)
     table.add_column("verdict", overflow="fold")
     for record in records:
-        cells = [escape(record.item_id), str(record.extracted),
+        cells = [escape(record.item_id), extracted_cell(record),
                  f"{record.matched_generations}/{record.n_generated}",
                  str(record.nonmember_matches)]
         if not compact:

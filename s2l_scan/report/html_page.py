@@ -20,6 +20,7 @@ from s2l_scan import __version__
 from s2l_scan import detectors as memorization_detectors
 from s2l_scan.checks import Outcome, Reason
 from s2l_scan.report import charts
+from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import (
     DETECTORS,
     ROOM_TITLES,
@@ -280,7 +281,8 @@ def _results(report: ScanReport) -> str:
         rows_html = "".join(
             _row_open(r.item_id, verdict_word(r)) + f"<td class=l>{_word(verdict_word(r))}"
             + _reasons(r.reasons)
-            + f"</td><td>{r.extracted}</td><td>{r.matched_generations}/{r.n_generated}</td>"
+            + f"</td><td>{extracted_cell(r)}</td>"
+            f"<td>{r.matched_generations}/{r.n_generated}</td>"
             f"<td>{r.nonmember_matches}</td><td>{fmt(r.nearest_distance, 4)}</td></tr>"
             for r in report.extraction)
         parts.append(f"<h3>{escape(ROOM_TITLES['extraction'])}</h3>"

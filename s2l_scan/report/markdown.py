@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from s2l_scan.checks import Check
+from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import DETECTORS, digest_lines, what_leaked
 from s2l_scan.report.headline import (
     extraction_reading,
@@ -93,7 +94,7 @@ def markdown_lines(report: ScanReport) -> list[str]:
                   "generations matched | generated | non-member matches | nearest RMS | "
                   "verdict |", "|---|---|---:|---:|---:|---:|---:|---|"]
         lines += [f"| {_cell(r.probe or 'released')} | {_cell(r.domain)} | "
-                  f"{r.extracted} | {r.matched_generations} | {r.n_generated} | "
+                  f"{extracted_cell(r)} | {r.matched_generations} | {r.n_generated} | "
                   f"{r.nonmember_matches} | {fmt(r.nearest_distance, 4)} | "
                   f"{_word(r)} |"
                   for r in report.extraction]

@@ -52,7 +52,7 @@ def seconds_per_forward(model: LoadedModel, batch_size: int, repeats: int = 2) -
 
 def knobs(config: ScanConfig) -> Knobs:
     return Knobs(config.sampler, config.extraction_samples, config.extraction_steps,
-                 config.sp_samples, config.sp_steps)
+                 config.sp_samples, config.sp_steps, config.extraction_extra_guidance)
 
 
 def _work(config: ScanConfig, probes: ProbeSelection, domains: int) -> Work:

@@ -30,10 +30,12 @@ Generate = Callable[[str, str], np.ndarray]
 """(prompt, key) → generated uint8 images; the key is the domain's name."""
 
 
-def sampler(config: ScanConfig) -> SamplerSettings:
-    """The sampler settings of extraction generations."""
+def sampler(config: ScanConfig, guidance: float | None = None) -> SamplerSettings:
+    """The sampler settings of extraction generations (at ``guidance``: one of
+    ``extraction_extra_guidance``; default ``extraction_guidance``)."""
     return SamplerSettings(sampler=config.sampler, steps=config.extraction_steps,
-                           guidance=config.extraction_guidance,
+                           guidance=config.extraction_guidance if guidance is None
+                           else guidance,
                            negative_prompt=config.negative_prompt, batch_size=config.batch_size)
 
 
@@ -119,7 +121,8 @@ def known_index(data: AuditData, config: ScanConfig) -> Any:
 
 def extraction_records(pipeline: Any, domains: list[Domain], index: Any, config: ScanConfig,
                        probe: str | None = None, generate: Generate | None = None,
-                       model_scheduler: Any = None) -> list[ExtractionRecord]:
+                       model_scheduler: Any = None, samples: int | None = None
+                       ) -> list[ExtractionRecord]:
     """The extraction probe on ``pipeline`` (the released model, or ``probe``'s copy) for
     ``domains``; ``generate(prompt, key)`` replaces sampling with images already made.
     ``model_scheduler`` (default: ``pipeline``'s) names the scheduler class in the records."""
@@ -129,9 +132,11 @@ def extraction_records(pipeline: Any, domains: list[Domain], index: Any, config:
     from s2l_scan.samplers import sampler_class
 
     settings = ExtractionSettings(
-        samples=config.extraction_samples, k=config.extraction_k, delta=config.extraction_delta,
+        samples=config.extraction_samples if samples is None else samples,
+        k=config.extraction_k, delta=config.extraction_delta,
         tiled=config.extraction_tiled, candidates=config.extraction_candidates,
         known_images=config.known_images, known_index=config.known_index,
+        invariances=config.extraction_invariances,
         sampler=sampler(config), scheduler=sampler_class(
             config.sampler, (pipeline.scheduler if model_scheduler is None
                              else model_scheduler)))
@@ -157,16 +162,40 @@ def run_released_extraction(subject: Subject, index: Any, config: ScanConfig,
     runtime = Runtime() if runtime is None else runtime
     domains = list(subject.data.domains)
     images = _released_generations(subject.model, domains, config, runtime)
+    scales = (config.extraction_guidance, *config.extraction_extra_guidance)
+    for guidance in scales[1:]:  # every process takes part in generating each scale's units
+        more = _released_generations(subject.model, domains, config, runtime, guidance)
+        images = None if images is None or more is None else {
+            name: np.concatenate([images[name], more[name]]) for name in images}
     if images is None:
         return []
-    return extraction_records(None, domains, index, config, generate=stored(images),
-                              model_scheduler=subject.model.pipeline.scheduler)
+    records = extraction_records(None, domains, index, config, generate=stored(images),
+                                 model_scheduler=subject.model.pipeline.scheduler,
+                                 samples=config.extraction_samples * len(scales))
+    return [_by_guidance(record, scales, config.extraction_samples) for record in records]
 
 
-def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig) -> str:
+def _by_guidance(record: ExtractionRecord, scales: tuple[float, ...], samples: int
+                 ) -> ExtractionRecord:
+    """A record over the generations of several guidance scales (``samples`` each, in
+    ``scales`` order): each match names its scale, and the settings list the scales and the
+    generations that extracted per scale (where copies come back)."""
+    if len(scales) == 1:
+        return record
+    for match in record.matches:
+        match["guidance"] = scales[match["generated_index"] // samples]
+    matched = {str(g): len({m["generated_index"] for m in record.matches
+                            if m["guidance"] == g}) for g in scales}
+    record.settings.update(guidance=list(scales), samples_per_guidance=samples,
+                           matched_generations_by_guidance=matched)
+    return record
+
+
+def _generation_key(model: LoadedModel, domain: Domain, config: ScanConfig,
+                    guidance: float | None = None) -> str:
     """Unit key of one domain's extraction generations on the released model."""
     return generation_key(model, domain.prompt, domain.name, config.extraction_samples,
-                          config.seed, sampler(config))
+                          config.seed, sampler(config, guidance))
 
 
 def generation_key(model: LoadedModel, prompt: str, stream: str, count: int, seed: int,
@@ -188,14 +217,15 @@ def generation_key(model: LoadedModel, prompt: str, stream: str, count: int, see
 
 
 def _released_generations(model: LoadedModel, domains: list[Domain], config: ScanConfig,
-                          runtime: Runtime) -> dict[str, np.ndarray] | None:
-    """Each domain's extraction generations from the released model, on rank 0 (None on
-    other ranks)."""
-    keys = [_generation_key(model, domain, config) for domain in domains]
+                          runtime: Runtime, guidance: float | None = None
+                          ) -> dict[str, np.ndarray] | None:
+    """Each domain's extraction generations from the released model (at ``guidance``, default
+    ``extraction_guidance``), on rank 0 (None on other ranks)."""
+    keys = [_generation_key(model, domain, config, guidance) for domain in domains]
     units = runtime.shared_units("generated", keys, lambda missing: _sample_sliced(
-        model.pipeline, [domains[i] for i in missing], config, runtime))
-    if shares_sp_sets(config):  # the SP sets are (prefixes of) these images: every process
-        units = runtime.broadcast(units)  # keeps them for its probes
+        model.pipeline, [domains[i] for i in missing], config, runtime, guidance))
+    if guidance is None and shares_sp_sets(config):  # the SP sets are (prefixes of) these
+        units = runtime.broadcast(units)  # images: every process keeps them for its probes
         assert units is not None
         runtime.generated.update(zip(keys, (unit["images"] for unit in units), strict=True))
     if units is None or not runtime.is_main:
@@ -224,13 +254,13 @@ def released_generations(model: LoadedModel, domain: Domain, config: ScanConfig,
     return runtime.generated[key]
 
 
-def _sample_sliced(pipeline: Any, domains: list[Domain], config: ScanConfig, runtime: Runtime
-                   ) -> list[Arrays] | None:
+def _sample_sliced(pipeline: Any, domains: list[Domain], config: ScanConfig, runtime: Runtime,
+                   guidance: float | None = None) -> list[Arrays] | None:
     """Each domain's generations, sampled in (domain, batch) slices shared out across the
     processes; ``{"images": ...}`` per domain on rank 0, None on other ranks."""
     from s2l_scan.generation import generate_images
 
-    settings = sampler(config)
+    settings = sampler(config, guidance)
     slices = [(domain, start, stop - start) for domain in domains
               for start, stop in batches(config.extraction_samples, settings.batch_size)]
 

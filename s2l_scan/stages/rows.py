@@ -43,6 +43,10 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
         check_finite(f"{name}{f' ({key})' if key else ''}", domain, members[key],
                      nonmembers[key])
     fit = metrics.crossfit_auc(members, nonmembers, config.seed, default="")
+    is_confounded = confounded(fit.auc, blind)
+    if is_confounded:
+        settings = {**settings, "beyond_blind": _beyond_blind(members[""], nonmembers[""],
+                                                              blind, config.seed)}
     ci = metrics.crossfit_auc_ci(members, nonmembers, config.seed,
                                  bootstrap_seed=config.resample_seed,
                                  n_resamples=config.bootstrap)
@@ -53,7 +57,7 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
         auc_raw=fit.auc_raw,
         tpr_at_1pct_fpr=estimates[0].tpr, tpr_at_01pct_fpr=estimates[1].tpr,
         asr=_crossfit_asr(members, nonmembers, fit, config.seed),
-        blind_auc=blind.auc, blind_auc_ci=blind.ci, confounded=confounded(fit.auc, blind),
+        blind_auc=blind.auc, blind_auc_ci=blind.ci, confounded=is_confounded,
         n_members=len(members[""]), n_nonmembers=len(nonmembers[""]),
         member_scores=[float(s) for s in members[""]],
         nonmember_scores=[float(s) for s in nonmembers[""]],
@@ -114,3 +118,21 @@ def check_finite(attack: str, domain: str, *scores: np.ndarray) -> None:
     if not all(np.isfinite(s).all() for s in scores):
         raise ScanError(f"attack {attack} on {domain}: the model produced non-finite scores "
                         "(overflow in the UNet?); nothing can be judged from them.")
+
+
+def _beyond_blind(members: np.ndarray, nonmembers: np.ndarray, blind: Any, seed: int
+                  ) -> dict[str, Any]:
+    """A confounded row's caution: the attack's AUC within strata of the blind score and its
+    permutation p-value (:func:`s2l_scan.functional.beyond_blind.beyond_blind`), worded."""
+    from s2l_scan.baselines.blind import BEYOND_BLIND_CAUTION
+    from s2l_scan.functional.beyond_blind import beyond_blind
+
+    scores = np.asarray(blind.scores, dtype=float)
+    if scores.size != len(members) + len(nonmembers):
+        return {"caution": "the blind scores were not kept: no test beyond them"}
+    test = beyond_blind(members, nonmembers, scores[:len(members)], scores[len(members):],
+                        seed=seed)
+    return {"auc_within_blind_strata": round(test.auc, 6), "p_value": round(test.p_value, 6),
+            "strata": test.strata,
+            "caution": BEYOND_BLIND_CAUTION.format(auc=test.auc, p=test.p_value,
+                                                   strata=test.strata)}
