@@ -149,8 +149,8 @@ def auc_check(row: ResultRow, config: ScanConfig) -> Judged:
     if high is not None and high <= limit:
         return Outcome.PASSED, []
     family_size = max(1, int((row.top_members or {}).get("domains", 1)))
-    needed = power.images_to_decide(row.auc, row.n_members, row.n_nonmembers, limit, alpha,
-                                    family_size)
+    needed = power.images_to_decide(row.auc, row.n_members, row.n_nonmembers, limit,
+                                    min(alpha, 0.5), family_size)  # alpha 1: uncorrected
     if high is None:
         why = (f"no upper bound at {n} (fewer than {MIN_PER_CLASS} per class), so safety "
                f"cannot be shown")

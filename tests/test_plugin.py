@@ -32,10 +32,11 @@ def test_gate_collects_one_item_per_attack_and_domain(
     result = pytester.runpytest(*_args(tiny_reference, "--s2l-max-auc=1", "--s2l-max-tpr=1",
                                        "-v"))
     # 3 attacks × 3 domains × (baseline + noise probe) + 2 domains × (released + noise)
-    # extraction. A domain's rows cannot show safety with 6 members / 6 non-members (fewer
-    # than 10): inconclusive, so they fail under the default on_inconclusive = fail. The pooled
-    # rows (12 / 12) pass where the CI is below max_auc 1, except the probe rows of secmi and
-    # pia, whose ΔAUC CI reaches past max_amplification; extraction passes.
+    # extraction. A domain's rows cannot show safety with 6 members / 6 non-members (no upper
+    # bound below 8 per class): inconclusive, so they fail under the default on_inconclusive =
+    # fail. The pooled rows (12 / 12) pass where the upper bound is within max_auc 1, except
+    # the probe rows of secmi and pia, whose Δ bound reaches past max_amplification;
+    # extraction passes.
     result.assert_outcomes(failed=14, passed=8)
     assert result.ret == 6
     result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]] FAILED*",
@@ -43,8 +44,9 @@ def test_gate_collects_one_item_per_attack_and_domain(
                                  "*probes::noise/pia[[]pooled[]] FAILED*",
                                  "*extraction::released[[]identity-1[]] PASSED*",
                                  "*verdict: INCONCLUSIVE*"])
-    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]]: INCONCLUSIVE: fewer than "
-                                 "10 members or non-members*"])
+    result.stdout.fnmatch_lines(["*baselines::secmi[[]identity-1[]]: INCONCLUSIVE: no upper "
+                                 "bound at n = 6 members / 6 non-members (fewer than 8 per "
+                                 "class)*"])
     # live progress lines on the terminal while the scan runs (the encoding is always told)
     result.stdout.fnmatch_lines(["[[]*[]] s2l-scan: encoding the audit images (domains) 0/2",
                                  "[[]*[]] s2l-scan: encoding the audit images (domains) 2/2 "

@@ -16,7 +16,13 @@ from rich.table import Table
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.copy_rate import extracted_cell
 from s2l_scan.report.digest import FLAGS
-from s2l_scan.report.headline import extraction_reading, fmt, gate_text, verdict_word
+from s2l_scan.report.headline import (
+    extraction_reading,
+    fmt,
+    gate_text,
+    power_line,
+    verdict_word,
+)
 
 
 def make_console(stderr: bool = False) -> Console:
@@ -156,6 +162,9 @@ def render_results(report: Any, color: bool = False, width: int | None = None) -
     _print_next_steps(report, console)
     status = _VERDICT_STYLES[digest.outcome]
     sentence = digest.verdict.split(": ", 1)[1]
+    power = power_line(report)
+    if power is not None:
+        console.print(escape(power))
     console.print(f"verdict: {status} ({escape(sentence)})")
     if digest.warning is not None:
         console.print(f"[yellow]{escape(digest.warning)}[/yellow]")
