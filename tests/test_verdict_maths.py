@@ -420,9 +420,8 @@ def test_a_row_too_small_to_ever_fail_is_marked_underpowered() -> None:
     from report_factory import make_row
 
     from s2l_scan.config import make_config
-    from s2l_scan.gate import adjust_family
-
     from s2l_scan.functional.family import attainable_pvalue
+    from s2l_scan.gate import adjust_family
 
     # one hypothesis per domain: what counts is the domains' number, and the floor the real
     # machinery reaches at 6/6 (mirrored labellings and learned directions included)
