@@ -10,13 +10,14 @@ upper bound, family-wise p). Nothing of the model or its data is changed: the cu
 copies in ``OUT`` (the loader refuses links that leave the data folder).
 
     python studies/small_audits.py REF OUT --case 3:identity-0,identity-1 --case 5:identity-0 \\
-        --case 16:identity-0,identity-1 -- --probes '' --extraction-samples 0
+        --case 16:identity-0,identity-1 --scan-options "--probes '' --extraction-samples 0"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -67,8 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="a new folder for the cuts and reports")
     parser.add_argument("--case", action="append", required=True,
                         help="N:DOMAIN[,DOMAIN...] (N members and N non-members per domain)")
-    parser.add_argument("scan_options", nargs="*", help="options after -- go to s2l-scan scan")
+    parser.add_argument("--scan-options", default="",
+                        help="options for s2l-scan scan, as one shell-quoted string")
     args = parser.parse_args(argv)
+    args.scan_options = shlex.split(args.scan_options)
     args.out.mkdir(parents=True)
     for i, case in enumerate(args.case):
         n_text, domains_text = case.split(":", 1)

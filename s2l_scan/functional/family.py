@@ -36,7 +36,6 @@ re-attack):
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,6 +51,7 @@ from s2l_scan.functional.metrics import (
     _bootstrap_options,
     _candidates,
     _choose,
+    _count,
     _crossfit_rows,
     _half_draws,
     _oriented,
@@ -87,16 +87,6 @@ Outcome = Literal["failed", "passed", "inconclusive"]
 # Ties between a permuted and the observed statistic count as "as extreme" (crossfit_pvalue's
 # slack: AUCs are ratios of integers, equal ones can differ in the last bit).
 _TIE = 1e-12
-
-
-def _count(value: object, name: str, minimum: int) -> int:
-    try:
-        count = operator.index(value)  # type: ignore[arg-type]
-    except TypeError as exc:
-        raise MetricInputError(f"{name} must be an integer, got {value!r}") from exc
-    if count < minimum:
-        raise MetricInputError(f"{name} must be >= {minimum}, got {count}")
-    return count
 
 
 # ---------------------------------------------------------------------------------------------

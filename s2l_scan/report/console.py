@@ -175,20 +175,20 @@ def _print_run_notes(report: Any, console: Console) -> None:
     """Budget cuts and reused units (:mod:`s2l_scan.report.run_notes`), when there are any."""
     from s2l_scan.report.run_notes import run_lines
 
-    lines = run_lines(report)
-    if lines:
-        console.print("\n[bold]this run[/bold]")
-    for line in lines:
-        console.print(f"  {escape(line)}")
+    _print_section("this run", run_lines(report), console)
 
 
 def _print_next_steps(report: Any, console: Console) -> None:
     """What to do next, per kind of failed check (:mod:`s2l_scan.report.remedies`)."""
     from s2l_scan.report.remedies import next_steps
 
-    lines = next_steps(report)
+    _print_section("what to do next", next_steps(report), console)
+
+
+def _print_section(title: str, lines: list[str], console: Console) -> None:
+    """A bold title and its indented lines; nothing without lines."""
     if lines:
-        console.print("\n[bold]what to do next[/bold]")
+        console.print(f"\n[bold]{title}[/bold]")
     for line in lines:
         console.print(f"  {escape(line)}")
 
