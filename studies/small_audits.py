@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 
-def cut(data: Path, out: Path, n: int, domains: list[str]) -> Path:
-    """A copy of ``data`` with the first ``n`` members and non-members of each of
-    ``domains``."""
+def cut(data: Path, out: Path, n: int, domains: list[str], start: int = 0) -> Path:
+    """A copy of ``data`` with ``n`` members and non-members of each of ``domains``: the
+    files ``start`` … ``start + n − 1`` of each folder, sorted."""
     out.mkdir(parents=True)
     for domain in domains:
         source, target = data / domain, out / domain
@@ -37,7 +37,7 @@ def cut(data: Path, out: Path, n: int, domains: list[str]) -> Path:
                 shutil.copy2(source / name, target / name)
         for role in ("members", "nonmembers"):
             (target / role).mkdir()
-            files = sorted(p for p in (source / role).iterdir() if p.is_file())[:n]
+            files = sorted(p for p in (source / role).iterdir() if p.is_file())[start:start + n]
             if len(files) < n:
                 raise SystemExit(f"{source / role} holds {len(files)} images, fewer than {n}")
             for path in files:
@@ -67,16 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("reference", type=Path, help="a folder with model/ and data/")
     parser.add_argument("out", type=Path, help="a new folder for the cuts and reports")
     parser.add_argument("--case", action="append", required=True,
-                        help="N:DOMAIN[,DOMAIN...] (N members and N non-members per domain)")
+                        help="N:DOMAIN[,DOMAIN...][@START] (N members and N non-members per "
+                             "domain, from the START-th file of each folder, default 0)")
     parser.add_argument("--scan-options", default="",
                         help="options for s2l-scan scan, as one shell-quoted string")
     args = parser.parse_args(argv)
     args.scan_options = shlex.split(args.scan_options)
     args.out.mkdir(parents=True)
     for i, case in enumerate(args.case):
-        n_text, domains_text = case.split(":", 1)
-        domains = domains_text.split(",")
-        data = cut(args.reference / "data", args.out / f"case-{i}", int(n_text), domains)
+        n_text, rest = case.split(":", 1)
+        domains_text, _, start = rest.partition("@")
+        data = cut(args.reference / "data", args.out / f"case-{i}", int(n_text),
+                   domains_text.split(","), int(start or 0))
         result = scan(args.reference / "model", data, args.out / f"case-{i}.json",
                       args.scan_options)
         print(json.dumps({"case": case, "options": args.scan_options, **result}), flush=True)

@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from s2l_scan.cli import build_parser, main
 from s2l_scan.errors import UsageError
@@ -267,3 +268,23 @@ def test_a_prompt_longer_than_any_tokenizer_reads_is_refused(tmp_path: Path) -> 
     (tmp_path / "identity-0" / "prompt.txt").write_text("a photo " * MAX_PROMPT_BYTES)
     with pytest.raises(AuditDataError, match=r"prompt\.txt: \d+ bytes"):
         list_domain_files(tmp_path)
+
+
+def test_a_domain_too_large_for_the_gate_is_refused_by_name(tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    # 5,000 images in one domain ended in "internal error"; the limit is named before any
+    # image is decoded (patched low here, so the test writes a handful of files)
+    from s2l_scan.errors import AuditDataError
+    from s2l_scan.io import audit_data
+
+    monkeypatch.setattr(audit_data, "MAX_PER_SPLIT", 3)
+    domain = tmp_path / "data" / "big"
+    for split, count in (("members", 4), ("nonmembers", 2)):
+        (domain / split).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (8, 8), (i, i, i)).save(domain / split / f"{i}.png")
+    (domain / "prompt.txt").write_text("a photo\n")
+    with pytest.raises(AuditDataError, match=r"big/members: 4 images, more than the 3.*"
+                                             r"--per-domain 3"):
+        audit_data.list_domain_files(tmp_path / "data")

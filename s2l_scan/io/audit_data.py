@@ -365,9 +365,22 @@ def list_domain_files(root: Path, domains: Sequence[str] | None = None
                  for name in _select(root, found, domains))
 
 
+MAX_PER_SPLIT = 2000
+"""The most members (or non-members) a domain may hold: the gate holds every label permutation
+of every image of a domain in memory (9,999 labellings × n, several arrays of it), which grows
+past a few GB beyond this; a larger set is refused by name before any image is decoded."""
+
+
 def _domain_files(folder: Path, real_root: Path) -> DomainFiles:
     prompt = _read_prompt(folder / "prompt.txt", real_root)
     files = {split: _image_files(folder, split, real_root) for split in SPLITS}
+    for split, paths in files.items():
+        if len(paths) > MAX_PER_SPLIT:
+            raise AuditDataError(
+                f"{folder / split}: {len(paths)} images, more than the {MAX_PER_SPLIT} a domain's "
+                f"{split} may hold (the gate's permutation tests keep every labelling of every "
+                f"image in memory). Draw a seeded subset: s2l-scan data build --per-domain "
+                f"{MAX_PER_SPLIT} (or split the domain into several)")
     captions = _read_captions(folder / "captions.jsonl", real_root, files)
     return DomainFiles(folder.name, prompt, files["members"], files["nonmembers"], captions)
 

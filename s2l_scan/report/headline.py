@@ -219,10 +219,13 @@ def power_line(report: ScanReport) -> str | None:
     alpha = float(report.config.get("family_alpha", 0.05))
     alpha = alpha if alpha >= 1.0 else alpha * 0.8  # gate.membership_alpha
     max_auc = float(report.config.get("max_auc", 0.6))
-    mde = minimum_detectable_auc(smallest.n_members, smallest.n_nonmembers, min(alpha, 1.0),
-                                 len(groups))
-    detect = ("no AUC is detectable (too few images for any check to be significant)"
-              if mde is None else f"the smallest AUC detected with 80% power is {mde:.3f}")
+    if alpha >= 1.0:  # family_alpha 1: every point past its threshold fails
+        detect = "no significance is asked (family_alpha 1)"
+    else:
+        mde = minimum_detectable_auc(smallest.n_members, smallest.n_nonmembers, alpha,
+                                     len(groups))
+        detect = ("no AUC is detectable (too few images for any check to be significant)"
+                  if mde is None else f"the smallest AUC detected with 80% power is {mde:.3f}")
     needed = images_for_pass(max_auc) if 0.5 < max_auc < 1.0 else None
     passing = "" if needed is None else (
         f"; a PASS at max_auc {max_auc:g} needs at least about {needed} members and {needed} "

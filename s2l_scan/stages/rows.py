@@ -17,7 +17,7 @@ from s2l_scan.attack import Attack
 from s2l_scan.checks import calibrated
 from s2l_scan.config import ScanConfig
 from s2l_scan.errors import ScanError
-from s2l_scan.functional import metrics
+from s2l_scan.functional import family, metrics
 from s2l_scan.report.model import ResultRow
 
 Candidates = dict[str, np.ndarray]
@@ -47,9 +47,13 @@ def result_row(attack: Attack, domain: str, members: Candidates, nonmembers: Can
     if is_confounded:
         settings = {**settings, "beyond_blind": _beyond_blind(members[""], nonmembers[""],
                                                               blind, config.seed)}
-    ci = metrics.crossfit_auc_ci(members, nonmembers, config.seed,
-                                 bootstrap_seed=config.resample_seed,
-                                 n_resamples=config.bootstrap)
+    # the display interval: the bootstrap's, widened to a rank-based one at the smaller class
+    # size, so a small audit never prints a zero-width [1.00, 1.00] (family.auc_interval)
+    interval = family.auc_interval(members, nonmembers, config.seed,
+                                   bootstrap_seed=config.resample_seed,
+                                   n_resamples=config.bootstrap, min_per_class=2)
+    assert interval is not None  # issued from 2 per class, the fewest a row has
+    ci = interval
     estimates = [metrics.tpr_at_fpr_crossfit(members, nonmembers, alpha, config.seed)
                  for alpha in TPR_TARGETS]
     return ResultRow(
