@@ -7,6 +7,7 @@ from pathlib import Path
 
 from report_factory import extraction_record, make_report, make_row, sarif_validator
 
+from s2l_scan.checks import Reason
 from s2l_scan.report.console import render_results
 from s2l_scan.report.remedies import REMEDIES, check_kind, failed_kinds, next_steps
 from s2l_scan.report.run_notes import budget_lines, reuse_line
@@ -20,8 +21,10 @@ BUDGET = {"budget_s": 1.0, "predicted_s": 52.0, "fits": False, "seconds_per_samp
 
 
 def _failing() -> object:
-    rows = [make_row(domain="identity-0", shift=3.0),
-            make_row(domain="identity-0", shift=3.0, probe="noise")]
+    amplified = make_row(domain="identity-0", shift=3.0, probe="noise")
+    amplified.reasons = [Reason("amplification", "max_amplification", 0.2, 0.05, "Δ +0.2")]
+    rows = [make_row(domain="identity-0", shift=3.0), amplified,
+            make_row(domain="identity-1", shift=3.0, probe="noise")]  # fails on its AUC
     return make_report(rows, extraction=[extraction_record(extracted=2)])
 
 
@@ -40,7 +43,9 @@ def test_check_ids_map_to_their_kind() -> None:
 
 def test_a_failed_scan_says_what_to_do_next_per_kind_and_a_pass_says_nothing() -> None:
     report = _failing()
-    assert failed_kinds(report) == {"membership": 1, "amplification": 1, "extraction": 1}
+    # counted by the kind of the failing reason: the probe row that fails on its AUC is a
+    # membership failure of the shaken copy, not an amplification
+    assert failed_kinds(report) == {"membership": 2, "amplification": 1, "extraction": 1}
     text = render_results(report, width=200)
     section = text.split("what to do next", 1)[1]
     assert "docs/checks/membership.md" in section and "docs/checks/extraction.md" in section

@@ -16,7 +16,9 @@ Pure: functions of a :class:`~s2l_scan.report.model.ScanReport`, no I/O.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
+from s2l_scan.checks import Outcome
 from s2l_scan.report.model import ScanReport
 
 DOCS_URL = "https://github.com/s2l-scan/s2l-scan/blob/main/docs/checks/"
@@ -104,12 +106,25 @@ def check_kind(check_id: str) -> str:
     return _PREFIXES.get(check_id.split("::", 1)[0], "regression")
 
 
+_REASON_KINDS = {"auc": "membership", "tpr": "membership", "amplification": "amplification",
+                 "extraction": "extraction", "memorization": "memorization",
+                 "regression": "regression", "dropped": "regression"}
+"""The remedy of each kind of failing reason: a probe row that fails on its AUC leaks as a
+membership check does (the shaken copy still separates members); only a shown Δ is
+amplification."""
+
+
 def failed_kinds(report: ScanReport) -> dict[str, int]:
-    """Failed checks per kind, in :data:`REMEDIES` order (a regression also counts apart)."""
+    """Failed checks per kind of failing reason, in :data:`REMEDIES` order (a check failing
+    for two kinds counts under both; a regression also counts apart)."""
     counts: dict[str, int] = {}
-    for item in report.failed_items:
-        kind = check_kind(item)
-        counts[kind] = counts.get(kind, 0) + 1
+    records: list[Any] = [*report.results, *report.extraction, *report.memorization]
+    for record in records:
+        if record.outcome is not Outcome.FAILED:
+            continue
+        kinds = {_REASON_KINDS[r.kind] for r in record.reasons if r.kind in _REASON_KINDS}
+        for kind in kinds or {check_kind(str(record.check_id))}:
+            counts[kind] = counts.get(kind, 0) + 1
     regressed = sum(1 for check in report.comparison if not check.passed)
     if regressed and "regression" not in counts:
         counts["regression"] = regressed
