@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 from s2l_scan.errors import ScanError, UsageError, checked
+from s2l_scan.functional.eidetic import as_images
 from s2l_scan.functional.pooling import check_embed_size, pooled_embedding
 
 __all__ = ["EMBEDDERS", "Embedder", "OpenClipEmbedder", "PixelEmbedder", "check_embedder_inputs",
@@ -94,8 +95,9 @@ class PixelEmbedder:
         checked(check_embed_size, shape, self.embed_size)
 
     def embed(self, images: npt.NDArray[np.uint8]) -> Vectors:
-        checked(check_embed_size, images.shape[1:], self.embed_size)
-        return pooled_embedding(images, self.embed_size)
+        batch = checked(as_images, images, "images")  # as extraction.index.pooled_embedding
+        checked(check_embed_size, batch.shape[1:], self.embed_size)
+        return pooled_embedding(batch, self.embed_size)
 
 
 # ---------------------------------------------------------------------------------------------
