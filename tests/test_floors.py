@@ -124,7 +124,7 @@ def floor_table(root: Path = ROOT) -> list[tuple[int, str, list[str]]]:
 def floors(known: dict[str, Module], root: Path = ROOT
            ) -> tuple[dict[str, tuple[int, str]], list[str]]:
     """``{module: (floor number, entry)}`` by the longest entry naming it, and the entries
-    that name no module (stale rows)."""
+    that name no module (stale rows) or are listed twice."""
     placed: dict[str, tuple[int, str]] = {}
     stale = []
     for number, _, entries in floor_table(root):
@@ -133,6 +133,8 @@ def floors(known: dict[str, Module], root: Path = ROOT
             if not hits:
                 stale.append(entry)
             for m in hits:
+                if m.name in placed and entry == placed[m.name][1]:
+                    stale.append(f"{entry} (listed twice)")
                 if m.name not in placed or len(entry) > len(placed[m.name][1]):
                     placed[m.name] = (number, entry)
     return placed, stale
@@ -221,7 +223,7 @@ def test_every_module_sits_on_one_floor() -> None:
     placed, stale = floors(known)
     unplaced = sorted(str(m.path) for name, m in known.items() if name not in placed)
     assert not unplaced, f"modules on no floor of docs/architecture.md: {unplaced}"
-    assert not stale, f"floor entries of docs/architecture.md that name no module: {stale}"
+    assert not stale, f"floor entries of docs/architecture.md naming no module or twice: {stale}"
 
 
 def test_no_module_imports_from_a_floor_above() -> None:
@@ -317,3 +319,13 @@ def test_rendering_a_saved_report_imports_no_torch(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", RENDER_SAVED, str(saved)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+def test_the_checker_sees_unplaced_stale_and_doubled_entries(tmp_path: Path) -> None:
+    doc = FAKE_DOC.replace("| 2. bottom | `s2l_scan/low/` |",
+                           "| 2. bottom | `s2l_scan/gone.py`, `s2l_scan/a.py` |")
+    root = _tree(tmp_path, {"docs/architecture.md": doc, "s2l_scan/__init__.py": "",
+                            "s2l_scan/a.py": "", "s2l_scan/low/b.py": ""})
+    placed, stale = floors(modules(root), root)
+    assert stale == ["s2l_scan/gone.py", "s2l_scan/a.py (listed twice)"]
+    assert set(modules(root)) - set(placed) == {"s2l_scan", "s2l_scan.low.b"}
