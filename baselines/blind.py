@@ -20,6 +20,10 @@ import numpy as np
 
 from s2l_scan.functional.metrics import MetricInputError, auc, bootstrap_ci
 
+# The sentence lives with the report texts (torch-free: renderers of a saved report read it);
+# re-exported here, where the rule it explains lives.
+from s2l_scan.report.remedies import CONFOUNDED_MEANING as CONFOUNDED_MEANING
+
 
 def _stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) -> np.ndarray:
     fold_of = np.empty(len(labels), dtype=np.int64)
@@ -31,15 +35,7 @@ def _stratified_folds(labels: np.ndarray, folds: int, rng: np.random.Generator) 
 
 # ---------------------------------------------------------------------------------------------
 # The blind baseline (docs/verdict-maths.md): several kinds of shift, a CI, and the meaning of a
-# confounded row.
-
-CONFOUNDED_MEANING = (
-    "Confounded: a classifier that never sees the model already tells these members from "
-    "these non-members (blind AUC significantly above 0.5, and at least half as far above "
-    "0.5 as the attack is from it), so this row's AUC may measure how the two image sets "
-    "differ rather than what the model memorised; audit with member and non-member sets drawn "
-    "alike.")
-"""One sentence the report can print beside a confounded row."""
+# confounded row (CONFOUNDED_MEANING: report/remedies.py).
 
 BEYOND_BLIND_CAUTION = (
     "A caution, not a verdict: within strata of the blind score (members and non-members the "

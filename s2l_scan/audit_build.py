@@ -64,8 +64,8 @@ from s2l_scan.io.audit_data import (
     list_domain_files,
     load_image,
 )
-from s2l_scan.io.model import sha256_file
 from s2l_scan.io.sources import Source, SourceImage, read_source
+from s2l_scan.io.weights import sha256_file
 
 MANIFEST_NAME = "audit-manifest.json"
 MANIFEST_FORMAT = "s2l-scan audit build"

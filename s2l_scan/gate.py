@@ -36,7 +36,13 @@ from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import ExitCode, UsageError
 from s2l_scan.functional import family, power
 from s2l_scan.functional.metrics import holm
-from s2l_scan.report.compare import Allowance, canonical, compare, config_changes
+from s2l_scan.report.compare import (
+    Allowance,
+    canonical,
+    compare,
+    config_changes,
+    regression_reason,
+)
 from s2l_scan.report.model import (
     ComparisonCheck,
     ExtractionRecord,
@@ -44,6 +50,10 @@ from s2l_scan.report.model import (
     ResultRow,
     ScanReport,
 )
+
+# regression_reason (the text of a regression or dropped check) lives with the compare
+# (report/compare.py), where a renderer reads it without the gate; imported above, it keeps
+# `from s2l_scan.gate import regression_reason` working.
 
 # A float rounding slack, so that 0.62 - 0.60 (= 0.0200000000000000018) is not "+0.02 exceeded".
 _SLACK = 1e-9
@@ -405,21 +415,6 @@ def judge_comparison(check: ComparisonCheck, allowances: Iterable[Allowance],
         return
     if check.change > allowance.limit(check.previous) + _SLACK:
         check.status, check.passed = "regressed", False
-
-
-def regression_reason(check: ComparisonCheck, source: str) -> Reason:
-    """What rose, from what to what, by how much, and what was allowed (kind "regression"),
-    or which check was dropped (kind "dropped")."""
-    if check.status == "missing":
-        return Reason("dropped", "allow_dropped_checks", None, None,
-                      f"dropped: checked in the previous report {source} but not in this scan "
-                      "(a scan that runs fewer checks cannot show there was no regression). "
-                      "Restore the check, or accept it with --allow-dropped-checks (pytest: "
-                      "--s2l-allow-dropped-checks; config: allow_dropped_checks = true)")
-    return Reason("regression", "compare_fail", check.change, None, (
-        f"{check.metric} rose from {check.previous:.4g} to {check.current:.4g} "
-        f"(+{check.change:.4g}) since the previous report {source}; allowed "
-        f"{check.allowance}"))
 
 
 def judge_memorization(record: MemorizationRecord) -> None:

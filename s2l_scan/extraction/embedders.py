@@ -2,7 +2,7 @@
 
 An embedder is chosen by a spec string (option ``embedder``), looked up in :data:`EMBEDDERS`:
 
-* ``pixels`` (default): area-pooled pixels (:func:`~s2l_scan.extraction.index.pooled_embedding`).
+* ``pixels`` (default): area-pooled pixels (:func:`~s2l_scan.functional.pooling.pooled_embedding`).
   Its Euclidean distance never exceeds the pixel RMS, so a range search of radius δ returns a
   **superset** of the true matches and the indexed answer equals brute force.
 * ``open_clip:ARCH:PATH``: the image tower of ``open_clip.create_model(ARCH, pretrained=PATH)``
@@ -29,7 +29,9 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from s2l_scan.errors import ScanError, UsageError
+from s2l_scan.errors import ScanError, UsageError, checked
+from s2l_scan.functional.eidetic import as_images
+from s2l_scan.functional.pooling import check_embed_size, pooled_embedding
 
 __all__ = ["EMBEDDERS", "Embedder", "OpenClipEmbedder", "PixelEmbedder", "check_embedder_inputs",
            "check_embedder_spec", "make_embedder"]
@@ -90,14 +92,12 @@ class PixelEmbedder:
         return f"pixels:embed_size={self.embed_size}"
 
     def check(self, shape: tuple[int, int, int]) -> None:
-        from s2l_scan.extraction.index import _check_embed_size
-
-        _check_embed_size(shape, self.embed_size)
+        checked(check_embed_size, shape, self.embed_size)
 
     def embed(self, images: npt.NDArray[np.uint8]) -> Vectors:
-        from s2l_scan.extraction.index import pooled_embedding
-
-        return pooled_embedding(images, self.embed_size)
+        batch = checked(as_images, images, "images")  # as extraction.index.pooled_embedding
+        checked(check_embed_size, batch.shape[1:], self.embed_size)
+        return pooled_embedding(batch, self.embed_size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -132,7 +132,7 @@ class OpenClipEmbedder:
         import open_clip
         import torch
 
-        from s2l_scan.io.model import sha256_file
+        from s2l_scan.io.weights import sha256_file
 
         if self._weights_hash is None:
             self._weights_hash = sha256_file(self._path)
@@ -182,7 +182,7 @@ def _parse_open_clip(rest: str) -> tuple[str, Path]:
 
 
 def _check_weights_path(path: Path, allow_pickle: bool) -> Path:
-    from s2l_scan.io.model import PICKLE_OPT_IN, PICKLE_SUFFIXES
+    from s2l_scan.io.weights import PICKLE_OPT_IN, PICKLE_SUFFIXES
 
     if not path.is_file():
         raise UsageError(f"open_clip weights {str(path)!r} is not an existing local file; give "

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import operator
 import os
 import shutil
 import uuid
@@ -64,7 +63,9 @@ from s2l_scan.functional.eidetic import (
     rms_distance,
     tiled_rms_distance,
 )
-from s2l_scan.io.model import sha256_file
+from s2l_scan.functional.pooling import check_embed_size
+from s2l_scan.functional.pooling import pooled_embedding as _pooled
+from s2l_scan.io.weights import sha256_file
 
 __all__ = ["FORMAT_VERSION", "KnownImageIndex", "pooled_embedding"]
 
@@ -94,21 +95,13 @@ def _as_uint8(images: Images) -> PixelArray:
 
 
 def _check_embed_size(shape: tuple[int, ...], embed_size: int) -> int:
-    try:
-        size = operator.index(embed_size)
-    except TypeError as exc:
-        raise UsageError(f"embed_size must be an integer, got {embed_size!r}") from exc
-    # Equal blocks are what makes pooling non-expansive; a ragged (adaptive) pooling could put
-    # a true match outside the search radius, so refuse instead of approximating.
-    if size < 1 or shape[0] % size or shape[1] % size:
-        raise UsageError(f"embed_size={size} must be >= 1 and divide the image height and "
-                         f"width, got images of {shape[0]}×{shape[1]}; pick a divisor such as "
-                         f"{math.gcd(shape[0], shape[1], 8)}")
-    return size
+    """:func:`~s2l_scan.functional.pooling.check_embed_size` at the user's boundary."""
+    return checked(check_embed_size, shape, embed_size)
 
 
 def pooled_embedding(images: npt.ArrayLike, embed_size: int = 8) -> npt.NDArray[np.float32]:
-    """(N, embed_size² · C) float32 embeddings whose Euclidean distance is the pooled RMS.
+    """:func:`~s2l_scan.functional.pooling.pooled_embedding` with its checks raised as
+    :class:`~s2l_scan.errors.UsageError` (the pooling itself lives in ``functional/``).
 
     >>> x = np.zeros((2, 16, 16, 3), np.uint8); x[1] = 255
     >>> e = pooled_embedding(x)
@@ -116,16 +109,8 @@ def pooled_embedding(images: npt.ArrayLike, embed_size: int = 8) -> npt.NDArray[
     ((2, 192), 1.0)
     """
     batch = checked(as_images, images, "images")
-    n, height, width, channels = batch.shape
-    size = _check_embed_size(batch.shape[1:], embed_size)
-    scale = (255.0 if batch.dtype == np.uint8 else 1.0) * math.sqrt(size * size * channels)
-    out = np.empty((n, size * size * channels), dtype=np.float32)
-    step = max(1, _CHUNK_BYTES // (8 * max(1, batch[0].size)))
-    for start in range(0, n, step):
-        block = batch[start:start + step].astype(np.float64)
-        block = block.reshape(-1, size, height // size, size, width // size, channels)
-        out[start:start + step] = (block.mean(axis=(2, 4)) / scale).reshape(len(block), -1)
-    return out
+    _check_embed_size(batch.shape[1:], embed_size)
+    return _pooled(batch, embed_size)
 
 
 def _radius(delta: float, dim: int) -> float:

@@ -38,9 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError, UsageError
-from s2l_scan.io.model import sha256_file
+from s2l_scan.io.weights import PICKLE_SUFFIXES, sha256_file
 
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
 PEFT_CONFIG = "adapter_config.json"
 PEFT_WEIGHTS = "adapter_model.safetensors"
 PEFT_TYPES = ("LORA", "LOHA", "LOKR")

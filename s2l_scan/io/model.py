@@ -26,9 +26,17 @@ from typing import Any
 
 from s2l_scan.errors import ModelLoadError, UnsafeCheckpointError
 from s2l_scan.io.config_bounds import check_component_sizes, check_unbacked_sizes
-from s2l_scan.io.weights import add_variant, choose_variant, loaded_files
+from s2l_scan.io.weights import (
+    PICKLE_OPT_IN,
+    PICKLE_SUFFIXES,
+    add_variant,
+    choose_variant,
+    loaded_files,
+    sha256_file,
+)
 
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+# PICKLE_SUFFIXES, PICKLE_OPT_IN and sha256_file live in io/weights.py (below io/adapters.py,
+# which needs them); imported here, they keep the old `from s2l_scan.io.model import ...` paths.
 WEIGHT_COMPONENTS = ("unet", "vae", "text_encoder")
 REQUIRED_COMPONENTS = (*WEIGHT_COMPONENTS, "tokenizer", "scheduler")
 
@@ -66,7 +74,6 @@ ALLOWED_CLASSES: dict[str, set[tuple[str, str]]] = {
 }
 # Components a scan never needs; listed so they are skipped rather than refused.
 IGNORED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
-PICKLE_OPT_IN = "--allow-pickle (pytest: --s2l-allow-pickle)"
 
 
 @dataclass(frozen=True)
@@ -366,15 +373,6 @@ def scheduler_identity(scheduler: Any) -> str:
     config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
     blob = json.dumps(config, sort_keys=True, default=str).encode()
     return f"{type(scheduler).__name__}:{hashlib.sha256(blob).hexdigest()[:16]}"
-
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file, streamed (weights can be several GB)."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _check_finite(pipeline: Any, source: str, family: Family) -> None:

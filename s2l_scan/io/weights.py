@@ -23,10 +23,15 @@ weights, else the one variant every component without plain weights has
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 from s2l_scan.errors import ModelLoadError
+
+# Pickled weight files (torch.load runs code): refused unless the user opts in.
+PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth", ".pkl", ".pickle")
+PICKLE_OPT_IN = "--allow-pickle (pytest: --s2l-allow-pickle)"
 
 # library → (weight stem, index-first?) for safetensors, and the pickled fallback's stem
 _SAFE = {"diffusers": ("diffusion_pytorch_model", True), "transformers": ("model", False)}
@@ -139,3 +144,12 @@ def choose_variant(root: Path, components: dict[str, str], *, pickles: bool = Fa
         f"{root}: component(s) {names} have no plain weights, and no single variant serves "
         f"them all (found {sorted(shared or [])}); diffusers loads one variant per pipeline. "
         "Keep one variant's files (e.g. only *.fp16.safetensors), or add the plain weights.")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed (weights can be several GB)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from s2l_scan.functional.diffusion import training_target
-from s2l_scan.io.model import sha256_file
+from s2l_scan.io.weights import sha256_file
 from s2l_scan.reference import images as imgs
 from s2l_scan.reference.presets import ReferencePreset
 from s2l_scan.reference.tokenizer import MAX_LENGTH, write_tokenizer

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from s2l_scan.checks import CheckId
+from s2l_scan.checks import CheckId, Reason
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import UsageError
 from s2l_scan.report.model import ComparisonCheck, largest_value
@@ -275,3 +275,18 @@ def summary(checks: Iterable[ComparisonCheck], changes: Iterable[dict[str, Any]]
     lines += [f"  config {change['key']}: {json.dumps(change['previous'])} → "
               f"{json.dumps(change['current'])}" for change in changes]
     return lines
+
+
+def regression_reason(check: ComparisonCheck, source: str) -> Reason:
+    """What rose, from what to what, by how much, and what was allowed (kind "regression"),
+    or which check was dropped (kind "dropped")."""
+    if check.status == "missing":
+        return Reason("dropped", "allow_dropped_checks", None, None,
+                      f"dropped: checked in the previous report {source} but not in this scan "
+                      "(a scan that runs fewer checks cannot show there was no regression). "
+                      "Restore the check, or accept it with --allow-dropped-checks (pytest: "
+                      "--s2l-allow-dropped-checks; config: allow_dropped_checks = true)")
+    return Reason("regression", "compare_fail", check.change, None, (
+        f"{check.metric} rose from {check.previous:.4g} to {check.current:.4g} "
+        f"(+{check.change:.4g}) since the previous report {source}; allowed "
+        f"{check.allowance}"))

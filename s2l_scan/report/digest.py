@@ -24,6 +24,7 @@ from s2l_scan.report.headline import (
     verdict_word,
 )
 from s2l_scan.report.model import MemorizationRecord, ResultRow, ScanReport
+from s2l_scan.report.remedies import CONFOUNDED_MEANING
 
 ROOM_TITLES = {"baselines": "baselines (the released model)",
                "probes": "probes (a shaken copy, re-attacked; Δ against the released model)",
@@ -254,8 +255,6 @@ def short_reason(reason: str) -> str:
 
 def flag_meanings() -> dict[str, str]:
     """What each row flag means, one sentence each (the legend under a results table)."""
-    from s2l_scan.baselines.blind import CONFOUNDED_MEANING
-
     return {
         "confounded": CONFOUNDED_MEANING.removeprefix("Confounded: "),
         "unstable": "the two calibration halves learned a different score direction or "

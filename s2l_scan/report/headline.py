@@ -7,6 +7,7 @@ from typing import Any
 from s2l_scan.checks import Check, Outcome, Reason
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.model import ExtractionRecord, ScanReport
+from s2l_scan.report.remedies import CONFOUNDED_MEANING
 
 VERDICT_WORDS = {Outcome.PASSED: "pass", Outcome.FAILED: "FAIL",
                  Outcome.INCONCLUSIVE: "INCONCLUSIVE"}
@@ -193,8 +194,6 @@ READING = (
 
 def reading() -> str:
     """:data:`READING` with what a confounded row means."""
-    from s2l_scan.baselines.blind import CONFOUNDED_MEANING
-
     return READING + CONFOUNDED_MEANING
 
 

@@ -24,6 +24,16 @@ from s2l_scan.report.model import ScanReport
 DOCS_URL = "https://github.com/s2l-scan/s2l-scan/blob/main/docs/checks/"
 """Where the per-kind pages live online (SARIF ``helpUri``); ``docs/checks/`` in the source."""
 
+CONFOUNDED_MEANING = (
+    "Confounded: a classifier that never sees the model already tells these members from "
+    "these non-members (blind AUC significantly above 0.5, and at least half as far above "
+    "0.5 as the attack is from it), so this row's AUC may measure how the two image sets "
+    "differ rather than what the model memorised; audit with member and non-member sets drawn "
+    "alike.")
+"""One sentence the report can print beside a confounded row (the rule itself:
+:func:`s2l_scan.baselines.blind.confounded`; kept here, with no import of the attacks, so that
+rendering a saved report never imports torch)."""
+
 
 @dataclass(frozen=True)
 class Remedy:
