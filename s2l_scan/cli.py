@@ -186,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "set). Every failed check is a false fail; prints the FAILED, "
                     "INCONCLUSIVE and PASSED rates per scan, the false-fail rate per check "
                     "kind and each failing check's recurrence, with Clopper-Pearson 95% CIs "
-                    "(not exact: the draws re-split one pool, so they are dependent); a check "
+                    "(approximate: the draws re-split one pool, so they are dependent); a check "
                     "that cannot fail at this n is 'not gated at this n'. Exit 0 when it ran: "
                     "it measures, it does not gate. Cost: about DRAWS scans, each with its own "
                     "seed (so little of the unit cache is reused across draws).")
@@ -204,8 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "seed SEED + i, scan seed SEED + i), in a temporary folder of copies (your "
                     "data is only read). On a model that memorizes its members every PASS is a "
                     "false pass; prints the FAILED, INCONCLUSIVE and PASSED rates by n with "
-                    "Clopper-Pearson 95% CIs (not exact: the draws subsample one pool, so they "
-                    "are dependent). Exit 0 when it ran. Cost: about DRAWS x len(SIZES) scans.")
+                    "Clopper-Pearson 95% CIs (approximate: the draws subsample one pool, so "
+                    "they are dependent). Exit 0 when it ran. Cost: DRAWS x len(SIZES) scans.")
     leak.add_argument("--sizes", type=_sizes, required=True, metavar="N,N,...",
                       help="members (and as many non-members) per domain, e.g. 8,16,32,48")
     leak.add_argument("--draws", type=_positive_int, required=True,

@@ -370,14 +370,18 @@ class Rate:
                 "rate": self.rate, "ci95": list(self.ci), "ci95_note": CI_CAVEAT}
 
 
+def _verdict(draw: DrawResult) -> str:
+    return "failed" if not draw.passed else draw.outcome
+
+
 def per_scan_rate(draws: Sequence[DrawResult]) -> Rate:
     """The false-fail rate per scan: draws whose verdict failed, of all draws."""
-    return Rate.of(sum(d.outcome == "failed" for d in draws), len(draws))
+    return Rate.of(sum(_verdict(d) == "failed" for d in draws), len(draws))
 
 
 def outcome_rates(draws: Sequence[DrawResult]) -> dict[str, Rate]:
     """The draws whose verdict FAILED, was INCONCLUSIVE and PASSED, each of all draws."""
-    return {outcome: Rate.of(sum(d.outcome == outcome for d in draws), len(draws))
+    return {outcome: Rate.of(sum(_verdict(d) == outcome for d in draws), len(draws))
             for outcome in ("failed", "inconclusive", "passed")}
 
 

@@ -505,6 +505,6 @@ def render_leak_audit(audit: Any, color: bool = False, width: int = 120) -> str:
         table.add_row(str(size), f"{len(draws)} ({distinct_splits(draws)})", *(
             f"{r.count}/{r.draws} [{r.ci[0]:.2f}, {r.ci[1]:.2f}]" for r in rates.values()))
     console.print(table)
-    console.print(f"k/N [low, high]: {_ci_column(leak=True)}, Clopper–Pearson; "
-                  f"{audit.seconds:.0f} s", soft_wrap=True)
+    console.print(escape(f"k/N [low, high]: {_ci_column(leak=True)}, Clopper–Pearson; "
+                         f"{audit.seconds:.0f} s"), soft_wrap=True)
     return buffer.getvalue()
