@@ -230,7 +230,8 @@ def test_null_audit_runs_measures_and_leaves_the_data_alone(
     assert body["per_kind"]["amplification"]["failed"] == 0
     assert body["per_kind"]["extraction"] == "not checked"
     printed = capsys.readouterr().out
-    assert "false-fail rate per scan" in printed and "draw 2 (seed 2)" in printed
+    assert "false-fail rate per scan" in printed
+    assert "draw 2 (split seed 2, scan seed 2, resample seed 2)" in printed
 
 
 def test_null_probe_delta_is_exactly_zero(tiny_reference: Path) -> None:
