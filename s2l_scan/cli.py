@@ -182,18 +182,37 @@ def build_parser() -> argparse.ArgumentParser:
         description="Scan DRAWS null audits: in draw i each domain's non-members are split at "
                     "random (seed SEED + i) into pseudo-members and pseudo-non-members, in a "
                     "temporary folder (your data is only read), and scanned with the given "
-                    "options. Every failed check is a false fail; prints the false-fail rate "
-                    "per scan and per check kind with exact 95% CIs. Exit 0 when it ran: it "
-                    "measures, it does not gate. Cost: about DRAWS scans. The unit cache reuses "
-                    "what does not depend on the split (the SP sets and the released model's "
-                    "extraction generations); attack scores and probes are recomputed per "
-                    "draw, since each draw's sample sets are new.")
+                    "options and scan seed SEED + i (resample seed BOOTSTRAP_SEED + i where "
+                    "set). Every failed check is a false fail; prints the FAILED, "
+                    "INCONCLUSIVE and PASSED rates per scan, the false-fail rate per check "
+                    "kind and each failing check's recurrence, with Clopper-Pearson 95% CIs "
+                    "(approximate: the draws re-split one pool, so they are dependent); a check "
+                    "that cannot fail at this n is 'not gated at this n'. Exit 0 when it ran: "
+                    "it measures, it does not gate. Cost: about DRAWS scans, each with its own "
+                    "seed (so little of the unit cache is reused across draws).")
     null.add_argument("--draws", type=_positive_int, required=True,
                       help="null audits to scan (e.g. 20; the CI narrows as 1/sqrt(draws))")
     _add_scan_arguments(null, null_audit_options())
     null.add_argument("--report-json", type=Path, metavar="FILE",
                       help="write the null audit (rates, CIs, every draw's split and failed "
                            "checks) as JSON")
+
+    leak = commands.add_parser(
+        "leak-audit", help="measure the gate's false-pass rate on subsets of your real members",
+        description="The false-PASS side of null-audit: for each n in SIZES, scan DRAWS audits "
+                    "of n random members and n random non-members per domain (draw i: subset "
+                    "seed SEED + i, scan seed SEED + i), in a temporary folder of copies (your "
+                    "data is only read). On a model that memorizes its members every PASS is a "
+                    "false pass; prints the FAILED, INCONCLUSIVE and PASSED rates by n with "
+                    "Clopper-Pearson 95% CIs (approximate: the draws subsample one pool, so "
+                    "they are dependent). Exit 0 when it ran. Cost: DRAWS x len(SIZES) scans.")
+    leak.add_argument("--sizes", type=_sizes, required=True, metavar="N,N,...",
+                      help="members (and as many non-members) per domain, e.g. 8,16,32,48")
+    leak.add_argument("--draws", type=_positive_int, required=True,
+                      help="audits to scan per size")
+    _add_scan_arguments(leak, null_audit_options())
+    leak.add_argument("--report-json", type=Path, metavar="FILE",
+                      help="write the leak audit (rates by n, every draw's subset) as JSON")
 
     report = commands.add_parser("report", help="render a JSON report as HTML, Markdown, SARIF "
                                                 "or into a model card")
@@ -453,12 +472,23 @@ def _warn_idle_gpu(device: str) -> None:
         print(f"s2l-scan: {note}", file=sys.stderr)
 
 
-def _null_audit(args: argparse.Namespace) -> int:
+def _sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated integers ≥ 2, got {text!r}") from None
+    if not sizes or min(sizes) < 2 or len(set(sizes)) != len(sizes):
+        raise argparse.ArgumentTypeError(f"expected distinct integers ≥ 2, got {text!r}")
+    return sizes
+
+
+def _audit_setup(args: argparse.Namespace) -> tuple[Any, Any, list[Path]]:
+    """The config, inputs and protected paths of a null or leak audit; its report path
+    checked."""
     from s2l_scan.config import make_config, read_config_file
-    from s2l_scan.null_audit import run_null_audit
     from s2l_scan.plan import ScanInputs
-    from s2l_scan.report.console import make_console, render_draw, render_null_audit
-    from s2l_scan.report.files import check_outputs, write_text_atomic
+    from s2l_scan.report.files import check_outputs
 
     overrides = {option.key: getattr(args, option.key) for option in null_audit_options()}
     config = make_config(read_config_file(args.config, Path.cwd()), **overrides)
@@ -467,6 +497,36 @@ def _null_audit(args: argparse.Namespace) -> int:
                         lora=args.lora, base_model=args.base_model)
     if args.report_json is not None:
         check_outputs({"--report-json": args.report_json}, [*protected, *inputs.paths])
+    return config, inputs, protected
+
+
+def _leak_audit(args: argparse.Namespace) -> int:
+    from s2l_scan.null_audit import run_leak_audit
+    from s2l_scan.report.console import make_console, render_draw, render_leak_audit
+    from s2l_scan.report.files import write_text_atomic
+
+    config, inputs, protected = _audit_setup(args)
+    console = make_console()
+    with _progress(console) as progress:
+        audit = run_leak_audit(inputs, config, args.sizes, args.draws, protected=protected,
+                               progress=progress,
+                               on_draw=lambda size, draw: console.print(
+                                   render_draw(draw, size), soft_wrap=True))
+    for note in audit.notes:
+        console.print(f"note: {note}", soft_wrap=True)
+    sys.stdout.write(render_leak_audit(audit, color=not console.no_color))
+    if args.report_json is not None:
+        write_text_atomic(args.report_json, json.dumps(audit.to_dict(), indent=2) + "\n")
+        console.print(f"leak-audit report: {args.report_json}")
+    return EXIT_OK
+
+
+def _null_audit(args: argparse.Namespace) -> int:
+    from s2l_scan.null_audit import run_null_audit
+    from s2l_scan.report.console import make_console, render_draw, render_null_audit
+    from s2l_scan.report.files import write_text_atomic
+
+    config, inputs, protected = _audit_setup(args)
     console = make_console()
     with _progress(console) as progress:
         audit = run_null_audit(inputs, config, args.draws, protected=protected, progress=progress,
@@ -581,6 +641,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
             return _scan(args)
         if args.command == "null-audit":
             return _null_audit(args)
+        if args.command == "leak-audit":
+            return _leak_audit(args)
         if args.command == "report":
             return _report(args)
     except S2LError as error:

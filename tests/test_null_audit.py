@@ -32,6 +32,7 @@ from s2l_scan.null_audit import (
     per_scan_rate,
 )
 from s2l_scan.plan import ScanInputs
+from s2l_scan.report.model import ResultRow
 from s2l_scan.session import run_scan
 from tests.report_factory import (
     extraction_record,
@@ -151,7 +152,8 @@ def test_rates_are_counts_of_failed_draws_with_exact_cis(draws_kinds: list[list[
         assert kind_rate is not None and kind_rate.failed == count
         assert kind_rate.ci == pytest.approx(_oracle_ci(count, n), abs=1e-6)
     per_check = per_check_rates(draws)
-    assert {k: r.failed for k, r in per_check.items()} == {
+    assert {k: r.rate.count for k, r in per_check.items()  # type: ignore[union-attr]
+            } == {
         f"{kind}::check": sum(kind in kinds for kinds in draws_kinds)
         for kind in (*KINDS, *(["other"] if any("other" in k for k in draws_kinds) else []))}
 
@@ -226,9 +228,10 @@ def test_null_audit_runs_measures_and_leaves_the_data_alone(
             "identity-0": 4, "identity-1": 4}
     # the identity probe leaves the model unchanged: its amplification checks never fail
     assert body["per_kind"]["amplification"]["failed"] == 0
-    assert body["per_kind"]["extraction"] is None
+    assert body["per_kind"]["extraction"] == "not checked"
     printed = capsys.readouterr().out
-    assert "false-fail rate per scan" in printed and "draw 2 (seed 2)" in printed
+    assert "false-fail rate per scan" in printed
+    assert "draw 2 (split seed 2, scan seed 2, resample seed 2)" in printed
 
 
 def test_null_probe_delta_is_exactly_zero(tiny_reference: Path) -> None:
@@ -284,3 +287,204 @@ def test_config_file_reports_and_compare_are_dropped_with_a_note() -> None:
     assert config.reports == {} and config.compare is None and config.compare_fail is None
     assert len(notes) == 2 and "report_json" in notes[0] and "compare" in notes[1]
     assert null_config(make_config()) == (make_config(), [])
+
+
+# ---- seeds, distinct splits, checks not gated at this n, the three outcomes ---------------------
+
+
+def test_each_draw_scans_with_its_own_scan_and_resample_seed(
+        tiny_reference: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # the old null audit re-split with seed + i but scanned every draw with the same seed
+    import s2l_scan.session as session
+
+    seen: list[tuple[int, int]] = []
+    real_run = session.run
+
+    def spy(plan, progress):  # type: ignore[no-untyped-def]
+        seen.append((plan.config.seed, plan.config.resample_seed))
+        return real_run(plan, progress)
+
+    monkeypatch.setattr(session, "run", spy)
+    data = _audit_folder(tmp_path / "data", {"identity-0": (2, 8)})
+    out = tmp_path / "null.json"
+    assert main(["null-audit", str(tiny_reference / "model"), "--data", str(data), "--draws",
+                 "2", "--seed", "3", *FAST, "--report-json", str(out)]) == 0
+    assert seen == [(3, 3), (4, 4)]
+    draws = json.loads(out.read_text())["draws"]
+    assert [(d["seed"], d["scan_seed"], d["resample_seed"]) for d in draws] == [
+        (3, 3, 3), (4, 4, 4)]
+
+
+def test_draw_config_moves_a_set_bootstrap_seed_with_the_draw() -> None:
+    from s2l_scan.null_audit import draw_config
+
+    config = draw_config(make_config(seed=5, bootstrap_seed=9, evidence_dir="ev"), 2)
+    assert (config.seed, config.bootstrap_seed, config.resample_seed) == (7, 11, 11)
+    assert config.evidence_dir == str(Path("ev") / "draw-2")
+    assert draw_config(make_config(seed=5), 0).resample_seed == 5
+
+
+def _split(domain: str, members: tuple[str, ...]) -> tuple:  # type: ignore[type-arg]
+    from s2l_scan.null_audit import NullSplit
+
+    return (NullSplit(domain, members, ("z",)),)
+
+
+def test_recurrence_counts_distinct_splits_among_the_draws() -> None:
+    from s2l_scan.null_audit import distinct_splits
+
+    same, other = _split("a", ("x", "y")), _split("a", ("x", "w"))
+    draws = [DrawResult(i, i, False, ("c",), {"auc": ("c",)}, {"auc": 1}, ("c",), splits)
+             for i, splits in enumerate([same, same, other])]
+    draws.append(DrawResult(3, 3, True, (), {}, {"auc": 1}, ("c",), same))
+    assert distinct_splits(draws) == 2
+    recurrence = per_check_rates(draws)["c"]
+    assert not isinstance(recurrence, str)
+    # failed in 3 of 4 draws, but those 4 draws tested only 2 different splits
+    assert (recurrence.rate.count, recurrence.rate.draws, recurrence.distinct_splits) == (3, 4, 2)
+
+
+def _ungated_row(domain: str) -> ResultRow:
+    # 4 per class in two domains (identity-0, pooled): the gate marks the rows underpowered
+    # (no AUC, nor the memorized few, could be significant), and 1 % FPR is not estimable
+    row = make_row(domain=domain, n=4)
+    row.tpr_estimates = [{"alpha": 0.01, "estimable": False, "reason": "n too small"}]
+    return row
+
+
+def test_a_check_that_cannot_fail_at_this_n_is_not_gated_not_zero_of_n() -> None:
+    from s2l_scan.null_audit import NOT_GATED, kind_status
+
+    report = make_report([_ungated_row("identity-0"), _ungated_row("pooled")], extraction=None)
+    decide(report, make_config())
+    assert all(row.underpowered for row in report.results)
+    result = draw_result(0, 0, report)
+    # the old count called each row's AUC and TPR checks made (0 failures of 1 draw)
+    assert result.checks_by_kind["auc"] == 0 and result.checks_by_kind["tpr"] == 0
+    assert result.made_by_kind["auc"] == 2
+    assert set(result.ungated) == {r.item_id for r in report.results}
+    rates = per_kind_rates([result, result])
+    assert rates["auc"] is None and rates["tpr"] is None
+    assert kind_status([result], "auc") == NOT_GATED
+    assert kind_status([result], "extraction") == "not checked"
+    assert set(per_check_rates([result]).values()) == {NOT_GATED}
+
+
+def test_an_estimable_tpr_is_gated_and_an_underpowered_auc_not() -> None:
+    row = _ungated_row("identity-0")
+    row.tpr_estimates = [{"alpha": 0.01, "estimable": True, "tpr": 0.0, "tpr_ci": (0.0, 0.2),
+                          "achieved_fpr": 0.01}]
+    report = make_report([row, _ungated_row("pooled")], extraction=None)
+    decide(report, make_config())
+    assert all(r.underpowered for r in report.results)
+    result = draw_result(0, 0, report)
+    assert result.checks_by_kind["tpr"] == 1 and result.checks_by_kind["auc"] == 0
+    assert result.ungated == (report.results[1].item_id,)
+
+
+def _outcome_draw(i: int, outcome: str) -> DrawResult:
+    failed = ("c",) if outcome == "failed" else ()
+    return DrawResult(i, i, outcome != "failed", failed, {"auc": failed} if failed else {},
+                      {"auc": 1}, ("c",), outcome=outcome)
+
+
+def test_inconclusive_draws_are_counted_apart_from_failed_and_passed() -> None:
+    from s2l_scan.null_audit import outcome_rates
+
+    draws = [_outcome_draw(i, o) for i, o in enumerate(
+        ["failed", "inconclusive", "inconclusive", "passed", "inconclusive"])]
+    rates = outcome_rates(draws)
+    assert {k: (r.count, r.draws) for k, r in rates.items()} == {
+        "failed": (1, 5), "inconclusive": (3, 5), "passed": (1, 5)}
+    assert per_scan_rate(draws).count == 1  # the false-fail rate is FAILED / draws
+    assert rates["inconclusive"].ci == pytest.approx(_oracle_ci(3, 5), abs=1e-6)
+
+
+def test_the_rate_ci_is_never_called_exact_and_says_the_draws_are_dependent() -> None:
+    from s2l_scan.null_audit import CI_CAVEAT, NullAudit
+    from s2l_scan.report.console import render_null_audit
+
+    audit = NullAudit("m", "d", {"seed": 0}, tuple(
+        _outcome_draw(i, o) for i, o in enumerate(["failed", "inconclusive", "passed"])))
+    text = render_null_audit(audit, width=200)
+    assert "exact" not in text.lower()
+    assert CI_CAVEAT in text and "INCONCLUSIVE" in text
+    body = audit.to_dict()
+    assert body["false_fail_rate"]["ci95_note"] == CI_CAVEAT
+    assert body["outcomes"]["inconclusive"]["count"] == 1
+    import argparse
+
+    from s2l_scan.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    for command in ("null-audit", "leak-audit"):
+        description = subparsers.choices[command].description
+        assert "dependent" in description and "exact" not in description.lower()
+
+
+# ---- the leak audit -----------------------------------------------------------------------------
+
+
+def test_leak_subsets_take_n_members_and_n_nonmembers_each_from_its_own_folder(
+        tmp_path: Path) -> None:
+    from s2l_scan.null_audit import subsample_members
+
+    data = _audit_folder(tmp_path / "data", {"a": (6, 7), "b": (5, 9)})
+    before = _tree_hash(data)
+    files = list_domain_files(data)
+    with NullAuditFolder(files, data, tmp_path, members=True) as folder:
+        splits = folder.lay_out(subsample_members(files, 4, seed=1))
+        loaded = load_audit_data(folder.root, 32)
+        for split, domain in zip(splits, files, strict=True):
+            assert len(split.members) == len(split.nonmembers) == 4
+            assert split.source == "members"
+            # the scanned members are the user's members, byte for byte
+            member_bytes = {p.read_bytes() for p in domain.members}
+            for name in split.members:
+                assert (folder.root / split.domain / "members" / name).read_bytes() in member_bytes
+        assert {d.name: len(d.members) for d in loaded.domains} == {"a": 4, "b": 4}
+        again = subsample_members(files, 4, seed=1)
+        assert again == splits and subsample_members(files, 4, seed=2) != splits
+        # at n = a domain's whole pool of members every draw holds the same members
+        assert len({subsample_members(files, 5, s)[1].members for s in range(4)}) == 1
+        assert len({subsample_members(files, 5, s)[1].nonmembers for s in range(4)}) > 1
+    assert _tree_hash(data) == before
+
+
+def test_leak_audit_runs_and_reports_three_rates_by_size(
+        tiny_reference: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "leak.json"
+    data = tiny_reference / "data"
+    before = _tree_hash(data)
+    code = main(["leak-audit", str(tiny_reference / "model"), "--data", str(data),
+                 "--sizes", "4,6", "--draws", "2", *FAST, "--report-json", str(out)])
+    assert code == 0
+    assert _tree_hash(data) == before
+    body = json.loads(out.read_text())
+    assert set(body["sizes"]) == {"4", "6"}
+    for size, entry in body["sizes"].items():
+        outcomes = entry["outcomes"]
+        assert sum(outcomes[k]["count"] for k in ("failed", "inconclusive", "passed")) == 2
+        for draw in entry["draws"]:
+            assert {len(s["members"]) for s in draw["split"].values()} == {int(size)}
+        assert [d["scan_seed"] for d in entry["draws"]] == [0, 1]
+    # n = 6 is the tiny reference's whole pool: both draws hold the same images
+    assert body["sizes"]["6"]["distinct_splits"] == 1
+    printed = capsys.readouterr().out
+    assert "PASSED (false pass)" in printed and "subsets of one pool" in printed
+
+
+@pytest.mark.parametrize(("sizes", "message"), [
+    ("4,7", "identity-0 has 6 / 6"), ("1,4", "distinct integers ≥ 2"),
+    ("4,4", "distinct integers ≥ 2"), ("a", "comma-separated integers")])
+def test_leak_audit_bad_sizes_are_usage_errors(tiny_reference: Path,
+                                               capsys: pytest.CaptureFixture[str], sizes: str,
+                                               message: str) -> None:
+    try:
+        code = main(["leak-audit", str(tiny_reference / "model"), "--data",
+                     str(tiny_reference / "data"), "--sizes", sizes, "--draws", "1", *FAST])
+    except SystemExit as exit:
+        code = exit.code
+    assert code == 4
+    assert message in capsys.readouterr().err

@@ -413,42 +413,98 @@ def _print_comparison(report: Any, console: Console) -> None:
                       soft_wrap=True)
 
 
-def render_draw(draw: Any) -> str:
-    """One line per finished null-audit draw (rich markup): its verdict and failed checks."""
+def _draw_seeds(draw: Any) -> str:
+    seeds = f"split seed {draw.seed}"
+    if getattr(draw, "scan_seed", None) is not None:
+        seeds += f", scan seed {draw.scan_seed}, resample seed {draw.resample_seed}"
+    return seeds
+
+
+def render_draw(draw: Any, size: int | None = None) -> str:
+    """One line per finished audit draw (rich markup): its seeds, verdict and failed checks."""
+    head = f"draw {draw.draw}{'' if size is None else f' at n = {size}'} ({_draw_seeds(draw)})"
+    if draw.outcome == "inconclusive":
+        return f"{head}: [yellow]inconclusive[/yellow]"
     if draw.passed:
-        return f"draw {draw.draw} (seed {draw.seed}): [green]pass[/green]"
+        return f"{head}: [green]pass[/green]"
     kinds = ", ".join(f"{kind} ×{len(items)}" for kind, items in draw.failed_by_kind.items())
-    return (f"draw {draw.draw} (seed {draw.seed}): [bold red]false fail[/bold red] "
+    return (f"{head}: [bold red]fail[/bold red] "
             f"({escape(kinds)}: {escape(', '.join(draw.failed_items))})")
 
 
+def _rate_cells(rate: Any) -> tuple[str, str, str]:
+    return (f"{rate.count}/{rate.draws}", f"{rate.rate:.3f}",
+            f"[{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]")
+
+
+def _ci_column(leak: bool = False) -> str:
+    from s2l_scan.null_audit import CI_CAVEAT, LEAK_CI_CAVEAT
+
+    return f"95% CI ({LEAK_CI_CAVEAT if leak else CI_CAVEAT})"
+
+
 def render_null_audit(audit: Any, color: bool = False, width: int = 120) -> str:
-    """The null audit's summary: the false-fail rate per scan and per check kind, as text."""
+    """The null audit's summary: the FAILED / INCONCLUSIVE / PASSED rates per scan, the
+    false-fail rate per check kind and each failing check's recurrence, as text."""
     from io import StringIO
+
+    from s2l_scan.null_audit import kind_status
 
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
                       highlight=False)
     console.print(f"[bold]s2l-scan null audit[/bold] of {escape(audit.model)} on the "
-                  f"non-members of {escape(audit.data)}: {len(audit.draws)} draws",
-                  soft_wrap=True)
+                  f"non-members of {escape(audit.data)}: {len(audit.draws)} draws, "
+                  f"{audit.distinct_splits} distinct splits", soft_wrap=True)
     table = Table(show_edge=False)
-    for column in ("false fails of", "failed draws", "rate", "exact 95% CI"):
-        table.add_column(column, justify="left" if column == "false fails of" else "right")
-
-    def add(name: str, rate: Any) -> None:
-        if rate is None:
-            table.add_row(escape(name), "-", "not checked", "-")
-            return
-        table.add_row(escape(name), f"{rate.failed}/{rate.draws}", f"{rate.rate:.3f}",
-                      f"[{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]")
-
-    add("the scan (its verdict)", audit.per_scan)
+    for column in ("of", "draws", "rate", _ci_column()):
+        table.add_column(column, justify="left" if column == "of" else "right")
+    for outcome, rate in audit.outcomes.items():
+        table.add_row(f"verdict {outcome.upper()}", *_rate_cells(rate))
     for kind, rate in audit.per_kind.items():
-        add(f"  {kind} checks", rate)
+        name = f"  {kind} checks failed"
+        if rate is None:
+            table.add_row(escape(name), "-", kind_status(audit.draws, kind), "-")
+        else:
+            table.add_row(escape(name), *_rate_cells(rate))
     console.print(table)
+    recurrent = {k: v for k, v in audit.per_check.items()
+                 if not isinstance(v, str) and v.rate.count}
+    ungated = [k for k, v in audit.per_check.items() if isinstance(v, str)]
+    for check, rec in recurrent.items():
+        console.print(f"  {escape(check)}: failed in {rec.rate.count} of {rec.rate.draws} "
+                      f"draws ({rec.distinct_splits} distinct splits)", soft_wrap=True)
+    if ungated:
+        console.print(f"  not gated at this n (cannot fail): {escape(', '.join(ungated))}",
+                      soft_wrap=True)
     rate = audit.per_scan
-    console.print(f"false-fail rate per scan: {rate.failed} of {rate.draws} null audits failed "
-                  f"= {rate.rate:.3f} (exact 95% CI [{rate.ci[0]:.3f}, {rate.ci[1]:.3f}]); "
+    console.print(f"false-fail rate per scan: {rate.count} of {rate.draws} null audits FAILED "
+                  f"= {rate.rate:.3f} (95% CI [{rate.ci[0]:.3f}, {rate.ci[1]:.3f}], "
+                  f"Clopper–Pearson; the draws are dependent: re-splits of one pool); "
                   f"{audit.seconds:.0f} s", soft_wrap=True)
+    return buffer.getvalue()
+
+
+def render_leak_audit(audit: Any, color: bool = False, width: int = 120) -> str:
+    """The leak audit's table: per size n, the FAILED / INCONCLUSIVE / PASSED rates."""
+    from io import StringIO
+
+    from s2l_scan.null_audit import distinct_splits
+
+    buffer = StringIO()
+    console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
+                      highlight=False)
+    console.print(f"[bold]s2l-scan leak audit[/bold] of {escape(audit.model)} on the members "
+                  f"and non-members of {escape(audit.data)}", soft_wrap=True)
+    table = Table(show_edge=False)
+    for column in ("n per class", "draws (distinct)", "FAILED", "INCONCLUSIVE",
+                   "PASSED (false pass)"):
+        table.add_column(column, justify="right")
+    for size, draws in audit.draws.items():
+        rates = audit.outcomes(size)
+        table.add_row(str(size), f"{len(draws)} ({distinct_splits(draws)})", *(
+            f"{r.count}/{r.draws} [{r.ci[0]:.2f}, {r.ci[1]:.2f}]" for r in rates.values()))
+    console.print(table)
+    console.print(escape(f"k/N [low, high]: {_ci_column(leak=True)}, Clopper–Pearson; "
+                         f"{audit.seconds:.0f} s"), soft_wrap=True)
     return buffer.getvalue()
