@@ -47,6 +47,13 @@ from s2l_scan.errors import UsageError
 from s2l_scan.functional.metrics import clopper_pearson
 from s2l_scan.io.audit_data import DomainFiles, list_domain_files
 from s2l_scan.plan import ScanInputs, build_plan
+from s2l_scan.report.audit_rates import (
+    CI_CAVEAT,
+    LEAK_CI_CAVEAT,
+    NOT_GATED,
+    distinct_splits,
+    kind_status,
+)
 from s2l_scan.report.model import ResultRow, ScanReport
 
 MIN_NONMEMBERS = 8
@@ -116,12 +123,6 @@ def subsample_members(files: Sequence[DomainFiles], size: int, seed: int) -> lis
         splits.append(NullSplit(domain.name, tuple(sorted(members[i] for i in picked)),
                                 tuple(sorted(nonmembers[i] for i in others)), "members"))
     return splits
-
-
-def distinct_splits(draws: Sequence[DrawResult]) -> int:
-    """How many different splits (over all domains) the draws laid out: at small n two
-    draws can give the same split, and then they tested the same sets."""
-    return len({draw.splits for draw in draws})
 
 
 def check_null_domains(files: Sequence[DomainFiles]) -> None:
@@ -332,17 +333,6 @@ def draw_result(draw: int, seed: int, report: ScanReport, splits: Sequence[NullS
 
 # ---- the rates ---------------------------------------------------------------------------------
 
-CI_CAVEAT = "draws dependent: re-splits of one pool"
-"""How every rate's Clopper–Pearson 95 % interval is labelled: the draws re-split one pool of
-images (and can repeat a split), so they are not independent and the interval is not exact."""
-
-LEAK_CI_CAVEAT = "draws dependent: subsets of one pool"
-"""The leak audit's label of the same caveat: its draws subsample one pool of members and
-non-members (at n = the pool's size, every draw holds the same images)."""
-
-NOT_GATED = "not gated at this n"
-
-
 @dataclass(frozen=True)
 class Rate:
     """``count`` of ``draws`` draws, with the Clopper–Pearson 95 % interval of the rate, which
@@ -397,13 +387,6 @@ def per_kind_rates(draws: Sequence[DrawResult]) -> dict[str, Rate | None]:
         out[kind] = Rate.of(sum(kind in d.failed_by_kind for d in gating),
                             len(gating)) if gating else None
     return out
-
-
-def kind_status(draws: Sequence[DrawResult], kind: str) -> str:
-    """Why a kind has no rate: ``not gated at this n`` (made, but never able to fail) or
-    ``not checked`` (no scan made it)."""
-    made = any(d.made_by_kind.get(kind, d.checks_by_kind.get(kind, 0)) for d in draws)
-    return NOT_GATED if made else "not checked"
 
 
 @dataclass(frozen=True)

@@ -438,7 +438,7 @@ def _rate_cells(rate: Any) -> tuple[str, str, str]:
 
 
 def _ci_column(leak: bool = False) -> str:
-    from s2l_scan.null_audit import CI_CAVEAT, LEAK_CI_CAVEAT
+    from s2l_scan.report.audit_rates import CI_CAVEAT, LEAK_CI_CAVEAT
 
     return f"95% CI ({LEAK_CI_CAVEAT if leak else CI_CAVEAT})"
 
@@ -448,7 +448,7 @@ def render_null_audit(audit: Any, color: bool = False, width: int = 120) -> str:
     false-fail rate per check kind and each failing check's recurrence, as text."""
     from io import StringIO
 
-    from s2l_scan.null_audit import kind_status
+    from s2l_scan.report.audit_rates import kind_status
 
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
@@ -489,7 +489,7 @@ def render_leak_audit(audit: Any, color: bool = False, width: int = 120) -> str:
     """The leak audit's table: per size n, the FAILED / INCONCLUSIVE / PASSED rates."""
     from io import StringIO
 
-    from s2l_scan.null_audit import distinct_splits
+    from s2l_scan.report.audit_rates import distinct_splits
 
     buffer = StringIO()
     console = Console(file=buffer, width=width, no_color=not color, force_terminal=color,
