@@ -503,7 +503,6 @@ def _audit_setup(args: argparse.Namespace) -> tuple[Any, Any, list[Path]]:
 def _leak_audit(args: argparse.Namespace) -> int:
     from s2l_scan.null_audit import run_leak_audit
     from s2l_scan.report.console import make_console, render_draw, render_leak_audit
-    from s2l_scan.report.files import write_text_atomic
 
     config, inputs, protected = _audit_setup(args)
     console = make_console()
@@ -512,19 +511,13 @@ def _leak_audit(args: argparse.Namespace) -> int:
                                progress=progress,
                                on_draw=lambda size, draw: console.print(
                                    render_draw(draw, size), soft_wrap=True))
-    for note in audit.notes:
-        console.print(f"note: {note}", soft_wrap=True)
-    sys.stdout.write(render_leak_audit(audit, color=not console.no_color))
-    if args.report_json is not None:
-        write_text_atomic(args.report_json, json.dumps(audit.to_dict(), indent=2) + "\n")
-        console.print(f"leak-audit report: {args.report_json}")
-    return EXIT_OK
+    return _finish_audit(audit, render_leak_audit(audit, color=not console.no_color),
+                         args.report_json, console, "leak-audit")
 
 
 def _null_audit(args: argparse.Namespace) -> int:
     from s2l_scan.null_audit import run_null_audit
     from s2l_scan.report.console import make_console, render_draw, render_null_audit
-    from s2l_scan.report.files import write_text_atomic
 
     config, inputs, protected = _audit_setup(args)
     console = make_console()
@@ -532,12 +525,21 @@ def _null_audit(args: argparse.Namespace) -> int:
         audit = run_null_audit(inputs, config, args.draws, protected=protected, progress=progress,
                                on_draw=lambda draw: console.print(render_draw(draw),
                                                                   soft_wrap=True))
+    return _finish_audit(audit, render_null_audit(audit, color=not console.no_color),
+                         args.report_json, console, "null-audit")
+
+
+def _finish_audit(audit: Any, summary: str, report_json: Path | None, console: Any,
+                  name: str) -> int:
+    """An audit's notes and summary on stdout, and its JSON report when asked for."""
+    from s2l_scan.report.files import write_text_atomic
+
     for note in audit.notes:
         console.print(f"note: {note}", soft_wrap=True)
-    sys.stdout.write(render_null_audit(audit, color=not console.no_color))
-    if args.report_json is not None:
-        write_text_atomic(args.report_json, json.dumps(audit.to_dict(), indent=2) + "\n")
-        console.print(f"null-audit report: {args.report_json}")
+    sys.stdout.write(summary)
+    if report_json is not None:
+        write_text_atomic(report_json, json.dumps(audit.to_dict(), indent=2) + "\n")
+        console.print(f"{name} report: {report_json}")
     return EXIT_OK
 
 
