@@ -1,5 +1,6 @@
 """Where a scan's time goes, from a py-spy profile: the share of samples in model compute.
 
+    pip install py-spy   # from PyPI; not a dependency of s2l-scan
     py-spy record -r 20 --idle -f raw -o PROFILE -- s2l-scan scan reference --cache-dir EMPTY
     python -m benchmarks.profile_share PROFILE
 
