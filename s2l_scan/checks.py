@@ -189,3 +189,26 @@ def combine(outcomes: Iterable[tuple[Outcome, bool]]) -> Outcome:
     if gating and all(outcome is Outcome.PASSED for outcome in gating):
         return Outcome.PASSED
     return Outcome.INCONCLUSIVE
+
+
+AMPLIFICATION_SHARE = 0.2
+"""The share of ``family_alpha`` spent on the amplification family (secondary); membership
+gets the rest. Fixed whatever the scan runs, so adding a probe never changes a membership
+decision, and the two families together keep the scan's false-fail rate ≤ ``family_alpha``
+(Bonferroni over the two families). Read by the gate and by the report's power line."""
+
+
+def membership_level(family_alpha: float) -> float:
+    """The level of the membership (primary) family; ``family_alpha`` ≥ 1 asks no
+    significance and is kept as it is.
+
+    >>> membership_level(0.05) == 0.05 * 0.8
+    True
+    """
+    return family_alpha if family_alpha >= 1.0 else family_alpha * (1.0 - AMPLIFICATION_SHARE)
+
+
+def amplification_level(family_alpha: float) -> float:
+    """The level of the amplification (secondary) family (``family_alpha`` ≥ 1: as it is)."""
+    return family_alpha if family_alpha >= 1.0 else family_alpha * AMPLIFICATION_SHARE
+

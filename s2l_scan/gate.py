@@ -30,7 +30,13 @@ from typing import Any
 
 import numpy as np
 
-from s2l_scan.checks import Outcome, Reason, combine
+from s2l_scan.checks import (
+    Outcome,
+    Reason,
+    amplification_level,
+    combine,
+    membership_level,
+)
 from s2l_scan.config import ScanConfig
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.errors import ExitCode, UsageError
@@ -66,23 +72,16 @@ MIN_PER_CLASS = family.BOUND_MIN_PER_CLASS
 """The fewest members and non-members with which an AUC or Δ check may pass: below it no
 one-sided bound is issued (docs/verdict-maths.md: the bootstrap bound's coverage by n)."""
 
-AMPLIFICATION_SHARE = 0.2
-"""The share of ``family_alpha`` spent on the amplification family (secondary); membership
-gets the rest. Fixed whatever the scan runs, so adding a probe never changes a membership
-decision, and the two families together keep the scan's false-fail rate ≤ ``family_alpha``
-(Bonferroni over the two families)."""
-
-
 def membership_alpha(config: ScanConfig) -> float:
-    """The level of the membership (primary) family: one hypothesis per domain."""
-    return config.family_alpha if config.family_alpha >= 1.0 else \
-        config.family_alpha * (1.0 - AMPLIFICATION_SHARE)
+    """The level of the membership (primary) family: one hypothesis per domain
+    (:func:`~s2l_scan.checks.membership_level`)."""
+    return membership_level(config.family_alpha)
 
 
 def amplification_alpha(config: ScanConfig) -> float:
-    """The level of the amplification (secondary) family: one hypothesis per domain."""
-    return config.family_alpha if config.family_alpha >= 1.0 else \
-        config.family_alpha * AMPLIFICATION_SHARE
+    """The level of the amplification (secondary) family: one hypothesis per domain
+    (:func:`~s2l_scan.checks.amplification_level`)."""
+    return amplification_level(config.family_alpha)
 
 
 def judge_row(row: ResultRow, config: ScanConfig) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from s2l_scan.checks import Check, Outcome, Reason
+from s2l_scan.checks import Check, Outcome, Reason, membership_level
 from s2l_scan.detectors import DETECTORS
 from s2l_scan.report.model import ExtractionRecord, ScanReport
 from s2l_scan.report.remedies import CONFOUNDED_MEANING
@@ -215,8 +215,7 @@ def power_line(report: ScanReport) -> str | None:
         return None
     groups = {row.domain for row in report.results}
     smallest = min(domains, key=lambda row: min(row.n_members, row.n_nonmembers))
-    alpha = float(report.config.get("family_alpha", 0.05))
-    alpha = alpha if alpha >= 1.0 else alpha * 0.8  # gate.membership_alpha
+    alpha = membership_level(float(report.config.get("family_alpha", 0.05)))
     max_auc = float(report.config.get("max_auc", 0.6))
     if alpha >= 1.0:  # family_alpha 1: every point past its threshold fails
         detect = "no significance is asked (family_alpha 1)"
